@@ -1,0 +1,236 @@
+//! The envelope `{"signed":...,"signatures":[...]}` with its exact bytes.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use super::roles::Role;
+use crate::cjson;
+use crate::error::Error;
+use crate::gotime::GoTime;
+use crate::keys::PublicKey;
+use crate::private::PrivateKey;
+
+/// One signature. `method` is lower-cased on parse, as notary does.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Signature {
+    pub keyid: String,
+    pub method: String,
+    #[serde(with = "super::b64")]
+    pub sig: Vec<u8>,
+}
+
+#[derive(Deserialize)]
+struct RawEnvelope {
+    signed: Value,
+    #[serde(default)]
+    signatures: Option<Vec<Signature>>,
+}
+
+/// A parsed metadata file: its typed body, its signatures, and the bytes it came from.
+#[derive(Clone, Debug)]
+pub struct Signed<T> {
+    pub signed: T,
+    pub signatures: Vec<Signature>,
+    /// The file bytes this was parsed from (or written as): what is stored, served and hashed.
+    raw: Vec<u8>,
+    /// The `signed` value as decoded JSON: signatures are verified over its canonical form,
+    /// re-derived like notary's verifier does (unknown fields included).
+    signed_value: Value,
+}
+
+impl<T: Role> Signed<T> {
+    /// Parse a metadata file. Checks `_type` (so a `Targets` file cannot pass as `Root`).
+    pub fn from_bytes(role: &str, bytes: &[u8]) -> Result<Self, Error> {
+        let env: RawEnvelope =
+            serde_json::from_slice(bytes).map_err(|e| Error::Json(format!("{role}: {e}")))?;
+        let found = env
+            .signed
+            .get("_type")
+            .and_then(Value::as_str)
+            .unwrap_or_default();
+        if found != T::TYPE {
+            return Err(Error::WrongType {
+                role: role.into(),
+                expected: T::TYPE.into(),
+                found: found.into(),
+            });
+        }
+        let signed: T = serde_json::from_value(env.signed.clone())
+            .map_err(|e| Error::Json(format!("{role}: {e}")))?;
+        let mut signatures = env.signatures.unwrap_or_default();
+        for s in &mut signatures {
+            s.method = s.method.to_lowercase();
+        }
+        Ok(Signed {
+            signed,
+            signatures,
+            raw: bytes.to_vec(),
+            signed_value: env.signed,
+        })
+    }
+
+    /// Sign `body` with `keys` and write it in notary's file form.
+    pub fn sign(body: T, keys: &[&PrivateKey]) -> Result<Self, Error> {
+        Self::sign_with_ids(body, keys.iter().map(|k| (k.id(), *k)).collect())
+    }
+
+    /// Sign with each key under an explicit key ID — for root keys, the certificate key ID
+    /// listed in root rather than the private key's canonical ID.
+    pub fn sign_with_ids(body: T, keys: Vec<(String, &PrivateKey)>) -> Result<Self, Error> {
+        let signed_value = serde_json::to_value(&body).map_err(|e| Error::Json(e.to_string()))?;
+        let msg = cjson::canonical(&signed_value)?;
+        let mut signatures = Vec::with_capacity(keys.len());
+        for (keyid, key) in keys {
+            signatures.push(Signature {
+                keyid,
+                method: key.method().into(),
+                sig: key.sign(&msg)?,
+            });
+        }
+        let raw = file_bytes(&msg, &signatures)?;
+        Ok(Signed {
+            signed: body,
+            signatures,
+            raw,
+            signed_value,
+        })
+    }
+
+    /// The bytes this document was read from or written as.
+    pub fn raw(&self) -> &[u8] {
+        &self.raw
+    }
+
+    /// The bytes Go notary would write for this document (typed body re-serialised). For a
+    /// document notary wrote, equal to [`Self::raw`].
+    pub fn to_notary_bytes(&self) -> Result<Vec<u8>, Error> {
+        file_bytes(&cjson::canonical_of(&self.signed)?, &self.signatures)
+    }
+
+    /// The message signatures cover: canonical JSON of the decoded `signed` value.
+    pub fn signed_message(&self) -> Result<Vec<u8>, Error> {
+        cjson::canonical(&self.signed_value)
+    }
+
+    /// Notary's `VerifySignatures`: count distinct keys among `role_keyids` whose signature
+    /// verifies; unknown key IDs and bad signatures are ignored, the count must reach
+    /// `threshold`.
+    pub fn verify_signatures(
+        &self,
+        role: &str,
+        keys: &BTreeMap<String, PublicKey>,
+        role_keyids: &[String],
+        threshold: i64,
+    ) -> Result<(), Error> {
+        if threshold < 1 {
+            return Err(Error::structure(
+                role,
+                format!("invalid threshold {threshold}"),
+            ));
+        }
+        let msg = self.signed_message()?;
+        let mut valid: Vec<&str> = Vec::new();
+        for sig in &self.signatures {
+            if valid.contains(&sig.keyid.as_str()) || !role_keyids.contains(&sig.keyid) {
+                continue;
+            }
+            let Some(key) = keys.get(&sig.keyid) else {
+                continue;
+            };
+            if key.verify(&sig.method, &msg, &sig.sig).is_ok() {
+                valid.push(&sig.keyid);
+            }
+        }
+        if (valid.len() as i64) < threshold {
+            return Err(Error::Threshold {
+                role: role.into(),
+                valid: valid.len(),
+                required: threshold,
+                tried: self
+                    .signatures
+                    .iter()
+                    .map(|s| s.keyid.as_str())
+                    .collect::<Vec<_>>()
+                    .join(","),
+            });
+        }
+        Ok(())
+    }
+
+    /// Notary's `VerifyVersion`.
+    pub fn check_version(&self, role: &str, min: i64) -> Result<(), Error> {
+        if self.signed.version() < min {
+            return Err(Error::LowVersion {
+                role: role.into(),
+                version: self.signed.version(),
+                min,
+            });
+        }
+        Ok(())
+    }
+
+    /// Notary's `VerifyExpiry`: expired when `expires` is before `now`.
+    pub fn check_expiry(&self, role: &str, now: &GoTime) -> Result<(), Error> {
+        if self.signed.expires().is_before(now) {
+            return Err(Error::Expired {
+                role: role.into(),
+                expires: self.signed.expires().to_string(),
+            });
+        }
+        Ok(())
+    }
+
+    /// Structure, signatures against `keys`, version ≥ `min_version`, and expiry (unless
+    /// `allow_expired`): what notary's builder checks when it loads a role.
+    pub fn verify(
+        &self,
+        role: &str,
+        keys: &BTreeMap<String, PublicKey>,
+        role_keyids: &[String],
+        threshold: i64,
+        min_version: i64,
+        allow_expired: bool,
+    ) -> Result<(), Error> {
+        self.signed.check_structure(role)?;
+        self.verify_signatures(role, keys, role_keyids, threshold)?;
+        self.check_version(role, min_version)?;
+        if !allow_expired {
+            self.check_expiry(role, &GoTime::now())?;
+        }
+        Ok(())
+    }
+
+    /// Hex SHA-256 of the stored bytes (the `role.<sha256>.json` name and the DB column).
+    pub fn sha256_hex(&self) -> String {
+        hex::encode(ring::digest::digest(&ring::digest::SHA256, &self.raw))
+    }
+}
+
+/// Notary's file form: `{"signed":` + HTML-escaped canonical bytes + `,"signatures":[...]}`.
+fn file_bytes(canonical: &[u8], signatures: &[Signature]) -> Result<Vec<u8>, Error> {
+    use base64::Engine as _;
+    let mut out = Vec::with_capacity(canonical.len() + 64 + signatures.len() * 160);
+    out.extend_from_slice(b"{\"signed\":");
+    out.extend_from_slice(&cjson::html_escape_compact(canonical)?);
+    out.extend_from_slice(b",\"signatures\":[");
+    for (i, s) in signatures.iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        out.extend_from_slice(b"{\"keyid\":");
+        cjson::write_go_string(&s.keyid, &mut out);
+        out.extend_from_slice(b",\"method\":");
+        cjson::write_go_string(&s.method, &mut out);
+        out.extend_from_slice(b",\"sig\":\"");
+        out.extend_from_slice(
+            base64::engine::general_purpose::STANDARD
+                .encode(&s.sig)
+                .as_bytes(),
+        );
+        out.extend_from_slice(b"\"}");
+    }
+    out.extend_from_slice(b"]}");
+    Ok(out)
+}
