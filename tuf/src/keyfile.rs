@@ -88,6 +88,11 @@ pub fn decode(text: &[u8], passphrase: &str) -> Result<KeyFile, Error> {
     Ok(KeyFile { key, role, gun })
 }
 
+/// The decrypted PKCS#8 bytes of an `ENCRYPTED PRIVATE KEY` body (padding removed).
+pub fn decrypt_pkcs8(der: &[u8], passphrase: &str) -> Result<Zeroizing<Vec<u8>>, Error> {
+    decrypt(der, passphrase)
+}
+
 fn derive(passphrase: &str, salt: &[u8], iterations: u32) -> Zeroizing<[u8; 32]> {
     let mut key = Zeroizing::new([0u8; 32]);
     let iterations = NonZeroU32::new(iterations.max(1)).expect("non-zero");
