@@ -195,6 +195,8 @@ mod tests {
                 Some(r#""\u2028x\u2029""#),
             ),
             (json!("tab\there"), "\"tab\there\"", None),
+            // Go does not normalise Unicode (olpc-cjson NFC-normalises this to U+0A16 U+0A3C).
+            (json!("\u{0A59}"), "\"\u{0A59}\"", Some("\"\u{0A59}\"")),
             (
                 json!({"b":1,"a":[true,null,-3]}),
                 r#"{"a":[true,null,-3],"b":1}"#,
@@ -206,6 +208,8 @@ mod tests {
                 None,
             ),
             (json!({"é":1,"z":2}), "{\"z\":2,\"é\":1}", None),
+            // raw-string order, not encoded order (olpc-cjson puts "a b" first)
+            (json!({"a b":0,"a":0}), r#"{"a":0,"a b":0}"#, None),
             (json!(2.0), "2", None),
             (json!(18446744073709551615u64), "18446744073709551615", None),
         ];

@@ -15,9 +15,12 @@
 //!
 //! From the tough family nothing is reused: tough's schema types need TUF 1.0 fields
 //! (`spec_version`, lower-case `_type`) that notary never writes, and tough links aws-lc-rs.
-//! olpc-cjson produces the canonical form correctly for ordinary metadata but not notary's file
-//! form (U+2028/U+2029 escaping, `<>&`), and both forms are a few dozen lines here, tested
-//! against the golden vectors; so it is not used either. Crypto is ring only.
+//! olpc-cjson produces the canonical form correctly for ordinary metadata, but not notary's file
+//! form (U+2028/U+2029 and `<>&` escaping), it NFC-normalises strings and it sorts keys by
+//! their encoded form (`"a b"` before `"a"`), neither of which Go does (both found by the
+//! property tests); both forms are a few dozen lines here, tested against the
+//! golden vectors, so olpc-cjson is used only as an independent oracle in tests. Crypto is ring
+//! only.
 
 mod asn1;
 pub mod cjson;
