@@ -1,1 +1,130 @@
+//! Harness for end-to-end tests across real processes: peer binaries, loopback ports, child
+//! processes that are always stopped, and HTTP(S) through curl.
 
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+/// Install ring as the process-wide rustls provider (every test process does this first).
+pub fn init() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}
+
+/// Path of a peer binary. A missing peer fails the test (never skips): the README's test
+/// command installs them (`apt-get install notary ...`).
+pub fn require_bin(name: &str) -> PathBuf {
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    std::env::split_paths(&path)
+        .map(|d| d.join(name))
+        .find(|p| p.is_file())
+        .unwrap_or_else(|| panic!("peer binary `{name}` not found on PATH: run the README's test command (scripts/test.sh) as root to install it"))
+}
+
+/// A free TCP port on 127.0.0.1.
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A child process killed (and reaped) when dropped.
+pub struct Proc {
+    pub name: String,
+    child: Child,
+    log: PathBuf,
+}
+
+impl Proc {
+    /// Start `cmd` with stdout/stderr to `<log_dir>/<name>.log`.
+    pub fn spawn(name: &str, mut cmd: Command, log_dir: &Path) -> Proc {
+        let log = log_dir.join(format!("{name}.log"));
+        let f = std::fs::File::create(&log).unwrap();
+        cmd.stdout(f.try_clone().unwrap())
+            .stderr(f)
+            .stdin(Stdio::null());
+        let child = cmd
+            .spawn()
+            .unwrap_or_else(|e| panic!("starting {name}: {e}"));
+        Proc {
+            name: name.into(),
+            child,
+            log,
+        }
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Panic with the log tail if the process has exited.
+    pub fn assert_running(&mut self) {
+        if let Ok(Some(status)) = self.child.try_wait() {
+            panic!("{} exited with {status}:\n{}", self.name, self.log());
+        }
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Run a command to completion, panicking with its output on failure.
+pub fn run_ok(what: &str, cmd: &mut Command) -> Output {
+    let out = cmd
+        .stdin(Stdio::null())
+        .output()
+        .unwrap_or_else(|e| panic!("{what}: {e}"));
+    assert!(
+        out.status.success(),
+        "{what} failed ({}):\nstdout: {}\nstderr: {}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+/// GET `url` with curl trusting `ca`; returns (status, body).
+pub fn https_get(url: &str, ca: &Path) -> (u16, Vec<u8>) {
+    let out = Command::new(require_bin("curl"))
+        .args(["-sS", "--cacert"])
+        .arg(ca)
+        .args(["-o", "-", "-w", "\n%{http_code}", url])
+        .output()
+        .unwrap();
+    let mut body = out.stdout;
+    let nl = body.iter().rposition(|b| *b == b'\n').unwrap_or(0);
+    let code = String::from_utf8_lossy(&body[nl + 1..])
+        .trim()
+        .parse()
+        .unwrap_or(0);
+    body.truncate(nl);
+    (code, body)
+}
+
+/// Poll `url` until it answers 200, or panic after `timeout` naming `proc`'s log.
+pub fn wait_ok(url: &str, ca: &Path, timeout: Duration, procs: &mut [&mut Proc]) {
+    let start = Instant::now();
+    loop {
+        if https_get(url, ca).0 == 200 {
+            return;
+        }
+        for p in procs.iter_mut() {
+            p.assert_running();
+        }
+        if start.elapsed() > timeout {
+            let logs: Vec<String> = procs
+                .iter()
+                .map(|p| format!("--- {}\n{}", p.name, p.log()))
+                .collect();
+            panic!("{url} not healthy after {timeout:?}\n{}", logs.join("\n"));
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
