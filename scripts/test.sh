@@ -1,0 +1,43 @@
+#!/usr/bin/env bash
+# The README's test command: installs what the tests need (as root), proves the build is
+# ring-only, and runs every test of the workspace, real peers included.
+#
+#   scripts/test.sh
+#
+# Needs ../shared/fixtures (beside the checkout) for the golden tests, or TRUSTBRIDGE_FIXTURES.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+peers=(notary notary-server notary-signer docker-registry skopeo protoc wrk curl)
+missing=()
+for b in "${peers[@]}"; do command -v "$b" >/dev/null 2>&1 || missing+=("$b"); done
+if [ ${#missing[@]} -gt 0 ]; then
+  if [ "$(id -u)" -ne 0 ]; then
+    echo "test.sh: missing ${missing[*]}; run as root so it can apt-get install them" >&2
+    exit 1
+  fi
+  echo "test.sh: installing peers (missing: ${missing[*]})"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq notary docker-registry skopeo protobuf-compiler wrk curl >/dev/null
+fi
+for b in "${peers[@]}"; do
+  command -v "$b" >/dev/null 2>&1 || { echo "test.sh: peer $b still missing after install" >&2; exit 1; }
+done
+
+# Reuse a build cache outside the clone when one exists.
+if [ -z "${CARGO_TARGET_DIR:-}" ] && [ -d /work/.cargo-target ]; then
+  export CARGO_TARGET_DIR=/work/.cargo-target
+fi
+
+# One crypto provider: no aws-lc-rs, no OpenSSL in any product crate.
+for bad in aws-lc-rs openssl-sys; do
+  if cargo tree --workspace -e normal -i "$bad" >/dev/null 2>&1; then
+    echo "test.sh: $bad is in the dependency graph (ring only, see shared/reference/dependencies.md)" >&2
+    cargo tree --workspace -e normal -i "$bad" >&2
+    exit 1
+  fi
+done
+
+cargo fmt --all -- --check
+cargo test --workspace --no-fail-fast
