@@ -4,7 +4,10 @@
 use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
-#[command(version, about = "Notary v1 server that mirrors signed tags to Cosign signatures")]
+#[command(
+    version,
+    about = "Notary v1 server that mirrors signed tags to Cosign signatures"
+)]
 struct Cli {
     /// notary-server compatible JSON config (serving is not implemented yet)
     #[arg(long)]
@@ -33,9 +36,17 @@ fn main() -> anyhow::Result<()> {
             if !certs.join("root-ca.crt").exists() {
                 trustbridge_certs::generate(825)?.write(&certs)?;
             }
-            eprintln!("dev certificates are in {} (trust {}/root-ca.crt)", certs.display(), certs.display());
-            anyhow::bail!("serving {addr} is not implemented yet: the Notary v1 API lands with the Server issue")
+            eprintln!(
+                "dev certificates are in {} (trust {}/root-ca.crt)",
+                certs.display(),
+                certs.display()
+            );
+            anyhow::bail!(
+                "serving {addr} is not implemented yet: the Notary v1 API lands with the Server issue"
+            )
         }
-        None => anyhow::bail!("serving is not implemented yet: the Notary v1 API lands with the Server issue"),
+        None => anyhow::bail!(
+            "serving is not implemented yet: the Notary v1 API lands with the Server issue"
+        ),
     }
 }

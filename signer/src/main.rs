@@ -3,7 +3,10 @@
 use clap::Parser;
 
 #[derive(Parser)]
-#[command(version, about = "Holds server-side private keys and signs over gRPC with mutual TLS (notary-signer compatible)")]
+#[command(
+    version,
+    about = "Holds server-side private keys and signs over gRPC with mutual TLS (notary-signer compatible)"
+)]
 struct Cli {
     /// notary-signer compatible JSON config
     #[arg(long)]
