@@ -74,7 +74,7 @@ pub fn decode(text: &[u8], passphrase: &str) -> Result<KeyFile, Error> {
     let gun = pem.headers().get("gun").map(str::to_string);
     let key = match pem.tag() {
         "ENCRYPTED PRIVATE KEY" => {
-            let plain = decrypt(pem.contents(), passphrase)?;
+            let plain = decrypt_pkcs8(pem.contents(), passphrase)?;
             PrivateKey::from_pkcs8(&plain).map_err(|_| Error::WrongPassphrase)?
         }
         "PRIVATE KEY" => PrivateKey::from_pkcs8(pem.contents())?,
@@ -86,11 +86,6 @@ pub fn decode(text: &[u8], passphrase: &str) -> Result<KeyFile, Error> {
         other => return Err(Error::PrivateKey(format!("unsupported PEM type {other:?}"))),
     };
     Ok(KeyFile { key, role, gun })
-}
-
-/// The decrypted PKCS#8 bytes of an `ENCRYPTED PRIVATE KEY` body (padding removed).
-pub fn decrypt_pkcs8(der: &[u8], passphrase: &str) -> Result<Zeroizing<Vec<u8>>, Error> {
-    decrypt(der, passphrase)
 }
 
 fn derive(passphrase: &str, salt: &[u8], iterations: u32) -> Zeroizing<[u8; 32]> {
@@ -134,7 +129,8 @@ fn encrypt(plain: &[u8], passphrase: &str) -> Result<Vec<u8>, Error> {
     ]))
 }
 
-fn decrypt(der: &[u8], passphrase: &str) -> Result<Zeroizing<Vec<u8>>, Error> {
+/// The decrypted PKCS#8 bytes of an `ENCRYPTED PRIVATE KEY` body (padding removed).
+pub fn decrypt_pkcs8(der: &[u8], passphrase: &str) -> Result<Zeroizing<Vec<u8>>, Error> {
     let unsupported = |what: &str| {
         Error::PrivateKey(format!(
             "encrypted key: {what} (notary writes PBES2/PBKDF2/AES-256-CBC)"

@@ -292,12 +292,31 @@ fn tamper(b: &[u8], i: usize) -> Option<Vec<u8>> {
 
 /// Full verification of a current file the way a client does it: parse, key IDs, signatures
 /// with root (or the delegating role), and its hash in snapshot (or timestamp).
-fn verify_current(role: &str, bytes: &[u8]) -> Result<(), Error> {
-    let root = Signed::<Root>::from_bytes("root", &common::read("metadata/root.json"))?;
-    let r = &root.signed;
-    let snap = Signed::<Snapshot>::from_bytes("snapshot", &common::read("metadata/snapshot.json"))?;
-    let ts =
-        Signed::<Timestamp>::from_bytes("timestamp", &common::read("metadata/timestamp.json"))?;
+/// The untampered documents a tampered file is checked against, parsed once.
+struct Reference {
+    root: Signed<Root>,
+    prev_root: Signed<Root>,
+    targets: Signed<Targets>,
+    snap: Signed<Snapshot>,
+    ts: Signed<Timestamp>,
+}
+
+impl Reference {
+    fn load() -> Self {
+        Reference {
+            root: Signed::from_bytes("root", &common::read("metadata/root.json")).unwrap(),
+            prev_root: Signed::from_bytes("root", &common::read("metadata/versions/root/2.json"))
+                .unwrap(),
+            targets: Signed::from_bytes("targets", &common::read("metadata/targets.json")).unwrap(),
+            snap: Signed::from_bytes("snapshot", &common::read("metadata/snapshot.json")).unwrap(),
+            ts: Signed::from_bytes("timestamp", &common::read("metadata/timestamp.json")).unwrap(),
+        }
+    }
+}
+
+fn verify_current(reference: &Reference, role: &str, bytes: &[u8]) -> Result<(), Error> {
+    let r = &reference.root.signed;
+    let (snap, ts) = (&reference.snap, &reference.ts);
     let check_ids = |keys: &BTreeMap<String, PublicKey>| -> Result<(), Error> {
         for (id, k) in keys {
             if &k.id() != id {
@@ -313,12 +332,10 @@ fn verify_current(role: &str, bytes: &[u8]) -> Result<(), Error> {
         "root" => {
             let new = Signed::<Root>::from_bytes(role, bytes)?;
             check_ids(&new.signed.keys)?;
-            let prev =
-                Signed::<Root>::from_bytes("root", &common::read("metadata/versions/root/2.json"))?;
             x509::validate_root(
                 common::GUN,
                 &new,
-                Some(&prev),
+                Some(&reference.prev_root),
                 &GoTime::parse("2026-11-24T00:00:00Z").unwrap(),
             )?;
             snap.signed.meta["root"].check("snapshot", role, bytes)
@@ -329,10 +346,7 @@ fn verify_current(role: &str, bytes: &[u8]) -> Result<(), Error> {
             if role == "targets" {
                 t.verify(role, &r.keys, &r.roles["targets"].keyids, 1, 1, true)?;
             } else {
-                let parent = Signed::<Targets>::from_bytes(
-                    "targets",
-                    &common::read("metadata/targets.json"),
-                )?;
+                let parent = &reference.targets;
                 let d = &parent.signed.delegations.roles[0];
                 t.verify(
                     role,
@@ -360,6 +374,7 @@ fn verify_current(role: &str, bytes: &[u8]) -> Result<(), Error> {
 
 #[test]
 fn one_byte_tamper_anywhere_is_rejected() {
+    let reference = Reference::load();
     for (role, file) in [
         ("root", "metadata/root.json"),
         ("targets", "metadata/targets.json"),
@@ -368,7 +383,7 @@ fn one_byte_tamper_anywhere_is_rejected() {
         ("timestamp", "metadata/timestamp.json"),
     ] {
         let b = common::read(file);
-        verify_current(role, &b).unwrap_or_else(|e| panic!("untampered {role}: {e}"));
+        verify_current(&reference, role, &b).unwrap_or_else(|e| panic!("untampered {role}: {e}"));
         let sig_start = b
             .windows(14)
             .position(|w| w == b"\"signatures\":[")
@@ -377,7 +392,7 @@ fn one_byte_tamper_anywhere_is_rejected() {
         for i in 0..b.len() {
             let Some(t) = tamper(&b, i) else { continue };
             tried += 1;
-            let err = verify_current(role, &t)
+            let err = verify_current(&reference, role, &t)
                 .expect_err(&format!("{role}: tamper at byte {i} accepted"));
             // Inside the signed body or a signature value, the signature check is what must
             // catch it (unless the change already broke parsing, a key or a certificate).
@@ -478,8 +493,11 @@ fn throwaway_keys_decrypt_to_notary_pkcs8_and_match_the_metadata() {
 
 #[test]
 fn our_encrypted_key_files_have_notarys_exact_layout() {
-    let theirs = pem::parse(common::read("THROWAWAY-client-private-keys/3f7294e7a02c1f7c53d8e629774b75ec309bb2bb3fd96c4d0b26f7fdc5547269.key")).unwrap();
-    let key = keyfile::decode(&common::read("THROWAWAY-client-private-keys/3f7294e7a02c1f7c53d8e629774b75ec309bb2bb3fd96c4d0b26f7fdc5547269.key"), "throwaway-targets").unwrap().key;
+    let their_text = String::from_utf8(common::read("THROWAWAY-client-private-keys/3f7294e7a02c1f7c53d8e629774b75ec309bb2bb3fd96c4d0b26f7fdc5547269.key")).unwrap();
+    let theirs = pem::parse(&their_text).unwrap();
+    let key = keyfile::decode(their_text.as_bytes(), "throwaway-targets")
+        .unwrap()
+        .key;
     let ours_text = keyfile::encode(&key, "targets", Some(common::GUN), "pw").unwrap();
     let ours = pem::parse(&ours_text).unwrap();
     let (a, b) = (theirs.contents(), ours.contents());
@@ -489,7 +507,6 @@ fn our_encrypted_key_files_have_notarys_exact_layout() {
     assert_eq!(a[43..62], b[43..62]);
     assert_eq!(a[78..81], b[78..81]);
     // Same PEM framing: type, sorted `gun:`/`role:` headers, blank line, 64-column base64.
-    let their_text = String::from_utf8(common::read("THROWAWAY-client-private-keys/3f7294e7a02c1f7c53d8e629774b75ec309bb2bb3fd96c4d0b26f7fdc5547269.key")).unwrap();
     let shape = |t: &str| {
         t.lines()
             .map(|l| {
