@@ -125,6 +125,31 @@ pub fn generate(days: i64) -> Result<DevPki, Error> {
 }
 
 impl DevPki {
+    /// A client certificate from this CA valid from `not_before` to `not_after`, e.g. an
+    /// expired one to prove the signer refuses it.
+    pub fn issue_client(
+        &self,
+        cn: &str,
+        not_before: OffsetDateTime,
+        not_after: OffsetDateTime,
+    ) -> Result<Pair, Error> {
+        let ca_key = KeyPair::from_pem(&self.ca.key_pem)?;
+        let issuer = Issuer::from_ca_cert_pem(&self.ca.cert_pem, ca_key)?;
+        let key = KeyPair::generate()?;
+        let mut p = CertificateParams::new(vec!["localhost".to_string()])?;
+        p.distinguished_name.push(DnType::CommonName, cn);
+        p.is_ca = IsCa::ExplicitNoCa;
+        p.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+        p.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+        p.not_before = not_before;
+        p.not_after = not_after;
+        let cert = p.signed_by(&key, &issuer)?;
+        Ok(Pair {
+            cert_pem: cert.pem(),
+            key_pem: key.serialize_pem(),
+        })
+    }
+
     /// Write `root-ca.crt`, `server.{crt,key}`, `signer.{crt,key}`, `signer-client.{crt,key}`
     /// (keys 0600) into `dir`. The CA's private key is not written: nothing needs it later.
     pub fn write(&self, dir: &Path) -> Result<(), Error> {

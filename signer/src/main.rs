@@ -1,6 +1,12 @@
-//! trustbridge-signer: the key-holding gRPC process. Thin until the Signer issue lands.
+//! trustbridge-signer: serve (the default), or administer the key store offline.
 
-use clap::Parser;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use trustbridge_signer::keystore::KeyStore;
+use trustbridge_signer::{Config, admin, backup, serve};
 
 #[derive(Parser)]
 #[command(
@@ -8,13 +14,147 @@ use clap::Parser;
     about = "Holds server-side private keys and signs over gRPC with mutual TLS (notary-signer compatible)"
 )]
 struct Cli {
-    /// notary-signer compatible JSON config
-    #[arg(long)]
-    config: Option<std::path::PathBuf>,
+    /// notary-signer compatible JSON config (paths inside are relative to it)
+    #[arg(long, global = true, default_value = "signer.json")]
+    config: PathBuf,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Serve gRPC (the default when no command is given)
+    Serve,
+    /// Manage keys in the store (offline: no server needed)
+    #[command(subcommand)]
+    Keys(KeysCmd),
+    /// Write every key to a bundle encrypted with $TRUSTBRIDGE_BACKUP_PASSPHRASE
+    Backup {
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Add the keys of a backup bundle, encrypted under the default alias
+    Restore { file: PathBuf },
+    /// The Cosign bridge key
+    #[command(subcommand, name = "cosign-key")]
+    CosignKey(CosignCmd),
+}
+
+#[derive(Subcommand)]
+enum KeysCmd {
+    /// List live keys
+    List,
+    /// Show one key
+    Show { key_id: String },
+    /// Print the public key (notary key JSON, or PEM with --pem)
+    ExportPublic {
+        key_id: String,
+        #[arg(long)]
+        pem: bool,
+    },
+    /// Generate a key for ROLE of GUN under the default alias
+    Generate {
+        #[arg(long)]
+        role: String,
+        #[arg(long, default_value = "")]
+        gun: String,
+        #[arg(long, default_value = "ecdsa")]
+        algorithm: String,
+    },
+    /// Delete a key (soft delete, as notary-signer does)
+    Delete { key_id: String },
+    /// Re-encrypt every key under ALIAS (its passphrase in NOTARY_SIGNER_<ALIAS>), all or none
+    ReEncrypt {
+        #[arg(long)]
+        alias: String,
+    },
+}
+
+#[derive(Subcommand)]
+enum CosignCmd {
+    /// Generate the bridge key (ECDSA P-256)
+    Generate,
+    /// Import a cosign.key (password from $COSIGN_PASSWORD)
+    Import { file: PathBuf },
+    /// Print the bridge key as cosign.pub
+    ExportPublic,
+}
+
+fn env_secret(var: &str) -> anyhow::Result<String> {
+    std::env::var(var)
+        .ok()
+        .filter(|v| !v.is_empty())
+        .with_context(|| format!("set the environment variable {var}"))
+}
+
+fn init_logging(level: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+}
+
+async fn shutdown_signal() {
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .expect("SIGTERM handler");
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = tokio::signal::ctrl_c() => {}
+    }
 }
 
 fn main() -> anyhow::Result<()> {
     let _ = rustls::crypto::ring::default_provider().install_default();
-    let _cli = Cli::parse();
-    anyhow::bail!("the signer service is not implemented yet: it lands with the Signer issue")
+    let cli = Cli::parse();
+    let config = Config::load(&cli.config)?;
+    init_logging(&config.log_level);
+    let out = match cli.command.unwrap_or(Command::Serve) {
+        Command::Serve => {
+            let store = KeyStore::open(&config.backend, &config.default_alias)?;
+            store.check_passphrases()?;
+            let rt = tokio::runtime::Runtime::new()?;
+            rt.block_on(serve::serve(&config, Arc::new(store), shutdown_signal()))?;
+            return Ok(());
+        }
+        Command::Keys(k) => {
+            let store = admin::open(&config)?;
+            match k {
+                KeysCmd::List => admin::list(&store)?,
+                KeysCmd::Show { key_id } => admin::show(&store, &key_id)?,
+                KeysCmd::ExportPublic { key_id, pem } => {
+                    admin::export_public(&store, &key_id, pem)?
+                }
+                KeysCmd::Generate {
+                    role,
+                    gun,
+                    algorithm,
+                } => admin::generate(&store, &role, &gun, &algorithm)?,
+                KeysCmd::Delete { key_id } => admin::delete(&store, &key_id)?,
+                KeysCmd::ReEncrypt { alias } => admin::re_encrypt(&store, &alias)?,
+            }
+        }
+        Command::Backup { out } => {
+            let pass = env_secret(backup::PASSPHRASE_ENV)?;
+            admin::backup(&admin::open(&config)?, &out, &pass)?
+        }
+        Command::Restore { file } => {
+            let pass = env_secret(backup::PASSPHRASE_ENV)?;
+            admin::restore(&admin::open(&config)?, &file, &pass)?
+        }
+        Command::CosignKey(c) => {
+            let store = admin::open(&config)?;
+            match c {
+                CosignCmd::Generate => admin::cosign_generate(&store)?,
+                CosignCmd::Import { file } => {
+                    let pass = std::env::var("COSIGN_PASSWORD").unwrap_or_default();
+                    admin::cosign_import(&store, &file, &pass)?
+                }
+                CosignCmd::ExportPublic => admin::cosign_export_public(&store)?,
+            }
+        }
+    };
+    print!("{out}");
+    Ok(())
 }

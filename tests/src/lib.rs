@@ -128,3 +128,36 @@ pub fn wait_ok(url: &str, ca: &Path, timeout: Duration, procs: &mut [&mut Proc])
         std::thread::sleep(Duration::from_millis(100));
     }
 }
+
+pub mod signer;
+
+/// Path of one of our own binaries, built on first use with the cargo that builds the tests
+/// (a test package cannot depend on another package's binary), into the same target dir.
+pub fn our_bin(package: &str, bin: &str) -> PathBuf {
+    static BUILT: std::sync::Mutex<Vec<String>> = std::sync::Mutex::new(Vec::new());
+    let exe = std::env::current_exe().unwrap();
+    // target/<profile>/deps/<test-exe>
+    let profile_dir = exe.parent().and_then(Path::parent).unwrap().to_path_buf();
+    let target_dir = profile_dir.parent().unwrap();
+    let mut built = BUILT.lock().unwrap_or_else(|p| p.into_inner());
+    if !built.iter().any(|b| b == bin) {
+        let mut cmd = Command::new(env!("CARGO"));
+        cmd.args([
+            "build",
+            "--quiet",
+            "-p",
+            package,
+            "--bin",
+            bin,
+            "--target-dir",
+        ])
+        .arg(target_dir)
+        .current_dir(env!("CARGO_MANIFEST_DIR"));
+        if profile_dir.file_name().is_some_and(|n| n == "release") {
+            cmd.arg("--release");
+        }
+        run_ok(&format!("cargo build --bin {bin}"), &mut cmd);
+        built.push(bin.to_string());
+    }
+    profile_dir.join(bin)
+}

@@ -1,0 +1,382 @@
+//! The key store: notary-signer's `private_keys` rows (see [`rows`]) plus an in-memory cache
+//! of decrypted keys, as notary's `cachedcryptoservice` keeps one, so a hot Sign does no
+//! database or PBKDF2 work.
+
+pub mod passphrase;
+pub mod rows;
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant};
+
+use rusqlite::Connection;
+use trustbridge_tuf::{KeyType, PrivateKey, PublicKey, jwe};
+
+use crate::config::Backend;
+use crate::error::{Error, Result};
+use rows::KeyRow;
+
+/// notary's memory backend encrypts with this constant (`passphrase.ConstantRetriever`).
+const MEMORY_PASSPHRASE: &str = "memory-db-ignore";
+
+/// How often a cached key re-checks its row (so a key deleted by the admin CLI stops signing)
+/// and refreshes `last_used`. notary writes `last_used` on every Sign; once per interval keeps
+/// the same meaning ("has signed", which is what CreateKey's reuse rule reads) without a write
+/// per signature.
+const REVALIDATE: Duration = Duration::from_secs(10);
+
+/// What the store knows about a key, without its private half.
+#[derive(Clone, Debug)]
+pub struct KeyInfo {
+    pub key_id: String,
+    pub algorithm: String,
+    pub public: PublicKey,
+    pub role: String,
+    pub gun: String,
+    pub alias: String,
+    pub created_at: Option<String>,
+    pub last_used: Option<String>,
+}
+
+/// A signature with what the `Signature` message reports about it.
+pub struct Signature {
+    pub key: PublicKey,
+    /// notary's signature method: `ecdsa` (raw r||s over SHA-256), `eddsa` or `rsapss`.
+    pub method: &'static str,
+    pub bytes: Vec<u8>,
+}
+
+struct Held {
+    key: PrivateKey,
+    /// When the row was last checked live and `last_used` written; None = not yet (a key
+    /// generated here that has not signed).
+    checked: Mutex<Option<Instant>>,
+}
+
+pub struct KeyStore {
+    conn: Mutex<Connection>,
+    default_alias: String,
+    memory: bool,
+    cache: RwLock<HashMap<String, Arc<Held>>>,
+}
+
+/// The key types notary-signer creates (`CryptoServiceIndex` has ecdsa and ed25519 only).
+pub fn creatable(algorithm: &str) -> Result<KeyType> {
+    match algorithm {
+        "ecdsa" => Ok(KeyType::Ecdsa),
+        "ed25519" => Ok(KeyType::Ed25519),
+        other => Err(Error::UnsupportedAlgorithm(other.to_string())),
+    }
+}
+
+fn info_of(row: KeyRow) -> Result<KeyInfo> {
+    let key_type = KeyType::parse(&row.algorithm).map_err(|e| Error::CorruptKey {
+        key_id: row.key_id.clone(),
+        reason: e.to_string(),
+    })?;
+    Ok(KeyInfo {
+        public: PublicKey::new(key_type, row.public),
+        key_id: row.key_id,
+        algorithm: row.algorithm,
+        role: row.role,
+        gun: row.gun,
+        alias: row.passphrase_alias,
+        created_at: row.created_at,
+        last_used: row.last_used,
+    })
+}
+
+impl KeyStore {
+    pub fn open(backend: &Backend, default_alias: &str) -> Result<KeyStore> {
+        let (conn, memory) = match backend {
+            Backend::Memory => (Connection::open_in_memory()?, true),
+            Backend::Sqlite(path) => (Self::open_file(path)?, false),
+        };
+        rows::init(&conn)?;
+        Ok(KeyStore {
+            conn: Mutex::new(conn),
+            default_alias: default_alias.to_string(),
+            memory,
+            cache: RwLock::new(HashMap::new()),
+        })
+    }
+
+    fn open_file(path: &Path) -> Result<Connection> {
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+        }
+        let conn = Connection::open(path)?;
+        // WAL lets the admin CLI read while the service runs; the timeout covers its writes.
+        conn.pragma_update(None, "journal_mode", "WAL")?;
+        conn.busy_timeout(Duration::from_secs(5))?;
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let _ = std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600));
+        }
+        Ok(conn)
+    }
+
+    fn db(&self) -> std::sync::MutexGuard<'_, Connection> {
+        self.conn.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub fn default_alias(&self) -> &str {
+        &self.default_alias
+    }
+
+    fn passphrase(&self, alias: &str) -> Result<zeroize::Zeroizing<String>> {
+        if self.memory {
+            return Ok(zeroize::Zeroizing::new(MEMORY_PASSPHRASE.into()));
+        }
+        passphrase::passphrase(alias)
+    }
+
+    /// Decrypt a row into its private key, checking that it matches the stored public key.
+    fn decrypt(&self, row: &KeyRow) -> Result<PrivateKey> {
+        let pass = self.passphrase(&row.passphrase_alias)?;
+        let plain = jwe::decrypt(&row.private, &pass).map_err(|e| match e {
+            trustbridge_tuf::Error::WrongPassphrase => Error::WrongPassphrase {
+                alias: row.passphrase_alias.clone(),
+                var: passphrase::env_var(&row.passphrase_alias),
+                key_id: row.key_id.clone(),
+            },
+            other => Error::CorruptKey {
+                key_id: row.key_id.clone(),
+                reason: other.to_string(),
+            },
+        })?;
+        let corrupt = |reason: String| Error::CorruptKey {
+            key_id: row.key_id.clone(),
+            reason,
+        };
+        let key_type = KeyType::parse(&row.algorithm).map_err(|e| corrupt(e.to_string()))?;
+        let key = PrivateKey::from_notary_bytes(key_type, &plain)
+            .map_err(|e| corrupt(format!("private key does not load: {e}")))?;
+        if key.public_key().public != row.public || key.id() != row.key_id {
+            return Err(corrupt(
+                "private key does not match the stored public key or key ID".into(),
+            ));
+        }
+        Ok(key)
+    }
+
+    /// Start-up check: the default alias has a passphrase, and every alias in use decrypts at
+    /// least one of its keys (a wrong passphrase stops start-up, naming alias and variable).
+    pub fn check_passphrases(&self) -> Result<()> {
+        if self.memory {
+            return Ok(());
+        }
+        self.passphrase(&self.default_alias)?;
+        let all = rows::list(&self.db())?;
+        let mut by_alias: HashMap<&str, Vec<&KeyRow>> = HashMap::new();
+        for row in &all {
+            by_alias.entry(&row.passphrase_alias).or_default().push(row);
+        }
+        for (alias, keys) in by_alias {
+            let mut first_err = None;
+            let mut ok = false;
+            for row in keys {
+                match self.decrypt(row) {
+                    Ok(_) => {
+                        ok = true;
+                        break;
+                    }
+                    Err(e @ Error::MissingPassphrase { .. }) => return Err(e),
+                    Err(e) => {
+                        tracing::warn!(key_id = %row.key_id, error = %e, "stored key does not load");
+                        first_err.get_or_insert(e);
+                    }
+                }
+            }
+            if !ok && let Some(e) = first_err {
+                tracing::error!(alias, "no key of this alias decrypts");
+                return Err(e);
+            }
+        }
+        Ok(())
+    }
+
+    /// Encrypt `key` under `alias` and store it as a new row.
+    pub fn add(&self, role: &str, gun: &str, key: &PrivateKey, alias: &str) -> Result<()> {
+        let pass = self.passphrase(alias)?;
+        let private = jwe::encrypt(key.notary_bytes(), &pass)?;
+        rows::insert(
+            &self.db(),
+            &KeyRow {
+                key_id: key.id(),
+                algorithm: key.key_type().as_str().into(),
+                passphrase_alias: alias.into(),
+                public: key.public_key().public.clone(),
+                private,
+                gun: gun.into(),
+                role: role.into(),
+                created_at: None,
+                last_used: None,
+            },
+        )
+    }
+
+    /// notary-signer's CreateKey: hand out the unused key for (role, gun, algorithm) if there
+    /// is one (lowest key ID), else generate, encrypt under the default alias and store one.
+    /// The memory backend always generates, as notary's does.
+    pub fn create(&self, role: &str, gun: &str, algorithm: &str) -> Result<PublicKey> {
+        let key_type = creatable(algorithm)?;
+        if !self.memory
+            && let Some(row) = rows::unused(&self.db(), role, gun, algorithm)?
+        {
+            return Ok(info_of(row)?.public);
+        }
+        self.generate(role, gun, key_type)
+    }
+
+    /// Always a new key (the admin CLI's `keys generate`).
+    pub fn generate(&self, role: &str, gun: &str, key_type: KeyType) -> Result<PublicKey> {
+        let key = PrivateKey::generate(key_type)?;
+        self.add(role, gun, &key, &self.default_alias.clone())?;
+        let public = key.public_key().clone();
+        self.cache_insert(key, false);
+        Ok(public)
+    }
+
+    fn cache_insert(&self, key: PrivateKey, marked: bool) -> Arc<Held> {
+        let held = Arc::new(Held {
+            key,
+            checked: Mutex::new(marked.then(Instant::now)),
+        });
+        self.cache
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(held.key.id(), held.clone());
+        held
+    }
+
+    pub fn info(&self, key_id: &str) -> Result<KeyInfo> {
+        let row =
+            rows::get(&self.db(), key_id)?.ok_or_else(|| Error::KeyNotFound(key_id.into()))?;
+        info_of(row)
+    }
+
+    pub fn list(&self) -> Result<Vec<KeyInfo>> {
+        rows::list(&self.db())?.into_iter().map(info_of).collect()
+    }
+
+    /// The decrypted key for `key_id`, from the cache or the store.
+    fn held(&self, key_id: &str) -> Result<Arc<Held>> {
+        let cached = self
+            .cache
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(key_id)
+            .cloned();
+        if let Some(held) = cached {
+            let mut checked = held.checked.lock().unwrap_or_else(|p| p.into_inner());
+            if checked.is_some_and(|t| t.elapsed() < REVALIDATE) {
+                return Ok(held.clone());
+            }
+            let db = self.db();
+            if rows::get(&db, key_id)?.is_none() {
+                drop(db);
+                self.forget(key_id);
+                return Err(Error::KeyNotFound(key_id.into()));
+            }
+            rows::mark_used(&db, key_id)?;
+            *checked = Some(Instant::now());
+            return Ok(held.clone());
+        }
+        let row =
+            rows::get(&self.db(), key_id)?.ok_or_else(|| Error::KeyNotFound(key_id.into()))?;
+        let key = self.decrypt(&row)?;
+        rows::mark_used(&self.db(), key_id)?;
+        Ok(self.cache_insert(key, true))
+    }
+
+    /// Sign `msg` with `key_id` (the signer hashes; ECDSA comes back as raw r||s). The key
+    /// becomes "used", so CreateKey no longer hands it out.
+    pub fn sign(&self, key_id: &str, msg: &[u8]) -> Result<Signature> {
+        let held = self.held(key_id)?;
+        let bytes = held.key.sign(msg)?;
+        Ok(Signature {
+            key: held.key.public_key().clone(),
+            method: held.key.method(),
+            bytes,
+        })
+    }
+
+    fn forget(&self, key_id: &str) {
+        self.cache
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(key_id);
+    }
+
+    /// Soft-delete; like notary's DeleteKey, deleting an absent key is not an error.
+    pub fn delete(&self, key_id: &str) -> Result<bool> {
+        self.forget(key_id);
+        rows::soft_delete(&self.db(), key_id)
+    }
+
+    /// Move every live key to `alias` in one transaction: all rows are re-encrypted, or none.
+    pub fn re_encrypt(&self, alias: &str) -> Result<usize> {
+        let new_pass = self.passphrase(alias)?;
+        let mut db = self.db();
+        let tx = db.transaction()?;
+        let all = rows::list(&tx)?;
+        for row in &all {
+            let key = self.decrypt(row)?;
+            let jwe = jwe::encrypt(key.notary_bytes(), &new_pass)?;
+            rows::set_private(&tx, &row.key_id, alias, &jwe)?;
+        }
+        tx.commit()?;
+        Ok(all.len())
+    }
+
+    /// Every live key decrypted, for a backup bundle.
+    pub fn export_all(&self) -> Result<Vec<(KeyInfo, PrivateKey)>> {
+        let all = rows::list(&self.db())?;
+        all.into_iter()
+            .map(|row| {
+                let key = self.decrypt(&row)?;
+                Ok((info_of(row)?, key))
+            })
+            .collect()
+    }
+
+    /// Store keys from a backup under the default alias, in one transaction. Keys already
+    /// present are left as they are; returns how many were added.
+    pub fn import_all(&self, keys: &[(KeyInfo, PrivateKey)]) -> Result<usize> {
+        let pass = self.passphrase(&self.default_alias)?;
+        let mut db = self.db();
+        let tx = db.transaction()?;
+        let mut added = 0;
+        for (info, key) in keys {
+            if key.id() != info.key_id {
+                return Err(Error::Backup(format!(
+                    "key {} in the bundle does not match its private key",
+                    info.key_id
+                )));
+            }
+            if rows::get(&tx, &info.key_id)?.is_some() {
+                continue;
+            }
+            rows::insert(
+                &tx,
+                &KeyRow {
+                    key_id: info.key_id.clone(),
+                    algorithm: info.algorithm.clone(),
+                    passphrase_alias: self.default_alias.clone(),
+                    public: key.public_key().public.clone(),
+                    private: jwe::encrypt(key.notary_bytes(), &pass)?,
+                    gun: info.gun.clone(),
+                    role: info.role.clone(),
+                    created_at: info.created_at.clone(),
+                    last_used: info.last_used.clone(),
+                },
+            )?;
+            added += 1;
+        }
+        tx.commit()?;
+        Ok(added)
+    }
+}

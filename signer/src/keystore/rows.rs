@@ -1,0 +1,174 @@
+//! notary-signer's `private_keys` table (`migrations/signer/*`, gorm `GormPrivateKey`) in
+//! SQLite. The columns are notary's, so rows copy between notary-signer's SQL store and ours
+//! without re-encryption. Deletes are soft (`deleted_at`), as gorm's are; timestamps are UTC
+//! RFC 3339 text.
+
+use rusqlite::{Connection, OptionalExtension, Row, params};
+
+use crate::error::Result;
+
+/// The JWE algorithms notary-signer records with every key (`keydbstore.EncryptionAlg`, `KeywrapAlg`).
+pub const ENCRYPTION_ALG: &str = "A256GCM";
+pub const KEYWRAP_ALG: &str = "PBES2-HS256+A128KW";
+
+pub const SCHEMA: &str = r#"
+CREATE TABLE IF NOT EXISTS private_keys (
+  id INTEGER PRIMARY KEY AUTOINCREMENT,
+  created_at TEXT NULL DEFAULT NULL,
+  updated_at TEXT NULL DEFAULT NULL,
+  deleted_at TEXT NULL DEFAULT NULL,
+  key_id VARCHAR(255) NOT NULL,
+  encryption_alg VARCHAR(255) NOT NULL,
+  keywrap_alg VARCHAR(255) NOT NULL,
+  algorithm VARCHAR(50) NOT NULL,
+  passphrase_alias VARCHAR(50) NOT NULL,
+  public BLOB NOT NULL,
+  private BLOB NOT NULL,
+  gun VARCHAR(255) NOT NULL,
+  role VARCHAR(255) NOT NULL,
+  last_used TEXT NULL DEFAULT NULL,
+  CONSTRAINT key_id UNIQUE (key_id),
+  CONSTRAINT key_id_2 UNIQUE (key_id, algorithm)
+);
+"#;
+
+/// One live (not soft-deleted) row.
+#[derive(Clone, Debug)]
+pub struct KeyRow {
+    pub key_id: String,
+    pub algorithm: String,
+    pub passphrase_alias: String,
+    pub public: Vec<u8>,
+    /// The compact JWE, as ASCII.
+    pub private: String,
+    pub gun: String,
+    pub role: String,
+    pub created_at: Option<String>,
+    pub last_used: Option<String>,
+}
+
+const COLUMNS: &str =
+    "key_id, algorithm, passphrase_alias, public, private, gun, role, created_at, last_used";
+
+fn from_row(r: &Row<'_>) -> rusqlite::Result<KeyRow> {
+    // `private` may have been written as TEXT or BLOB depending on who copied the row.
+    let private = match r.get_ref(4)? {
+        rusqlite::types::ValueRef::Blob(b) => String::from_utf8_lossy(b).into_owned(),
+        v => v.as_str()?.to_string(),
+    };
+    let public = match r.get_ref(3)? {
+        rusqlite::types::ValueRef::Text(t) => t.to_vec(),
+        v => v.as_blob()?.to_vec(),
+    };
+    Ok(KeyRow {
+        key_id: r.get(0)?,
+        algorithm: r.get(1)?,
+        passphrase_alias: r.get(2)?,
+        public,
+        private,
+        gun: r.get(5)?,
+        role: r.get(6)?,
+        created_at: r.get(7)?,
+        last_used: r.get(8)?,
+    })
+}
+
+pub fn now() -> String {
+    time::OffsetDateTime::now_utc()
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_default()
+}
+
+pub fn init(conn: &Connection) -> Result<()> {
+    conn.execute_batch(SCHEMA)?;
+    Ok(())
+}
+
+pub fn get(conn: &Connection, key_id: &str) -> Result<Option<KeyRow>> {
+    Ok(conn
+        .query_row(
+            &format!("SELECT {COLUMNS} FROM private_keys WHERE key_id = ?1 AND deleted_at IS NULL"),
+            [key_id],
+            from_row,
+        )
+        .optional()?)
+}
+
+/// Every live row, ordered by key ID.
+pub fn list(conn: &Connection) -> Result<Vec<KeyRow>> {
+    let mut stmt = conn.prepare(&format!(
+        "SELECT {COLUMNS} FROM private_keys WHERE deleted_at IS NULL ORDER BY key_id"
+    ))?;
+    let rows = stmt.query_map([], from_row)?;
+    Ok(rows.collect::<rusqlite::Result<_>>()?)
+}
+
+/// The unused key CreateKey hands out again: lowest key ID with `last_used` NULL for
+/// (role, gun, algorithm), as `SQLKeyDBStore.Create` picks it.
+pub fn unused(conn: &Connection, role: &str, gun: &str, algorithm: &str) -> Result<Option<KeyRow>> {
+    Ok(conn
+        .query_row(
+            &format!(
+                "SELECT {COLUMNS} FROM private_keys WHERE role = ?1 AND gun = ?2 AND algorithm = ?3 \
+                 AND last_used IS NULL AND deleted_at IS NULL ORDER BY key_id LIMIT 1"
+            ),
+            params![role, gun, algorithm],
+            from_row,
+        )
+        .optional()?)
+}
+
+/// Insert a row, replacing a soft-deleted row with the same key ID (a restore).
+pub fn insert(conn: &Connection, row: &KeyRow) -> Result<()> {
+    let now = now();
+    conn.execute(
+        "DELETE FROM private_keys WHERE key_id = ?1 AND deleted_at IS NOT NULL",
+        [&row.key_id],
+    )?;
+    conn.execute(
+        "INSERT INTO private_keys (created_at, updated_at, key_id, encryption_alg, keywrap_alg, \
+         algorithm, passphrase_alias, public, private, gun, role, last_used) \
+         VALUES (?1, ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+        params![
+            row.created_at.as_deref().unwrap_or(&now),
+            row.key_id,
+            ENCRYPTION_ALG,
+            KEYWRAP_ALG,
+            row.algorithm,
+            row.passphrase_alias,
+            row.public,
+            row.private.as_bytes(),
+            row.gun,
+            row.role,
+            row.last_used,
+        ],
+    )?;
+    Ok(())
+}
+
+pub fn mark_used(conn: &Connection, key_id: &str) -> Result<()> {
+    let now = now();
+    conn.execute(
+        "UPDATE private_keys SET last_used = ?1, updated_at = ?1 WHERE key_id = ?2",
+        params![now, key_id],
+    )?;
+    Ok(())
+}
+
+/// Soft delete, as gorm does; returns whether a live row existed.
+pub fn soft_delete(conn: &Connection, key_id: &str) -> Result<bool> {
+    let now = now();
+    let n = conn.execute(
+        "UPDATE private_keys SET deleted_at = ?1, updated_at = ?1 WHERE key_id = ?2 AND deleted_at IS NULL",
+        params![now, key_id],
+    )?;
+    Ok(n > 0)
+}
+
+pub fn set_private(conn: &Connection, key_id: &str, alias: &str, jwe: &str) -> Result<()> {
+    conn.execute(
+        "UPDATE private_keys SET private = ?1, passphrase_alias = ?2, updated_at = ?3 WHERE key_id = ?4",
+        params![jwe.as_bytes(), alias, now(), key_id],
+    )?;
+    Ok(())
+}

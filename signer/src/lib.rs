@@ -1,0 +1,19 @@
+//! trustbridge-signer: holds server-side private keys and signs over gRPC with mutual TLS,
+//! wire-compatible with notary-signer 0.7.0 (../shared/reference/notary-v1-protocol.md §5).
+
+pub mod admin;
+pub mod backup;
+pub mod config;
+pub mod cosign;
+pub mod error;
+pub mod keystore;
+pub mod serve;
+pub mod service;
+
+pub use config::Config;
+pub use error::{Error, Result};
+
+/// Code generated from proto/signer.proto (package `proto`).
+pub mod proto {
+    tonic::include_proto!("proto");
+}

@@ -1,0 +1,133 @@
+//! Helpers for tests of signers (ours and Go notary-signer): start ours from a config, and a
+//! gRPC client with mutual TLS built from our generated proto.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use tonic::transport::{Certificate, Channel, ClientTlsConfig, Identity};
+use trustbridge_signer::proto::key_management_client::KeyManagementClient;
+use trustbridge_signer::proto::signer_client::SignerClient;
+
+use crate::{Proc, our_bin};
+
+pub type Km = KeyManagementClient<Channel>;
+pub type Sg = SignerClient<Channel>;
+
+/// A current-thread runtime for a synchronous test to drive gRPC calls.
+pub fn rt() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+/// Client TLS material: CA to trust, and optionally a client certificate pair.
+pub struct ClientTls {
+    pub ca: PathBuf,
+    pub cert: Option<(PathBuf, PathBuf)>,
+}
+
+impl ClientTls {
+    /// The dev PKI's CA and the signer-client pair in `certs`.
+    pub fn dev(certs: &Path) -> Self {
+        ClientTls {
+            ca: certs.join("root-ca.crt"),
+            cert: Some((
+                certs.join("signer-client.crt"),
+                certs.join("signer-client.key"),
+            )),
+        }
+    }
+}
+
+/// Connect to a signer on 127.0.0.1:`port` verifying it as `notary-signer`, as notary-server does.
+pub async fn connect(port: u16, tls: &ClientTls) -> Result<(Km, Sg), tonic::transport::Error> {
+    let channel = channel(port, tls).await?;
+    Ok((
+        KeyManagementClient::new(channel.clone()),
+        SignerClient::new(channel),
+    ))
+}
+
+/// A mutual-TLS channel to 127.0.0.1:`port`, verifying the server as `notary-signer`.
+pub async fn channel(port: u16, tls: &ClientTls) -> Result<Channel, tonic::transport::Error> {
+    let mut cfg = ClientTlsConfig::new()
+        .ca_certificate(Certificate::from_pem(std::fs::read(&tls.ca).unwrap()))
+        .domain_name("notary-signer");
+    if let Some((c, k)) = &tls.cert {
+        cfg = cfg.identity(Identity::from_pem(
+            std::fs::read(c).unwrap(),
+            std::fs::read(k).unwrap(),
+        ));
+    }
+    Channel::from_shared(format!("https://127.0.0.1:{port}"))
+        .unwrap()
+        .tls_config(cfg)?
+        .connect_timeout(Duration::from_secs(5))
+        .connect()
+        .await
+}
+
+/// Write a signer config (notary-signer's keys) into `dir/signer.json`, SQLite store at
+/// `dir/keys.db`, certificates from `dir/certs`.
+pub fn write_config(dir: &Path, port: u16, backend: &str) -> PathBuf {
+    let storage = match backend {
+        "memory" => r#"{"backend":"memory"}"#.to_string(),
+        _ => r#"{"backend":"sqlite3","db_url":"keys.db","default_alias":"alias1"}"#.to_string(),
+    };
+    let path = dir.join("signer.json");
+    std::fs::write(
+        &path,
+        format!(
+            r#"{{"server":{{"grpc_addr":"127.0.0.1:{port}","tls_cert_file":"certs/signer.crt","tls_key_file":"certs/signer.key","client_ca_file":"certs/root-ca.crt"}},
+               "logging":{{"level":"info"}},"storage":{storage}}}"#
+        ),
+    )
+    .unwrap();
+    path
+}
+
+/// The passphrase tests use for alias `alias1`.
+pub const ALIAS1_PASS: &str = "signer-test-passphrase";
+
+/// Start trustbridge-signer with `config` (env `NOTARY_SIGNER_ALIAS1` set) and wait until it
+/// answers a gRPC call over mutual TLS.
+pub fn start_ours(name: &str, config: &Path, certs: &Path, port: u16) -> Proc {
+    let dir = config.parent().unwrap();
+    let mut cmd = Command::new(our_bin("trustbridge-signer", "trustbridge-signer"));
+    cmd.arg("--config")
+        .arg(config)
+        .env("NOTARY_SIGNER_ALIAS1", ALIAS1_PASS)
+        .env("RUST_LOG", "info");
+    let mut p = Proc::spawn(name, cmd, dir);
+    wait_grpc(&mut p, port, certs);
+    p
+}
+
+/// Wait until the signer on `port` completes a GetKeyInfo round trip (any gRPC status).
+pub fn wait_grpc(p: &mut Proc, port: u16, certs: &Path) {
+    let start = Instant::now();
+    let tls = ClientTls::dev(certs);
+    let rt = rt();
+    loop {
+        let ok = rt.block_on(async {
+            match connect(port, &tls).await {
+                Ok((mut km, _)) => km
+                    .get_key_info(trustbridge_signer::proto::KeyId { id: "probe".into() })
+                    .await
+                    .err()
+                    .is_some_and(|s| s.code() == tonic::Code::NotFound),
+                Err(_) => false,
+            }
+        });
+        if ok {
+            return;
+        }
+        p.assert_running();
+        if start.elapsed() > Duration::from_secs(20) {
+            panic!("{} not answering gRPC:\n{}", p.name, p.log());
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
