@@ -159,7 +159,7 @@ pub fn cosign_import(store: &KeyStore, file: &Path, password: &str) -> Result<St
         cosign::COSIGN_ROLE,
         cosign::COSIGN_GUN,
         &key,
-        &store.default_alias().to_string(),
+        store.default_alias(),
     )?;
     Ok(format!("{}\n", key.id()))
 }

@@ -105,9 +105,17 @@ async fn shutdown_signal() {
     }
 }
 
-fn main() -> anyhow::Result<()> {
+fn main() {
     let _ = rustls::crypto::ring::default_provider().install_default();
     let cli = Cli::parse();
+    if let Err(e) = run(cli) {
+        // One line an operator can act on; the causes are joined, no backtrace.
+        eprintln!("trustbridge-signer: {e:#}");
+        std::process::exit(1);
+    }
+}
+
+fn run(cli: Cli) -> anyhow::Result<()> {
     let config = Config::load(&cli.config)?;
     init_logging(&config.log_level);
     let out = match cli.command.unwrap_or(Command::Serve) {

@@ -156,6 +156,15 @@ pub fn our_bin(package: &str, bin: &str) -> PathBuf {
         if profile_dir.file_name().is_some_and(|n| n == "release") {
             cmd.arg("--release");
         }
+        // cargo sets CARGO_MANIFEST_DIR, CARGO_PKG_* ... for the test process; ring's build
+        // script reruns when CARGO_MANIFEST_DIR changes, so passing them on would rebuild
+        // half the graph on every test run.
+        for (k, _) in std::env::vars_os() {
+            let k = k.to_string_lossy().into_owned();
+            if k.starts_with("CARGO_") && k != "CARGO_HOME" && !k.starts_with("CARGO_NET") {
+                cmd.env_remove(k);
+            }
+        }
         run_ok(&format!("cargo build --bin {bin}"), &mut cmd);
         built.push(bin.to_string());
     }

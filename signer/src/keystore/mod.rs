@@ -174,7 +174,7 @@ impl KeyStore {
         for row in &all {
             by_alias.entry(&row.passphrase_alias).or_default().push(row);
         }
-        for (alias, keys) in by_alias {
+        for keys in by_alias.into_values() {
             let mut first_err = None;
             let mut ok = false;
             for row in keys {
@@ -184,6 +184,9 @@ impl KeyStore {
                         break;
                     }
                     Err(e @ Error::MissingPassphrase { .. }) => return Err(e),
+                    Err(e @ Error::WrongPassphrase { .. }) => {
+                        first_err.get_or_insert(e);
+                    }
                     Err(e) => {
                         tracing::warn!(key_id = %row.key_id, error = %e, "stored key does not load");
                         first_err.get_or_insert(e);
@@ -191,7 +194,6 @@ impl KeyStore {
                 }
             }
             if !ok && let Some(e) = first_err {
-                tracing::error!(alias, "no key of this alias decrypts");
                 return Err(e);
             }
         }
