@@ -139,7 +139,11 @@ impl Signer for SignerService {
         let id = requested_id(r.key_id);
         let key_id = id.clone();
         let content = r.content;
-        match self.blocking(move |s| s.sign(&key_id, &content)).await {
+        let res = match self.store.sign_cached(&key_id, &content) {
+            Some(res) => res,
+            None => self.blocking(move |s| s.sign(&key_id, &content)).await,
+        };
+        match res {
             Ok(sig) => {
                 tracing::debug!(key_id = %id, "Sign");
                 Ok(Response::new(proto::Signature {

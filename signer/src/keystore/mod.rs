@@ -306,6 +306,35 @@ impl KeyStore {
         })
     }
 
+    /// Sign only if the key is cached and needs no database work now (the hot path, run on
+    /// the async worker); None means "call [`Self::sign`] off the worker".
+    pub fn sign_cached(&self, key_id: &str, msg: &[u8]) -> Option<Result<Signature>> {
+        let held = self
+            .cache
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(key_id)
+            .cloned()?;
+        let fresh = held
+            .checked
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .is_some_and(|t| t.elapsed() < REVALIDATE);
+        if !fresh {
+            return None;
+        }
+        Some(
+            held.key
+                .sign(msg)
+                .map_err(Error::from)
+                .map(|bytes| Signature {
+                    key: held.key.public_key().clone(),
+                    method: held.key.method(),
+                    bytes,
+                }),
+        )
+    }
+
     fn forget(&self, key_id: &str) {
         self.cache
             .write()
