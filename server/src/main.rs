@@ -1,7 +1,10 @@
-//! trustbridge-server: the Notary v1 HTTP API. This binary is thin until the Server issue
-//! lands; today `dev` prepares the dev PKI that the server and signer will use.
+//! trustbridge-server: serve the Notary v1 API from a notary-server style config, or run a
+//! whole dev deployment with `dev`.
+
+use std::path::PathBuf;
 
 use clap::{Parser, Subcommand};
+use trustbridge_server::{Config, dev};
 
 #[derive(Parser)]
 #[command(
@@ -9,44 +12,76 @@ use clap::{Parser, Subcommand};
     about = "Notary v1 server that mirrors signed tags to Cosign signatures"
 )]
 struct Cli {
-    /// notary-server compatible JSON config (serving is not implemented yet)
-    #[arg(long)]
-    config: Option<std::path::PathBuf>,
+    /// notary-server compatible JSON config (paths inside are relative to it)
+    #[arg(long, default_value = "server.json")]
+    config: PathBuf,
+    /// Log format: text or json
+    #[arg(long, default_value = "text")]
+    log_format: String,
     #[command(subcommand)]
     command: Option<Cmd>,
 }
 
 #[derive(Subcommand)]
 enum Cmd {
-    /// Development mode: dev certificates under DATA/certs, SQLite under DATA
+    /// Development mode: dev certificates under DATA/certs, trustbridge-signer as a child
+    /// process, SQLite under DATA, HTTPS on ADDR
     Dev {
         #[arg(long)]
-        data: std::path::PathBuf,
+        data: PathBuf,
         #[arg(long, default_value = "127.0.0.1:4443")]
         addr: String,
     },
 }
 
-fn main() -> anyhow::Result<()> {
+fn init_logging(level: &str, format: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
+    let b = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    let _ = if format == "json" {
+        b.json().try_init()
+    } else {
+        b.try_init()
+    };
+}
+
+async fn shutdown_signal() {
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .expect("SIGTERM handler");
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = tokio::signal::ctrl_c() => {}
+    }
+}
+
+fn main() {
     let _ = rustls::crypto::ring::default_provider().install_default();
     let cli = Cli::parse();
+    if let Err(e) = run(cli) {
+        eprintln!("trustbridge-server: {e:#}");
+        std::process::exit(1);
+    }
+}
+
+fn run(cli: Cli) -> anyhow::Result<()> {
+    let rt = tokio::runtime::Runtime::new()?;
     match cli.command {
         Some(Cmd::Dev { data, addr }) => {
-            let certs = data.join("certs");
-            if !certs.join("root-ca.crt").exists() {
-                trustbridge_certs::generate(825)?.write(&certs)?;
-            }
-            eprintln!(
-                "dev certificates are in {} (trust {}/root-ca.crt)",
-                certs.display(),
-                certs.display()
-            );
-            anyhow::bail!(
-                "serving {addr} is not implemented yet: the Notary v1 API lands with the Server issue"
-            )
+            init_logging("info", &cli.log_format);
+            let (config, signer) = dev::prepare(&data, &addr)?;
+            let data = data.canonicalize()?;
+            rt.block_on(trustbridge_server::run(&config, shutdown_signal(), |a| {
+                eprintln!("{}", dev::instructions(&data, a));
+            }))?;
+            drop(signer);
         }
-        None => anyhow::bail!(
-            "serving is not implemented yet: the Notary v1 API lands with the Server issue"
-        ),
+        None => {
+            let config = Config::load(&cli.config)?;
+            init_logging(&config.log_level, &cli.log_format);
+            rt.block_on(trustbridge_server::run(&config, shutdown_signal(), |_| {}))?;
+        }
     }
+    Ok(())
 }

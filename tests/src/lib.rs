@@ -129,6 +129,7 @@ pub fn wait_ok(url: &str, ca: &Path, timeout: Duration, procs: &mut [&mut Proc])
     }
 }
 
+pub mod server;
 pub mod signer;
 
 /// Path of one of our own binaries, built on first use with the cargo that builds the tests

@@ -98,6 +98,26 @@ impl<T: Role> Signed<T> {
         })
     }
 
+    /// The canonical bytes a signer must sign for `body` (remote signing: notary-server sends
+    /// these as `SignatureRequest.content`).
+    pub fn message_for(body: &T) -> Result<Vec<u8>, Error> {
+        cjson::canonical_of(body)
+    }
+
+    /// Assemble a document from `body` and signatures made elsewhere over
+    /// [`Self::message_for`], in notary's file form.
+    pub fn from_parts(body: T, signatures: Vec<Signature>) -> Result<Self, Error> {
+        let signed_value = serde_json::to_value(&body).map_err(|e| Error::Json(e.to_string()))?;
+        let msg = cjson::canonical(&signed_value)?;
+        let raw = file_bytes(&msg, &signatures)?;
+        Ok(Signed {
+            signed: body,
+            signatures,
+            raw,
+            signed_value,
+        })
+    }
+
     /// The bytes this document was read from or written as.
     pub fn raw(&self) -> &[u8] {
         &self.raw

@@ -1,0 +1,219 @@
+//! notary-server's JSON configuration (reference §1.5), read as viper reads it: nested keys,
+//! each overridable by `NOTARY_SERVER_<KEY with . → _>`, file paths relative to the config
+//! file. Backends: `sqlite3` (a file; the default) and `memory` (SQLite in memory).
+
+use std::path::{Path, PathBuf};
+
+use serde_json::Value;
+
+use crate::error::Error as StartError;
+
+pub const ENV_PREFIX: &str = "NOTARY_SERVER_";
+
+#[derive(Clone, Debug)]
+pub struct TlsFiles {
+    pub cert: PathBuf,
+    pub key: PathBuf,
+}
+
+/// Where the signer is and how to reach it (`trust_service`, type `remote`).
+#[derive(Clone, Debug)]
+pub struct TrustService {
+    pub hostname: String,
+    pub port: u16,
+    pub key_algorithm: String,
+    pub ca_file: PathBuf,
+    pub client_cert: Option<TlsFiles>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Storage {
+    Memory,
+    Sqlite(PathBuf),
+}
+
+#[derive(Clone, Debug)]
+pub struct Config {
+    pub http_addr: String,
+    pub tls: Option<TlsFiles>,
+    pub trust: TrustService,
+    pub storage: Storage,
+    /// `caching.max_age.current_metadata` in seconds (notary's default 300).
+    pub max_age_current: u32,
+    /// `caching.max_age.consistent_metadata` in seconds (notary's default 30 days).
+    pub max_age_consistent: u32,
+    pub gun_prefixes: Vec<String>,
+    pub log_level: String,
+}
+
+fn lookup<'a>(json: &'a Value, key: &str) -> Option<std::borrow::Cow<'a, Value>> {
+    let var = format!("{ENV_PREFIX}{}", key.replace('.', "_").to_uppercase());
+    if let Ok(v) = std::env::var(&var)
+        && !v.is_empty()
+    {
+        return Some(std::borrow::Cow::Owned(Value::String(v)));
+    }
+    let mut cur = json;
+    for part in key.split('.') {
+        cur = cur.get(part)?;
+    }
+    (!cur.is_null()).then_some(std::borrow::Cow::Borrowed(cur))
+}
+
+fn string(json: &Value, key: &str) -> Option<String> {
+    match lookup(json, key)?.as_ref() {
+        Value::String(s) if !s.is_empty() => Some(s.clone()),
+        Value::Number(n) => Some(n.to_string()),
+        _ => None,
+    }
+}
+
+fn number(json: &Value, key: &str) -> Result<Option<u32>, String> {
+    match lookup(json, key).as_deref() {
+        None => Ok(None),
+        Some(Value::Number(n)) => n
+            .as_u64()
+            .and_then(|n| u32::try_from(n).ok())
+            .map(Some)
+            .ok_or_else(|| format!("{key} must be a non-negative integer")),
+        Some(Value::String(s)) => s
+            .parse()
+            .map(Some)
+            .map_err(|_| format!("{key} must be a non-negative integer")),
+        Some(_) => Err(format!("{key} must be a number")),
+    }
+}
+
+impl Config {
+    pub fn load(path: &Path) -> Result<Config, StartError> {
+        let text = std::fs::read(path).map_err(|e| StartError::Config {
+            path: path.into(),
+            reason: e.to_string(),
+        })?;
+        let json: Value = serde_json::from_slice(&text).map_err(|e| StartError::Config {
+            path: path.into(),
+            reason: format!("not valid JSON: {e}"),
+        })?;
+        let dir = path.parent().unwrap_or(Path::new(".")).to_path_buf();
+        Self::from_json(&json, &dir).map_err(|reason| StartError::Config {
+            path: path.into(),
+            reason,
+        })
+    }
+
+    pub fn from_json(json: &Value, dir: &Path) -> Result<Config, String> {
+        let resolve = |p: String| {
+            let p = PathBuf::from(p);
+            if p.is_absolute() { p } else { dir.join(p) }
+        };
+        let http_addr = string(json, "server.http_addr")
+            .ok_or("server.http_addr is required (e.g. \"127.0.0.1:4443\")")?;
+        let tls = match (
+            string(json, "server.tls_cert_file"),
+            string(json, "server.tls_key_file"),
+        ) {
+            (Some(c), Some(k)) => Some(TlsFiles {
+                cert: resolve(c),
+                key: resolve(k),
+            }),
+            (None, None) => None,
+            _ => return Err("server.tls_cert_file and server.tls_key_file go together".into()),
+        };
+        let ttype = string(json, "trust_service.type").unwrap_or_else(|| "remote".into());
+        if ttype != "remote" {
+            return Err(format!(
+                "trust_service.type {ttype:?} is not supported: trustbridge-server keeps no keys itself; use \"remote\" with trustbridge-signer or notary-signer"
+            ));
+        }
+        let hostname = string(json, "trust_service.hostname")
+            .ok_or("trust_service.hostname is required (the signer's host)")?;
+        let port = string(json, "trust_service.port")
+            .ok_or("trust_service.port is required")?
+            .parse()
+            .map_err(|_| "trust_service.port must be a port number")?;
+        let key_algorithm =
+            string(json, "trust_service.key_algorithm").unwrap_or_else(|| "ecdsa".into());
+        if !["ecdsa", "ed25519", "rsa"].contains(&key_algorithm.as_str()) {
+            return Err(format!(
+                "trust_service.key_algorithm {key_algorithm:?} must be ecdsa, ed25519 or rsa"
+            ));
+        }
+        let ca_file =
+            resolve(string(json, "trust_service.tls_ca_file").ok_or(
+                "trust_service.tls_ca_file is required (the CA of the signer's certificate)",
+            )?);
+        let client_cert = match (
+            string(json, "trust_service.tls_client_cert"),
+            string(json, "trust_service.tls_client_key"),
+        ) {
+            (Some(c), Some(k)) => Some(TlsFiles {
+                cert: resolve(c),
+                key: resolve(k),
+            }),
+            (None, None) => None,
+            _ => {
+                return Err("trust_service.tls_client_cert and tls_client_key go together".into());
+            }
+        };
+        let backend = string(json, "storage.backend").unwrap_or_else(|| "sqlite3".into());
+        let storage = match backend.as_str() {
+            "memory" => Storage::Memory,
+            "sqlite3" | "sqlite" => {
+                let url = string(json, "storage.db_url")
+                    .ok_or("storage.db_url is required for sqlite3 (a file path)")?;
+                let file = url.strip_prefix("file:").unwrap_or(&url);
+                Storage::Sqlite(resolve(file.split('?').next().unwrap_or(file).into()))
+            }
+            "mysql" | "postgres" | "rethinkdb" => {
+                return Err(format!(
+                    "storage.backend {backend:?} is not supported yet: use \"sqlite3\" with storage.db_url set to a file"
+                ));
+            }
+            other => return Err(format!("storage.backend {other:?} is unknown")),
+        };
+        let max_age_current = number(json, "caching.max_age.current_metadata")?.unwrap_or(300);
+        let max_age_consistent =
+            number(json, "caching.max_age.consistent_metadata")?.unwrap_or(30 * 24 * 3600);
+        for (k, v) in [
+            ("current_metadata", max_age_current),
+            ("consistent_metadata", max_age_consistent),
+        ] {
+            if v > 31_536_000 {
+                return Err(format!("caching.max_age.{k} must be at most 31536000"));
+            }
+        }
+        let gun_prefixes = match lookup(json, "repositories.gun_prefixes").as_deref() {
+            None => vec![],
+            Some(Value::Array(a)) => a
+                .iter()
+                .map(|v| v.as_str().map(str::to_string))
+                .collect::<Option<Vec<_>>>()
+                .ok_or("repositories.gun_prefixes must be a list of strings")?,
+            Some(Value::String(s)) => s.split(',').map(str::to_string).collect(),
+            Some(_) => return Err("repositories.gun_prefixes must be a list of strings".into()),
+        };
+        for p in &gun_prefixes {
+            if !p.ends_with('/') || p.starts_with('/') || p.starts_with("..") {
+                return Err(format!(
+                    "repositories.gun_prefixes entry {p:?} must end with '/' and not start with '/' or '..'"
+                ));
+            }
+        }
+        Ok(Config {
+            http_addr,
+            tls,
+            trust: TrustService {
+                hostname,
+                port,
+                key_algorithm,
+                ca_file,
+                client_cert,
+            },
+            storage,
+            max_age_current,
+            max_age_consistent,
+            gun_prefixes,
+            log_level: string(json, "logging.level").unwrap_or_else(|| "info".into()),
+        })
+    }
+}

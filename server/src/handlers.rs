@@ -1,0 +1,347 @@
+//! Thin HTTP handlers: match notary's route, parse the request, call one [`Repo`] function,
+//! and write notary's response (status, headers, bytes) or its error envelope.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::body::Body;
+use axum::extract::{Request, State};
+use axum::response::{IntoResponse, Response};
+use bytes::Bytes;
+use http::{HeaderValue, StatusCode, header};
+use serde_json::json;
+use time::OffsetDateTime;
+
+use crate::error::{ApiError, Error};
+use crate::metrics::Metrics;
+use crate::repo::Repo;
+use crate::routes::{Route, route};
+use crate::storage::Stored;
+
+pub struct App {
+    pub repo: Repo,
+    pub metrics: Metrics,
+    pub max_age_current: u32,
+    pub max_age_consistent: u32,
+    pub gun_prefixes: Vec<String>,
+}
+
+const TEXT: &str = "text/plain; charset=utf-8";
+const JSON: &str = "application/json; charset=utf-8";
+
+/// Every request comes here: route, handle, record metrics.
+pub async fn dispatch(State(app): State<Arc<App>>, req: Request) -> Response {
+    let start = Instant::now();
+    let method = req.method().clone();
+    let path = percent_decode(req.uri().path());
+    let r = route(&method, &path);
+    let name = r.name();
+    let resp = handle(&app, r, req).await;
+    app.metrics.request(
+        name,
+        method.as_str(),
+        resp.status().as_u16(),
+        start.elapsed().as_secs_f64(),
+    );
+    resp
+}
+
+/// Go matches routes against the decoded path.
+fn percent_decode(p: &str) -> String {
+    let b = p.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'%'
+            && i + 2 < b.len()
+            && let Ok(v) =
+                u8::from_str_radix(std::str::from_utf8(&b[i + 1..i + 3]).unwrap_or(""), 16)
+        {
+            out.push(v);
+            i += 3;
+            continue;
+        }
+        out.push(b[i]);
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+fn allowed(app: &App, gun: &str) -> bool {
+    app.gun_prefixes.is_empty() || app.gun_prefixes.iter().any(|p| gun.starts_with(p.as_str()))
+}
+
+async fn handle(app: &App, r: Route, req: Request) -> Response {
+    if let Some(gun) = r.gun()
+        && !allowed(app, gun)
+    {
+        let e = Error::InvalidGun(app.gun_prefixes.clone());
+        return match r {
+            Route::Update { .. } => e.for_update().into_response(),
+            _ => ApiError::new("METADATA_NOT_FOUND", None).into_response(),
+        };
+    }
+    match r {
+        Route::V2Root => text(StatusCode::OK, b"{}".to_vec()),
+        Route::Update { gun } => match update(app, &gun, req).await {
+            Ok(()) => StatusCode::OK.into_response(),
+            Err(e) => {
+                tracing::info!(%gun, error = %e, "update refused");
+                e.for_update().into_response()
+            }
+        },
+        Route::ByChecksum {
+            gun,
+            role,
+            checksum,
+        } => meta(
+            app,
+            app.repo.by_checksum(&gun, &role, &checksum).await,
+            false,
+        ),
+        Route::ByVersion { gun, role, version } => {
+            let v: i64 = match version.parse() {
+                Ok(v) => v,
+                Err(_) => return Error::NotFound.for_read().into_response(),
+            };
+            meta(app, app.repo.by_version(&gun, &role, v).await, false)
+        }
+        Route::Current { gun, role } => meta(app, app.repo.current(&gun, &role).await, true),
+        Route::GetKey { gun, role } => key(app.repo.get_or_create_key(&gun, &role).await),
+        Route::RotateKey { gun, role } => key(app.repo.rotate_key(&gun, &role).await),
+        Route::Delete { gun } => match app.repo.delete(&gun).await {
+            Ok(()) => StatusCode::OK.into_response(),
+            Err(e) => e.for_read().into_response(),
+        },
+        Route::GunChangefeed { gun } => changefeed(app, Some(gun), req.uri().query()).await,
+        Route::Changefeed => changefeed(app, None, req.uri().query()).await,
+        Route::Health => health(app).await,
+        Route::Metrics => (
+            StatusCode::OK,
+            [(
+                header::CONTENT_TYPE,
+                "text/plain; version=0.0.4; charset=utf-8",
+            )],
+            app.metrics.render(),
+        )
+            .into_response(),
+        Route::NotFound => ApiError::new("METADATA_NOT_FOUND", None).into_response(),
+        Route::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED.into_response(),
+    }
+}
+
+fn text(status: StatusCode, body: Vec<u8>) -> Response {
+    (status, [(header::CONTENT_TYPE, TEXT)], body).into_response()
+}
+
+/// Go's `http.TimeFormat` with the zone name Go prints for UTC ("UTC", not "GMT").
+fn last_modified(t: OffsetDateTime) -> String {
+    let f = time::macros::format_description!(
+        "[weekday repr:short], [day] [month repr:short] [year] [hour]:[minute]:[second] UTC"
+    );
+    t.to_offset(time::UtcOffset::UTC)
+        .format(&f)
+        .unwrap_or_default()
+}
+
+/// A metadata GET: the stored bytes verbatim, with notary's cache headers.
+fn meta(app: &App, res: Result<Stored, Error>, current: bool) -> Response {
+    let s = match res {
+        Ok(s) => s,
+        Err(e) => return e.for_read().into_response(),
+    };
+    let max_age = if current {
+        app.max_age_current
+    } else {
+        app.max_age_consistent
+    };
+    let mut resp = Response::new(Body::from(Bytes::copy_from_slice(&s.data)));
+    let h = resp.headers_mut();
+    h.insert(header::CONTENT_TYPE, HeaderValue::from_static(TEXT));
+    if max_age == 0 {
+        h.insert(
+            header::CACHE_CONTROL,
+            HeaderValue::from_static("max-age=0, no-cache, no-store"),
+        );
+        h.insert(header::PRAGMA, HeaderValue::from_static("no-cache"));
+    } else {
+        let v = if current {
+            format!("public, max-age={max_age}, s-maxage={max_age}, must-revalidate")
+        } else {
+            format!("public, max-age={max_age}, s-maxage={max_age}")
+        };
+        if let Ok(v) = HeaderValue::from_str(&v) {
+            h.insert(header::CACHE_CONTROL, v);
+        }
+        if let Ok(v) = HeaderValue::from_str(&last_modified(s.created_at)) {
+            h.insert(header::LAST_MODIFIED, v);
+        }
+    }
+    resp
+}
+
+/// notary's key JSON, Go field order: `{"keytype":..,"keyval":{"public":..,"private":null}}`.
+fn key(res: Result<trustbridge_tuf::PublicKey, Error>) -> Response {
+    use base64::Engine as _;
+    match res {
+        Ok(k) => {
+            let body = format!(
+                r#"{{"keytype":"{}","keyval":{{"public":"{}","private":null}}}}"#,
+                k.key_type,
+                base64::engine::general_purpose::STANDARD.encode(&k.public)
+            );
+            text(StatusCode::OK, body.into_bytes())
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "key request failed");
+            e.for_read().into_response()
+        }
+    }
+}
+
+/// Read the multipart upload into role → (version, bytes) (reference §1.2).
+async fn update(app: &App, gun: &str, req: Request) -> Result<(), Error> {
+    let boundary = req
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|ct| multer::parse_boundary(ct).ok())
+        .ok_or_else(|| Error::MalformedUpload("not multipart/form-data".into()))?;
+    let stream = req.into_body().into_data_stream();
+    let mut mp = multer::Multipart::new(stream, boundary);
+    let mut uploads: BTreeMap<String, (i64, Arc<[u8]>)> = BTreeMap::new();
+    loop {
+        let field = match mp.next_field().await {
+            Ok(Some(f)) => f,
+            Ok(None) => break,
+            Err(e) => return Err(Error::MalformedUpload(e.to_string())),
+        };
+        let name = field.file_name().unwrap_or_default().to_string();
+        if name.is_empty() {
+            return Err(Error::NoFilename);
+        }
+        let role = name.strip_suffix(".json").unwrap_or(&name).to_string();
+        if !trustbridge_tuf::metadata::valid_role_name(&role) {
+            return Err(Error::InvalidRole(role));
+        }
+        let data = field
+            .bytes()
+            .await
+            .map_err(|e| Error::MalformedUpload(e.to_string()))?;
+        let version = envelope_version(&data)?;
+        uploads.insert(role, (version, Arc::from(&data[..])));
+    }
+    if uploads.is_empty() {
+        return Err(Error::MalformedUpload("no parts".into()));
+    }
+    app.repo.update(gun, uploads).await
+}
+
+/// notary parses each part into `{"signed":{"_type","expires","version"},"signatures"}`.
+fn envelope_version(data: &[u8]) -> Result<i64, Error> {
+    #[derive(serde::Deserialize)]
+    struct Common {
+        #[serde(rename = "_type")]
+        _type: String,
+        expires: trustbridge_tuf::GoTime,
+        version: i64,
+    }
+    #[derive(serde::Deserialize)]
+    struct Env {
+        signed: Common,
+        #[serde(rename = "signatures")]
+        _signatures: Option<Vec<serde_json::Value>>,
+    }
+    let env: Env = serde_json::from_slice(data).map_err(|e| Error::MalformedJson(e.to_string()))?;
+    let _ = (&env.signed._type, &env.signed.expires);
+    Ok(env.signed.version)
+}
+
+async fn changefeed(app: &App, gun: Option<String>, query: Option<&str>) -> Response {
+    let mut change_id = String::new();
+    let mut records: Option<String> = None;
+    for (k, v) in form_urlencoded(query.unwrap_or("")) {
+        match k.as_str() {
+            "change_id" => change_id = v,
+            "records" => records = Some(v),
+            _ => {}
+        }
+    }
+    let bad = |d: String| Error::InvalidParameters(d).for_read().into_response();
+    // notary parses records with int32 rules even when absent.
+    let records: i64 = match records.unwrap_or_default().parse::<i32>() {
+        Ok(0) => 100,
+        Ok(n) => n as i64,
+        Err(_) => return bad("records must be an integer".into()),
+    };
+    let change_id: i64 = if change_id.is_empty() {
+        0
+    } else {
+        match change_id.parse::<i32>() {
+            Ok(n) => n as i64,
+            Err(_) => return bad(format!("change_id {change_id:?} is not an integer")),
+        }
+    };
+    match app.repo.changes(gun, change_id, records).await {
+        Ok(rows) => {
+            let records: Vec<serde_json::Value> = rows
+                .iter()
+                .map(|c| {
+                    json!({
+                        "ID": c.id.to_string(),
+                        "CreatedAt": trustbridge_tuf::GoTime::from_offset_datetime(c.created_at).to_string(),
+                        "GUN": c.gun,
+                        "Version": c.version,
+                        "SHA256": c.sha256,
+                        "Category": c.category,
+                    })
+                })
+                .collect();
+            let body = json!({"count": records.len(), "records": records});
+            text(
+                StatusCode::OK,
+                serde_json::to_vec(&body).unwrap_or_default(),
+            )
+        }
+        Err(e) => e.for_read().into_response(),
+    }
+}
+
+fn form_urlencoded(q: &str) -> Vec<(String, String)> {
+    q.split('&')
+        .filter(|p| !p.is_empty())
+        .map(|p| {
+            let (k, v) = p.split_once('=').unwrap_or((p, ""));
+            let dec = |s: &str| percent_decode(&s.replace('+', " "));
+            (dec(k), dec(v))
+        })
+        .collect()
+}
+
+/// "DB operational" and "Trust operational", as notary-server reports them.
+async fn health(app: &App) -> Response {
+    let mut failed = serde_json::Map::new();
+    let store = app.repo.store().clone();
+    let db = tokio::task::spawn_blocking(move || store.check_health())
+        .await
+        .map_err(|e| Error::Unknown(e.to_string()))
+        .and_then(|r| r);
+    if let Err(e) = db {
+        failed.insert("DB operational".into(), e.to_string().into());
+    }
+    if let Err(e) = app.repo.signer().check_health().await {
+        failed.insert("Trust operational".into(), e.to_string().into());
+    }
+    let status = if failed.is_empty() {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (
+        status,
+        [(header::CONTENT_TYPE, JSON)],
+        serde_json::to_vec(&failed).unwrap_or_default(),
+    )
+        .into_response()
+}

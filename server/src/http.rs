@@ -1,0 +1,81 @@
+//! Serving the API: HTTPS with rustls (ALPN h2 and http/1.1, as Go's server offers) or plain
+//! HTTP when no certificate is configured, until the shutdown future completes.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::server::conn::auto;
+use hyper_util::service::TowerToHyperService;
+use tokio::net::TcpListener;
+use tokio_rustls::TlsAcceptor;
+
+use crate::config::TlsFiles;
+use crate::error::Error;
+
+pub fn tls_acceptor(files: &TlsFiles) -> Result<TlsAcceptor, Error> {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    let certs = CertificateDer::pem_file_iter(&files.cert)
+        .and_then(|i| i.collect::<Result<Vec<_>, _>>())
+        .map_err(|e| Error::Start(format!("{}: {e}", files.cert.display())))?;
+    let key = PrivateKeyDer::from_pem_file(&files.key)
+        .map_err(|e| Error::Start(format!("{}: {e}", files.key.display())))?;
+    let mut cfg = rustls::ServerConfig::builder()
+        .with_no_client_auth()
+        .with_single_cert(certs, key)
+        .map_err(|e| Error::Start(format!("server TLS: {e}")))?;
+    cfg.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    Ok(TlsAcceptor::from(Arc::new(cfg)))
+}
+
+pub async fn serve(
+    listener: TcpListener,
+    tls: Option<TlsAcceptor>,
+    app: axum::Router,
+    shutdown: impl std::future::Future<Output = ()>,
+) -> Result<(), Error> {
+    tokio::pin!(shutdown);
+    let conns = tokio_util_tracker();
+    loop {
+        let (sock, peer): (tokio::net::TcpStream, SocketAddr) = tokio::select! {
+            r = listener.accept() => match r {
+                Ok(x) => x,
+                Err(e) => { tracing::warn!(error = %e, "accept failed"); continue; }
+            },
+            _ = &mut shutdown => break,
+        };
+        let _ = sock.set_nodelay(true);
+        let svc = TowerToHyperService::new(app.clone());
+        let tls = tls.clone();
+        let guard = conns.clone();
+        tokio::spawn(async move {
+            let _guard = guard;
+            let builder = auto::Builder::new(TokioExecutor::new());
+            let res = match tls {
+                Some(acc) => match acc.accept(sock).await {
+                    Ok(s) => builder.serve_connection(TokioIo::new(s), svc).await,
+                    Err(e) => {
+                        tracing::debug!(%peer, error = %e, "TLS handshake failed");
+                        return;
+                    }
+                },
+                None => builder.serve_connection(TokioIo::new(sock), svc).await,
+            };
+            if let Err(e) = res {
+                tracing::debug!(%peer, error = %e, "connection ended with an error");
+            }
+        });
+    }
+    // Give in-flight requests a moment to finish.
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(5);
+    while Arc::strong_count(&conns) > 1 && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    Ok(())
+}
+
+/// A counter of open connections: each connection task holds a clone.
+fn tokio_util_tracker() -> Arc<()> {
+    Arc::new(())
+}

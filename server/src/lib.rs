@@ -1,0 +1,65 @@
+//! trustbridge-server: the Notary v1 HTTP API (reference §1, §3, §4, §6).
+
+pub mod config;
+pub mod dev;
+pub mod error;
+pub mod handlers;
+pub mod http;
+pub mod metrics;
+pub mod repo;
+pub mod routes;
+pub mod signer_link;
+pub mod storage;
+pub mod validation;
+
+use std::sync::Arc;
+
+pub use config::Config;
+pub use error::Error;
+
+use crate::handlers::App;
+use crate::metrics::Metrics;
+use crate::repo::Repo;
+use crate::signer_link::SignerLink;
+use crate::storage::MetaStore;
+use crate::storage::sqlite::SqliteStore;
+
+/// Listen on `config.http_addr` and serve until `shutdown` completes. `ready` receives the
+/// bound address.
+pub async fn run(
+    config: &Config,
+    shutdown: impl std::future::Future<Output = ()>,
+    ready: impl FnOnce(std::net::SocketAddr),
+) -> Result<(), Error> {
+    let metrics = Metrics::new();
+    let store: Arc<dyn MetaStore> = match &config.storage {
+        config::Storage::Memory => Arc::new(SqliteStore::in_memory()?),
+        config::Storage::Sqlite(path) => Arc::new(SqliteStore::open(path)?),
+    };
+    let signer = SignerLink::new(&config.trust, metrics.clone())?;
+    let app = Arc::new(App {
+        repo: Repo::new(store, signer),
+        metrics,
+        max_age_current: config.max_age_current,
+        max_age_consistent: config.max_age_consistent,
+        gun_prefixes: config.gun_prefixes.clone(),
+    });
+    let router = axum::Router::new()
+        .fallback(handlers::dispatch)
+        .with_state(app);
+    let tls = config.tls.as_ref().map(http::tls_acceptor).transpose()?;
+    let addr = if config.http_addr.starts_with(':') {
+        format!("0.0.0.0{}", config.http_addr)
+    } else {
+        config.http_addr.clone()
+    };
+    let listener = tokio::net::TcpListener::bind(&addr)
+        .await
+        .map_err(|e| Error::Start(format!("cannot listen on {addr}: {e}")))?;
+    let local = listener
+        .local_addr()
+        .map_err(|e| Error::Start(e.to_string()))?;
+    tracing::info!(addr = %local, tls = tls.is_some(), "trustbridge-server serving");
+    ready(local);
+    http::serve(listener, tls, router, shutdown).await
+}

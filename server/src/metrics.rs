@@ -1,0 +1,107 @@
+//! Prometheus metrics served on `/metrics`: requests by route and status, request latency by
+//! route, and calls to the signer by RPC and outcome.
+
+use std::sync::Arc;
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RequestLabels {
+    route: &'static str,
+    method: String,
+    status: u16,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RouteLabels {
+    route: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct SignerLabels {
+    rpc: String,
+    outcome: &'static str,
+}
+
+struct Inner {
+    registry: Registry,
+    requests: Family<RequestLabels, Counter>,
+    latency: Family<RouteLabels, Histogram>,
+    signer: Family<SignerLabels, Counter>,
+}
+
+#[derive(Clone)]
+pub struct Metrics(Arc<Inner>);
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    pub fn new() -> Self {
+        let mut registry = Registry::with_prefix("trustbridge");
+        let requests = Family::<RequestLabels, Counter>::default();
+        let latency = Family::<RouteLabels, Histogram>::new_with_constructor(|| {
+            Histogram::new(exponential_buckets(0.0001, 2.0, 18))
+        });
+        let signer = Family::<SignerLabels, Counter>::default();
+        registry.register(
+            "http_requests",
+            "HTTP requests by route, method and status",
+            requests.clone(),
+        );
+        registry.register(
+            "http_request_duration_seconds",
+            "HTTP request latency by route",
+            latency.clone(),
+        );
+        registry.register(
+            "signer_calls",
+            "gRPC calls to the signer by RPC and outcome",
+            signer.clone(),
+        );
+        Metrics(Arc::new(Inner {
+            registry,
+            requests,
+            latency,
+            signer,
+        }))
+    }
+
+    pub fn request(&self, route: &'static str, method: &str, status: u16, seconds: f64) {
+        self.0
+            .requests
+            .get_or_create(&RequestLabels {
+                route,
+                method: method.to_string(),
+                status,
+            })
+            .inc();
+        self.0
+            .latency
+            .get_or_create(&RouteLabels { route })
+            .observe(seconds);
+    }
+
+    pub fn signer_call(&self, rpc: &str, ok: bool) {
+        self.0
+            .signer
+            .get_or_create(&SignerLabels {
+                rpc: rpc.to_string(),
+                outcome: if ok { "ok" } else { "error" },
+            })
+            .inc();
+    }
+
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        let _ = prometheus_client::encoding::text::encode(&mut out, &self.0.registry);
+        out
+    }
+}

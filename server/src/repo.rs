@@ -1,0 +1,498 @@
+//! The repository service behind the handlers: current metadata (cached in memory per GUN so
+//! hot GETs do no database work), atomic updates with server-generated snapshot and timestamp,
+//! server-managed keys, deletes and the changefeed.
+//!
+//! "Current" follows notary's SQL store (reference §1.2): timestamp = highest version;
+//! snapshot = the one the current timestamp names; root/targets/delegations = the one the
+//! current snapshot names (highest version when the snapshot has no entry).
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex, RwLock};
+
+use time::OffsetDateTime;
+use trustbridge_tuf::metadata::{FileMeta, Role, expiry};
+use trustbridge_tuf::{GoTime, PublicKey, Root, Signed, Snapshot, Timestamp};
+
+use crate::error::{Error, ValidationError};
+use crate::signer_link::SignerLink;
+use crate::storage::{Change, MetaStore, Stored, Update};
+use crate::validation;
+
+/// Renew a server-signed timestamp when less than this is left (half its 14-day life), and a
+/// server-signed snapshot with less than 180 days left. notary re-signed only after expiry,
+/// so clients failed in between.
+const TIMESTAMP_RENEW: time::Duration = time::Duration::days(7);
+const SNAPSHOT_RENEW: time::Duration = time::Duration::days(180);
+
+/// The resolved current files of one GUN.
+#[derive(Default)]
+struct GunView {
+    current: HashMap<String, Stored>,
+    /// When the timestamp (or its snapshot) should next be renewed.
+    renew_at: Option<OffsetDateTime>,
+}
+
+pub struct Repo {
+    store: Arc<dyn MetaStore>,
+    signer: SignerLink,
+    cache: RwLock<HashMap<String, Arc<GunView>>>,
+    /// One writer per GUN at a time (updates, renewals, deletes).
+    locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+}
+
+fn expires_of(data: &[u8], role: &str) -> Option<OffsetDateTime> {
+    #[derive(serde::Deserialize)]
+    struct Env {
+        signed: Body,
+    }
+    #[derive(serde::Deserialize)]
+    struct Body {
+        expires: GoTime,
+    }
+    let _ = role;
+    serde_json::from_slice::<Env>(data)
+        .ok()
+        .map(|e| e.signed.expires.as_offset_datetime())
+}
+
+impl Repo {
+    pub fn new(store: Arc<dyn MetaStore>, signer: SignerLink) -> Self {
+        Repo {
+            store,
+            signer,
+            cache: RwLock::new(HashMap::new()),
+            locks: Mutex::new(HashMap::new()),
+        }
+    }
+
+    pub fn store(&self) -> &Arc<dyn MetaStore> {
+        &self.store
+    }
+
+    pub fn signer(&self) -> &SignerLink {
+        &self.signer
+    }
+
+    fn lock_for(&self, gun: &str) -> Arc<tokio::sync::Mutex<()>> {
+        self.locks
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .entry(gun.to_string())
+            .or_default()
+            .clone()
+    }
+
+    fn invalidate(&self, gun: &str) {
+        self.cache
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(gun);
+    }
+
+    async fn blocking<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&dyn MetaStore) -> Result<T, Error> + Send + 'static,
+    ) -> Result<T, Error> {
+        let store = self.store.clone();
+        tokio::task::spawn_blocking(move || f(store.as_ref()))
+            .await
+            .map_err(|e| Error::Unknown(e.to_string()))?
+    }
+
+    /// Resolve the current files of `gun` from storage (blocking).
+    fn resolve(store: &dyn MetaStore, gun: &str, extra: &[String]) -> Result<GunView, Error> {
+        let mut view = GunView::default();
+        let Some(ts) = store.latest(gun, "timestamp")? else {
+            // No timestamp yet: highest versions (a repository mid-import).
+            for role in ["root", "targets", "snapshot"]
+                .iter()
+                .map(|s| s.to_string())
+                .chain(extra.iter().cloned())
+            {
+                if let Some(s) = store.latest(gun, &role)? {
+                    view.current.insert(role, s);
+                }
+            }
+            return Ok(view);
+        };
+        let ts_doc = Signed::<Timestamp>::from_bytes("timestamp", &ts.data)
+            .map_err(|e| Error::Unknown(format!("stored timestamp of {gun}: {e}")))?;
+        let mut renew = ts_doc.signed.expires.as_offset_datetime() - TIMESTAMP_RENEW;
+        let snap = match ts_doc.signed.meta.get("snapshot").and_then(|m| m.sha256()) {
+            Some(h) => store.by_checksum(gun, "snapshot", &hex::encode(h))?,
+            None => None,
+        };
+        let snap = match snap {
+            Some(s) => Some(s),
+            None => store.latest(gun, "snapshot")?,
+        };
+        view.current.insert("timestamp".into(), ts);
+        let mut snap_meta: BTreeMap<String, FileMeta> = BTreeMap::new();
+        if let Some(s) = snap {
+            if let Ok(doc) = Signed::<Snapshot>::from_bytes("snapshot", &s.data) {
+                renew = renew.min(doc.signed.expires.as_offset_datetime() - SNAPSHOT_RENEW);
+                snap_meta = doc.signed.meta;
+            }
+            view.current.insert("snapshot".into(), s);
+        }
+        let mut roles: Vec<String> = snap_meta.keys().cloned().collect();
+        for r in ["root", "targets"]
+            .iter()
+            .map(|s| s.to_string())
+            .chain(extra.iter().cloned())
+        {
+            if !roles.contains(&r) {
+                roles.push(r);
+            }
+        }
+        for role in roles {
+            let by_hash = match snap_meta.get(&role).and_then(|m| m.sha256()) {
+                Some(h) => store.by_checksum(gun, &role, &hex::encode(h))?,
+                None => None,
+            };
+            let found = match by_hash {
+                Some(s) => Some(s),
+                None => store.latest(gun, &role)?,
+            };
+            if let Some(s) = found {
+                view.current.insert(role, s);
+            }
+        }
+        view.renew_at = Some(renew);
+        Ok(view)
+    }
+
+    async fn view(&self, gun: &str, role: &str) -> Result<Arc<GunView>, Error> {
+        if let Some(v) = self
+            .cache
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(gun)
+            && (v.current.contains_key(role) || v.current.contains_key("timestamp"))
+        {
+            return Ok(v.clone());
+        }
+        let (g, extra) = (gun.to_string(), vec![role.to_string()]);
+        let view = Arc::new(self.blocking(move |s| Self::resolve(s, &g, &extra)).await?);
+        self.cache
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(gun.to_string(), view.clone());
+        Ok(view)
+    }
+
+    /// The current file of `role`. For timestamp and snapshot, renews them first when due
+    /// and the server holds the keys (one request pays; the rest are served from memory).
+    pub async fn current(&self, gun: &str, role: &str) -> Result<Stored, Error> {
+        let mut view = self.view(gun, role).await?;
+        if (role == "timestamp" || role == "snapshot")
+            && view
+                .renew_at
+                .is_some_and(|t| t <= OffsetDateTime::now_utc())
+        {
+            match self.renew(gun).await {
+                Ok(()) => view = self.view(gun, role).await?,
+                Err(e) => {
+                    // Serve what is stored unless it has actually expired (then notary's 500).
+                    let expired = view
+                        .current
+                        .get(role)
+                        .and_then(|s| expires_of(&s.data, role))
+                        .is_none_or(|t| t <= OffsetDateTime::now_utc());
+                    tracing::warn!(%gun, error = %e, "renewing timestamp/snapshot failed");
+                    if expired {
+                        return Err(e);
+                    }
+                }
+            }
+        }
+        view.current.get(role).cloned().ok_or(Error::NotFound)
+    }
+
+    pub async fn by_checksum(&self, gun: &str, role: &str, sha: &str) -> Result<Stored, Error> {
+        if sha.len() != 64 {
+            return Err(Error::NotFound);
+        }
+        if let Some(v) = self
+            .cache
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(gun)
+            && let Some(s) = v.current.get(role)
+            && s.sha256.eq_ignore_ascii_case(sha)
+        {
+            return Ok(s.clone());
+        }
+        let (g, r, h) = (gun.to_string(), role.to_string(), sha.to_string());
+        self.blocking(move |s| s.by_checksum(&g, &r, &h))
+            .await?
+            .ok_or(Error::NotFound)
+    }
+
+    pub async fn by_version(&self, gun: &str, role: &str, version: i64) -> Result<Stored, Error> {
+        let (g, r) = (gun.to_string(), role.to_string());
+        self.blocking(move |s| s.by_version(&g, &r, version))
+            .await?
+            .ok_or(Error::NotFound)
+    }
+
+    /// Sign `body` with every key of `role` in `root` the signer holds; fewer than the
+    /// threshold gives None.
+    async fn server_sign<T: Role>(
+        &self,
+        role: &str,
+        root: &Root,
+        body: T,
+    ) -> Result<Option<Signed<T>>, Error> {
+        let Some(r) = root.roles.get(role) else {
+            return Ok(None);
+        };
+        let msg = Signed::<T>::message_for(&body).map_err(|e| Error::Unknown(e.to_string()))?;
+        let mut sigs = Vec::new();
+        for keyid in &r.keyids {
+            let Some(key) = root.keys.get(keyid) else {
+                continue;
+            };
+            let canonical = key
+                .canonical_id()
+                .map_err(|e| Error::Unknown(e.to_string()))?;
+            if let Some(sig) = self.signer.sign(keyid, &canonical, &msg).await? {
+                sigs.push(sig);
+            }
+        }
+        if (sigs.len() as i64) < r.threshold.max(1) {
+            return Ok(None);
+        }
+        Signed::from_parts(body, sigs)
+            .map(Some)
+            .map_err(|e| Error::Unknown(e.to_string()))
+    }
+
+    async fn make_timestamp(
+        &self,
+        root: &Root,
+        prev: Option<&Stored>,
+        snapshot: &[u8],
+    ) -> Result<Update, Error> {
+        let version = match prev {
+            Some(p) => Signed::<Timestamp>::from_bytes("timestamp", &p.data)
+                .map(|d| d.signed.version + 1)
+                .unwrap_or(p.version + 1),
+            None => 1,
+        };
+        let mut meta = BTreeMap::new();
+        meta.insert("snapshot".to_string(), FileMeta::from_bytes(snapshot));
+        let body = Timestamp {
+            type_: "Timestamp".into(),
+            expires: GoTime::now_plus(expiry::TIMESTAMP),
+            meta,
+            version,
+        };
+        let signed = self
+            .server_sign("timestamp", root, body)
+            .await
+            .map_err(|e| ValidationError::Validation(e.to_string()))?
+            .ok_or_else(|| {
+                ValidationError::BadRoot("no  timestamp keys exist on the server".into())
+            })?;
+        Ok(Update {
+            role: "timestamp".into(),
+            version,
+            data: signed.raw().to_vec().into(),
+        })
+    }
+
+    /// Apply an uploaded update: check (§3), generate snapshot if needed and the timestamp,
+    /// store everything in one transaction.
+    pub async fn update(
+        &self,
+        gun: &str,
+        uploads: BTreeMap<String, (i64, Arc<[u8]>)>,
+    ) -> Result<(), Error> {
+        let lock = self.lock_for(gun);
+        let _guard = lock.lock().await;
+        let g = gun.to_string();
+        let view = Arc::new(self.blocking(move |s| Self::resolve(s, &g, &[])).await?);
+        // Ancestors of uploaded delegations may not be in the view yet: read them on demand.
+        let store = self.store.clone();
+        let g = gun.to_string();
+        let v2 = view.clone();
+        let uploads2 = uploads;
+        let checked = tokio::task::spawn_blocking(move || {
+            let current = |role: &str| -> Result<Option<Arc<[u8]>>, Error> {
+                if let Some(s) = v2.current.get(role) {
+                    return Ok(Some(s.data.clone()));
+                }
+                Ok(store.latest(&g, role)?.map(|s| s.data))
+            };
+            validation::check(&g, &uploads2, &current, &GoTime::now())
+        })
+        .await
+        .map_err(|e| Error::Unknown(e.to_string()))??;
+
+        let mut updates = checked.updates;
+        let snapshot_bytes: Arc<[u8]> = match checked.snapshot_uploaded {
+            Some(b) => b,
+            None => {
+                let prev = view.current.get("snapshot");
+                let prev_doc = match prev {
+                    Some(p) => Some(
+                        Signed::<Snapshot>::from_bytes("snapshot", &p.data)
+                            .map_err(|e| ValidationError::Validation(e.to_string()))?,
+                    ),
+                    None => None,
+                };
+                if prev_doc.is_none() && !checked.loaded_targets.contains_key("targets") {
+                    return Err(ValidationError::Validation(
+                        "no snapshot exists yet and targets was not uploaded".into(),
+                    )
+                    .into());
+                }
+                let mut meta = prev_doc
+                    .as_ref()
+                    .map(|d| d.signed.meta.clone())
+                    .unwrap_or_default();
+                meta.insert("root".into(), FileMeta::from_bytes(checked.root.raw()));
+                for (role, data) in &checked.loaded_targets {
+                    meta.insert(role.clone(), FileMeta::from_bytes(data));
+                }
+                let version = prev_doc.as_ref().map_or(1, |d| d.signed.version + 1);
+                let body = Snapshot {
+                    type_: "Snapshot".into(),
+                    expires: GoTime::now().plus_years(expiry::SNAPSHOT_YEARS),
+                    meta,
+                    version,
+                };
+                let signed = self
+                    .server_sign("snapshot", &checked.root.signed, body)
+                    .await
+                    .map_err(|e| ValidationError::Validation(e.to_string()))?
+                    .ok_or_else(|| ValidationError::BadHierarchy {
+                        missing: "snapshot".into(),
+                        msg: "no snapshot was included in update and server does not hold current snapshot key for repository".into(),
+                    })?;
+                let data: Arc<[u8]> = signed.raw().to_vec().into();
+                updates.push(Update {
+                    role: "snapshot".into(),
+                    version,
+                    data: data.clone(),
+                });
+                data
+            }
+        };
+        let ts = self
+            .make_timestamp(
+                &checked.root.signed,
+                view.current.get("timestamp"),
+                &snapshot_bytes,
+            )
+            .await?;
+        updates.push(ts);
+        let g = gun.to_string();
+        let res = self.blocking(move |s| s.update_many(&g, &updates)).await;
+        self.invalidate(gun);
+        res
+    }
+
+    /// Re-sign the snapshot (if due and held) and the timestamp of `gun` (§4.2, early).
+    async fn renew(&self, gun: &str) -> Result<(), Error> {
+        let lock = self.lock_for(gun);
+        let _guard = lock.lock().await;
+        let g = gun.to_string();
+        let view = self.blocking(move |s| Self::resolve(s, &g, &[])).await?;
+        let now = OffsetDateTime::now_utc();
+        if view.renew_at.is_none_or(|t| t > now) {
+            self.invalidate(gun);
+            return Ok(()); // someone else renewed it meanwhile
+        }
+        let root_bytes = view.current.get("root").ok_or(Error::NotFound)?;
+        let root = Signed::<Root>::from_bytes("root", &root_bytes.data)
+            .map_err(|e| Error::Unknown(e.to_string()))?;
+        let snap = view.current.get("snapshot").ok_or(Error::NotFound)?;
+        let snap_doc = Signed::<Snapshot>::from_bytes("snapshot", &snap.data)
+            .map_err(|e| Error::Unknown(e.to_string()))?;
+        let mut updates = Vec::new();
+        let mut snapshot_bytes = snap.data.clone();
+        if snap_doc.signed.expires.as_offset_datetime() - SNAPSHOT_RENEW <= now {
+            let mut body = snap_doc.signed.clone();
+            body.version += 1;
+            body.expires = GoTime::now().plus_years(expiry::SNAPSHOT_YEARS);
+            body.meta
+                .insert("root".into(), FileMeta::from_bytes(&root_bytes.data));
+            match self
+                .server_sign("snapshot", &root.signed, body.clone())
+                .await?
+            {
+                Some(s) => {
+                    snapshot_bytes = s.raw().to_vec().into();
+                    updates.push(Update {
+                        role: "snapshot".into(),
+                        version: body.version,
+                        data: snapshot_bytes.clone(),
+                    });
+                }
+                None => {
+                    if snap_doc.signed.expires.as_offset_datetime() <= now {
+                        return Err(Error::Unknown(
+                            "snapshot expired and the server does not hold its key".into(),
+                        ));
+                    }
+                }
+            }
+        }
+        let ts = self
+            .make_timestamp(&root.signed, view.current.get("timestamp"), &snapshot_bytes)
+            .await
+            .map_err(|e| Error::Unknown(e.to_string()))?;
+        updates.push(ts);
+        let g = gun.to_string();
+        let res = self.blocking(move |s| s.update_many(&g, &updates)).await;
+        self.invalidate(gun);
+        res
+    }
+
+    /// GET `{role}.key`: the first key of `role` in the current root that the signer holds,
+    /// else a new one (notary's `GetOrCreateKey`).
+    pub async fn get_or_create_key(&self, gun: &str, role: &str) -> Result<PublicKey, Error> {
+        if let Ok(root) = self.current(gun, "root").await
+            && let Ok(doc) = Signed::<Root>::from_bytes("root", &root.data)
+            && let Some(r) = doc.signed.roles.get(role)
+        {
+            for id in &r.keyids {
+                if let Some(k) = doc.signed.keys.get(id)
+                    && self
+                        .signer
+                        .holds(&k.canonical_id().unwrap_or_default())
+                        .await?
+                {
+                    return Ok(k.clone());
+                }
+            }
+        }
+        self.signer.create_key(gun, role).await
+    }
+
+    /// POST `{role}.key`: always CreateKey (the signer reuses an unused one).
+    pub async fn rotate_key(&self, gun: &str, role: &str) -> Result<PublicKey, Error> {
+        self.signer.create_key(gun, role).await
+    }
+
+    pub async fn delete(&self, gun: &str) -> Result<(), Error> {
+        let lock = self.lock_for(gun);
+        let _guard = lock.lock().await;
+        let g = gun.to_string();
+        let res = self.blocking(move |s| s.delete(&g)).await;
+        self.invalidate(gun);
+        res.map(|_| ())
+    }
+
+    pub async fn changes(
+        &self,
+        gun: Option<String>,
+        change_id: i64,
+        records: i64,
+    ) -> Result<Vec<Change>, Error> {
+        self.blocking(move |s| s.changes(gun.as_deref(), change_id, records))
+            .await
+    }
+}

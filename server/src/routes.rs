@@ -1,0 +1,268 @@
+//! notary-server's routes (reference §1.1) with gorilla/mux's regexes: `{gun}` is `[^*]+`
+//! (slashes allowed), roles are `root|targets(?:/[^/\s]+)*|snapshot|timestamp`, checksums are
+//! 64/96/128 hex digits and versions `[1-9]*[0-9]+`. Checked in registration order; the first
+//! match wins.
+
+use std::sync::OnceLock;
+
+use regex::Regex;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Route {
+    V2Root,
+    Update {
+        gun: String,
+    },
+    ByChecksum {
+        gun: String,
+        role: String,
+        checksum: String,
+    },
+    ByVersion {
+        gun: String,
+        role: String,
+        version: String,
+    },
+    Current {
+        gun: String,
+        role: String,
+    },
+    GetKey {
+        gun: String,
+        role: String,
+    },
+    RotateKey {
+        gun: String,
+        role: String,
+    },
+    Delete {
+        gun: String,
+    },
+    GunChangefeed {
+        gun: String,
+    },
+    Changefeed,
+    Health,
+    Metrics,
+    /// notary's catch-all: 404 METADATA_NOT_FOUND for GET/POST/PUT/HEAD/DELETE.
+    NotFound,
+    MethodNotAllowed,
+}
+
+impl Route {
+    /// The label used in metrics (never the GUN).
+    pub fn name(&self) -> &'static str {
+        match self {
+            Route::V2Root => "v2",
+            Route::Update { .. } => "update",
+            Route::ByChecksum { .. } => "get_checksum",
+            Route::ByVersion { .. } => "get_version",
+            Route::Current { .. } => "get_current",
+            Route::GetKey { .. } => "get_key",
+            Route::RotateKey { .. } => "rotate_key",
+            Route::Delete { .. } => "delete",
+            Route::GunChangefeed { .. } => "changefeed_gun",
+            Route::Changefeed => "changefeed",
+            Route::Health => "health",
+            Route::Metrics => "metrics",
+            Route::NotFound => "not_found",
+            Route::MethodNotAllowed => "method_not_allowed",
+        }
+    }
+
+    /// The GUN the route names, for the prefix filter.
+    pub fn gun(&self) -> Option<&str> {
+        match self {
+            Route::Update { gun }
+            | Route::ByChecksum { gun, .. }
+            | Route::ByVersion { gun, .. }
+            | Route::Current { gun, .. }
+            | Route::GetKey { gun, .. }
+            | Route::RotateKey { gun, .. }
+            | Route::Delete { gun }
+            | Route::GunChangefeed { gun } => Some(gun),
+            _ => None,
+        }
+    }
+}
+
+const ROLE: &str = r"root|targets(?:/[^/\s]+)*|snapshot|timestamp";
+
+struct Patterns {
+    tuf_dir: Regex,
+    checksum: Regex,
+    version: Regex,
+    current: Regex,
+    key: Regex,
+    gun_changefeed: Regex,
+}
+
+fn patterns() -> &'static Patterns {
+    static P: OnceLock<Patterns> = OnceLock::new();
+    P.get_or_init(|| {
+        let re = |s: String| Regex::new(&s).expect("route regex");
+        Patterns {
+            tuf_dir: re(r"^/v2/(?P<gun>[^*]+)/_trust/tuf/$".into()),
+            checksum: re(format!(
+                r"^/v2/(?P<gun>[^*]+)/_trust/tuf/(?P<role>{ROLE})\.(?P<sum>[a-fA-F0-9]{{64}}|[a-fA-F0-9]{{96}}|[a-fA-F0-9]{{128}})\.json$"
+            )),
+            version: re(format!(
+                r"^/v2/(?P<gun>[^*]+)/_trust/tuf/(?P<ver>[1-9]*[0-9]+)\.(?P<role>{ROLE})\.json$"
+            )),
+            current: re(format!(r"^/v2/(?P<gun>[^*]+)/_trust/tuf/(?P<role>{ROLE})\.json$")),
+            key: re(r"^/v2/(?P<gun>[^*]+)/_trust/tuf/(?P<role>snapshot|timestamp)\.key$".into()),
+            gun_changefeed: re(r"^/v2/(?P<gun>[^*]+)/_trust/changefeed$".into()),
+        }
+    })
+}
+
+/// Match `method` and `path` (already percent-decoded) against notary's route table.
+pub fn route(method: &http::Method, path: &str) -> Route {
+    use http::Method as M;
+    let p = patterns();
+    let get = method == M::GET;
+    let post = method == M::POST;
+    let cap = |re: &Regex| re.captures(path);
+    let s = |c: &regex::Captures<'_>, n: &str| c[n].to_string();
+    if get && path == "/v2/" {
+        return Route::V2Root;
+    }
+    if post && let Some(c) = cap(&p.tuf_dir) {
+        return Route::Update { gun: s(&c, "gun") };
+    }
+    if get {
+        if let Some(c) = cap(&p.checksum) {
+            return Route::ByChecksum {
+                gun: s(&c, "gun"),
+                role: s(&c, "role"),
+                checksum: s(&c, "sum"),
+            };
+        }
+        if let Some(c) = cap(&p.version) {
+            return Route::ByVersion {
+                gun: s(&c, "gun"),
+                role: s(&c, "role"),
+                version: s(&c, "ver"),
+            };
+        }
+        if let Some(c) = cap(&p.current) {
+            return Route::Current {
+                gun: s(&c, "gun"),
+                role: s(&c, "role"),
+            };
+        }
+        if let Some(c) = cap(&p.key) {
+            return Route::GetKey {
+                gun: s(&c, "gun"),
+                role: s(&c, "role"),
+            };
+        }
+    }
+    if post && let Some(c) = cap(&p.key) {
+        return Route::RotateKey {
+            gun: s(&c, "gun"),
+            role: s(&c, "role"),
+        };
+    }
+    if method == M::DELETE
+        && let Some(c) = cap(&p.tuf_dir)
+    {
+        return Route::Delete { gun: s(&c, "gun") };
+    }
+    if get {
+        if let Some(c) = cap(&p.gun_changefeed) {
+            return Route::GunChangefeed { gun: s(&c, "gun") };
+        }
+        match path {
+            "/v2/_trust/changefeed" => return Route::Changefeed,
+            "/_notary_server/health" => return Route::Health,
+            "/metrics" => return Route::Metrics,
+            _ => {}
+        }
+    }
+    if [M::GET, M::POST, M::PUT, M::HEAD, M::DELETE].contains(method) {
+        Route::NotFound
+    } else {
+        Route::MethodNotAllowed
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http::Method;
+
+    #[test]
+    fn notary_route_table() {
+        let g = |p: &str| route(&Method::GET, p);
+        assert_eq!(
+            g("/v2/docker.io/library/alpine/_trust/tuf/root.json"),
+            Route::Current {
+                gun: "docker.io/library/alpine".into(),
+                role: "root".into()
+            }
+        );
+        assert_eq!(
+            g("/v2/a/b/_trust/tuf/targets/releases.json"),
+            Route::Current {
+                gun: "a/b".into(),
+                role: "targets/releases".into()
+            }
+        );
+        assert_eq!(
+            g("/v2/a/_trust/tuf/3.root.json"),
+            Route::ByVersion {
+                gun: "a".into(),
+                role: "root".into(),
+                version: "3".into()
+            }
+        );
+        let sum = "a".repeat(64);
+        assert_eq!(
+            g(&format!("/v2/a/_trust/tuf/snapshot.{sum}.json")),
+            Route::ByChecksum {
+                gun: "a".into(),
+                role: "snapshot".into(),
+                checksum: sum.clone()
+            }
+        );
+        assert_eq!(
+            g("/v2/a/_trust/tuf/timestamp.key"),
+            Route::GetKey {
+                gun: "a".into(),
+                role: "timestamp".into()
+            }
+        );
+        assert_eq!(
+            route(&Method::POST, "/v2/a/_trust/tuf/"),
+            Route::Update { gun: "a".into() }
+        );
+        assert_eq!(
+            route(&Method::DELETE, "/v2/a/_trust/tuf/"),
+            Route::Delete { gun: "a".into() }
+        );
+        assert_eq!(g("/v2/_trust/changefeed"), Route::Changefeed);
+        assert_eq!(
+            g("/v2/a/_trust/changefeed"),
+            Route::GunChangefeed { gun: "a".into() }
+        );
+        assert_eq!(g("/v2/a/_trust/tuf/root.key"), Route::NotFound);
+        assert_eq!(g("/v2/a*b/_trust/tuf/root.json"), Route::NotFound);
+        assert_eq!(
+            route(&Method::HEAD, "/v2/a/_trust/tuf/root.json"),
+            Route::NotFound
+        );
+        assert_eq!(
+            route(&Method::PATCH, "/v2/a/_trust/tuf/root.json"),
+            Route::MethodNotAllowed
+        );
+        // The route regex is looser than upload validation: uppercase roles still route.
+        assert_eq!(
+            g("/v2/a/_trust/tuf/targets/Foo.json"),
+            Route::Current {
+                gun: "a".into(),
+                role: "targets/Foo".into()
+            }
+        );
+    }
+}

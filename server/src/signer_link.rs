@@ -1,0 +1,168 @@
+//! The link to the signer (trustbridge-signer or Go notary-signer): notary-signer's gRPC API
+//! over mutual TLS, dialled as `hostname:port` and verified against `hostname` with
+//! `tls_ca_file` as the only root (reference §5.2). The channel is lazy and reconnects by
+//! itself; calls fail fast while the signer is down, so reads keep serving and writes return
+//! a clear error until it is back.
+
+use std::time::Duration;
+
+use tonic::Code;
+use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity};
+use trustbridge_signer::proto::key_management_client::KeyManagementClient;
+use trustbridge_signer::proto::signer_client::SignerClient;
+use trustbridge_signer::proto::{CreateKeyRequest, KeyId, SignatureRequest};
+use trustbridge_tuf::metadata::Signature;
+use trustbridge_tuf::{KeyType, PublicKey};
+
+use crate::config::TrustService;
+use crate::error::Error;
+use crate::metrics::Metrics;
+
+/// Health names notary-signer registers; notary-server checks both.
+const HEALTH_NAMES: [&str; 2] = [
+    "grpc.health.v1.Health.KeyManagement",
+    "grpc.health.v1.Health.Signer",
+];
+
+#[derive(Clone)]
+pub struct SignerLink {
+    channel: Channel,
+    algorithm: String,
+    addr: String,
+    metrics: Metrics,
+}
+
+fn read(path: &std::path::Path) -> Result<Vec<u8>, Error> {
+    std::fs::read(path).map_err(|e| Error::Start(format!("{}: {e}", path.display())))
+}
+
+impl SignerLink {
+    pub fn new(cfg: &TrustService, metrics: Metrics) -> Result<Self, Error> {
+        let mut tls = ClientTlsConfig::new()
+            .ca_certificate(Certificate::from_pem(read(&cfg.ca_file)?))
+            .domain_name(cfg.hostname.clone());
+        if let Some(c) = &cfg.client_cert {
+            tls = tls.identity(Identity::from_pem(read(&c.cert)?, read(&c.key)?));
+        }
+        let addr = format!("{}:{}", cfg.hostname, cfg.port);
+        let channel = Endpoint::from_shared(format!("https://{addr}"))
+            .map_err(|e| Error::Start(format!("trust_service address {addr}: {e}")))?
+            .tls_config(tls)
+            .map_err(|e| Error::Start(format!("trust_service TLS: {e}")))?
+            .connect_timeout(Duration::from_secs(2))
+            .timeout(Duration::from_secs(10))
+            .connect_lazy();
+        Ok(SignerLink {
+            channel,
+            algorithm: cfg.key_algorithm.clone(),
+            addr,
+            metrics,
+        })
+    }
+
+    fn fail(&self, rpc: &str, s: tonic::Status) -> Error {
+        self.metrics.signer_call(rpc, false);
+        match s.code() {
+            Code::Unavailable | Code::DeadlineExceeded => Error::Signer(format!(
+                "signer at {} is unavailable ({}): {}",
+                self.addr,
+                rpc,
+                s.message()
+            )),
+            _ => Error::Signer(format!("{rpc}: {}", s.message())),
+        }
+    }
+
+    /// CreateKey for (role, gun) with the configured algorithm.
+    pub async fn create_key(&self, gun: &str, role: &str) -> Result<PublicKey, Error> {
+        let r = KeyManagementClient::new(self.channel.clone())
+            .create_key(CreateKeyRequest {
+                algorithm: self.algorithm.clone(),
+                gun: gun.into(),
+                role: role.into(),
+            })
+            .await
+            .map_err(|s| self.fail("CreateKey", s))?
+            .into_inner();
+        self.metrics.signer_call("CreateKey", true);
+        let alg = r
+            .key_info
+            .and_then(|k| k.algorithm)
+            .map(|a| a.algorithm)
+            .unwrap_or_default();
+        let key_type = KeyType::parse(&alg).map_err(|e| Error::Signer(e.to_string()))?;
+        Ok(PublicKey::new(key_type, r.public_key))
+    }
+
+    /// Whether the signer holds the private key with canonical ID `key_id`.
+    pub async fn holds(&self, key_id: &str) -> Result<bool, Error> {
+        match KeyManagementClient::new(self.channel.clone())
+            .get_key_info(KeyId { id: key_id.into() })
+            .await
+        {
+            Ok(_) => {
+                self.metrics.signer_call("GetKeyInfo", true);
+                Ok(true)
+            }
+            Err(s) if s.code() == Code::NotFound => {
+                self.metrics.signer_call("GetKeyInfo", true);
+                Ok(false)
+            }
+            Err(s) => Err(self.fail("GetKeyInfo", s)),
+        }
+    }
+
+    /// Sign `msg` with the private key `canonical_id`, reporting the signature under `keyid`
+    /// (the ID root lists). None if the signer does not hold the key.
+    pub async fn sign(
+        &self,
+        keyid: &str,
+        canonical_id: &str,
+        msg: &[u8],
+    ) -> Result<Option<Signature>, Error> {
+        match SignerClient::new(self.channel.clone())
+            .sign(SignatureRequest {
+                key_id: Some(KeyId {
+                    id: canonical_id.into(),
+                }),
+                content: msg.to_vec(),
+            })
+            .await
+        {
+            Ok(r) => {
+                self.metrics.signer_call("Sign", true);
+                let r = r.into_inner();
+                Ok(Some(Signature {
+                    keyid: keyid.into(),
+                    method: r.algorithm.map(|a| a.algorithm).unwrap_or_default(),
+                    sig: r.content,
+                }))
+            }
+            Err(s) if s.code() == Code::NotFound => {
+                self.metrics.signer_call("Sign", true);
+                Ok(None)
+            }
+            Err(s) => Err(self.fail("Sign", s)),
+        }
+    }
+
+    /// notary-server's "Trust operational" check: both health names SERVING.
+    pub async fn check_health(&self) -> Result<(), Error> {
+        use tonic_health::pb::HealthCheckRequest;
+        use tonic_health::pb::health_client::HealthClient;
+        let mut client = HealthClient::new(self.channel.clone());
+        for name in HEALTH_NAMES {
+            let r = client
+                .check(HealthCheckRequest {
+                    service: name.into(),
+                })
+                .await
+                .map_err(|s| self.fail("Health", s))?
+                .into_inner();
+            if r.status != 1 {
+                return Err(Error::Signer(format!("{name} is not serving")));
+            }
+        }
+        Ok(())
+    }
+}

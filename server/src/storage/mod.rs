@@ -1,0 +1,70 @@
+//! Metadata storage behind a trait, so handlers and validation never see the backend:
+//! SQLite today (`sqlite`), PostgreSQL later for several replicas. The semantics are
+//! notary-server's `MetaStore` (reference §6): every version kept with the sha256 of its
+//! bytes, `update_many` all-or-nothing and refusing a version ≤ a stored one, a changefeed row
+//! per stored timestamp, and a GUN delete leaving one `deletion` row.
+
+pub mod sqlite;
+
+use std::sync::Arc;
+
+use crate::error::Error;
+
+/// One role file to store.
+#[derive(Clone, Debug)]
+pub struct Update {
+    pub role: String,
+    pub version: i64,
+    pub data: Arc<[u8]>,
+}
+
+/// A stored role file.
+#[derive(Clone, Debug)]
+pub struct Stored {
+    pub role: String,
+    pub version: i64,
+    pub data: Arc<[u8]>,
+    /// Lowercase hex SHA-256 of `data`.
+    pub sha256: String,
+    /// Storage time (UTC), for `Last-Modified`.
+    pub created_at: time::OffsetDateTime,
+}
+
+/// A changefeed row (`{"ID","CreatedAt","GUN","Version","SHA256","Category"}` on the wire).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Change {
+    pub id: i64,
+    pub created_at: time::OffsetDateTime,
+    pub gun: String,
+    pub version: i64,
+    pub sha256: String,
+    pub category: &'static str,
+}
+
+pub trait MetaStore: Send + Sync + 'static {
+    /// Store `updates` for `gun` in one transaction. Fails with [`Error::OldVersion`] if any
+    /// role already has a version ≥ the new one (nothing is written then). A timestamp among
+    /// the updates writes a changefeed row.
+    fn update_many(&self, gun: &str, updates: &[Update]) -> Result<(), Error>;
+    /// Highest stored version of `role`.
+    fn latest(&self, gun: &str, role: &str) -> Result<Option<Stored>, Error>;
+    fn by_checksum(&self, gun: &str, role: &str, sha256: &str) -> Result<Option<Stored>, Error>;
+    fn by_version(&self, gun: &str, role: &str, version: i64) -> Result<Option<Stored>, Error>;
+    /// Remove every file of `gun`; returns whether any existed (then a `deletion` row is written).
+    fn delete(&self, gun: &str) -> Result<bool, Error>;
+    /// Changefeed after `change_id` (exclusive; 0 = from the start, negative = from the end),
+    /// `records` rows (negative = that many before `change_id`), oldest first.
+    fn changes(
+        &self,
+        gun: Option<&str>,
+        change_id: i64,
+        records: i64,
+    ) -> Result<Vec<Change>, Error>;
+    /// Every GUN with stored metadata (for the status page and renewal).
+    fn guns(&self) -> Result<Vec<String>, Error>;
+    fn check_health(&self) -> Result<(), Error>;
+}
+
+pub fn sha256_hex(data: &[u8]) -> String {
+    hex::encode(ring::digest::digest(&ring::digest::SHA256, data))
+}

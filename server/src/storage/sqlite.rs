@@ -1,0 +1,255 @@
+//! SQLite storage (rusqlite, WAL), in notary-server's schema (`tuf_files`, `changefeed`) so a
+//! row is recognisable to anyone who knows notary's database.
+
+use std::path::Path;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use rusqlite::{Connection, OptionalExtension, Row, params};
+use time::OffsetDateTime;
+
+use super::{Change, MetaStore, Stored, Update, sha256_hex};
+use crate::error::Error;
+
+const SCHEMA: &str = r#"
+CREATE TABLE IF NOT EXISTS tuf_files (
+  id INTEGER PRIMARY KEY AUTOINCREMENT,
+  created_at INTEGER NOT NULL,
+  updated_at INTEGER NOT NULL,
+  deleted_at INTEGER NULL,
+  gun VARCHAR(255) NOT NULL,
+  role VARCHAR(255) NOT NULL,
+  version INTEGER NOT NULL,
+  data BLOB NOT NULL,
+  sha256 CHAR(64) NOT NULL,
+  UNIQUE (gun, role, version)
+);
+CREATE INDEX IF NOT EXISTS idx_tuf_files_sha256 ON tuf_files (sha256);
+CREATE INDEX IF NOT EXISTS idx_tuf_files_gun_role ON tuf_files (gun, role, version);
+CREATE TABLE IF NOT EXISTS changefeed (
+  id INTEGER PRIMARY KEY AUTOINCREMENT,
+  created_at INTEGER NOT NULL,
+  gun VARCHAR(255) NOT NULL,
+  version INTEGER NOT NULL,
+  sha256 CHAR(64) NULL,
+  category VARCHAR(20) NOT NULL DEFAULT 'update'
+);
+CREATE INDEX IF NOT EXISTS idx_changefeed_gun ON changefeed (gun);
+"#;
+
+pub struct SqliteStore {
+    conn: Mutex<Connection>,
+}
+
+fn storage(e: rusqlite::Error) -> Error {
+    Error::Storage(e.to_string())
+}
+
+/// Nanoseconds since the epoch, UTC: keeps `Last-Modified` and changefeed times exact.
+fn now_nanos() -> i64 {
+    OffsetDateTime::now_utc().unix_timestamp_nanos() as i64
+}
+
+fn time_of(nanos: i64) -> OffsetDateTime {
+    OffsetDateTime::from_unix_timestamp_nanos(nanos as i128).unwrap_or(OffsetDateTime::UNIX_EPOCH)
+}
+
+const FILE_COLS: &str = "role, version, data, sha256, created_at";
+
+fn stored(r: &Row<'_>) -> rusqlite::Result<Stored> {
+    let data: Vec<u8> = r.get(2)?;
+    Ok(Stored {
+        role: r.get(0)?,
+        version: r.get(1)?,
+        data: data.into(),
+        sha256: r.get(3)?,
+        created_at: time_of(r.get(4)?),
+    })
+}
+
+impl SqliteStore {
+    pub fn open(path: &Path) -> Result<Self, Error> {
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir)
+                .map_err(|e| Error::Storage(format!("{}: {e}", dir.display())))?;
+        }
+        let conn = Connection::open(path).map_err(storage)?;
+        conn.pragma_update(None, "journal_mode", "WAL")
+            .map_err(storage)?;
+        conn.pragma_update(None, "synchronous", "NORMAL")
+            .map_err(storage)?;
+        Self::init(conn)
+    }
+
+    pub fn in_memory() -> Result<Self, Error> {
+        Self::init(Connection::open_in_memory().map_err(storage)?)
+    }
+
+    fn init(conn: Connection) -> Result<Self, Error> {
+        conn.busy_timeout(Duration::from_secs(5)).map_err(storage)?;
+        conn.execute_batch(SCHEMA).map_err(storage)?;
+        Ok(SqliteStore {
+            conn: Mutex::new(conn),
+        })
+    }
+
+    fn db(&self) -> std::sync::MutexGuard<'_, Connection> {
+        self.conn.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn one(&self, sql: &str, p: impl rusqlite::Params) -> Result<Option<Stored>, Error> {
+        self.db()
+            .query_row(sql, p, stored)
+            .optional()
+            .map_err(storage)
+    }
+}
+
+impl MetaStore for SqliteStore {
+    fn update_many(&self, gun: &str, updates: &[Update]) -> Result<(), Error> {
+        let mut db = self.db();
+        let tx = db.transaction().map_err(storage)?;
+        let now = now_nanos();
+        for (i, u) in updates.iter().enumerate() {
+            if updates[..i]
+                .iter()
+                .any(|o| o.role == u.role && o.version == u.version)
+            {
+                return Err(Error::OldVersion);
+            }
+            let newer: bool = tx
+                .query_row(
+                    "SELECT EXISTS(SELECT 1 FROM tuf_files WHERE gun = ?1 AND role = ?2 AND version >= ?3 AND deleted_at IS NULL)",
+                    params![gun, u.role, u.version],
+                    |r| r.get(0),
+                )
+                .map_err(storage)?;
+            if newer {
+                return Err(Error::OldVersion);
+            }
+            let sha = sha256_hex(&u.data);
+            tx.execute(
+                "INSERT INTO tuf_files (created_at, updated_at, gun, role, version, data, sha256) VALUES (?1, ?1, ?2, ?3, ?4, ?5, ?6)",
+                params![now, gun, u.role, u.version, &u.data[..], sha],
+            )
+            .map_err(|e| match e {
+                rusqlite::Error::SqliteFailure(f, _)
+                    if f.code == rusqlite::ErrorCode::ConstraintViolation =>
+                {
+                    Error::OldVersion
+                }
+                e => storage(e),
+            })?;
+            if u.role == "timestamp" {
+                tx.execute(
+                    "INSERT INTO changefeed (created_at, gun, version, sha256, category) VALUES (?1, ?2, ?3, ?4, 'update')",
+                    params![now, gun, u.version, sha],
+                )
+                .map_err(storage)?;
+            }
+        }
+        tx.commit().map_err(storage)
+    }
+
+    fn latest(&self, gun: &str, role: &str) -> Result<Option<Stored>, Error> {
+        self.one(
+            &format!("SELECT {FILE_COLS} FROM tuf_files WHERE gun = ?1 AND role = ?2 AND deleted_at IS NULL ORDER BY version DESC LIMIT 1"),
+            params![gun, role],
+        )
+    }
+
+    fn by_checksum(&self, gun: &str, role: &str, sha256: &str) -> Result<Option<Stored>, Error> {
+        self.one(
+            &format!("SELECT {FILE_COLS} FROM tuf_files WHERE gun = ?1 AND role = ?2 AND sha256 = ?3 AND deleted_at IS NULL ORDER BY version DESC LIMIT 1"),
+            params![gun, role, sha256.to_lowercase()],
+        )
+    }
+
+    fn by_version(&self, gun: &str, role: &str, version: i64) -> Result<Option<Stored>, Error> {
+        self.one(
+            &format!("SELECT {FILE_COLS} FROM tuf_files WHERE gun = ?1 AND role = ?2 AND version = ?3 AND deleted_at IS NULL"),
+            params![gun, role, version],
+        )
+    }
+
+    fn delete(&self, gun: &str) -> Result<bool, Error> {
+        let mut db = self.db();
+        let tx = db.transaction().map_err(storage)?;
+        let n = tx
+            .execute("DELETE FROM tuf_files WHERE gun = ?1", [gun])
+            .map_err(storage)?;
+        if n > 0 {
+            tx.execute(
+                "INSERT INTO changefeed (created_at, gun, version, sha256, category) VALUES (?1, ?2, 0, '', 'deletion')",
+                params![now_nanos(), gun],
+            )
+            .map_err(storage)?;
+        }
+        tx.commit().map_err(storage)?;
+        Ok(n > 0)
+    }
+
+    fn changes(
+        &self,
+        gun: Option<&str>,
+        change_id: i64,
+        records: i64,
+    ) -> Result<Vec<Change>, Error> {
+        let db = self.db();
+        // notary's SQL GetChanges: reversed when either number is negative; the id bound
+        // applies only when positive (reversed) or always (forward).
+        let reversed = change_id < 0 || records < 0;
+        let limit = records.unsigned_abs() as i64;
+        let (cond, order) = if reversed {
+            ("(?1 <= 0 OR id < ?1)", "DESC")
+        } else {
+            ("id > ?1", "ASC")
+        };
+        let id = change_id;
+        let sql = format!(
+            "SELECT id, created_at, gun, version, COALESCE(sha256, ''), category FROM changefeed WHERE {cond} AND (?2 IS NULL OR gun = ?2) ORDER BY id {order} LIMIT ?3"
+        );
+        let mut stmt = db.prepare(&sql).map_err(storage)?;
+        let mut rows: Vec<Change> = stmt
+            .query_map(params![id, gun, limit], |r| {
+                let category: String = r.get(5)?;
+                Ok(Change {
+                    id: r.get(0)?,
+                    created_at: time_of(r.get(1)?),
+                    gun: r.get(2)?,
+                    version: r.get(3)?,
+                    sha256: r.get(4)?,
+                    category: if category == "deletion" {
+                        "deletion"
+                    } else {
+                        "update"
+                    },
+                })
+            })
+            .map_err(storage)?
+            .collect::<rusqlite::Result<_>>()
+            .map_err(storage)?;
+        if order == "DESC" {
+            rows.reverse();
+        }
+        Ok(rows)
+    }
+
+    fn guns(&self) -> Result<Vec<String>, Error> {
+        let db = self.db();
+        let mut stmt = db
+            .prepare("SELECT DISTINCT gun FROM tuf_files WHERE deleted_at IS NULL ORDER BY gun")
+            .map_err(storage)?;
+        let rows = stmt.query_map([], |r| r.get(0)).map_err(storage)?;
+        rows.collect::<rusqlite::Result<_>>().map_err(storage)
+    }
+
+    fn check_health(&self) -> Result<(), Error> {
+        self.db()
+            .query_row("SELECT COUNT(*) FROM tuf_files WHERE 1 = 0", [], |r| {
+                r.get::<_, i64>(0)
+            })
+            .map(|_| ())
+            .map_err(storage)
+    }
+}

@@ -1,0 +1,105 @@
+//! Helpers to run trustbridge-server (with a signer) and drive the real notary client at it.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use crate::signer::{start_ours as start_signer, write_config as write_signer_config};
+use crate::{Proc, free_port, our_bin, require_bin, run_ok, wait_ok};
+
+pub const CLIENT_PASS: &str = "e2e-client-passphrase";
+
+/// A running trustbridge-server with its trustbridge-signer, certificates in `dir/certs`.
+pub struct Stack {
+    pub server: Proc,
+    pub signer: Proc,
+    pub url: String,
+    pub ca: PathBuf,
+    pub dir: PathBuf,
+    pub port: u16,
+    pub signer_port: u16,
+}
+
+/// Write `dir/server.json` for trustbridge-server on `port` using the signer on `signer_port`.
+pub fn write_server_config(dir: &Path, port: u16, signer_port: u16, extra: &str) -> PathBuf {
+    let path = dir.join("server.json");
+    std::fs::write(
+        &path,
+        format!(
+            r#"{{"server":{{"http_addr":"127.0.0.1:{port}","tls_cert_file":"certs/server.crt","tls_key_file":"certs/server.key"}},
+               "trust_service":{{"type":"remote","hostname":"127.0.0.1","port":"{signer_port}","key_algorithm":"ecdsa",
+                 "tls_ca_file":"certs/root-ca.crt","tls_client_cert":"certs/signer-client.crt","tls_client_key":"certs/signer-client.key"}},
+               "logging":{{"level":"info"}},"storage":{{"backend":"sqlite3","db_url":"server.db"}}{extra}}}"#
+        ),
+    )
+    .unwrap();
+    path
+}
+
+/// Start trustbridge-server with `config` and wait for its health (which includes the signer).
+pub fn start_server(
+    name: &str,
+    dir: &Path,
+    config: &Path,
+    port: u16,
+    others: &mut [&mut Proc],
+) -> Proc {
+    let mut cmd = Command::new(our_bin("trustbridge-server", "trustbridge-server"));
+    cmd.arg("--config").arg(config).env("RUST_LOG", "info");
+    let mut p = Proc::spawn(name, cmd, dir);
+    let mut all: Vec<&mut Proc> = vec![&mut p];
+    all.extend(others.iter_mut().map(|x| &mut **x));
+    wait_ok(
+        &format!("https://127.0.0.1:{port}/_notary_server/health"),
+        &dir.join("certs/root-ca.crt"),
+        Duration::from_secs(30),
+        &mut all,
+    );
+    p
+}
+
+/// Dev PKI, trustbridge-signer (SQLite) and trustbridge-server (SQLite) in `dir`.
+pub fn start_stack(dir: &Path) -> Stack {
+    let certs = dir.join("certs");
+    trustbridge_certs::generate(30)
+        .unwrap()
+        .write(&certs)
+        .unwrap();
+    let signer_port = free_port();
+    let sc = write_signer_config(dir, signer_port, "sqlite3");
+    let mut signer = start_signer("trustbridge-signer", &sc, &certs, signer_port);
+    let port = free_port();
+    let config = write_server_config(dir, port, signer_port, "");
+    let server = start_server("trustbridge-server", dir, &config, port, &mut [&mut signer]);
+    Stack {
+        server,
+        signer,
+        url: format!("https://127.0.0.1:{port}"),
+        ca: certs.join("root-ca.crt"),
+        dir: dir.to_path_buf(),
+        port,
+        signer_port,
+    }
+}
+
+/// The real notary client against `url`, passphrases from env; returns stdout or panics.
+pub fn notary(url: &str, ca: &Path, trust: &Path, args: &[&str]) -> String {
+    let out = run_ok(
+        &format!("notary {}", args.join(" ")),
+        &mut notary_cmd(url, ca, trust, args),
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+pub fn notary_cmd(url: &str, ca: &Path, trust: &Path, args: &[&str]) -> Command {
+    let mut cmd = Command::new(require_bin("notary"));
+    cmd.arg("-d")
+        .arg(trust)
+        .args(["-s", url, "--tlscacert"])
+        .arg(ca)
+        .args(args);
+    for role in ["ROOT", "TARGETS", "SNAPSHOT", "DELEGATION"] {
+        cmd.env(format!("NOTARY_{role}_PASSPHRASE"), CLIENT_PASS);
+    }
+    cmd
+}
