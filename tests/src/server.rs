@@ -91,6 +91,31 @@ pub fn notary(url: &str, ca: &Path, trust: &Path, args: &[&str]) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
+/// As [`notary`], with `input` on stdin (for confirmations such as root rotation's).
+pub fn notary_with_input(url: &str, ca: &Path, trust: &Path, args: &[&str], input: &str) -> String {
+    use std::io::Write;
+    let mut cmd = notary_cmd(url, ca, trust, args);
+    cmd.stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    let mut child = cmd.spawn().unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(input.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "notary {} failed:\n{}\n{}",
+        args.join(" "),
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
 pub fn notary_cmd(url: &str, ca: &Path, trust: &Path, args: &[&str]) -> Command {
     let mut cmd = Command::new(require_bin("notary"));
     cmd.arg("-d")

@@ -1,8 +1,11 @@
 //! The real notary 0.7.0 client against trustbridge-server + trustbridge-signer: the whole
-//! lifecycle a notary user runs, then a second fresh client reads and verifies everything.
+//! lifecycle a notary user runs (publish, remove, server-managed key rotations, targets and
+//! root key rotation, a delegation with a target, witness, status, delete --remote), with a
+//! second fresh client reading and verifying along the way.
 
-use trustbridge_e2e::init;
-use trustbridge_e2e::server::{notary, start_stack};
+use trustbridge_e2e::server::{notary, notary_with_input, start_stack};
+use trustbridge_e2e::{https_get, init};
+use trustbridge_tuf::{Root, Signed, Targets};
 
 const GUN: &str = "127.0.0.1/e2e/lifecycle";
 
@@ -13,6 +16,8 @@ fn notary_client_lifecycle() {
     let s = start_stack(tmp.path());
     let trust = tmp.path().join("trust");
     let n = |args: &[&str]| notary(&s.url, &s.ca, &trust, args);
+    let fresh = |name: &str, args: &[&str]| notary(&s.url, &s.ca, &tmp.path().join(name), args);
+    let get = |name: &str| https_get(&format!("{}/v2/{GUN}/_trust/tuf/{name}", s.url), &s.ca);
     let file = tmp.path().join("artefact.bin");
     std::fs::write(&file, b"payload").unwrap();
     let file = file.to_str().unwrap();
@@ -20,8 +25,7 @@ fn notary_client_lifecycle() {
     n(&["init", GUN, "-p"]);
     n(&["add", GUN, "v1", file]);
     n(&["publish", GUN]);
-    let list = n(&["list", GUN]);
-    assert!(list.contains("v1"), "{list}");
+    assert!(n(&["list", GUN]).contains("v1"));
     n(&["add", GUN, "v2", file]);
     n(&["publish", GUN]);
     n(&["remove", GUN, "v1"]);
@@ -31,16 +35,90 @@ fn notary_client_lifecycle() {
     n(&["key", "rotate", GUN, "targets"]);
     n(&["add", GUN, "v3", file]);
     n(&["publish", GUN]);
-    n(&["key", "rotate", GUN, "root"]);
-    let status = n(&["status", GUN]);
-    assert!(status.contains("No unpublished changes"), "{status}");
-
-    let fresh = tmp.path().join("fresh");
-    let list = notary(&s.url, &s.ca, &fresh, &["list", GUN]);
+    let list = fresh("fresh1", &["list", GUN]);
     assert!(
         list.contains("v2") && list.contains("v3") && !list.contains("v1"),
         "{list}"
     );
-    let lookup = notary(&s.url, &s.ca, &fresh, &["lookup", GUN, "v3"]);
+
+    // Root key rotation: root v2 (key rotations above) → v3 signed by old and new root keys.
+    let before = Signed::<Root>::from_bytes("root", &get("root.json").1).unwrap();
+    notary_with_input(
+        &s.url,
+        &s.ca,
+        &trust,
+        &["key", "rotate", GUN, "root"],
+        "yes\n",
+    );
+    let after = Signed::<Root>::from_bytes("root", &get("root.json").1).unwrap();
+    assert_eq!(after.signed.version, before.signed.version + 1);
+    assert_ne!(
+        after.signed.roles["root"].keyids,
+        before.signed.roles["root"].keyids
+    );
+
+    // A delegation (x509 certificate, all paths) with a target in it.
+    let key = rcgen::KeyPair::generate().unwrap();
+    let mut params = rcgen::CertificateParams::new(vec![]).unwrap();
+    params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, "e2e-releases");
+    params.not_after = time::OffsetDateTime::now_utc() + time::Duration::days(365);
+    let cert = params.self_signed(&key).unwrap();
+    let (kf, cf) = (
+        tmp.path().join("releases.key"),
+        tmp.path().join("releases.crt"),
+    );
+    std::fs::write(&kf, key.serialize_pem()).unwrap();
+    std::fs::write(&cf, cert.pem()).unwrap();
+    n(&[
+        "key",
+        "import",
+        kf.to_str().unwrap(),
+        "--role",
+        "targets/releases",
+    ]);
+    n(&[
+        "delegation",
+        "add",
+        GUN,
+        "targets/releases",
+        cf.to_str().unwrap(),
+        "--all-paths",
+    ]);
+    n(&["add", GUN, "rel1", file, "--roles", "targets/releases"]);
+    n(&["publish", GUN]);
+    let (code, body) = get("targets/releases.json");
+    assert_eq!(code, 200);
+    let rel = Signed::<Targets>::from_bytes("targets/releases", &body).unwrap();
+    assert!(rel.signed.targets.contains_key("rel1"));
+    let v = rel.signed.version;
+    n(&["witness", GUN, "targets/releases", "-p"]);
+    let rel =
+        Signed::<Targets>::from_bytes("targets/releases", &get("targets/releases.json").1).unwrap();
+    assert_eq!(
+        rel.signed.version,
+        v + 1,
+        "witness re-signed the delegation"
+    );
+    let status = n(&["status", GUN]);
+    assert!(status.contains("No unpublished changes"), "{status}");
+
+    let list = fresh("fresh2", &["list", GUN, "--roles", "targets/releases"]);
+    assert!(list.contains("rel1"), "{list}");
+    let lookup = fresh("fresh2", &["lookup", GUN, "v3"]);
     assert!(lookup.contains("v3"), "{lookup}");
+
+    // delete --remote: metadata gone, a deletion in the changefeed.
+    n(&["delete", GUN, "--remote"]);
+    assert_eq!(get("root.json").0, 404);
+    let (code, feed) = https_get(
+        &format!("{}/v2/{GUN}/_trust/changefeed?records=0", s.url),
+        &s.ca,
+    );
+    assert_eq!(code, 200);
+    let feed: serde_json::Value = serde_json::from_slice(&feed).unwrap();
+    let records = feed["records"].as_array().unwrap();
+    assert_eq!(records.last().unwrap()["Category"], "deletion");
+    assert!(records.len() >= 8, "{feed}");
 }
