@@ -27,6 +27,7 @@ pub struct App {
     pub gun_prefixes: Vec<String>,
 }
 
+const MAX_UPLOAD: usize = 64 << 20;
 const TEXT: &str = "text/plain; charset=utf-8";
 const JSON: &str = "application/json; charset=utf-8";
 
@@ -206,9 +207,16 @@ async fn update(app: &App, gun: &str, req: Request) -> Result<(), Error> {
         .headers()
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
-        .and_then(|ct| multer::parse_boundary(ct).ok())
-        .ok_or_else(|| Error::MalformedUpload("not multipart/form-data".into()))?;
-    let stream = req.into_body().into_data_stream();
+        .and_then(|ct| multer::parse_boundary(ct).ok());
+    // Read the whole body before answering, so a client still sending sees our 400 rather
+    // than a reset stream. notary sets no limit; metadata is small, 64 MiB is generous.
+    let body = axum::body::to_bytes(req.into_body(), MAX_UPLOAD)
+        .await
+        .map_err(|e| Error::MalformedUpload(e.to_string()))?;
+    let Some(boundary) = boundary else {
+        return Err(Error::MalformedUpload("not multipart/form-data".into()));
+    };
+    let stream = futures_util::stream::once(async move { Ok::<_, std::io::Error>(body) });
     let mut mp = multer::Multipart::new(stream, boundary);
     let mut uploads: BTreeMap<String, (i64, Arc<[u8]>)> = BTreeMap::new();
     loop {
