@@ -1,0 +1,211 @@
+//! trustbridge-server with either signer, and without one for a while:
+//! * Go notary-signer 0.7.0 behind trustbridge-server serves the real notary client;
+//! * with trustbridge-signer stopped, reads keep serving the same bytes, a publish fails with
+//!   an error naming the signer, health says so, and once the signer is back publishing works
+//!   again without restarting the server;
+//! * `trustbridge-server dev` (README command 1) runs the whole stack and stops it on SIGTERM.
+
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use trustbridge_e2e::server::{notary, notary_cmd, start_server, start_stack, write_server_config};
+use trustbridge_e2e::signer::{start_ours, wait_grpc};
+use trustbridge_e2e::{Proc, free_port, https_get, init, our_bin, require_bin, wait_ok};
+
+#[test]
+fn serves_the_notary_client_with_go_notary_signer() {
+    init();
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let certs = dir.join("certs");
+    trustbridge_certs::generate(30)
+        .unwrap()
+        .write(&certs)
+        .unwrap();
+    let signer_port = free_port();
+    std::fs::write(
+        dir.join("go-signer.json"),
+        format!(
+            r#"{{"server":{{"grpc_addr":"127.0.0.1:{signer_port}","tls_cert_file":"certs/signer.crt","tls_key_file":"certs/signer.key","client_ca_file":"certs/root-ca.crt"}},
+               "logging":{{"level":"info"}},"storage":{{"backend":"memory"}}}}"#
+        ),
+    )
+    .unwrap();
+    let mut cmd = Command::new(require_bin("notary-signer"));
+    cmd.current_dir(dir).args(["-config", "go-signer.json"]);
+    let mut go = Proc::spawn("notary-signer", cmd, dir);
+    wait_grpc(&mut go, signer_port, &certs);
+    let port = free_port();
+    let config = write_server_config(dir, port, signer_port, "");
+    let _server = start_server("trustbridge-server", dir, &config, port, &mut [&mut go]);
+    let url = format!("https://127.0.0.1:{port}");
+    let ca = certs.join("root-ca.crt");
+    let gun = "127.0.0.1/e2e/go-signer";
+    let trust = dir.join("trust");
+    let file = dir.join("f.bin");
+    std::fs::write(&file, b"f").unwrap();
+    notary(&url, &ca, &trust, &["init", gun, "-p"]);
+    notary(
+        &url,
+        &ca,
+        &trust,
+        &["add", gun, "v1", file.to_str().unwrap()],
+    );
+    notary(&url, &ca, &trust, &["publish", gun]);
+    notary(&url, &ca, &trust, &["key", "rotate", gun, "snapshot", "-r"]);
+    notary(
+        &url,
+        &ca,
+        &trust,
+        &["add", gun, "v2", file.to_str().unwrap()],
+    );
+    notary(&url, &ca, &trust, &["publish", gun]);
+    let list = notary(&url, &ca, &dir.join("fresh"), &["list", gun]);
+    assert!(list.contains("v1") && list.contains("v2"), "{list}");
+}
+
+#[test]
+fn signer_outage_keeps_reads_and_recovers_writes() {
+    init();
+    let tmp = tempfile::tempdir().unwrap();
+    let mut s = start_stack(tmp.path());
+    let gun = "127.0.0.1/e2e/outage";
+    let trust = tmp.path().join("trust");
+    let file = tmp.path().join("f.bin");
+    std::fs::write(&file, b"f").unwrap();
+    let f = file.to_str().unwrap();
+    notary(&s.url, &s.ca, &trust, &["init", gun, "-p"]);
+    notary(&s.url, &s.ca, &trust, &["add", gun, "v1", f]);
+    notary(&s.url, &s.ca, &trust, &["publish", gun]);
+    let read = |name: &str| https_get(&format!("{}/v2/{gun}/_trust/tuf/{name}", s.url), &s.ca);
+    let before: Vec<_> = [
+        "root.json",
+        "targets.json",
+        "snapshot.json",
+        "timestamp.json",
+    ]
+    .iter()
+    .map(|n| read(n))
+    .collect();
+
+    // Stop the signer.
+    let signer_config = tmp.path().join("signer.json");
+    drop(std::mem::replace(
+        &mut s.signer,
+        Proc::spawn("placeholder", Command::new("true"), tmp.path()),
+    ));
+    let after: Vec<_> = [
+        "root.json",
+        "targets.json",
+        "snapshot.json",
+        "timestamp.json",
+    ]
+    .iter()
+    .map(|n| read(n))
+    .collect();
+    assert_eq!(before, after, "reads keep serving the stored bytes");
+    let list = notary(&s.url, &s.ca, &tmp.path().join("reader"), &["list", gun]);
+    assert!(list.contains("v1"), "{list}");
+    let (code, body) = https_get(&format!("{}/_notary_server/health", s.url), &s.ca);
+    assert_eq!(code, 503);
+    assert!(String::from_utf8_lossy(&body).contains("Trust operational"));
+
+    notary(&s.url, &s.ca, &trust, &["add", gun, "v2", f]);
+    let start = Instant::now();
+    let out = notary_cmd(&s.url, &s.ca, &trust, &["publish", gun])
+        .output()
+        .unwrap();
+    let took = start.elapsed();
+    let text =
+        String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success(),
+        "publish must fail while the signer is down"
+    );
+    assert!(
+        text.contains("signer") && text.contains("unavailable"),
+        "{text}"
+    );
+    eprintln!("publish with the signer down failed after {took:?}");
+
+    // Signer back on the same port: the server's channel reconnects by itself.
+    s.signer = start_ours(
+        "trustbridge-signer-2",
+        &signer_config,
+        &tmp.path().join("certs"),
+        s.signer_port,
+    );
+    wait_ok(
+        &format!("{}/_notary_server/health", s.url),
+        &s.ca,
+        Duration::from_secs(20),
+        &mut [&mut s.server],
+    );
+    notary(&s.url, &s.ca, &trust, &["publish", gun]);
+    let list = notary(&s.url, &s.ca, &tmp.path().join("reader2"), &["list", gun]);
+    assert!(list.contains("v2"), "{list}");
+}
+
+#[test]
+fn dev_mode_runs_the_stack_and_stops_on_sigterm() {
+    init();
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("dev-data");
+    let port = free_port();
+    // dev mode finds trustbridge-signer next to trustbridge-server.
+    our_bin("trustbridge-signer", "trustbridge-signer");
+    let mut cmd = Command::new(our_bin("trustbridge-server", "trustbridge-server"));
+    cmd.args(["dev", "--data"])
+        .arg(&data)
+        .args(["--addr", &format!("127.0.0.1:{port}")]);
+    let mut p = Proc::spawn("dev", cmd, tmp.path());
+    let url = format!("https://127.0.0.1:{port}");
+    let ca = data.join("certs/root-ca.crt");
+    let start = Instant::now();
+    while !ca.exists() && start.elapsed() < Duration::from_secs(20) {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    wait_ok(
+        &format!("{url}/_notary_server/health"),
+        &ca,
+        Duration::from_secs(30),
+        &mut [&mut p],
+    );
+    assert!(data.join("certs/server.crt").exists() && data.join("certs/server.key").exists());
+    assert!(
+        p.log().contains("DOCKER_CONTENT_TRUST_SERVER"),
+        "{}",
+        p.log()
+    );
+    let gun = "127.0.0.1/e2e/dev";
+    let trust = tmp.path().join("trust");
+    notary(&url, &ca, &trust, &["init", gun, "-p"]);
+    let list = notary(&url, &ca, &tmp.path().join("fresh"), &["list", gun]);
+    assert!(list.contains("No targets"), "{list}");
+    assert!(data.join("server.db").exists() && data.join("signer-keys.db").exists());
+
+    // SIGTERM: the server stops, and stops its signer child.
+    let signer_port: u16 = {
+        let cfg: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(data.join("signer.json")).unwrap()).unwrap();
+        cfg["server"]["grpc_addr"]
+            .as_str()
+            .unwrap()
+            .rsplit(':')
+            .next()
+            .unwrap()
+            .parse()
+            .unwrap()
+    };
+    assert!(std::net::TcpStream::connect(("127.0.0.1", signer_port)).is_ok());
+    let status = p.terminate(Duration::from_secs(15));
+    assert_eq!(status.and_then(|s| s.code()), Some(0), "{}", p.log());
+    assert!(
+        std::net::TcpStream::connect(("127.0.0.1", signer_port)).is_err(),
+        "signer child still listening"
+    );
+    assert!(
+        std::net::TcpStream::connect(("127.0.0.1", port)).is_err(),
+        "server still listening"
+    );
+}
