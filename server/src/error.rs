@@ -138,12 +138,17 @@ impl ApiError {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let (status, message) = wire(self.code);
-        let mut err = json!({"code": self.code, "message": message});
+        // Go's encoder writes struct fields in declaration order: code, message, detail.
+        let mut body = format!(
+            r#"{{"errors":[{{"code":{},"message":{}"#,
+            Value::from(self.code),
+            Value::from(message)
+        );
         if let Some(d) = self.detail {
-            err["detail"] = d;
+            body.push_str(",\"detail\":");
+            body.push_str(&serde_json::to_string(&d).unwrap_or_default());
         }
-        let mut body = serde_json::to_vec(&json!({"errors": [err]})).unwrap_or_default();
-        body.push(b'\n');
+        body.push_str("}]}\n");
         (
             status,
             [(

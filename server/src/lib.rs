@@ -5,6 +5,7 @@ pub mod dev;
 pub mod error;
 pub mod handlers;
 pub mod http;
+pub mod import;
 pub mod metrics;
 pub mod repo;
 pub mod routes;

@@ -32,6 +32,13 @@ enum Cmd {
         #[arg(long, default_value = "127.0.0.1:4443")]
         addr: String,
     },
+    /// Import exported metadata (DIR/<role>/<version>.json) for GUN into the configured
+    /// storage, byte-for-byte (offline: run with the server stopped)
+    Import {
+        #[arg(long)]
+        gun: String,
+        dir: PathBuf,
+    },
 }
 
 fn init_logging(level: &str, format: &str) {
@@ -76,6 +83,19 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 eprintln!("{}", dev::instructions(&data, a));
             }))?;
             drop(signer);
+        }
+        Some(Cmd::Import { gun, dir }) => {
+            let config = Config::load(&cli.config)?;
+            let store: Box<dyn trustbridge_server::storage::MetaStore> = match &config.storage {
+                trustbridge_server::config::Storage::Sqlite(p) => {
+                    Box::new(trustbridge_server::storage::sqlite::SqliteStore::open(p)?)
+                }
+                trustbridge_server::config::Storage::Memory => {
+                    anyhow::bail!("the memory backend keeps nothing: import into a sqlite3 store")
+                }
+            };
+            let n = trustbridge_server::import::import_versions(store.as_ref(), &gun, &dir)?;
+            println!("imported {n} file(s) for {gun}");
         }
         None => {
             let config = Config::load(&cli.config)?;
