@@ -25,6 +25,16 @@ for b in "${peers[@]}"; do
   command -v "$b" >/dev/null 2>&1 || { echo "test.sh: peer $b still missing after install" >&2; exit 1; }
 done
 
+# docker trust must reach the server by a name that is not loopback-looking, so TLS is checked
+# for real: map notary-server (a SAN of the dev server certificate) to 127.0.0.1.
+if ! getent hosts notary-server >/dev/null 2>&1; then
+  if [ "$(id -u)" -ne 0 ]; then
+    echo "test.sh: add '127.0.0.1 notary-server' to /etc/hosts (or run as root)" >&2
+    exit 1
+  fi
+  echo "127.0.0.1 notary-server" >> /etc/hosts
+fi
+
 # Reuse a build cache outside the clone when one exists.
 if [ -z "${CARGO_TARGET_DIR:-}" ] && [ -d /work/.cargo-target ]; then
   export CARGO_TARGET_DIR=/work/.cargo-target
