@@ -25,7 +25,7 @@ const TIMESTAMP_RENEW: time::Duration = time::Duration::days(7);
 const SNAPSHOT_RENEW: time::Duration = time::Duration::days(180);
 
 /// The resolved current files of one GUN.
-#[derive(Default)]
+#[derive(Default, Clone)]
 struct GunView {
     current: HashMap<String, Stored>,
     /// When the timestamp (or its snapshot) should next be renewed.
@@ -89,14 +89,15 @@ impl Repo {
             .remove(gun);
     }
 
+    /// Run a short storage call on this worker thread, telling tokio it blocks
+    /// (`block_in_place`): SQLite calls take microseconds, and handing them to the blocking
+    /// pool cost more in thread switches than the calls themselves.
     async fn blocking<T: Send + 'static>(
         &self,
         f: impl FnOnce(&dyn MetaStore) -> Result<T, Error> + Send + 'static,
     ) -> Result<T, Error> {
         let store = self.store.clone();
-        tokio::task::spawn_blocking(move || f(store.as_ref()))
-            .await
-            .map_err(|e| Error::Unknown(e.to_string()))?
+        tokio::task::block_in_place(move || f(store.as_ref()))
     }
 
     /// Resolve the current files of `gun` from storage (blocking).
@@ -160,6 +161,58 @@ impl Repo {
         }
         view.renew_at = Some(renew);
         Ok(view)
+    }
+
+    /// The view after `updates` were stored at `at`: no need to ask the database again.
+    fn apply(view: &GunView, updates: &[Update], at: OffsetDateTime) -> GunView {
+        let mut next = view.clone();
+        for u in updates {
+            next.current.insert(
+                u.role.clone(),
+                Stored {
+                    role: u.role.clone(),
+                    version: u.version,
+                    data: u.data.clone(),
+                    sha256: crate::storage::sha256_hex(&u.data),
+                    created_at: at,
+                },
+            );
+        }
+        let exp = |role: &str| {
+            next.current
+                .get(role)
+                .and_then(|s| expires_of(&s.data, role))
+        };
+        next.renew_at = match (exp("timestamp"), exp("snapshot")) {
+            (Some(t), Some(s)) => Some((t - TIMESTAMP_RENEW).min(s - SNAPSHOT_RENEW)),
+            (Some(t), None) => Some(t - TIMESTAMP_RENEW),
+            _ => None,
+        };
+        next
+    }
+
+    fn remember(&self, gun: &str, view: GunView) {
+        self.cache
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(gun.to_string(), Arc::new(view));
+    }
+
+    /// The cached view of `gun` if complete, else one resolved from storage.
+    async fn fresh_view(&self, gun: &str) -> Result<Arc<GunView>, Error> {
+        if let Some(v) = self
+            .cache
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(gun)
+            && v.current.contains_key("timestamp")
+        {
+            return Ok(v.clone());
+        }
+        let g = gun.to_string();
+        Ok(Arc::new(
+            self.blocking(move |s| Self::resolve(s, &g, &[])).await?,
+        ))
     }
 
     async fn view(&self, gun: &str, role: &str) -> Result<Arc<GunView>, Error> {
@@ -311,14 +364,13 @@ impl Repo {
     ) -> Result<(), Error> {
         let lock = self.lock_for(gun);
         let _guard = lock.lock().await;
-        let g = gun.to_string();
-        let view = Arc::new(self.blocking(move |s| Self::resolve(s, &g, &[])).await?);
+        let view = self.fresh_view(gun).await?;
         // Ancestors of uploaded delegations may not be in the view yet: read them on demand.
         let store = self.store.clone();
         let g = gun.to_string();
         let v2 = view.clone();
         let uploads2 = uploads;
-        let checked = tokio::task::spawn_blocking(move || {
+        let checked = tokio::task::block_in_place(move || {
             let current = |role: &str| -> Result<Option<Arc<[u8]>>, Error> {
                 if let Some(s) = v2.current.get(role) {
                     return Ok(Some(s.data.clone()));
@@ -326,9 +378,7 @@ impl Repo {
                 Ok(store.latest(&g, role)?.map(|s| s.data))
             };
             validation::check(&g, &uploads2, &current, &GoTime::now())
-        })
-        .await
-        .map_err(|e| Error::Unknown(e.to_string()))??;
+        })?;
 
         let mut updates = checked.updates;
         let snapshot_bytes: Arc<[u8]> = match checked.snapshot_uploaded {
@@ -388,10 +438,28 @@ impl Repo {
             )
             .await?;
         updates.push(ts);
+        self.store_and_remember(gun, &view, updates).await
+    }
+
+    /// Store `updates` and keep the cache in step (on failure, drop it: storage decides).
+    async fn store_and_remember(
+        &self,
+        gun: &str,
+        view: &GunView,
+        updates: Vec<Update>,
+    ) -> Result<(), Error> {
         let g = gun.to_string();
-        let res = self.blocking(move |s| s.update_many(&g, &updates)).await;
-        self.invalidate(gun);
-        res
+        let u = updates.clone();
+        match self.blocking(move |s| s.update_many(&g, &u)).await {
+            Ok(at) => {
+                self.remember(gun, Self::apply(view, &updates, at));
+                Ok(())
+            }
+            Err(e) => {
+                self.invalidate(gun);
+                Err(e)
+            }
+        }
     }
 
     /// Re-sign the snapshot (if due and held) and the timestamp of `gun` (§4.2, early).
@@ -445,10 +513,7 @@ impl Repo {
             .await
             .map_err(|e| Error::Unknown(e.to_string()))?;
         updates.push(ts);
-        let g = gun.to_string();
-        let res = self.blocking(move |s| s.update_many(&g, &updates)).await;
-        self.invalidate(gun);
-        res
+        self.store_and_remember(gun, &view, updates).await
     }
 
     /// GET `{role}.key`: the first key of `role` in the current root that the signer holds,

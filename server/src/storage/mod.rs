@@ -44,8 +44,8 @@ pub struct Change {
 pub trait MetaStore: Send + Sync + 'static {
     /// Store `updates` for `gun` in one transaction. Fails with [`Error::OldVersion`] if any
     /// role already has a version ≥ the new one (nothing is written then). A timestamp among
-    /// the updates writes a changefeed row.
-    fn update_many(&self, gun: &str, updates: &[Update]) -> Result<(), Error>;
+    /// the updates writes a changefeed row. Returns the storage time recorded.
+    fn update_many(&self, gun: &str, updates: &[Update]) -> Result<time::OffsetDateTime, Error>;
     /// Highest stored version of `role`.
     fn latest(&self, gun: &str, role: &str) -> Result<Option<Stored>, Error>;
     fn by_checksum(&self, gun: &str, role: &str, sha256: &str) -> Result<Option<Stored>, Error>;

@@ -106,7 +106,7 @@ impl SqliteStore {
 }
 
 impl MetaStore for SqliteStore {
-    fn update_many(&self, gun: &str, updates: &[Update]) -> Result<(), Error> {
+    fn update_many(&self, gun: &str, updates: &[Update]) -> Result<OffsetDateTime, Error> {
         let mut db = self.db();
         let tx = db.transaction().map_err(storage)?;
         let now = now_nanos();
@@ -148,7 +148,8 @@ impl MetaStore for SqliteStore {
                 .map_err(storage)?;
             }
         }
-        tx.commit().map_err(storage)
+        tx.commit().map_err(storage)?;
+        Ok(time_of(now))
     }
 
     fn latest(&self, gun: &str, role: &str) -> Result<Option<Stored>, Error> {
