@@ -78,6 +78,9 @@ impl SqliteStore {
             .map_err(storage)?;
         conn.pragma_update(None, "synchronous", "NORMAL")
             .map_err(storage)?;
+        // Bound the WAL file left behind after checkpoints.
+        conn.pragma_update(None, "journal_size_limit", 64 << 20)
+            .map_err(storage)?;
         Self::init(conn)
     }
 
@@ -118,20 +121,19 @@ impl MetaStore for SqliteStore {
                 return Err(Error::OldVersion);
             }
             let newer: bool = tx
-                .query_row(
+                .prepare_cached(
                     "SELECT EXISTS(SELECT 1 FROM tuf_files WHERE gun = ?1 AND role = ?2 AND version >= ?3 AND deleted_at IS NULL)",
-                    params![gun, u.role, u.version],
-                    |r| r.get(0),
                 )
+                .and_then(|mut st| st.query_row(params![gun, u.role, u.version], |r| r.get(0)))
                 .map_err(storage)?;
             if newer {
                 return Err(Error::OldVersion);
             }
             let sha = sha256_hex(&u.data);
-            tx.execute(
+            tx.prepare_cached(
                 "INSERT INTO tuf_files (created_at, updated_at, gun, role, version, data, sha256) VALUES (?1, ?1, ?2, ?3, ?4, ?5, ?6)",
-                params![now, gun, u.role, u.version, &u.data[..], sha],
             )
+            .and_then(|mut st| st.execute(params![now, gun, u.role, u.version, &u.data[..], sha]))
             .map_err(|e| match e {
                 rusqlite::Error::SqliteFailure(f, _)
                     if f.code == rusqlite::ErrorCode::ConstraintViolation =>
@@ -141,10 +143,10 @@ impl MetaStore for SqliteStore {
                 e => storage(e),
             })?;
             if u.role == "timestamp" {
-                tx.execute(
+                tx.prepare_cached(
                     "INSERT INTO changefeed (created_at, gun, version, sha256, category) VALUES (?1, ?2, ?3, ?4, 'update')",
-                    params![now, gun, u.version, sha],
                 )
+                .and_then(|mut st| st.execute(params![now, gun, u.version, sha]))
                 .map_err(storage)?;
             }
         }
