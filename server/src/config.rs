@@ -44,6 +44,8 @@ pub struct Config {
     pub max_age_consistent: u32,
     pub gun_prefixes: Vec<String>,
     pub log_level: String,
+    /// Our own section: `trustbridge.renew.{timestamp,snapshot}_before_seconds`.
+    pub renewal: crate::repo::Renewal,
 }
 
 fn lookup<'a>(json: &'a Value, key: &str) -> Option<std::borrow::Cow<'a, Value>> {
@@ -199,7 +201,15 @@ impl Config {
                 ));
             }
         }
+        let mut renewal = crate::repo::Renewal::default();
+        if let Some(v) = number(json, "trustbridge.renew.timestamp_before_seconds")? {
+            renewal.timestamp = time::Duration::seconds(v.into());
+        }
+        if let Some(v) = number(json, "trustbridge.renew.snapshot_before_seconds")? {
+            renewal.snapshot = time::Duration::seconds(v.into());
+        }
         Ok(Config {
+            renewal,
             http_addr,
             tls,
             trust: TrustService {

@@ -116,6 +116,7 @@ pub fn prepare(data: &Path, addr: &str) -> Result<(Config, DevSigner), Error> {
         max_age_consistent: 30 * 24 * 3600,
         gun_prefixes: vec![],
         log_level: "info".into(),
+        renewal: Default::default(),
     };
     Ok((config, DevSigner(child)))
 }

@@ -39,7 +39,7 @@ pub async fn run(
     };
     let signer = SignerLink::new(&config.trust, metrics.clone())?;
     let app = Arc::new(App {
-        repo: Repo::new(store, signer),
+        repo: Repo::new(store, signer, config.renewal),
         metrics,
         max_age_current: config.max_age_current,
         max_age_consistent: config.max_age_consistent,

@@ -18,11 +18,24 @@ use crate::signer_link::SignerLink;
 use crate::storage::{Change, MetaStore, Stored, Update};
 use crate::validation;
 
-/// Renew a server-signed timestamp when less than this is left (half its 14-day life), and a
-/// server-signed snapshot with less than 180 days left. notary re-signed only after expiry,
-/// so clients failed in between.
-const TIMESTAMP_RENEW: time::Duration = time::Duration::days(7);
-const SNAPSHOT_RENEW: time::Duration = time::Duration::days(180);
+/// When to renew server-signed metadata ahead of expiry. notary re-signed only after expiry,
+/// so clients that fetched just before it failed in between.
+#[derive(Clone, Copy, Debug)]
+pub struct Renewal {
+    /// Renew the timestamp when less than this is left (default: half its 14-day life).
+    pub timestamp: time::Duration,
+    /// Renew a server-held snapshot when less than this is left (default 180 days of 3 years).
+    pub snapshot: time::Duration,
+}
+
+impl Default for Renewal {
+    fn default() -> Self {
+        Renewal {
+            timestamp: time::Duration::days(7),
+            snapshot: time::Duration::days(180),
+        }
+    }
+}
 
 /// The resolved current files of one GUN.
 #[derive(Default, Clone)]
@@ -35,6 +48,7 @@ struct GunView {
 pub struct Repo {
     store: Arc<dyn MetaStore>,
     signer: SignerLink,
+    renewal: Renewal,
     cache: RwLock<HashMap<String, Arc<GunView>>>,
     /// One writer per GUN at a time (updates, renewals, deletes).
     locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
@@ -56,10 +70,11 @@ fn expires_of(data: &[u8], role: &str) -> Option<OffsetDateTime> {
 }
 
 impl Repo {
-    pub fn new(store: Arc<dyn MetaStore>, signer: SignerLink) -> Self {
+    pub fn new(store: Arc<dyn MetaStore>, signer: SignerLink, renewal: Renewal) -> Self {
         Repo {
             store,
             signer,
+            renewal,
             cache: RwLock::new(HashMap::new()),
             locks: Mutex::new(HashMap::new()),
         }
@@ -101,7 +116,12 @@ impl Repo {
     }
 
     /// Resolve the current files of `gun` from storage (blocking).
-    fn resolve(store: &dyn MetaStore, gun: &str, extra: &[String]) -> Result<GunView, Error> {
+    fn resolve(
+        store: &dyn MetaStore,
+        gun: &str,
+        extra: &[String],
+        renewal: Renewal,
+    ) -> Result<GunView, Error> {
         let mut view = GunView::default();
         let Some(ts) = store.latest(gun, "timestamp")? else {
             // No timestamp yet: highest versions (a repository mid-import).
@@ -118,7 +138,7 @@ impl Repo {
         };
         let ts_doc = Signed::<Timestamp>::from_bytes("timestamp", &ts.data)
             .map_err(|e| Error::Unknown(format!("stored timestamp of {gun}: {e}")))?;
-        let mut renew = ts_doc.signed.expires.as_offset_datetime() - TIMESTAMP_RENEW;
+        let mut renew = ts_doc.signed.expires.as_offset_datetime() - renewal.timestamp;
         let snap = match ts_doc.signed.meta.get("snapshot").and_then(|m| m.sha256()) {
             Some(h) => store.by_checksum(gun, "snapshot", &hex::encode(h))?,
             None => None,
@@ -131,7 +151,7 @@ impl Repo {
         let mut snap_meta: BTreeMap<String, FileMeta> = BTreeMap::new();
         if let Some(s) = snap {
             if let Ok(doc) = Signed::<Snapshot>::from_bytes("snapshot", &s.data) {
-                renew = renew.min(doc.signed.expires.as_offset_datetime() - SNAPSHOT_RENEW);
+                renew = renew.min(doc.signed.expires.as_offset_datetime() - renewal.snapshot);
                 snap_meta = doc.signed.meta;
             }
             view.current.insert("snapshot".into(), s);
@@ -164,7 +184,8 @@ impl Repo {
     }
 
     /// The view after `updates` were stored at `at`: no need to ask the database again.
-    fn apply(view: &GunView, updates: &[Update], at: OffsetDateTime) -> GunView {
+    fn apply(&self, view: &GunView, updates: &[Update], at: OffsetDateTime) -> GunView {
+        let r = self.renewal;
         let mut next = view.clone();
         for u in updates {
             next.current.insert(
@@ -184,8 +205,8 @@ impl Repo {
                 .and_then(|s| expires_of(&s.data, role))
         };
         next.renew_at = match (exp("timestamp"), exp("snapshot")) {
-            (Some(t), Some(s)) => Some((t - TIMESTAMP_RENEW).min(s - SNAPSHOT_RENEW)),
-            (Some(t), None) => Some(t - TIMESTAMP_RENEW),
+            (Some(t), Some(s)) => Some((t - r.timestamp).min(s - r.snapshot)),
+            (Some(t), None) => Some(t - r.timestamp),
             _ => None,
         };
         next
@@ -210,8 +231,10 @@ impl Repo {
             return Ok(v.clone());
         }
         let g = gun.to_string();
+        let renewal = self.renewal;
         Ok(Arc::new(
-            self.blocking(move |s| Self::resolve(s, &g, &[])).await?,
+            self.blocking(move |s| Self::resolve(s, &g, &[], renewal))
+                .await?,
         ))
     }
 
@@ -226,7 +249,11 @@ impl Repo {
             return Ok(v.clone());
         }
         let (g, extra) = (gun.to_string(), vec![role.to_string()]);
-        let view = Arc::new(self.blocking(move |s| Self::resolve(s, &g, &extra)).await?);
+        let renewal = self.renewal;
+        let view = Arc::new(
+            self.blocking(move |s| Self::resolve(s, &g, &extra, renewal))
+                .await?,
+        );
         self.cache
             .write()
             .unwrap_or_else(|p| p.into_inner())
@@ -452,7 +479,7 @@ impl Repo {
         let u = updates.clone();
         match self.blocking(move |s| s.update_many(&g, &u)).await {
             Ok(at) => {
-                self.remember(gun, Self::apply(view, &updates, at));
+                self.remember(gun, self.apply(view, &updates, at));
                 Ok(())
             }
             Err(e) => {
@@ -467,7 +494,10 @@ impl Repo {
         let lock = self.lock_for(gun);
         let _guard = lock.lock().await;
         let g = gun.to_string();
-        let view = self.blocking(move |s| Self::resolve(s, &g, &[])).await?;
+        let renewal = self.renewal;
+        let view = self
+            .blocking(move |s| Self::resolve(s, &g, &[], renewal))
+            .await?;
         let now = OffsetDateTime::now_utc();
         if view.renew_at.is_none_or(|t| t > now) {
             self.invalidate(gun);
@@ -481,7 +511,7 @@ impl Repo {
             .map_err(|e| Error::Unknown(e.to_string()))?;
         let mut updates = Vec::new();
         let mut snapshot_bytes = snap.data.clone();
-        if snap_doc.signed.expires.as_offset_datetime() - SNAPSHOT_RENEW <= now {
+        if snap_doc.signed.expires.as_offset_datetime() - self.renewal.snapshot <= now {
             let mut body = snap_doc.signed.clone();
             body.version += 1;
             body.expires = GoTime::now().plus_years(expiry::SNAPSHOT_YEARS);

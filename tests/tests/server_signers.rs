@@ -209,3 +209,148 @@ fn dev_mode_runs_the_stack_and_stops_on_sigterm() {
         "server still listening"
     );
 }
+
+#[test]
+fn server_signed_metadata_is_renewed_before_it_expires() {
+    use trustbridge_tuf::{Root, Signed, Snapshot, Timestamp};
+    init();
+    let tmp = tempfile::tempdir().unwrap();
+    let mut s = start_stack(tmp.path());
+    let gun = "127.0.0.1/e2e/renewal";
+    let trust = tmp.path().join("trust");
+    let file = tmp.path().join("f.bin");
+    std::fs::write(&file, b"f").unwrap();
+    notary(&s.url, &s.ca, &trust, &["init", gun]);
+    notary(
+        &s.url,
+        &s.ca,
+        &trust,
+        &["key", "rotate", gun, "snapshot", "-r"],
+    );
+    notary(
+        &s.url,
+        &s.ca,
+        &trust,
+        &["add", gun, "v1", file.to_str().unwrap()],
+    );
+    notary(&s.url, &s.ca, &trust, &["publish", gun]);
+    let read = |name: &str| {
+        let (code, body) = https_get(&format!("{}/v2/{gun}/_trust/tuf/{name}", s.url), &s.ca);
+        assert_eq!(code, 200, "{name}");
+        body
+    };
+    let ts1 = Signed::<Timestamp>::from_bytes("timestamp", &read("timestamp.json")).unwrap();
+    let sn1 = Signed::<Snapshot>::from_bytes("snapshot", &read("snapshot.json")).unwrap();
+    let left = |t: &trustbridge_tuf::GoTime| {
+        (t.as_offset_datetime() - time::OffsetDateTime::now_utc()).whole_seconds()
+    };
+
+    // Restart the server with renewal windows that open 3 s from now.
+    let config = write_server_config(
+        tmp.path(),
+        s.port,
+        s.signer_port,
+        &format!(
+            r#","trustbridge":{{"renew":{{"timestamp_before_seconds":{},"snapshot_before_seconds":{}}}}}"#,
+            left(&ts1.signed.expires) - 3,
+            left(&sn1.signed.expires) - 3
+        ),
+    );
+    drop(std::mem::replace(
+        &mut s.server,
+        Proc::spawn("placeholder", Command::new("true"), tmp.path()),
+    ));
+    s.server = start_server(
+        "trustbridge-server-2",
+        tmp.path(),
+        &config,
+        s.port,
+        &mut [&mut s.signer],
+    );
+    assert_eq!(
+        read("timestamp.json"),
+        ts1.raw(),
+        "not due yet: served as stored"
+    );
+    std::thread::sleep(Duration::from_secs(4));
+
+    let ts2 = Signed::<Timestamp>::from_bytes("timestamp", &read("timestamp.json")).unwrap();
+    assert_eq!(
+        ts2.signed.version,
+        ts1.signed.version + 1,
+        "timestamp renewed ahead of expiry"
+    );
+    assert_eq!(
+        read("timestamp.json"),
+        ts2.raw(),
+        "renewed once, then served from memory"
+    );
+    let sn2_bytes = read("snapshot.json");
+    let sn2 = Signed::<Snapshot>::from_bytes("snapshot", &sn2_bytes).unwrap();
+    assert_eq!(
+        sn2.signed.version,
+        sn1.signed.version + 1,
+        "server-held snapshot renewed too"
+    );
+    ts2.signed.meta["snapshot"]
+        .check("timestamp", "snapshot", &sn2_bytes)
+        .unwrap();
+    let root = Signed::<Root>::from_bytes("root", &read("root.json")).unwrap();
+    for (role, doc_ok) in [
+        ("timestamp", {
+            let r = &root.signed.roles["timestamp"];
+            ts2.verify(
+                "timestamp",
+                &root.signed.keys,
+                &r.keyids,
+                r.threshold,
+                1,
+                false,
+            )
+            .is_ok()
+        }),
+        ("snapshot", {
+            let r = &root.signed.roles["snapshot"];
+            sn2.verify(
+                "snapshot",
+                &root.signed.keys,
+                &r.keyids,
+                r.threshold,
+                1,
+                false,
+            )
+            .is_ok()
+        }),
+    ] {
+        assert!(doc_ok, "renewed {role} verifies against root");
+    }
+    let list = notary(&s.url, &s.ca, &tmp.path().join("fresh"), &["list", gun]);
+    assert!(list.contains("v1"), "{list}");
+
+    // The renewal shows in the changefeed and the metrics.
+    let (_, feed) = https_get(
+        &format!("{}/v2/{gun}/_trust/changefeed?records=0", s.url),
+        &s.ca,
+    );
+    let feed: serde_json::Value = serde_json::from_slice(&feed).unwrap();
+    assert_eq!(
+        feed["records"].as_array().unwrap().last().unwrap()["Version"],
+        ts2.signed.version
+    );
+    let (_, metrics) = https_get(&format!("{}/metrics", s.url), &s.ca);
+    let metrics = String::from_utf8_lossy(&metrics);
+    assert!(
+        metrics.contains(r#"trustbridge_signer_calls_total{rpc="Sign",outcome="ok"}"#),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains(
+            r#"trustbridge_http_requests_total{route="get_current",method="GET",status="200"}"#
+        ),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("trustbridge_http_request_duration_seconds_bucket"),
+        "{metrics}"
+    );
+}
