@@ -38,21 +38,24 @@ fn parent(role: &str) -> &str {
     role.rsplit_once('/').map(|(p, _)| p).unwrap_or("")
 }
 
+/// (keys, key IDs of the role, threshold, the delegation entry if a delegation)
+type RoleKeys<'a> = (
+    &'a BTreeMap<String, trustbridge_tuf::PublicKey>,
+    &'a [String],
+    i64,
+    Option<&'a DelegationRole>,
+);
+
+/// Reads the stored current file of a role.
+pub type CurrentFile<'a> = dyn Fn(&str) -> Result<Option<Arc<[u8]>>, Error> + 'a;
+
 /// Where a targets role's keys come from: root for `targets`, the parent's delegation entry
 /// otherwise.
 fn role_keys<'a>(
     role: &str,
     root: &'a Root,
     loaded: &'a BTreeMap<String, Signed<Targets>>,
-) -> Result<
-    (
-        &'a BTreeMap<String, trustbridge_tuf::PublicKey>,
-        &'a [String],
-        i64,
-        Option<&'a DelegationRole>,
-    ),
-    String,
-> {
+) -> Result<RoleKeys<'a>, String> {
     if role == "targets" {
         let r = root
             .roles
@@ -138,7 +141,7 @@ fn check_paths(role: &str, t: &Targets, entry: &DelegationRole) -> Result<(), St
 pub fn check(
     gun: &str,
     uploads: &BTreeMap<String, (i64, Arc<[u8]>)>,
-    current: &dyn Fn(&str) -> Result<Option<Arc<[u8]>>, Error>,
+    current: &CurrentFile<'_>,
     now: &GoTime,
 ) -> Result<Checked, Error> {
     let mut updates = Vec::new();

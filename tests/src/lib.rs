@@ -21,13 +21,26 @@ pub fn require_bin(name: &str) -> PathBuf {
         .unwrap_or_else(|| panic!("peer binary `{name}` not found on PATH: run the README's test command (scripts/test.sh) as root to install it"))
 }
 
-/// A free TCP port on 127.0.0.1.
+/// A free TCP port on 127.0.0.1, for peers that cannot bind port 0 and report it. Picked at
+/// random below the kernel's ephemeral range (32768+), so a client connection's source port
+/// cannot take it between this check and the peer's bind; never the same twice per process.
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    use ring::rand::SecureRandom;
+    static GIVEN: std::sync::Mutex<Vec<u16>> = std::sync::Mutex::new(Vec::new());
+    let rng = ring::rand::SystemRandom::new();
+    loop {
+        let mut b = [0u8; 2];
+        rng.fill(&mut b).unwrap();
+        let port = 15000 + u16::from_be_bytes(b) % 17000;
+        let mut given = GIVEN.lock().unwrap_or_else(|p| p.into_inner());
+        if given.contains(&port) {
+            continue;
+        }
+        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            given.push(port);
+            return port;
+        }
+    }
 }
 
 /// A child process killed (and reaped) when dropped.

@@ -1,0 +1,68 @@
+//! Early renewal of server-signed timestamp and snapshot (notary re-signed only after expiry).
+
+use time::OffsetDateTime;
+use trustbridge_tuf::metadata::{FileMeta, expiry};
+use trustbridge_tuf::{GoTime, Root, Signed, Snapshot};
+
+use super::Repo;
+use crate::error::Error;
+use crate::storage::Update;
+
+impl Repo {
+    /// Re-sign the snapshot (if due and held) and the timestamp of `gun` (§4.2, early).
+    pub(super) async fn renew(&self, gun: &str) -> Result<(), Error> {
+        let lock = self.lock_for(gun);
+        let _guard = lock.lock().await;
+        let g = gun.to_string();
+        let renewal = self.renewal;
+        let view = self
+            .blocking(move |s| Self::resolve(s, &g, &[], renewal))
+            .await?;
+        let now = OffsetDateTime::now_utc();
+        if view.renew_at.is_none_or(|t| t > now) {
+            self.invalidate(gun);
+            return Ok(()); // someone else renewed it meanwhile
+        }
+        let root_bytes = view.current.get("root").ok_or(Error::NotFound)?;
+        let root = Signed::<Root>::from_bytes("root", &root_bytes.data)
+            .map_err(|e| Error::Unknown(e.to_string()))?;
+        let snap = view.current.get("snapshot").ok_or(Error::NotFound)?;
+        let snap_doc = Signed::<Snapshot>::from_bytes("snapshot", &snap.data)
+            .map_err(|e| Error::Unknown(e.to_string()))?;
+        let mut updates = Vec::new();
+        let mut snapshot_bytes = snap.data.clone();
+        if snap_doc.signed.expires.as_offset_datetime() - self.renewal.snapshot <= now {
+            let mut body = snap_doc.signed.clone();
+            body.version += 1;
+            body.expires = GoTime::now().plus_years(expiry::SNAPSHOT_YEARS);
+            body.meta
+                .insert("root".into(), FileMeta::from_bytes(&root_bytes.data));
+            match self
+                .server_sign("snapshot", &root.signed, body.clone())
+                .await?
+            {
+                Some(s) => {
+                    snapshot_bytes = s.raw().to_vec().into();
+                    updates.push(Update {
+                        role: "snapshot".into(),
+                        version: body.version,
+                        data: snapshot_bytes.clone(),
+                    });
+                }
+                None => {
+                    if snap_doc.signed.expires.as_offset_datetime() <= now {
+                        return Err(Error::Unknown(
+                            "snapshot expired and the server does not hold its key".into(),
+                        ));
+                    }
+                }
+            }
+        }
+        let ts = self
+            .make_timestamp(&root.signed, view.current.get("timestamp"), &snapshot_bytes)
+            .await
+            .map_err(|e| Error::Unknown(e.to_string()))?;
+        updates.push(ts);
+        self.store_and_remember(gun, &view, updates).await
+    }
+}

@@ -1,0 +1,188 @@
+//! Updates: check (§3), server-made snapshot and timestamp through the signer, one
+//! transaction, and the cache kept in step.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use trustbridge_tuf::metadata::{FileMeta, Role, expiry};
+use trustbridge_tuf::{GoTime, Root, Signed, Snapshot, Timestamp};
+
+use super::{GunView, Repo};
+use crate::error::{Error, ValidationError};
+use crate::storage::{Stored, Update};
+use crate::validation;
+
+impl Repo {
+    /// Sign `body` with every key of `role` in `root` the signer holds; fewer than the
+    /// threshold gives None.
+    pub(super) async fn server_sign<T: Role>(
+        &self,
+        role: &str,
+        root: &Root,
+        body: T,
+    ) -> Result<Option<Signed<T>>, Error> {
+        let Some(r) = root.roles.get(role) else {
+            return Ok(None);
+        };
+        let msg = Signed::<T>::message_for(&body).map_err(|e| Error::Unknown(e.to_string()))?;
+        let mut sigs = Vec::new();
+        for keyid in &r.keyids {
+            let Some(key) = root.keys.get(keyid) else {
+                continue;
+            };
+            let canonical = key
+                .canonical_id()
+                .map_err(|e| Error::Unknown(e.to_string()))?;
+            if let Some(sig) = self.signer.sign(keyid, &canonical, &msg).await? {
+                sigs.push(sig);
+            }
+        }
+        if (sigs.len() as i64) < r.threshold.max(1) {
+            return Ok(None);
+        }
+        Signed::from_parts(body, sigs)
+            .map(Some)
+            .map_err(|e| Error::Unknown(e.to_string()))
+    }
+
+    pub(super) async fn make_timestamp(
+        &self,
+        root: &Root,
+        prev: Option<&Stored>,
+        snapshot: &[u8],
+    ) -> Result<Update, Error> {
+        let version = match prev {
+            Some(p) => Signed::<Timestamp>::from_bytes("timestamp", &p.data)
+                .map(|d| d.signed.version + 1)
+                .unwrap_or(p.version + 1),
+            None => 1,
+        };
+        let mut meta = BTreeMap::new();
+        meta.insert("snapshot".to_string(), FileMeta::from_bytes(snapshot));
+        let body = Timestamp {
+            type_: "Timestamp".into(),
+            expires: GoTime::now_plus(expiry::TIMESTAMP),
+            meta,
+            version,
+        };
+        let signed = self
+            .server_sign("timestamp", root, body)
+            .await
+            .map_err(|e| ValidationError::Validation(e.to_string()))?
+            .ok_or_else(|| {
+                ValidationError::BadRoot("no  timestamp keys exist on the server".into())
+            })?;
+        Ok(Update {
+            role: "timestamp".into(),
+            version,
+            data: signed.raw().to_vec().into(),
+        })
+    }
+
+    /// Apply an uploaded update: check (§3), generate snapshot if needed and the timestamp,
+    /// store everything in one transaction.
+    pub async fn update(
+        &self,
+        gun: &str,
+        uploads: BTreeMap<String, (i64, Arc<[u8]>)>,
+    ) -> Result<(), Error> {
+        let lock = self.lock_for(gun);
+        let _guard = lock.lock().await;
+        let view = self.fresh_view(gun).await?;
+        // Ancestors of uploaded delegations may not be in the view yet: read them on demand.
+        let store = self.store.clone();
+        let g = gun.to_string();
+        let v2 = view.clone();
+        let uploads2 = uploads;
+        let checked = tokio::task::block_in_place(move || {
+            let current = |role: &str| -> Result<Option<Arc<[u8]>>, Error> {
+                if let Some(s) = v2.current.get(role) {
+                    return Ok(Some(s.data.clone()));
+                }
+                Ok(store.latest(&g, role)?.map(|s| s.data))
+            };
+            validation::check(&g, &uploads2, &current, &GoTime::now())
+        })?;
+
+        let mut updates = checked.updates;
+        let snapshot_bytes: Arc<[u8]> = match checked.snapshot_uploaded {
+            Some(b) => b,
+            None => {
+                let prev = view.current.get("snapshot");
+                let prev_doc = match prev {
+                    Some(p) => Some(
+                        Signed::<Snapshot>::from_bytes("snapshot", &p.data)
+                            .map_err(|e| ValidationError::Validation(e.to_string()))?,
+                    ),
+                    None => None,
+                };
+                if prev_doc.is_none() && !checked.loaded_targets.contains_key("targets") {
+                    return Err(ValidationError::Validation(
+                        "no snapshot exists yet and targets was not uploaded".into(),
+                    )
+                    .into());
+                }
+                let mut meta = prev_doc
+                    .as_ref()
+                    .map(|d| d.signed.meta.clone())
+                    .unwrap_or_default();
+                meta.insert("root".into(), FileMeta::from_bytes(checked.root.raw()));
+                for (role, data) in &checked.loaded_targets {
+                    meta.insert(role.clone(), FileMeta::from_bytes(data));
+                }
+                let version = prev_doc.as_ref().map_or(1, |d| d.signed.version + 1);
+                let body = Snapshot {
+                    type_: "Snapshot".into(),
+                    expires: GoTime::now().plus_years(expiry::SNAPSHOT_YEARS),
+                    meta,
+                    version,
+                };
+                let signed = self
+                    .server_sign("snapshot", &checked.root.signed, body)
+                    .await
+                    .map_err(|e| ValidationError::Validation(e.to_string()))?
+                    .ok_or_else(|| ValidationError::BadHierarchy {
+                        missing: "snapshot".into(),
+                        msg: "no snapshot was included in update and server does not hold current snapshot key for repository".into(),
+                    })?;
+                let data: Arc<[u8]> = signed.raw().to_vec().into();
+                updates.push(Update {
+                    role: "snapshot".into(),
+                    version,
+                    data: data.clone(),
+                });
+                data
+            }
+        };
+        let ts = self
+            .make_timestamp(
+                &checked.root.signed,
+                view.current.get("timestamp"),
+                &snapshot_bytes,
+            )
+            .await?;
+        updates.push(ts);
+        self.store_and_remember(gun, &view, updates).await
+    }
+
+    /// Store `updates` and keep the cache in step (on failure, drop it: storage decides).
+    pub(super) async fn store_and_remember(
+        &self,
+        gun: &str,
+        view: &GunView,
+        updates: Vec<Update>,
+    ) -> Result<(), Error> {
+        let g = gun.to_string();
+        let u = updates.clone();
+        match self.blocking(move |s| s.update_many(&g, &u)).await {
+            Ok(at) => {
+                self.remember(gun, self.apply(view, &updates, at));
+                Ok(())
+            }
+            Err(e) => {
+                self.invalidate(gun);
+                Err(e)
+            }
+        }
+    }
+}
