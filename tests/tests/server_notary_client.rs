@@ -121,4 +121,22 @@ fn notary_client_lifecycle() {
     let records = feed["records"].as_array().unwrap();
     assert_eq!(records.last().unwrap()["Category"], "deletion");
     assert!(records.len() >= 8, "{feed}");
+
+    // The deleted files are kept as tombstones, and the GUN can start over.
+    let db = rusqlite::Connection::open(s.dir.join("server.db")).unwrap();
+    let (live, dead): (i64, i64) = db
+        .query_row(
+            "SELECT SUM(deleted_at IS NULL), SUM(deleted_at IS NOT NULL) FROM tuf_files WHERE gun = ?1",
+            [GUN],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .unwrap();
+    assert_eq!(live, 0);
+    assert!(dead >= 10, "tombstones kept: {dead}");
+    let again = tmp.path().join("again");
+    notary(&s.url, &s.ca, &again, &["init", GUN, "-p"]);
+    notary(&s.url, &s.ca, &again, &["add", GUN, "fresh", file]);
+    notary(&s.url, &s.ca, &again, &["publish", GUN]);
+    let list = fresh("fresh3", &["list", GUN]);
+    assert!(list.contains("fresh") && !list.contains("v3"), "{list}");
 }

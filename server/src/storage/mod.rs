@@ -50,7 +50,8 @@ pub trait MetaStore: Send + Sync + 'static {
     fn latest(&self, gun: &str, role: &str) -> Result<Option<Stored>, Error>;
     fn by_checksum(&self, gun: &str, role: &str, sha256: &str) -> Result<Option<Stored>, Error>;
     fn by_version(&self, gun: &str, role: &str, version: i64) -> Result<Option<Stored>, Error>;
-    /// Remove every file of `gun`; returns whether any existed (then a `deletion` row is written).
+    /// Delete every file of `gun` (as tombstones: kept, never served); returns whether any
+    /// existed (then a `deletion` changefeed row is written).
     fn delete(&self, gun: &str) -> Result<bool, Error>;
     /// Changefeed after `change_id` (exclusive; 0 = from the start, negative = from the end),
     /// `records` rows (negative = that many before `change_id`), oldest first.

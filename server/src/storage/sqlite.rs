@@ -21,9 +21,10 @@ CREATE TABLE IF NOT EXISTS tuf_files (
   role VARCHAR(255) NOT NULL,
   version INTEGER NOT NULL,
   data BLOB NOT NULL,
-  sha256 CHAR(64) NOT NULL,
-  UNIQUE (gun, role, version)
+  sha256 CHAR(64) NOT NULL
 );
+-- One live row per (gun, role, version); deleted rows stay as tombstones beside new ones.
+CREATE UNIQUE INDEX IF NOT EXISTS idx_tuf_files_live ON tuf_files (gun, role, version) WHERE deleted_at IS NULL;
 CREATE INDEX IF NOT EXISTS idx_tuf_files_sha256 ON tuf_files (sha256);
 CREATE INDEX IF NOT EXISTS idx_tuf_files_gun_role ON tuf_files (gun, role, version);
 CREATE TABLE IF NOT EXISTS changefeed (
@@ -178,8 +179,12 @@ impl MetaStore for SqliteStore {
     fn delete(&self, gun: &str) -> Result<bool, Error> {
         let mut db = self.db();
         let tx = db.transaction().map_err(storage)?;
+        // Tombstones: the rows stay (for audit and recovery) but are never served again.
         let n = tx
-            .execute("DELETE FROM tuf_files WHERE gun = ?1", [gun])
+            .execute(
+                "UPDATE tuf_files SET deleted_at = ?1, updated_at = ?1 WHERE gun = ?2 AND deleted_at IS NULL",
+                params![now_nanos(), gun],
+            )
             .map_err(storage)?;
         if n > 0 {
             tx.execute(
