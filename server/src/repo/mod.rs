@@ -106,15 +106,15 @@ impl Repo {
             .remove(gun);
     }
 
-    /// Run a short storage call on this worker thread, telling tokio it blocks
-    /// (`block_in_place`): SQLite calls take microseconds, and handing them to the blocking
-    /// pool cost more in thread switches than the calls themselves.
+    /// Run a storage call right here on the async worker. SQLite calls on this path take
+    /// tens of microseconds; both `spawn_blocking` and `block_in_place` hand work between
+    /// threads and cost more than the calls themselves (measured with perf under
+    /// bench/server.sh). A slow disk would stall one worker, not the process.
     async fn blocking<T: Send + 'static>(
         &self,
         f: impl FnOnce(&dyn MetaStore) -> Result<T, Error> + Send + 'static,
     ) -> Result<T, Error> {
-        let store = self.store.clone();
-        tokio::task::block_in_place(move || f(store.as_ref()))
+        f(self.store.as_ref())
     }
 
     /// Resolve the current files of `gun` from storage (blocking).

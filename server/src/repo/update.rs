@@ -94,7 +94,7 @@ impl Repo {
         let g = gun.to_string();
         let v2 = view.clone();
         let uploads2 = uploads;
-        let checked = tokio::task::block_in_place(move || {
+        let checked = (move || {
             let current = |role: &str| -> Result<Option<Arc<[u8]>>, Error> {
                 if let Some(s) = v2.current.get(role) {
                     return Ok(Some(s.data.clone()));
@@ -102,7 +102,7 @@ impl Repo {
                 Ok(store.latest(&g, role)?.map(|s| s.data))
             };
             validation::check(&g, &uploads2, &current, &GoTime::now())
-        })?;
+        })()?;
 
         let mut updates = checked.updates;
         let snapshot_bytes: Arc<[u8]> = match checked.snapshot_uploaded {
