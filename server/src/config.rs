@@ -26,6 +26,16 @@ pub struct TrustService {
     pub client_cert: Option<TlsFiles>,
 }
 
+/// notary-server's `auth.options` for `type: token` (reference §7.1).
+#[derive(Clone, Debug)]
+pub struct AuthOptions {
+    pub realm: String,
+    pub service: String,
+    pub issuer: String,
+    pub rootcertbundle: PathBuf,
+    pub autoredirect: bool,
+}
+
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Storage {
     Memory,
@@ -44,6 +54,10 @@ pub struct Config {
     pub max_age_consistent: u32,
     pub gun_prefixes: Vec<String>,
     pub log_level: String,
+    /// `auth.type = "token"` with its options.
+    pub auth: Option<AuthOptions>,
+    /// Our own section: `trustbridge.token_issuer`.
+    pub token_issuer: Option<crate::auth::issuer::IssuerConfig>,
     /// Our own section: `trustbridge.renew.{timestamp,snapshot}_before_seconds`.
     pub renewal: crate::repo::Renewal,
 }
@@ -208,7 +222,58 @@ impl Config {
         if let Some(v) = number(json, "trustbridge.renew.snapshot_before_seconds")? {
             renewal.snapshot = time::Duration::seconds(v.into());
         }
+        let auth = if string(json, "auth.type").as_deref() == Some("token") {
+            let req = |k: &str| {
+                string(json, &format!("auth.options.{k}"))
+                    .ok_or_else(|| format!("auth.options.{k} is required for token auth"))
+            };
+            Some(AuthOptions {
+                realm: req("realm")?,
+                service: req("service")?,
+                issuer: req("issuer")?,
+                rootcertbundle: resolve(req("rootcertbundle")?),
+                autoredirect: matches!(
+                    lookup(json, "auth.options.autoredirect").as_deref(),
+                    Some(Value::Bool(true))
+                ) || string(json, "auth.options.autoredirect").as_deref()
+                    == Some("true"),
+            })
+        } else {
+            None
+        };
+        let token_issuer = match lookup(json, "trustbridge.token_issuer").as_deref() {
+            None => None,
+            Some(Value::Object(_)) => {
+                let key_id = string(json, "trustbridge.token_issuer.key_id")
+                    .ok_or("trustbridge.token_issuer.key_id is required (trustbridge-signer token-key generate)")?;
+                let htpasswd = resolve(string(json, "trustbridge.token_issuer.htpasswd").ok_or(
+                    "trustbridge.token_issuer.htpasswd is required (a bcrypt htpasswd file)",
+                )?);
+                let rules: Vec<crate::auth::issuer::Rule> =
+                    match lookup(json, "trustbridge.token_issuer.rules") {
+                        Some(v) => serde_json::from_value(v.into_owned())
+                            .map_err(|e| format!("trustbridge.token_issuer.rules: {e}"))?,
+                        None => vec![],
+                    };
+                let admins: Vec<String> = match lookup(json, "trustbridge.token_issuer.admins") {
+                    Some(v) => serde_json::from_value(v.into_owned())
+                        .map_err(|e| format!("trustbridge.token_issuer.admins: {e}"))?,
+                    None => vec![],
+                };
+                let ttl = number(json, "trustbridge.token_issuer.ttl_seconds")?.unwrap_or(300);
+                Some(crate::auth::issuer::IssuerConfig {
+                    key_id,
+                    htpasswd,
+                    rules,
+                    admins,
+                    ttl_seconds: ttl.into(),
+                })
+            }
+            Some(_) => return Err("trustbridge.token_issuer must be an object".into()),
+        };
         Ok(Config {
+            auth,
+            token_issuer,
             renewal,
             http_addr,
             tls,

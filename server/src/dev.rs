@@ -117,6 +117,8 @@ pub fn prepare(data: &Path, addr: &str) -> Result<(Config, DevSigner), Error> {
         gun_prefixes: vec![],
         log_level: "info".into(),
         renewal: Default::default(),
+        auth: None,
+        token_issuer: None,
     };
     Ok((config, DevSigner(child)))
 }

@@ -20,6 +20,8 @@ use crate::routes::{Route, route};
 use crate::storage::Stored;
 
 pub struct App {
+    pub auth: Option<crate::auth::TokenAuth>,
+    pub issuer: Option<crate::auth::issuer::Issuer>,
     pub repo: Repo,
     pub metrics: Metrics,
     pub max_age_current: u32,
@@ -79,11 +81,40 @@ async fn handle(app: &App, r: Route, req: Request) -> Response {
     {
         let e = Error::InvalidGun(app.gun_prefixes.clone());
         return match r {
-            Route::Update { .. } => e.for_update().into_response(),
+            Route::Update { .. } => {
+                let _ = axum::body::to_bytes(req.into_body(), MAX_UPLOAD).await;
+                e.for_update().into_response()
+            }
             _ => ApiError::new("METADATA_NOT_FOUND", None).into_response(),
         };
     }
+    if let Some(auth) = &app.auth {
+        let now = time::OffsetDateTime::now_utc().unix_timestamp();
+        if let Err(refusal) = auth.check(req.headers(), &r, now) {
+            if let crate::auth::Refusal::InvalidToken(why) = &refusal {
+                tracing::info!(route = r.name(), why = %why, "token refused");
+            }
+            let host = req
+                .headers()
+                .get(header::HOST)
+                .and_then(|h| h.to_str().ok());
+            let resp = auth.challenge(&r, &refusal, host);
+            // Read what the client is sending first, so it sees the 401 and not a reset.
+            let _ = axum::body::to_bytes(req.into_body(), MAX_UPLOAD).await;
+            return resp;
+        }
+    }
     match r {
+        Route::Token => match &app.issuer {
+            Some(issuer) => {
+                let addr = req
+                    .extensions()
+                    .get::<std::net::SocketAddr>()
+                    .map(|a| a.ip());
+                issuer.issue(req.headers(), req.uri().query(), addr).await
+            }
+            None => ApiError::new("METADATA_NOT_FOUND", None).into_response(),
+        },
         Route::V2Root => text(StatusCode::OK, b"{}".to_vec()),
         Route::Update { gun } => match update(app, &gun, req).await {
             Ok(()) => StatusCode::OK.into_response(),

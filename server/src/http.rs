@@ -46,7 +46,14 @@ pub async fn serve(
             _ = &mut shutdown => break,
         };
         let _ = sock.set_nodelay(true);
-        let svc = TowerToHyperService::new(app.clone());
+        // The peer address rides along for the token issuer's rate limit.
+        let svc = TowerToHyperService::new(tower::ServiceExt::map_request(
+            app.clone(),
+            move |mut r: http::Request<hyper::body::Incoming>| {
+                r.extensions_mut().insert(peer);
+                r
+            },
+        ));
         let tls = tls.clone();
         let guard = conns.clone();
         tokio::spawn(async move {

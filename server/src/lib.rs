@@ -1,5 +1,6 @@
 //! trustbridge-server: the Notary v1 HTTP API (reference §1, §3, §4, §6).
 
+pub mod auth;
 pub mod config;
 pub mod dev;
 pub mod error;
@@ -38,7 +39,36 @@ pub async fn run(
         config::Storage::Sqlite(path) => Arc::new(SqliteStore::open(path)?),
     };
     let signer = SignerLink::new(&config.trust, metrics.clone())?;
+    let auth = config
+        .auth
+        .as_ref()
+        .map(|a| -> Result<auth::TokenAuth, Error> {
+            let pem = std::fs::read(&a.rootcertbundle)
+                .map_err(|e| Error::Start(format!("{}: {e}", a.rootcertbundle.display())))?;
+            Ok(auth::TokenAuth {
+                realm: a.realm.clone(),
+                service: a.service.clone(),
+                issuer: a.issuer.clone(),
+                roots: auth::jwt::Roots::from_pem(&pem).map_err(Error::Start)?,
+                autoredirect: a.autoredirect,
+            })
+        })
+        .transpose()?;
+    let issuer = match (&config.token_issuer, &config.auth) {
+        (Some(ic), Some(a)) => Some(
+            auth::issuer::Issuer::new(ic.clone(), &a.service, &a.issuer, signer.clone())
+                .map_err(Error::Start)?,
+        ),
+        (Some(_), None) => {
+            return Err(Error::Start(
+                "trustbridge.token_issuer needs auth.type \"token\" with its options".into(),
+            ));
+        }
+        _ => None,
+    };
     let app = Arc::new(App {
+        auth,
+        issuer,
         repo: Repo::new(store, signer, config.renewal),
         metrics,
         max_age_current: config.max_age_current,

@@ -44,6 +44,8 @@ pub enum Route {
     Changefeed,
     Health,
     Metrics,
+    /// trustbridge's built-in token issuer.
+    Token,
     /// notary's catch-all: 404 METADATA_NOT_FOUND for GET/POST/PUT/HEAD/DELETE.
     NotFound,
     MethodNotAllowed,
@@ -65,6 +67,7 @@ impl Route {
             Route::Changefeed => "changefeed",
             Route::Health => "health",
             Route::Metrics => "metrics",
+            Route::Token => "token",
             Route::NotFound => "not_found",
             Route::MethodNotAllowed => "method_not_allowed",
         }
@@ -177,6 +180,7 @@ pub fn route(method: &http::Method, path: &str) -> Route {
             "/v2/_trust/changefeed" => return Route::Changefeed,
             "/_notary_server/health" => return Route::Health,
             "/metrics" => return Route::Metrics,
+            "/_trustbridge/v1/token" => return Route::Token,
             _ => {}
         }
     }

@@ -94,6 +94,31 @@ impl SignerLink {
         Ok(PublicKey::new(key_type, r.public_key))
     }
 
+    /// The public key of `key_id`, if the signer holds it.
+    pub async fn key_info(&self, key_id: &str) -> Result<Option<PublicKey>, Error> {
+        match KeyManagementClient::new(self.channel.clone())
+            .get_key_info(KeyId { id: key_id.into() })
+            .await
+        {
+            Ok(r) => {
+                self.metrics.signer_call("GetKeyInfo", true);
+                let r = r.into_inner();
+                let alg = r
+                    .key_info
+                    .and_then(|k| k.algorithm)
+                    .map(|a| a.algorithm)
+                    .unwrap_or_default();
+                let key_type = KeyType::parse(&alg).map_err(|e| Error::Signer(e.to_string()))?;
+                Ok(Some(PublicKey::new(key_type, r.public_key)))
+            }
+            Err(s) if s.code() == Code::NotFound => {
+                self.metrics.signer_call("GetKeyInfo", true);
+                Ok(None)
+            }
+            Err(s) => Err(self.fail("GetKeyInfo", s)),
+        }
+    }
+
     /// Whether the signer holds the private key with canonical ID `key_id`.
     pub async fn holds(&self, key_id: &str) -> Result<bool, Error> {
         match KeyManagementClient::new(self.channel.clone())

@@ -9,6 +9,7 @@ pub mod error;
 pub mod keystore;
 pub mod serve;
 pub mod service;
+pub mod token_key;
 
 pub use config::Config;
 pub use error::{Error, Result};

@@ -38,6 +38,20 @@ enum Command {
     /// The Cosign bridge key
     #[command(subcommand, name = "cosign-key")]
     CosignKey(CosignCmd),
+    /// The key trustbridge-server's built-in token issuer signs with
+    #[command(subcommand, name = "token-key")]
+    TokenKey(TokenCmd),
+}
+
+#[derive(Subcommand)]
+enum TokenCmd {
+    /// Generate the token key; write its certificate (for auth.options.rootcertbundle)
+    Generate {
+        #[arg(long)]
+        cert_out: PathBuf,
+        #[arg(long, default_value = "trustbridge token issuer")]
+        cn: String,
+    },
 }
 
 #[derive(Subcommand)]
@@ -150,6 +164,11 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Restore { file } => {
             let pass = env_secret(backup::PASSPHRASE_ENV)?;
             admin::restore(&admin::open(&config)?, &file, &pass)?
+        }
+        Command::TokenKey(TokenCmd::Generate { cert_out, cn }) => {
+            let store = admin::open(&config)?;
+            let id = trustbridge_signer::token_key::generate(&store, &cn, &cert_out)?;
+            format!("{id}\n")
         }
         Command::CosignKey(c) => {
             let store = admin::open(&config)?;
