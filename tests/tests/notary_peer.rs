@@ -56,6 +56,9 @@ fn start_go_notary(dir: &Path) -> Peers {
         .args(["-config", "signer.json"])
         .env("NOTARY_SIGNER_ALIAS1", "e2e-signer-pass");
     let mut signer = Proc::spawn("notary-signer", signer_cmd, dir);
+    // notary-server's health can answer before its first signer check has run: wait for the
+    // signer's gRPC itself.
+    trustbridge_e2e::signer::wait_grpc(&mut signer, signer_port, &certs);
     let mut server_cmd = Command::new(require_bin("notary-server"));
     server_cmd.current_dir(dir).args(["-config", "server.json"]);
     let mut server = Proc::spawn("notary-server", server_cmd, dir);
@@ -86,7 +89,15 @@ fn notary(peers: &Peers, trust: &Path, args: &[&str]) -> String {
     for role in ["ROOT", "TARGETS", "SNAPSHOT", "DELEGATION"] {
         cmd.env(format!("NOTARY_{role}_PASSPHRASE"), PASS);
     }
-    let out = run_ok(&format!("notary {}", args.join(" ")), &mut cmd);
+    let out = cmd.output().unwrap();
+    assert!(
+        out.status.success(),
+        "notary {} failed:\n{}\n--- notary-server log:\n{}\n--- notary-signer log:\n{}",
+        args.join(" "),
+        String::from_utf8_lossy(&out.stdout),
+        peers._server.log(),
+        peers._signer.log()
+    );
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
