@@ -139,6 +139,47 @@ fn docker_trust_signs_and_revokes_through_trustbridge() {
         "{pretty}"
     );
 
+    // `signer remove`: docker CLI 28.2.2 removes a signer only when it is the last one to have
+    // signed releases and the user confirms (its `maybePromptForSignerRemoval` returns false
+    // otherwise, even with -f, silently). So: a second repository with alice alone.
+    let repo2 = "registry.example:5000/team/solo";
+    d(&[
+        "trust",
+        "signer",
+        "add",
+        "--key",
+        cfg.join("alice.pub").to_str().unwrap(),
+        "alice",
+        repo2,
+    ]);
+    n(&[
+        "add",
+        repo2,
+        "v1",
+        manifest.to_str().unwrap(),
+        "--roles",
+        "targets/releases",
+    ]);
+    n(&["publish", repo2]);
+    let mut rm = Command::new(require_bin("docker"));
+    rm.args(["trust", "signer", "remove", "alice", repo2])
+        .env("DOCKER_CONFIG", &cfg)
+        .env("DOCKER_CONTENT_TRUST_SERVER", &server)
+        .env("DOCKER_CONTENT_TRUST_REPOSITORY_PASSPHRASE", CLIENT_PASS)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    let mut child = rm.spawn().unwrap();
+    std::io::Write::write_all(&mut child.stdin.take().unwrap(), b"y\n").unwrap();
+    let out = child.wait_with_output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && text.contains("Successfully removed alice"),
+        "{text}"
+    );
+    let pretty = docker(&other, &server, &["trust", "inspect", "--pretty", repo2]);
+    assert!(!pretty.contains("alice"), "{pretty}");
+
     let out = d(&["trust", "revoke", "-y", &format!("{REPO}:v1")]);
     assert!(out.contains("Successfully deleted signature"), "{out}");
     let pretty = docker(&other, &server, &["trust", "inspect", "--pretty", REPO]);
