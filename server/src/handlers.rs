@@ -50,8 +50,8 @@ pub async fn dispatch(State(app): State<Arc<App>>, req: Request) -> Response {
     resp
 }
 
-/// Go matches routes against the decoded path.
-fn percent_decode(p: &str) -> String {
+/// Percent-decoding (Go matches routes against the decoded path; query values too).
+pub(crate) fn percent_decode(p: &str) -> String {
     let b = p.as_bytes();
     let mut out = Vec::with_capacity(b.len());
     let mut i = 0;

@@ -24,6 +24,19 @@ const HEALTH_NAMES: [&str; 2] = [
     "grpc.health.v1.Health.Signer",
 ];
 
+/// A key as the signer reports it: `keyInfo.algorithm` names the key type.
+fn public_key(
+    info: Option<trustbridge_signer::proto::KeyInfo>,
+    public: Vec<u8>,
+) -> Result<PublicKey, Error> {
+    let alg = info
+        .and_then(|k| k.algorithm)
+        .map(|a| a.algorithm)
+        .unwrap_or_default();
+    let key_type = KeyType::parse(&alg).map_err(|e| Error::Signer(e.to_string()))?;
+    Ok(PublicKey::new(key_type, public))
+}
+
 #[derive(Clone)]
 pub struct SignerLink {
     channel: Channel,
@@ -85,13 +98,7 @@ impl SignerLink {
             .map_err(|s| self.fail("CreateKey", s))?
             .into_inner();
         self.metrics.signer_call("CreateKey", true);
-        let alg = r
-            .key_info
-            .and_then(|k| k.algorithm)
-            .map(|a| a.algorithm)
-            .unwrap_or_default();
-        let key_type = KeyType::parse(&alg).map_err(|e| Error::Signer(e.to_string()))?;
-        Ok(PublicKey::new(key_type, r.public_key))
+        public_key(r.key_info, r.public_key)
     }
 
     /// The public key of `key_id`, if the signer holds it.
@@ -103,13 +110,7 @@ impl SignerLink {
             Ok(r) => {
                 self.metrics.signer_call("GetKeyInfo", true);
                 let r = r.into_inner();
-                let alg = r
-                    .key_info
-                    .and_then(|k| k.algorithm)
-                    .map(|a| a.algorithm)
-                    .unwrap_or_default();
-                let key_type = KeyType::parse(&alg).map_err(|e| Error::Signer(e.to_string()))?;
-                Ok(Some(PublicKey::new(key_type, r.public_key)))
+                public_key(r.key_info, r.public_key).map(Some)
             }
             Err(s) if s.code() == Code::NotFound => {
                 self.metrics.signer_call("GetKeyInfo", true);

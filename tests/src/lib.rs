@@ -158,6 +158,7 @@ pub fn wait_ok(url: &str, ca: &Path, timeout: Duration, procs: &mut [&mut Proc])
     }
 }
 
+pub mod peers;
 pub mod server;
 pub mod signer;
 

@@ -9,9 +9,8 @@
 
 use std::path::Path;
 use std::process::Command;
-use std::time::Duration;
 
-use trustbridge_e2e::{Proc, free_port, https_get, init, require_bin, run_ok, wait_ok};
+use trustbridge_e2e::{Proc, free_port, https_get, init, require_bin, run_ok};
 use trustbridge_tuf::metadata::{FileMeta, Role};
 use trustbridge_tuf::{GoTime, Root, Signed, Snapshot, Targets, Timestamp, keyfile, x509};
 
@@ -32,45 +31,12 @@ fn start_go_notary(dir: &Path) -> Peers {
         .write(&certs)
         .unwrap();
     let (signer_port, server_port) = (free_port(), free_port());
-    std::fs::write(
-        dir.join("signer.json"),
-        format!(
-            r#"{{"server":{{"grpc_addr":"127.0.0.1:{signer_port}","tls_cert_file":"certs/signer.crt","tls_key_file":"certs/signer.key","client_ca_file":"certs/root-ca.crt"}},
-               "logging":{{"level":"info"}},"storage":{{"backend":"memory"}}}}"#
-        ),
-    )
-    .unwrap();
-    std::fs::write(
-        dir.join("server.json"),
-        format!(
-            r#"{{"server":{{"http_addr":"127.0.0.1:{server_port}","tls_cert_file":"certs/server.crt","tls_key_file":"certs/server.key"}},
-               "trust_service":{{"type":"remote","hostname":"127.0.0.1","port":"{signer_port}","key_algorithm":"ecdsa",
-                 "tls_ca_file":"certs/root-ca.crt","tls_client_cert":"certs/signer-client.crt","tls_client_key":"certs/signer-client.key"}},
-               "logging":{{"level":"info"}},"storage":{{"backend":"memory"}}}}"#
-        ),
-    )
-    .unwrap();
-    let mut signer_cmd = Command::new(require_bin("notary-signer"));
-    signer_cmd
-        .current_dir(dir)
-        .args(["-config", "signer.json"])
-        .env("NOTARY_SIGNER_ALIAS1", "e2e-signer-pass");
-    let mut signer = Proc::spawn("notary-signer", signer_cmd, dir);
-    // notary-server's health can answer before its first signer check has run: wait for the
-    // signer's gRPC itself.
-    trustbridge_e2e::signer::wait_grpc(&mut signer, signer_port, &certs);
-    let mut server_cmd = Command::new(require_bin("notary-server"));
-    server_cmd.current_dir(dir).args(["-config", "server.json"]);
-    let mut server = Proc::spawn("notary-server", server_cmd, dir);
+    // The signer first (and its gRPC up): notary-server's health can answer before its first
+    // signer check has run.
+    let signer = trustbridge_e2e::peers::go_signer(dir, signer_port, r#"{"backend":"memory"}"#);
+    let server = trustbridge_e2e::peers::go_server(dir, server_port, signer_port, "");
     let url = format!("https://127.0.0.1:{server_port}");
     let ca = certs.join("root-ca.crt");
-    // Health includes the server's gRPC health check of the signer over our mTLS certificates.
-    wait_ok(
-        &format!("{url}/_notary_server/health"),
-        &ca,
-        Duration::from_secs(30),
-        &mut [&mut signer, &mut server],
-    );
     Peers {
         _signer: signer,
         _server: server,

@@ -13,7 +13,7 @@ use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use serde_json::{Value, json};
 use trustbridge_e2e::server::{CLIENT_PASS, notary_cmd, start_server, write_server_config};
 use trustbridge_e2e::signer::{ALIAS1_PASS, start_ours, write_config};
-use trustbridge_e2e::{Proc, free_port, init, our_bin, require_bin, run_ok, wait_ok};
+use trustbridge_e2e::{Proc, free_port, init, our_bin, require_bin, run_ok};
 
 const SERVICE: &str = "trustbridge-test";
 const ISSUER: &str = "trustbridge-test-issuer";
@@ -162,27 +162,13 @@ fn start_pair_with(issuer: Option<&str>, extra_both: &str) -> Pair {
     );
     // Go notary-server, same auth options, same root bundle, same signer.
     let go_port = free_port();
-    std::fs::write(
-        dir.join("go-server.json"),
-        format!(
-            r#"{{"server":{{"http_addr":"127.0.0.1:{go_port}","tls_cert_file":"certs/server.crt","tls_key_file":"certs/server.key"}},
-               "trust_service":{{"type":"remote","hostname":"127.0.0.1","port":"{signer_port}","key_algorithm":"ecdsa",
-                 "tls_ca_file":"certs/root-ca.crt","tls_client_cert":"certs/signer-client.crt","tls_client_key":"certs/signer-client.key"}},
-               "logging":{{"level":"info"}},"storage":{{"backend":"memory"}},{}{extra_both}}}"#,
-            auth_json(&realm)
-        ),
-    )
-    .unwrap();
-    let mut cmd = Command::new(require_bin("notary-server"));
-    cmd.current_dir(&dir).args(["-config", "go-server.json"]);
-    let mut go = Proc::spawn("notary-server", cmd, &dir);
-    let ca = certs.join("root-ca.crt");
-    wait_ok(
-        &format!("https://127.0.0.1:{go_port}/_notary_server/health"),
-        &ca,
-        std::time::Duration::from_secs(30),
-        &mut [&mut go],
+    let go = trustbridge_e2e::peers::go_server(
+        &dir,
+        go_port,
+        signer_port,
+        &format!(",{}{extra_both}", auth_json(&realm)),
     );
+    let ca = certs.join("root-ca.crt");
     Pair {
         _dir: tmp,
         _signer: signer,

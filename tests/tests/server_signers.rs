@@ -9,8 +9,8 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use trustbridge_e2e::server::{notary, notary_cmd, start_server, start_stack, write_server_config};
-use trustbridge_e2e::signer::{start_ours, wait_grpc};
-use trustbridge_e2e::{Proc, free_port, https_get, init, our_bin, require_bin, wait_ok};
+use trustbridge_e2e::signer::start_ours;
+use trustbridge_e2e::{Proc, free_port, https_get, init, our_bin, wait_ok};
 
 #[test]
 fn serves_the_notary_client_with_go_notary_signer() {
@@ -23,18 +23,7 @@ fn serves_the_notary_client_with_go_notary_signer() {
         .write(&certs)
         .unwrap();
     let signer_port = free_port();
-    std::fs::write(
-        dir.join("go-signer.json"),
-        format!(
-            r#"{{"server":{{"grpc_addr":"127.0.0.1:{signer_port}","tls_cert_file":"certs/signer.crt","tls_key_file":"certs/signer.key","client_ca_file":"certs/root-ca.crt"}},
-               "logging":{{"level":"info"}},"storage":{{"backend":"memory"}}}}"#
-        ),
-    )
-    .unwrap();
-    let mut cmd = Command::new(require_bin("notary-signer"));
-    cmd.current_dir(dir).args(["-config", "go-signer.json"]);
-    let mut go = Proc::spawn("notary-signer", cmd, dir);
-    wait_grpc(&mut go, signer_port, &certs);
+    let mut go = trustbridge_e2e::peers::go_signer(dir, signer_port, r#"{"backend":"memory"}"#);
     let port = free_port();
     let config = write_server_config(dir, port, signer_port, "");
     let _server = start_server("trustbridge-server", dir, &config, port, &mut [&mut go]);

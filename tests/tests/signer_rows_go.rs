@@ -6,9 +6,7 @@
 use std::path::Path;
 use std::process::Command;
 
-use trustbridge_e2e::signer::{
-    ALIAS1_PASS, ClientTls, connect, rt, start_ours, wait_grpc, write_config,
-};
+use trustbridge_e2e::signer::{ClientTls, connect, rt, start_ours, write_config};
 use trustbridge_e2e::{Proc, free_port, init, require_bin, run_ok};
 use trustbridge_signer::proto::{CreateKeyRequest, KeyId, SignatureRequest};
 use trustbridge_tuf::{KeyType, PublicKey};
@@ -92,23 +90,14 @@ impl Drop for Db {
 }
 
 fn start_go_signer(dir: &Path, db: &Db, port: u16) -> Proc {
-    std::fs::write(
-        dir.join("go-signer.json"),
-        format!(
-            r#"{{"server":{{"grpc_addr":"127.0.0.1:{port}","tls_cert_file":"certs/signer.crt","tls_key_file":"certs/signer.key","client_ca_file":"certs/root-ca.crt"}},
-               "logging":{{"level":"info"}},
-               "storage":{{"backend":"postgres","db_url":"postgres://postgres@127.0.0.1:5432/{}?sslmode=disable","default_alias":"alias1"}}}}"#,
+    trustbridge_e2e::peers::go_signer(
+        dir,
+        port,
+        &format!(
+            r#"{{"backend":"postgres","db_url":"postgres://postgres@127.0.0.1:5432/{}?sslmode=disable","default_alias":"alias1"}}"#,
             db.0
         ),
     )
-    .unwrap();
-    let mut cmd = Command::new(require_bin("notary-signer"));
-    cmd.current_dir(dir)
-        .args(["-config", "go-signer.json"])
-        .env("NOTARY_SIGNER_ALIAS1", ALIAS1_PASS);
-    let mut p = Proc::spawn("notary-signer", cmd, dir);
-    wait_grpc(&mut p, port, &dir.join("certs"));
-    p
 }
 
 /// CreateKey on the signer at `port`; returns (key ID, public key as reported).

@@ -8,7 +8,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use trustbridge_e2e::signer::{ALIAS1_PASS, start_ours, write_config};
-use trustbridge_e2e::{Proc, free_port, https_get, init, our_bin, require_bin, run_ok, wait_ok};
+use trustbridge_e2e::{Proc, free_port, https_get, init, our_bin, require_bin, run_ok};
 use trustbridge_tuf::{Root, Signed, Snapshot, Timestamp};
 
 const GUN: &str = "127.0.0.1/e2e/remote-signer";
@@ -22,28 +22,9 @@ struct Server {
 
 fn start_go_server(dir: &Path, signer_port: u16) -> Server {
     let port = free_port();
-    std::fs::write(
-        dir.join("server.json"),
-        format!(
-            r#"{{"server":{{"http_addr":"127.0.0.1:{port}","tls_cert_file":"certs/server.crt","tls_key_file":"certs/server.key"}},
-               "trust_service":{{"type":"remote","hostname":"127.0.0.1","port":"{signer_port}","key_algorithm":"ecdsa",
-                 "tls_ca_file":"certs/root-ca.crt","tls_client_cert":"certs/signer-client.crt","tls_client_key":"certs/signer-client.key"}},
-               "logging":{{"level":"info"}},"storage":{{"backend":"memory"}}}}"#
-        ),
-    )
-    .unwrap();
-    let mut cmd = Command::new(require_bin("notary-server"));
-    cmd.current_dir(dir).args(["-config", "server.json"]);
-    let mut proc = Proc::spawn("notary-server", cmd, dir);
+    let proc = trustbridge_e2e::peers::go_server(dir, port, signer_port, "");
     let url = format!("https://127.0.0.1:{port}");
     let ca = dir.join("certs/root-ca.crt");
-    // notary-server's health includes its gRPC health check of our signer (both service names).
-    wait_ok(
-        &format!("{url}/_notary_server/health"),
-        &ca,
-        Duration::from_secs(30),
-        &mut [&mut proc],
-    );
     Server {
         _proc: proc,
         url,

@@ -226,7 +226,7 @@ impl Issuer {
         let mut scopes: Vec<String> = Vec::new();
         for pair in query.unwrap_or("").split('&') {
             let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
-            let v = percent_decode(v);
+            let v = crate::handlers::percent_decode(&v.replace('+', " "));
             match k {
                 "service" => service = v,
                 "scope" => {
@@ -317,27 +317,6 @@ fn basic_challenge() -> Response {
         HeaderValue::from_static("Basic realm=\"trustbridge\""),
     );
     r
-}
-
-fn percent_decode(s: &str) -> String {
-    let s = s.replace('+', " ");
-    let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        if b[i] == b'%'
-            && i + 2 < b.len()
-            && let Ok(v) =
-                u8::from_str_radix(std::str::from_utf8(&b[i + 1..i + 3]).unwrap_or(""), 16)
-        {
-            out.push(v);
-            i += 3;
-            continue;
-        }
-        out.push(b[i]);
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
 }
 
 #[cfg(test)]

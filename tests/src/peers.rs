@@ -1,0 +1,54 @@
+//! The real Go notary 0.7.0 services (Debian's notary-signer and notary-server) with our dev
+//! certificates in `dir/certs`, configured as a deployment would: mutual TLS between them.
+
+use std::path::Path;
+use std::process::Command;
+use std::time::Duration;
+
+use crate::signer::{ALIAS1_PASS, wait_grpc};
+use crate::{Proc, require_bin, wait_ok};
+
+/// Start notary-signer on `port` with `storage` (a JSON object, e.g. `{"backend":"memory"}`),
+/// `NOTARY_SIGNER_ALIAS1` set, and wait for its gRPC.
+pub fn go_signer(dir: &Path, port: u16, storage: &str) -> Proc {
+    std::fs::write(
+        dir.join("go-signer.json"),
+        format!(
+            r#"{{"server":{{"grpc_addr":"127.0.0.1:{port}","tls_cert_file":"certs/signer.crt","tls_key_file":"certs/signer.key","client_ca_file":"certs/root-ca.crt"}},
+               "logging":{{"level":"info"}},"storage":{storage}}}"#
+        ),
+    )
+    .unwrap();
+    let mut cmd = Command::new(require_bin("notary-signer"));
+    cmd.current_dir(dir)
+        .args(["-config", "go-signer.json"])
+        .env("NOTARY_SIGNER_ALIAS1", ALIAS1_PASS);
+    let mut p = Proc::spawn("notary-signer", cmd, dir);
+    wait_grpc(&mut p, port, &dir.join("certs"));
+    p
+}
+
+/// Start notary-server on `port` (memory store) using the signer on `signer_port`, with
+/// `extra` config members (e.g. `,"auth":{...}`), and wait for its health.
+pub fn go_server(dir: &Path, port: u16, signer_port: u16, extra: &str) -> Proc {
+    std::fs::write(
+        dir.join("go-server.json"),
+        format!(
+            r#"{{"server":{{"http_addr":"127.0.0.1:{port}","tls_cert_file":"certs/server.crt","tls_key_file":"certs/server.key"}},
+               "trust_service":{{"type":"remote","hostname":"127.0.0.1","port":"{signer_port}","key_algorithm":"ecdsa",
+                 "tls_ca_file":"certs/root-ca.crt","tls_client_cert":"certs/signer-client.crt","tls_client_key":"certs/signer-client.key"}},
+               "logging":{{"level":"info"}},"storage":{{"backend":"memory"}}{extra}}}"#
+        ),
+    )
+    .unwrap();
+    let mut cmd = Command::new(require_bin("notary-server"));
+    cmd.current_dir(dir).args(["-config", "go-server.json"]);
+    let mut p = Proc::spawn("notary-server", cmd, dir);
+    wait_ok(
+        &format!("https://127.0.0.1:{port}/_notary_server/health"),
+        &dir.join("certs/root-ca.crt"),
+        Duration::from_secs(30),
+        &mut [&mut p],
+    );
+    p
+}
