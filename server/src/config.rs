@@ -222,6 +222,9 @@ impl Config {
         if let Some(v) = number(json, "trustbridge.renew.snapshot_before_seconds")? {
             renewal.snapshot = time::Duration::seconds(v.into());
         }
+        if let Some(v) = number(json, "trustbridge.renew.sweep_seconds")? {
+            renewal.sweep = std::time::Duration::from_secs(v.max(1).into());
+        }
         let auth = if string(json, "auth.type").as_deref() == Some("token") {
             let req = |k: &str| {
                 string(json, &format!("auth.options.{k}"))

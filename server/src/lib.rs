@@ -75,6 +75,22 @@ pub async fn run(
         max_age_consistent: config.max_age_consistent,
         gun_prefixes: config.gun_prefixes.clone(),
     });
+    // Background renewal of what nobody reads.
+    let sweeper = {
+        let app = app.clone();
+        let every = config.renewal.sweep;
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(every);
+            tick.tick().await;
+            loop {
+                tick.tick().await;
+                let (renewed, failed) = app.repo.sweep().await;
+                if renewed + failed > 0 {
+                    tracing::info!(renewed, failed, "renewal sweep");
+                }
+            }
+        })
+    };
     let router = axum::Router::new()
         .fallback(handlers::dispatch)
         .with_state(app);
@@ -92,5 +108,7 @@ pub async fn run(
         .map_err(|e| Error::Start(e.to_string()))?;
     tracing::info!(addr = %local, tls = tls.is_some(), "trustbridge-server serving");
     ready(local);
-    http::serve(listener, tls, router, shutdown).await
+    let res = http::serve(listener, tls, router, shutdown).await;
+    sweeper.abort();
+    res
 }

@@ -342,4 +342,52 @@ fn server_signed_metadata_is_renewed_before_it_expires() {
         metrics.contains("trustbridge_http_request_duration_seconds_bucket"),
         "{metrics}"
     );
+
+    // A repository nobody reads: the background sweep renews it (checked through the
+    // changefeed, which never triggers a renewal itself).
+    let config = write_server_config(
+        tmp.path(),
+        s.port,
+        s.signer_port,
+        &format!(
+            r#","trustbridge":{{"renew":{{"timestamp_before_seconds":{},"snapshot_before_seconds":{},"sweep_seconds":1}}}}"#,
+            left(&ts2.signed.expires) - 2,
+            left(&sn2.signed.expires) - 2
+        ),
+    );
+    drop(std::mem::replace(
+        &mut s.server,
+        Proc::spawn("placeholder", Command::new("true"), tmp.path()),
+    ));
+    s.server = start_server(
+        "trustbridge-server-3",
+        tmp.path(),
+        &config,
+        s.port,
+        &mut [&mut s.signer],
+    );
+    let last_version = || {
+        let (_, feed) = https_get(
+            &format!("{}/v2/{gun}/_trust/changefeed?records=0", s.url),
+            &s.ca,
+        );
+        let feed: serde_json::Value = serde_json::from_slice(&feed).unwrap();
+        feed["records"].as_array().unwrap().last().unwrap()["Version"]
+            .as_i64()
+            .unwrap()
+    };
+    let start = std::time::Instant::now();
+    while last_version() == ts2.signed.version && start.elapsed() < Duration::from_secs(15) {
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    assert_eq!(
+        last_version(),
+        ts2.signed.version + 1,
+        "the sweep renewed the timestamp"
+    );
+    assert!(
+        s.server.log().contains("renewal sweep"),
+        "{}",
+        s.server.log()
+    );
 }

@@ -28,6 +28,8 @@ pub struct Renewal {
     pub timestamp: time::Duration,
     /// Renew a server-held snapshot when less than this is left (default 180 days of 3 years).
     pub snapshot: time::Duration,
+    /// How often a background sweep renews what is due (default 10 minutes).
+    pub sweep: std::time::Duration,
 }
 
 impl Default for Renewal {
@@ -35,6 +37,7 @@ impl Default for Renewal {
         Renewal {
             timestamp: time::Duration::days(7),
             snapshot: time::Duration::days(180),
+            sweep: std::time::Duration::from_secs(600),
         }
     }
 }

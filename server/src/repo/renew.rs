@@ -9,6 +9,41 @@ use crate::error::Error;
 use crate::storage::Update;
 
 impl Repo {
+    /// Renew every GUN whose timestamp or server-held snapshot is due, so a repository that
+    /// nobody reads for a while is still fresh when someone does. Returns how many were renewed
+    /// or failed.
+    pub async fn sweep(&self) -> (usize, usize) {
+        let guns = match self.blocking(|s| s.guns()).await {
+            Ok(g) => g,
+            Err(e) => {
+                tracing::warn!(error = %e, "renewal sweep: listing GUNs failed");
+                return (0, 0);
+            }
+        };
+        let (mut renewed, mut failed) = (0, 0);
+        let now = OffsetDateTime::now_utc();
+        for gun in guns {
+            let g = gun.clone();
+            let renewal = self.renewal;
+            let due = self
+                .blocking(move |s| Self::resolve(s, &g, &[], renewal))
+                .await
+                .map(|v| v.renew_at.is_some_and(|t| t <= now))
+                .unwrap_or(false);
+            if !due {
+                continue;
+            }
+            match self.renew(&gun).await {
+                Ok(()) => renewed += 1,
+                Err(e) => {
+                    failed += 1;
+                    tracing::warn!(%gun, error = %e, "renewal sweep: renewing failed");
+                }
+            }
+        }
+        (renewed, failed)
+    }
+
     /// Re-sign the snapshot (if due and held) and the timestamp of `gun` (§4.2, early).
     pub(super) async fn renew(&self, gun: &str) -> Result<(), Error> {
         let lock = self.lock_for(gun);
@@ -20,8 +55,7 @@ impl Repo {
             .await?;
         let now = OffsetDateTime::now_utc();
         if view.renew_at.is_none_or(|t| t > now) {
-            self.invalidate(gun);
-            return Ok(()); // someone else renewed it meanwhile
+            return Ok(()); // not due, or someone else renewed it meanwhile
         }
         let root_bytes = view.current.get("root").ok_or(Error::NotFound)?;
         let root = Signed::<Root>::from_bytes("root", &root_bytes.data)
