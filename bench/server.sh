@@ -29,8 +29,10 @@ bin=$target/release
 
 dir=$(mktemp -d)
 pids=()
+pgdb=""
 cleanup() {
   for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+  [ -n "$pgdb" ] && psql -h 127.0.0.1 -U postgres -d postgres -qc "DROP DATABASE IF EXISTS $pgdb WITH (FORCE)" >/dev/null 2>&1 || true
   "$root/../shared/peers/notary-reference.sh" stop "$dir/ref" >/dev/null 2>&1 || true
   [ -f "$dir/nginx/nginx.pid" ] && kill "$(cat "$dir/nginx/nginx.pid")" 2>/dev/null || true
   wait 2>/dev/null || true
@@ -126,3 +128,38 @@ import sys
 tb, ref = (float(a.split()[0]) for a in sys.argv[1:])
 print(f"  ratio trustbridge/notary: {tb/ref:.2f}x")
 PY
+
+# notary-server as deployed: a SQL store (PostgreSQL on loopback, notary's server schema,
+# written here from the reference §6), same signer. Skipped when PostgreSQL is not there.
+if psql -h 127.0.0.1 -U postgres -d postgres -qc 'SELECT 1' >/dev/null 2>&1; then
+  pgdb="tb_bench_$$"
+  psql -h 127.0.0.1 -U postgres -d postgres -qc "CREATE DATABASE $pgdb" >/dev/null
+  psql -h 127.0.0.1 -U postgres -d "$pgdb" -q -v ON_ERROR_STOP=1 >/dev/null <<'SQL'
+CREATE TABLE tuf_files (id serial PRIMARY KEY, created_at timestamp NULL, updated_at timestamp NULL,
+  deleted_at timestamp NULL, gun varchar(255) NOT NULL, role varchar(255) NOT NULL, version integer NOT NULL,
+  data bytea NOT NULL, sha256 char(64) DEFAULT NULL, UNIQUE (gun, role, version));
+CREATE INDEX tuf_files_sha256_idx ON tuf_files(sha256);
+CREATE TABLE change_category (category VARCHAR(20) PRIMARY KEY);
+INSERT INTO change_category VALUES ('update'), ('deletion');
+CREATE TABLE changefeed (id serial PRIMARY KEY, created_at timestamp DEFAULT CURRENT_TIMESTAMP,
+  gun varchar(255) NOT NULL, version integer NOT NULL, sha256 CHAR(64) DEFAULT NULL,
+  category VARCHAR(20) NOT NULL DEFAULT 'update' REFERENCES change_category);
+CREATE INDEX idx_changefeed_gun ON changefeed (gun);
+SQL
+  pp=$(port)
+  cat > "$dir/ref/server-pg.json" <<JSON
+{"server":{"http_addr":"127.0.0.1:$pp","tls_cert_file":"certs/notary-server.crt","tls_key_file":"certs/notary-server.key"},
+ "trust_service":{"type":"remote","hostname":"127.0.0.1","port":"$rsp","key_algorithm":"ecdsa","tls_ca_file":"certs/root-ca.crt",
+   "tls_client_cert":"certs/signer-client.crt","tls_client_key":"certs/signer-client.key"},
+ "logging":{"level":"error"},"storage":{"backend":"postgres","db_url":"postgres://postgres@127.0.0.1:5432/$pgdb?sslmode=disable"}}
+JSON
+  (cd "$dir/ref" && exec notary-server -config server-pg.json >server-pg.log 2>&1) & pids+=($!)
+  for _ in $(seq 100); do curl -fsS --cacert "$ref_ca" "https://127.0.0.1:$pp/_notary_server/health" >/dev/null 2>&1 && break; sleep 0.1; done
+  pgp=$("$bin/publish-load" "https://127.0.0.1:$pp" "$ref_ca" "$pubs" "$secs")
+  echo "  notary-server 0.7.0 (PostgreSQL store): $pgp"
+  python3 - "$tbp" "$pgp" <<'PY'
+import sys
+tb, ref = (float(a.split()[0]) for a in sys.argv[1:])
+print(f"  ratio trustbridge/notary(PostgreSQL): {tb/ref:.2f}x")
+PY
+fi
