@@ -148,12 +148,68 @@ pub fn encrypt(key: &PrivateKey, password: &str) -> Result<String> {
     Ok(pem::encode(&pem::Pem::new(PEM_LABEL, body)))
 }
 
-/// The standard PKCS#8 of an ECDSA key (notary's own PKCS#8 is the same for EC keys).
+/// The standard PKCS#8 of an ECDSA key, as cosign writes it.
 fn standard_pkcs8(key: &PrivateKey) -> Result<Zeroizing<Vec<u8>>> {
     if key.key_type() != KeyType::Ecdsa {
         return Err(err("only ECDSA P-256 cosign keys are supported"));
     }
-    Ok(key.to_notary_pkcs8())
+    Ok(p256_pkcs8(key.notary_bytes()))
+}
+
+/// Standard PKCS#8 v0 for a P-256 key from notary's SEC1 bytes: what cosign, sigstore-rs,
+/// rcgen and ring read (notary's own PKCS#8 says version 1 without the public key field, which
+/// they refuse; sigstore-rs found this).
+pub fn p256_pkcs8(sec1: &[u8]) -> Zeroizing<Vec<u8>> {
+    const ALG: [u8; 21] = [
+        0x30, 0x13, 0x06, 0x07, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x02, 0x01, 0x06, 0x08, 0x2a, 0x86,
+        0x48, 0xce, 0x3d, 0x03, 0x01, 0x07,
+    ];
+    let mut body = vec![0x02, 0x01, 0x00];
+    body.extend_from_slice(&ALG);
+    body.push(0x04);
+    push_len(&mut body, sec1.len());
+    body.extend_from_slice(sec1);
+    let mut out = Zeroizing::new(vec![0x30]);
+    push_len(&mut out, body.len());
+    out.extend_from_slice(&body);
+    zeroize::Zeroize::zeroize(&mut body);
+    out
+}
+
+fn push_len(out: &mut Vec<u8>, n: usize) {
+    if n < 0x80 {
+        out.push(n as u8);
+    } else if n < 0x100 {
+        out.extend_from_slice(&[0x81, n as u8]);
+    } else {
+        out.extend_from_slice(&[0x82, (n >> 8) as u8, n as u8]);
+    }
+}
+
+/// Cosign stores ECDSA signatures as ASN.1 DER `SEQUENCE { r, s }` (Go's `ecdsa.VerifyASN1`);
+/// the Sign RPC returns notary's raw `r||s`. Converts one to the other.
+pub fn raw_to_der(raw: &[u8]) -> Result<Vec<u8>> {
+    if raw.len() != 64 {
+        return Err(err(format!(
+            "expected a 64-byte r||s signature, got {} bytes",
+            raw.len()
+        )));
+    }
+    fn integer(x: &[u8]) -> Vec<u8> {
+        let start = x.iter().position(|b| *b != 0).unwrap_or(x.len() - 1);
+        let mut v = x[start..].to_vec();
+        if v[0] & 0x80 != 0 {
+            v.insert(0, 0);
+        }
+        let mut out = vec![0x02, v.len() as u8];
+        out.extend_from_slice(&v);
+        out
+    }
+    let (r, s) = (integer(&raw[..32]), integer(&raw[32..]));
+    let mut out = vec![0x30, (r.len() + s.len()) as u8];
+    out.extend_from_slice(&r);
+    out.extend_from_slice(&s);
+    Ok(out)
 }
 
 /// `cosign.pub`: PEM `PUBLIC KEY` over the DER SubjectPublicKeyInfo.
@@ -185,5 +241,22 @@ mod tests {
         assert!(decrypt(other.as_bytes(), "pw").is_err());
         let pem = public_pem(key.public_key()).unwrap();
         assert!(pem.starts_with("-----BEGIN PUBLIC KEY-----"));
+    }
+
+    #[test]
+    fn raw_signatures_become_der_that_ring_verifies() {
+        let key = PrivateKey::generate(KeyType::Ecdsa).unwrap();
+        for i in 0..32u8 {
+            let msg = [i; 17];
+            let der = raw_to_der(&key.sign(&msg).unwrap()).unwrap();
+            let point = &key.public_key().public[26..];
+            ring::signature::UnparsedPublicKey::new(
+                &ring::signature::ECDSA_P256_SHA256_ASN1,
+                point,
+            )
+            .verify(&msg, &der)
+            .unwrap();
+        }
+        assert!(raw_to_der(&[0u8; 10]).is_err());
     }
 }

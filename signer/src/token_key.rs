@@ -13,39 +13,12 @@ use crate::keystore::KeyStore;
 
 pub const TOKEN_ROLE: &str = "token-issuer";
 
-/// Standard PKCS#8 v0 for a P-256 key from notary's SEC1 bytes (rcgen/ring read this form).
-fn p256_pkcs8(sec1: &[u8]) -> Vec<u8> {
-    const ALG: [u8; 21] = [
-        0x30, 0x13, 0x06, 0x07, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x02, 0x01, 0x06, 0x08, 0x2a, 0x86,
-        0x48, 0xce, 0x3d, 0x03, 0x01, 0x07,
-    ];
-    let mut body = vec![0x02, 0x01, 0x00];
-    body.extend_from_slice(&ALG);
-    body.push(0x04);
-    push_len(&mut body, sec1.len());
-    body.extend_from_slice(sec1);
-    let mut out = vec![0x30];
-    push_len(&mut out, body.len());
-    out.extend_from_slice(&body);
-    out
-}
-
-fn push_len(out: &mut Vec<u8>, n: usize) {
-    if n < 0x80 {
-        out.push(n as u8);
-    } else if n < 0x100 {
-        out.extend_from_slice(&[0x81, n as u8]);
-    } else {
-        out.extend_from_slice(&[0x82, (n >> 8) as u8, n as u8]);
-    }
-}
-
 /// A self-signed certificate (PEM) for `key`, CN `cn`.
 pub fn certificate(key: &PrivateKey, cn: &str) -> Result<String> {
     if key.key_type() != KeyType::Ecdsa {
         return Err(Error::Invalid("the token key must be ECDSA P-256".into()));
     }
-    let der = zeroize::Zeroizing::new(p256_pkcs8(key.notary_bytes()));
+    let der = crate::cosign::p256_pkcs8(key.notary_bytes());
     let kp = rcgen::KeyPair::try_from(der.as_slice())
         .map_err(|e| Error::Invalid(format!("token key: {e}")))?;
     let mut params = rcgen::CertificateParams::new(Vec::<String>::new())
