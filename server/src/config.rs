@@ -46,6 +46,8 @@ pub enum Storage {
 pub struct Config {
     pub http_addr: String,
     pub tls: Option<TlsFiles>,
+    /// `server.client_ca_file`: clients of the API must present a certificate from this CA.
+    pub client_ca_file: Option<PathBuf>,
     pub trust: TrustService,
     pub storage: Storage,
     /// `caching.max_age.current_metadata` in seconds (notary's default 300).
@@ -274,7 +276,12 @@ impl Config {
             }
             Some(_) => return Err("trustbridge.token_issuer must be an object".into()),
         };
+        let client_ca_file = string(json, "server.client_ca_file").map(resolve);
+        if client_ca_file.is_some() && tls.is_none() {
+            return Err("server.client_ca_file needs server.tls_cert_file and tls_key_file".into());
+        }
         Ok(Config {
+            client_ca_file,
             auth,
             token_issuer,
             renewal,

@@ -118,6 +118,7 @@ pub fn prepare(data: &Path, addr: &str) -> Result<(Config, DevSigner), Error> {
         log_level: "info".into(),
         renewal: Default::default(),
         auth: None,
+        client_ca_file: None,
         token_issuer: None,
     };
     Ok((config, DevSigner(child)))

@@ -13,7 +13,12 @@ use tokio_rustls::TlsAcceptor;
 use crate::config::TlsFiles;
 use crate::error::Error;
 
-pub fn tls_acceptor(files: &TlsFiles) -> Result<TlsAcceptor, Error> {
+/// The HTTPS acceptor; with `client_ca` (notary's `server.client_ca_file`) every client must
+/// present a certificate chaining to it (rustls' WebPKI verifier, refused at the handshake).
+pub fn tls_acceptor(
+    files: &TlsFiles,
+    client_ca: Option<&std::path::Path>,
+) -> Result<TlsAcceptor, Error> {
     use rustls::pki_types::pem::PemObject;
     use rustls::pki_types::{CertificateDer, PrivateKeyDer};
     let certs = CertificateDer::pem_file_iter(&files.cert)
@@ -21,8 +26,26 @@ pub fn tls_acceptor(files: &TlsFiles) -> Result<TlsAcceptor, Error> {
         .map_err(|e| Error::Start(format!("{}: {e}", files.cert.display())))?;
     let key = PrivateKeyDer::from_pem_file(&files.key)
         .map_err(|e| Error::Start(format!("{}: {e}", files.key.display())))?;
-    let mut cfg = rustls::ServerConfig::builder()
-        .with_no_client_auth()
+    let builder = rustls::ServerConfig::builder();
+    let builder = match client_ca {
+        None => builder.with_no_client_auth(),
+        Some(ca) => {
+            let mut roots = rustls::RootCertStore::empty();
+            for c in CertificateDer::pem_file_iter(ca)
+                .map_err(|e| Error::Start(format!("{}: {e}", ca.display())))?
+            {
+                let c = c.map_err(|e| Error::Start(format!("{}: {e}", ca.display())))?;
+                roots
+                    .add(c)
+                    .map_err(|e| Error::Start(format!("{}: {e}", ca.display())))?;
+            }
+            let verifier = rustls::server::WebPkiClientVerifier::builder(roots.into())
+                .build()
+                .map_err(|e| Error::Start(format!("server.client_ca_file: {e}")))?;
+            builder.with_client_cert_verifier(verifier)
+        }
+    };
+    let mut cfg = builder
         .with_single_cert(certs, key)
         .map_err(|e| Error::Start(format!("server TLS: {e}")))?;
     cfg.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];

@@ -94,7 +94,11 @@ pub async fn run(
     let router = axum::Router::new()
         .fallback(handlers::dispatch)
         .with_state(app);
-    let tls = config.tls.as_ref().map(http::tls_acceptor).transpose()?;
+    let tls = config
+        .tls
+        .as_ref()
+        .map(|t| http::tls_acceptor(t, config.client_ca_file.as_deref()))
+        .transpose()?;
     let addr = if config.http_addr.starts_with(':') {
         format!("0.0.0.0{}", config.http_addr)
     } else {

@@ -14,6 +14,10 @@ use trustbridge_signer::{Config, admin, backup, serve};
     about = "Holds server-side private keys and signs over gRPC with mutual TLS (notary-signer compatible)"
 )]
 struct Cli {
+    /// Keep core dumps possible (notary-signer's -debug); by default the signer turns them off
+    /// so decrypted keys never land in a core file
+    #[arg(long, global = true)]
+    debug: bool,
     /// notary-signer compatible JSON config (paths inside are relative to it)
     #[arg(long, global = true, default_value = "signer.json")]
     config: PathBuf,
@@ -94,6 +98,24 @@ enum CosignCmd {
     ExportPublic,
 }
 
+/// No core files and no ptrace-style dumps of this process, as notary-signer does on Linux
+/// without `-debug` (`dump_linux.go`): decrypted keys live in its memory.
+fn disable_core_dumps() {
+    let zero = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: plain syscalls on this process with valid arguments.
+    unsafe {
+        if libc::setrlimit(libc::RLIMIT_CORE, &zero) != 0 {
+            tracing::warn!("could not disable core dumps (setrlimit)");
+        }
+        if libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0) != 0 {
+            tracing::warn!("could not mark the process non-dumpable (prctl)");
+        }
+    }
+}
+
 fn env_secret(var: &str) -> anyhow::Result<String> {
     std::env::var(var)
         .ok()
@@ -134,6 +156,9 @@ fn run(cli: Cli) -> anyhow::Result<()> {
     init_logging(&config.log_level);
     let out = match cli.command.unwrap_or(Command::Serve) {
         Command::Serve => {
+            if !cli.debug {
+                disable_core_dumps();
+            }
             let store = KeyStore::open(&config.backend, &config.default_alias)?;
             store.check_passphrases()?;
             let rt = tokio::runtime::Runtime::new()?;

@@ -84,6 +84,11 @@ impl Proc {
         None
     }
 
+    /// The OS process ID.
+    pub fn id(&self) -> u32 {
+        self.child.id()
+    }
+
     pub fn log(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }

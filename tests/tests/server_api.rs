@@ -170,3 +170,73 @@ fn changefeed_paging_prefix_filter_caching_and_keys() {
     );
     assert!(list.contains("v1"), "{list}");
 }
+
+/// `server.client_ca_file` (here through its env override, `NOTARY_SERVER_SERVER_CLIENT_CA_FILE`):
+/// the API refuses clients without a certificate from that CA at the handshake.
+#[test]
+fn client_certificates_are_required_when_client_ca_file_is_set() {
+    init();
+    let tmp = tempfile::tempdir().unwrap();
+    let mut s = start_stack(tmp.path());
+    let config = tmp.path().join("server.json");
+    drop(std::mem::replace(
+        &mut s.server,
+        Proc::spawn(
+            "placeholder",
+            std::process::Command::new("true"),
+            tmp.path(),
+        ),
+    ));
+    let mut cmd = std::process::Command::new(trustbridge_e2e::our_bin(
+        "trustbridge-server",
+        "trustbridge-server",
+    ));
+    cmd.arg("--config")
+        .arg(&config)
+        .env("NOTARY_SERVER_SERVER_CLIENT_CA_FILE", "certs/root-ca.crt");
+    s.server = Proc::spawn("trustbridge-server-mtls", cmd, tmp.path());
+    let certs = tmp.path().join("certs");
+    let curl = |with_cert: bool| {
+        let mut c = std::process::Command::new("curl");
+        c.args(["-sS", "-o", "/dev/null", "-w", "%{http_code}", "--cacert"])
+            .arg(&s.ca);
+        if with_cert {
+            c.arg("--cert")
+                .arg(certs.join("signer-client.crt"))
+                .arg("--key")
+                .arg(certs.join("signer-client.key"));
+        }
+        let out = c
+            .arg(format!("{}/_notary_server/health", s.url))
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let start = std::time::Instant::now();
+    while curl(true) != "200" {
+        s.server.assert_running();
+        assert!(
+            start.elapsed() < std::time::Duration::from_secs(20),
+            "{}",
+            s.server.log()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    assert_ne!(curl(false), "200", "no client certificate must be refused");
+    let other = trustbridge_certs::generate(30).unwrap();
+    let d = tmp.path().join("other");
+    other.write(&d).unwrap();
+    let mut c = std::process::Command::new("curl");
+    c.args(["-sS", "-o", "/dev/null", "-w", "%{http_code}", "--cacert"])
+        .arg(&s.ca)
+        .arg("--cert")
+        .arg(d.join("signer-client.crt"))
+        .arg("--key")
+        .arg(d.join("signer-client.key"))
+        .arg(format!("{}/_notary_server/health", s.url));
+    assert_ne!(
+        String::from_utf8_lossy(&c.output().unwrap().stdout),
+        "200",
+        "a certificate from another CA must be refused"
+    );
+}

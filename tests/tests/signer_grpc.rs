@@ -14,7 +14,7 @@ use trustbridge_tuf::{KeyType, PublicKey};
 
 struct Signer {
     _dir: tempfile::TempDir,
-    _proc: Proc,
+    proc: Proc,
     port: u16,
     certs: std::path::PathBuf,
     pki: trustbridge_certs::DevPki,
@@ -31,7 +31,7 @@ fn start() -> Signer {
     let proc = start_ours("trustbridge-signer", &config, &certs, port);
     Signer {
         _dir: dir,
-        _proc: proc,
+        proc,
         port,
         certs,
         pki,
@@ -292,4 +292,16 @@ fn refuses_an_expired_client_certificate() {
     )
     .expect_err("an expired client certificate must be refused");
     assert!(!e.contains("NotFound"), "{e}");
+}
+
+#[test]
+fn the_serving_signer_allows_no_core_dumps() {
+    let s = start();
+    let limits = std::fs::read_to_string(format!("/proc/{}/limits", s.proc.id())).unwrap();
+    let line = limits
+        .lines()
+        .find(|l| l.starts_with("Max core file size"))
+        .unwrap();
+    let fields: Vec<&str> = line.split_whitespace().collect();
+    assert_eq!(&fields[4..6], ["0", "0"], "{line}");
 }
