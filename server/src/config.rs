@@ -58,6 +58,8 @@ pub struct Config {
     pub log_level: String,
     /// `auth.type = "token"` with its options.
     pub auth: Option<AuthOptions>,
+    /// Our own section: `trustbridge.bridge` (the Cosign bridge; off when absent).
+    pub bridge: Option<crate::bridge::BridgeConfig>,
     /// Our own section: `trustbridge.token_issuer`.
     pub token_issuer: Option<crate::auth::issuer::IssuerConfig>,
     /// Our own section: `trustbridge.renew.{timestamp,snapshot}_before_seconds`.
@@ -280,7 +282,22 @@ impl Config {
         if client_ca_file.is_some() && tls.is_none() {
             return Err("server.client_ca_file needs server.tls_cert_file and tls_key_file".into());
         }
+        let bridge = match lookup(json, "trustbridge.bridge").as_deref() {
+            None => None,
+            Some(Value::Object(_)) => Some(crate::bridge::BridgeConfig {
+                key_id: string(json, "trustbridge.bridge.key_id").ok_or(
+                    "trustbridge.bridge.key_id is required (trustbridge-signer cosign-key generate)",
+                )?,
+                registries: match lookup(json, "trustbridge.bridge.registries") {
+                    Some(v) => serde_json::from_value(v.into_owned())
+                        .map_err(|e| format!("trustbridge.bridge.registries: {e}"))?,
+                    None => Default::default(),
+                },
+            }),
+            Some(_) => return Err("trustbridge.bridge must be an object".into()),
+        };
         Ok(Config {
+            bridge,
             client_ca_file,
             auth,
             token_issuer,

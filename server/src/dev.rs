@@ -119,6 +119,7 @@ pub fn prepare(data: &Path, addr: &str) -> Result<(Config, DevSigner), Error> {
         renewal: Default::default(),
         auth: None,
         client_ca_file: None,
+        bridge: None,
         token_issuer: None,
     };
     Ok((config, DevSigner(child)))

@@ -20,6 +20,7 @@ use crate::routes::{Route, route};
 use crate::storage::Stored;
 
 pub struct App {
+    pub bridge: Option<Arc<crate::bridge::Bridge>>,
     pub auth: Option<crate::auth::TokenAuth>,
     pub issuer: Option<crate::auth::issuer::Issuer>,
     pub repo: Repo,
@@ -115,6 +116,38 @@ async fn handle(app: &App, r: Route, req: Request) -> Response {
             }
             None => ApiError::new("METADATA_NOT_FOUND", None).into_response(),
         },
+        Route::CosignPub => match &app.bridge {
+            Some(b) => match b.public_pem().await {
+                Ok(pem) => text(StatusCode::OK, pem.into_bytes()),
+                Err(e) => {
+                    tracing::warn!(error = %e, "cosign.pub");
+                    ApiError::new("UNKNOWN", None).into_response()
+                }
+            },
+            None => ApiError::new("METADATA_NOT_FOUND", None).into_response(),
+        },
+        Route::BridgeStatus => {
+            let gun = form_urlencoded(req.uri().query().unwrap_or(""))
+                .into_iter()
+                .find(|(k, _)| k == "gun")
+                .map(|(_, v)| v)
+                .unwrap_or_default();
+            match (&app.bridge, gun.is_empty()) {
+                (None, _) => ApiError::new("METADATA_NOT_FOUND", None).into_response(),
+                (Some(_), true) => Error::InvalidParameters("gun is required".into())
+                    .for_read()
+                    .into_response(),
+                (Some(b), false) => match b.status(&gun) {
+                    Ok(v) => (
+                        StatusCode::OK,
+                        [(header::CONTENT_TYPE, JSON)],
+                        v.to_string(),
+                    )
+                        .into_response(),
+                    Err(_) => ApiError::new("UNKNOWN", None).into_response(),
+                },
+            }
+        }
         Route::V2Root => text(StatusCode::OK, b"{}".to_vec()),
         Route::Update { gun } => match update(app, &gun, req).await {
             Ok(()) => StatusCode::OK.into_response(),

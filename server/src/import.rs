@@ -72,7 +72,7 @@ pub fn import_versions(store: &dyn MetaStore, gun: &str, dir: &Path) -> Result<u
         ))
     });
     for u in &updates {
-        store.update_many(gun, std::slice::from_ref(u))?;
+        store.update_many(gun, std::slice::from_ref(u), &[])?;
     }
     Ok(updates.len())
 }

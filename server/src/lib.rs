@@ -1,6 +1,7 @@
 //! trustbridge-server: the Notary v1 HTTP API (reference §1, §3, §4, §6).
 
 pub mod auth;
+pub mod bridge;
 pub mod config;
 pub mod dev;
 pub mod error;
@@ -66,10 +67,19 @@ pub async fn run(
         }
         _ => None,
     };
+    let bridge = config.bridge.as_ref().map(|b| {
+        Arc::new(bridge::Bridge::new(
+            b.clone(),
+            store.clone(),
+            signer.clone(),
+        ))
+    });
+    let bridge_worker = bridge.clone().map(|b| tokio::spawn(b.run()));
     let app = Arc::new(App {
+        bridge,
         auth,
         issuer,
-        repo: Repo::new(store, signer, config.renewal),
+        repo: Repo::new(store, signer, config.renewal).with_mirror(config.bridge.is_some()),
         metrics,
         max_age_current: config.max_age_current,
         max_age_consistent: config.max_age_consistent,
@@ -114,5 +124,8 @@ pub async fn run(
     ready(local);
     let res = http::serve(listener, tls, router, shutdown).await;
     sweeper.abort();
+    if let Some(w) = bridge_worker {
+        w.abort();
+    }
     res
 }

@@ -46,6 +46,10 @@ pub enum Route {
     Metrics,
     /// trustbridge's built-in token issuer.
     Token,
+    /// The Cosign bridge public key.
+    CosignPub,
+    /// The Cosign mirror state of a GUN.
+    BridgeStatus,
     /// notary's catch-all: 404 METADATA_NOT_FOUND for GET/POST/PUT/HEAD/DELETE.
     NotFound,
     MethodNotAllowed,
@@ -68,6 +72,8 @@ impl Route {
             Route::Health => "health",
             Route::Metrics => "metrics",
             Route::Token => "token",
+            Route::CosignPub => "cosign_pub",
+            Route::BridgeStatus => "bridge_status",
             Route::NotFound => "not_found",
             Route::MethodNotAllowed => "method_not_allowed",
         }
@@ -181,6 +187,8 @@ pub fn route(method: &http::Method, path: &str) -> Route {
             "/_notary_server/health" => return Route::Health,
             "/metrics" => return Route::Metrics,
             "/_trustbridge/v1/token" => return Route::Token,
+            "/_trustbridge/v1/cosign.pub" => return Route::CosignPub,
+            "/_trustbridge/v1/status" => return Route::BridgeStatus,
             _ => {}
         }
     }

@@ -54,6 +54,8 @@ pub struct Repo {
     store: Arc<dyn MetaStore>,
     signer: SignerLink,
     renewal: Renewal,
+    /// Whether accepted targets become Cosign mirror jobs.
+    mirror: bool,
     cache: RwLock<HashMap<String, Arc<GunView>>>,
     /// One writer per GUN at a time (updates, renewals, deletes).
     locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
@@ -80,9 +82,16 @@ impl Repo {
             store,
             signer,
             renewal,
+            mirror: false,
             cache: RwLock::new(HashMap::new()),
             locks: Mutex::new(HashMap::new()),
         }
+    }
+
+    /// Turn Cosign mirror jobs on (the bridge is configured).
+    pub fn with_mirror(mut self, on: bool) -> Self {
+        self.mirror = on;
+        self
     }
 
     pub fn store(&self) -> &Arc<dyn MetaStore> {

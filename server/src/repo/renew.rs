@@ -97,6 +97,6 @@ impl Repo {
             .await
             .map_err(|e| Error::Unknown(e.to_string()))?;
         updates.push(ts);
-        self.store_and_remember(gun, &view, updates).await
+        self.store_and_remember(gun, &view, updates, vec![]).await
     }
 }

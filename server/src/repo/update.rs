@@ -9,7 +9,42 @@ use trustbridge_tuf::{GoTime, Root, Signed, Snapshot, Timestamp};
 
 use super::{GunView, Repo};
 use crate::error::{Error, ValidationError};
-use crate::storage::{Stored, Update};
+use crate::storage::{NewJob, Stored, Update};
+
+/// The targets an update adds or changes, in `targets` and every delegation it carries: each
+/// becomes a Cosign mirror job (written in the same transaction as the update).
+fn mirror_jobs(view: &GunView, updates: &[Update]) -> Vec<NewJob> {
+    use trustbridge_tuf::Targets;
+    let mut jobs = Vec::new();
+    for u in updates
+        .iter()
+        .filter(|u| u.role == "targets" || u.role.starts_with("targets/"))
+    {
+        let Ok(new) = Signed::<Targets>::from_bytes(&u.role, &u.data) else {
+            continue;
+        };
+        let old = view
+            .current
+            .get(&u.role)
+            .and_then(|s| Signed::<Targets>::from_bytes(&u.role, &s.data).ok());
+        for (name, meta) in &new.signed.targets {
+            let Some(sha) = meta.sha256() else { continue };
+            let unchanged = old
+                .as_ref()
+                .and_then(|o| o.signed.targets.get(name))
+                .and_then(|m| m.sha256())
+                == Some(sha);
+            if !unchanged {
+                jobs.push(NewJob {
+                    tag: name.clone(),
+                    digest_hex: hex::encode(sha),
+                    role: u.role.clone(),
+                });
+            }
+        }
+    }
+    jobs
+}
 use crate::validation;
 
 impl Repo {
@@ -162,7 +197,12 @@ impl Repo {
             )
             .await?;
         updates.push(ts);
-        self.store_and_remember(gun, &view, updates).await
+        let jobs = if self.mirror {
+            mirror_jobs(&view, &updates)
+        } else {
+            vec![]
+        };
+        self.store_and_remember(gun, &view, updates, jobs).await
     }
 
     /// Store `updates` and keep the cache in step (on failure, drop it: storage decides).
@@ -171,10 +211,11 @@ impl Repo {
         gun: &str,
         view: &GunView,
         updates: Vec<Update>,
+        jobs: Vec<NewJob>,
     ) -> Result<(), Error> {
         let g = gun.to_string();
         let u = updates.clone();
-        match self.blocking(move |s| s.update_many(&g, &u)).await {
+        match self.blocking(move |s| s.update_many(&g, &u, &jobs)).await {
             Ok(at) => {
                 self.remember(gun, self.apply(view, &updates, at));
                 Ok(())

@@ -41,11 +41,49 @@ pub struct Change {
     pub category: &'static str,
 }
 
+/// A Cosign mirror job written with the update that caused it (the outbox).
+#[derive(Clone, Debug)]
+pub struct NewJob {
+    pub tag: String,
+    pub digest_hex: String,
+    pub role: String,
+}
+
+/// A job and its state: `pending`, `mirrored`, or `failed` (still retried, with the last error).
+#[derive(Clone, Debug)]
+pub struct Job {
+    pub id: i64,
+    pub gun: String,
+    pub tag: String,
+    pub digest_hex: String,
+    pub role: String,
+    pub state: String,
+    pub attempts: i64,
+    pub last_error: Option<String>,
+    pub updated_at: time::OffsetDateTime,
+}
+
 pub trait MetaStore: Send + Sync + 'static {
     /// Store `updates` for `gun` in one transaction. Fails with [`Error::OldVersion`] if any
     /// role already has a version ≥ the new one (nothing is written then). A timestamp among
     /// the updates writes a changefeed row. Returns the storage time recorded.
-    fn update_many(&self, gun: &str, updates: &[Update]) -> Result<time::OffsetDateTime, Error>;
+    fn update_many(
+        &self,
+        gun: &str,
+        updates: &[Update],
+        jobs: &[NewJob],
+    ) -> Result<time::OffsetDateTime, Error>;
+    /// Jobs not yet mirrored whose retry time has come, oldest first.
+    fn due_jobs(&self, limit: i64) -> Result<Vec<Job>, Error>;
+    /// Record a job's outcome; a failure is retried after `retry_in`.
+    fn finish_job(
+        &self,
+        id: i64,
+        outcome: Result<(), String>,
+        retry_in: std::time::Duration,
+    ) -> Result<(), Error>;
+    /// Every job of `gun`, newest first.
+    fn jobs_for(&self, gun: &str) -> Result<Vec<Job>, Error>;
     /// Highest stored version of `role`.
     fn latest(&self, gun: &str, role: &str) -> Result<Option<Stored>, Error>;
     fn by_checksum(&self, gun: &str, role: &str, sha256: &str) -> Result<Option<Stored>, Error>;

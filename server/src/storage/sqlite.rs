@@ -8,7 +8,7 @@ use std::time::Duration;
 use rusqlite::{Connection, OptionalExtension, Row, params};
 use time::OffsetDateTime;
 
-use super::{Change, MetaStore, Stored, Update, sha256_hex};
+use super::{Change, Job, MetaStore, NewJob, Stored, Update, sha256_hex};
 use crate::error::Error;
 
 const SCHEMA: &str = r#"
@@ -36,6 +36,21 @@ CREATE TABLE IF NOT EXISTS changefeed (
   category VARCHAR(20) NOT NULL DEFAULT 'update'
 );
 CREATE INDEX IF NOT EXISTS idx_changefeed_gun ON changefeed (gun);
+CREATE TABLE IF NOT EXISTS bridge_jobs (
+  id INTEGER PRIMARY KEY AUTOINCREMENT,
+  created_at INTEGER NOT NULL,
+  updated_at INTEGER NOT NULL,
+  gun VARCHAR(255) NOT NULL,
+  tag VARCHAR(255) NOT NULL,
+  digest CHAR(64) NOT NULL,
+  role VARCHAR(255) NOT NULL,
+  state VARCHAR(20) NOT NULL DEFAULT 'pending',
+  attempts INTEGER NOT NULL DEFAULT 0,
+  last_error TEXT NULL,
+  next_at INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS idx_bridge_jobs_due ON bridge_jobs (state, next_at);
+CREATE INDEX IF NOT EXISTS idx_bridge_jobs_gun ON bridge_jobs (gun);
 "#;
 
 pub struct SqliteStore {
@@ -53,6 +68,22 @@ fn now_nanos() -> i64 {
 
 fn time_of(nanos: i64) -> OffsetDateTime {
     OffsetDateTime::from_unix_timestamp_nanos(nanos as i128).unwrap_or(OffsetDateTime::UNIX_EPOCH)
+}
+
+const JOB_COLS: &str = "id, gun, tag, digest, role, state, attempts, last_error, updated_at";
+
+fn job(r: &Row<'_>) -> rusqlite::Result<Job> {
+    Ok(Job {
+        id: r.get(0)?,
+        gun: r.get(1)?,
+        tag: r.get(2)?,
+        digest_hex: r.get(3)?,
+        role: r.get(4)?,
+        state: r.get(5)?,
+        attempts: r.get(6)?,
+        last_error: r.get(7)?,
+        updated_at: time_of(r.get(8)?),
+    })
 }
 
 const FILE_COLS: &str = "role, version, data, sha256, created_at";
@@ -110,7 +141,12 @@ impl SqliteStore {
 }
 
 impl MetaStore for SqliteStore {
-    fn update_many(&self, gun: &str, updates: &[Update]) -> Result<OffsetDateTime, Error> {
+    fn update_many(
+        &self,
+        gun: &str,
+        updates: &[Update],
+        jobs: &[NewJob],
+    ) -> Result<OffsetDateTime, Error> {
         let mut db = self.db();
         let tx = db.transaction().map_err(storage)?;
         let now = now_nanos();
@@ -151,8 +187,61 @@ impl MetaStore for SqliteStore {
                 .map_err(storage)?;
             }
         }
+        for j in jobs {
+            tx.prepare_cached(
+                "INSERT INTO bridge_jobs (created_at, updated_at, gun, tag, digest, role, next_at) VALUES (?1, ?1, ?2, ?3, ?4, ?5, ?1)",
+            )
+            .and_then(|mut st| st.execute(params![now, gun, j.tag, j.digest_hex, j.role]))
+            .map_err(storage)?;
+        }
         tx.commit().map_err(storage)?;
         Ok(time_of(now))
+    }
+
+    fn due_jobs(&self, limit: i64) -> Result<Vec<Job>, Error> {
+        let db = self.db();
+        let mut st = db
+            .prepare_cached(&format!(
+                "SELECT {JOB_COLS} FROM bridge_jobs WHERE state != 'mirrored' AND next_at <= ?1 ORDER BY id LIMIT ?2"
+            ))
+            .map_err(storage)?;
+        let rows = st
+            .query_map(params![now_nanos(), limit], job)
+            .map_err(storage)?;
+        rows.collect::<rusqlite::Result<_>>().map_err(storage)
+    }
+
+    fn finish_job(
+        &self,
+        id: i64,
+        outcome: Result<(), String>,
+        retry_in: Duration,
+    ) -> Result<(), Error> {
+        let now = now_nanos();
+        let db = self.db();
+        match outcome {
+            Ok(()) => db.execute(
+                "UPDATE bridge_jobs SET state = 'mirrored', updated_at = ?1, attempts = attempts + 1, last_error = NULL WHERE id = ?2",
+                params![now, id],
+            ),
+            Err(e) => db.execute(
+                "UPDATE bridge_jobs SET state = 'failed', updated_at = ?1, attempts = attempts + 1, last_error = ?2, next_at = ?3 WHERE id = ?4",
+                params![now, e, now + retry_in.as_nanos() as i64, id],
+            ),
+        }
+        .map(|_| ())
+        .map_err(storage)
+    }
+
+    fn jobs_for(&self, gun: &str) -> Result<Vec<Job>, Error> {
+        let db = self.db();
+        let mut st = db
+            .prepare_cached(&format!(
+                "SELECT {JOB_COLS} FROM bridge_jobs WHERE gun = ?1 ORDER BY id DESC"
+            ))
+            .map_err(storage)?;
+        let rows = st.query_map([gun], job).map_err(storage)?;
+        rows.collect::<rusqlite::Result<_>>().map_err(storage)
     }
 
     fn latest(&self, gun: &str, role: &str) -> Result<Option<Stored>, Error> {

@@ -1,0 +1,198 @@
+//! The Cosign bridge: every target an accepted update adds or changes becomes a Cosign
+//! signature in the registry the GUN names (cosign-bridge.md). Jobs are written with the update
+//! (an outbox in the same transaction); this worker delivers them with retry and backoff, so a
+//! registry or signer outage, or a restart, loses nothing. Signatures come from the bridge key
+//! in the signer (Sign RPC, r||s converted to DER).
+
+pub mod payload;
+pub mod registry;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use base64::Engine as _;
+use oci_client::secrets::RegistryAuth;
+
+use crate::signer_link::SignerLink;
+use crate::storage::{Job, MetaStore};
+
+/// Per-registry settings (`trustbridge.bridge.registries.<host>`).
+#[derive(Clone, Debug, Default, serde::Deserialize)]
+pub struct RegistryConfig {
+    #[serde(default)]
+    pub plain_http: bool,
+    #[serde(default)]
+    pub username: Option<String>,
+    #[serde(default)]
+    pub password: Option<String>,
+}
+
+#[derive(Clone, Debug)]
+pub struct BridgeConfig {
+    /// The signer key (role `cosign`) that signs payloads.
+    pub key_id: String,
+    pub registries: HashMap<String, RegistryConfig>,
+}
+
+/// `registry.example:5000/team/app` → (`registry.example:5000`, `team/app`); a GUN without a
+/// registry host is Docker Hub's (`docker.io`, `library/` for single names).
+pub fn split_gun(gun: &str) -> (String, String) {
+    match gun.split_once('/') {
+        Some((host, rest)) if host.contains('.') || host.contains(':') || host == "localhost" => {
+            (host.to_string(), rest.to_string())
+        }
+        _ if gun.contains('/') => ("docker.io".into(), gun.to_string()),
+        _ => ("docker.io".into(), format!("library/{gun}")),
+    }
+}
+
+pub struct Bridge {
+    cfg: BridgeConfig,
+    store: Arc<dyn MetaStore>,
+    signer: SignerLink,
+    clients: tokio::sync::Mutex<HashMap<String, Arc<registry::Registry>>>,
+}
+
+/// Retry delay after `attempts` failures: 1 s doubling, at most 5 minutes.
+fn backoff(attempts: i64) -> Duration {
+    Duration::from_secs(1u64 << attempts.clamp(0, 8)).min(Duration::from_secs(300))
+}
+
+impl Bridge {
+    pub fn new(cfg: BridgeConfig, store: Arc<dyn MetaStore>, signer: SignerLink) -> Self {
+        Bridge {
+            cfg,
+            store,
+            signer,
+            clients: tokio::sync::Mutex::new(HashMap::new()),
+        }
+    }
+
+    async fn client(&self, host: &str) -> Arc<registry::Registry> {
+        let mut c = self.clients.lock().await;
+        c.entry(host.to_string())
+            .or_insert_with(|| {
+                let rc = self.cfg.registries.get(host).cloned().unwrap_or_default();
+                let auth = match (rc.username, rc.password) {
+                    (Some(u), Some(p)) => RegistryAuth::Basic(u, p),
+                    _ => RegistryAuth::Anonymous,
+                };
+                Arc::new(registry::Registry::new(rc.plain_http, auth))
+            })
+            .clone()
+    }
+
+    /// The bridge public key as `cosign.pub` PEM.
+    pub async fn public_pem(&self) -> Result<String, String> {
+        let key = self
+            .signer
+            .key_info(&self.cfg.key_id)
+            .await
+            .map_err(|e| e.to_string())?
+            .ok_or_else(|| format!("the signer does not hold bridge key {}", self.cfg.key_id))?;
+        Ok(trustbridge_signer::cosign::public_pem(&key).map_err(|e| e.to_string())?)
+    }
+
+    async fn deliver(&self, job: &Job) -> Result<(), String> {
+        let (host, repo) = split_gun(&job.gun);
+        let payload = payload::payload(
+            &format!("{host}/{repo}"),
+            &job.digest_hex,
+            &job.tag,
+            &job.role,
+        );
+        let sig = self
+            .signer
+            .sign(&self.cfg.key_id, &self.cfg.key_id, &payload)
+            .await
+            .map_err(|e| e.to_string())?
+            .ok_or_else(|| format!("the signer does not hold bridge key {}", self.cfg.key_id))?;
+        let der = trustbridge_signer::cosign::raw_to_der(&sig.sig).map_err(|e| e.to_string())?;
+        let b64 = base64::engine::general_purpose::STANDARD.encode(der);
+        self.client(&host)
+            .await
+            .add_signature(&host, &repo, &job.digest_hex, &payload, &b64)
+            .await
+            .map(|_| ())
+    }
+
+    /// Deliver what is due; returns how many jobs were tried.
+    pub async fn run_once(&self) -> usize {
+        let jobs = match self.store.due_jobs(32) {
+            Ok(j) => j,
+            Err(e) => {
+                tracing::warn!(error = %e, "bridge: reading jobs failed");
+                return 0;
+            }
+        };
+        for job in &jobs {
+            let outcome = self.deliver(job).await;
+            if let Err(e) = &outcome {
+                tracing::warn!(gun = %job.gun, tag = %job.tag, attempts = job.attempts + 1, error = %e, "bridge: mirroring failed, will retry");
+            } else {
+                tracing::info!(gun = %job.gun, tag = %job.tag, digest = %job.digest_hex, "bridge: mirrored as a Cosign signature");
+            }
+            if let Err(e) = self
+                .store
+                .finish_job(job.id, outcome, backoff(job.attempts + 1))
+            {
+                tracing::warn!(error = %e, "bridge: recording a job failed");
+            }
+        }
+        jobs.len()
+    }
+
+    /// The worker loop: poll every 250 ms while idle.
+    pub async fn run(self: Arc<Self>) {
+        loop {
+            if self.run_once().await == 0 {
+                tokio::time::sleep(Duration::from_millis(250)).await;
+            }
+        }
+    }
+
+    /// `GET /_trustbridge/v1/status?gun=`: the mirror state of every target of `gun`.
+    pub fn status(&self, gun: &str) -> Result<serde_json::Value, String> {
+        let jobs = self.store.jobs_for(gun).map_err(|e| e.to_string())?;
+        let mut seen = std::collections::HashSet::new();
+        let rows: Vec<serde_json::Value> = jobs
+            .into_iter()
+            .filter(|j| seen.insert((j.tag.clone(), j.role.clone())))
+            .map(|j| {
+                serde_json::json!({
+                    "gun": j.gun, "tag": j.tag, "digest": format!("sha256:{}", j.digest_hex),
+                    "role": j.role, "state": j.state, "attempts": j.attempts,
+                    "last_error": j.last_error,
+                    "updated_at": trustbridge_tuf::GoTime::from_offset_datetime(j.updated_at).to_string(),
+                })
+            })
+            .collect();
+        Ok(serde_json::json!({"gun": gun, "targets": rows}))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn guns_name_their_registry() {
+        assert_eq!(
+            split_gun("127.0.0.1:5000/library/app"),
+            ("127.0.0.1:5000".into(), "library/app".into())
+        );
+        assert_eq!(
+            split_gun("docker.io/library/alpine"),
+            ("docker.io".into(), "library/alpine".into())
+        );
+        assert_eq!(
+            split_gun("team/app"),
+            ("docker.io".into(), "team/app".into())
+        );
+        assert_eq!(
+            split_gun("alpine"),
+            ("docker.io".into(), "library/alpine".into())
+        );
+    }
+}

@@ -1,0 +1,120 @@
+//! Writing Cosign's legacy `.sig` layout with oci-client (cosign-bridge.md §1): the tag
+//! `sha256-<hex>.sig` in the image's repository holds an OCI manifest whose layers are
+//! simple-signing payloads, each with its signature in an annotation. Existing layers (other
+//! signers) are kept; our own payload is never added twice.
+
+use oci_client::client::{ClientConfig, ClientProtocol};
+use oci_client::secrets::RegistryAuth;
+use oci_client::{Client, Reference, RegistryOperation};
+use serde_json::{Value, json};
+
+use super::payload::{PAYLOAD_MEDIA_TYPE, SIGNATURE_ANNOTATION};
+
+const MANIFEST_TYPE: &str = "application/vnd.oci.image.manifest.v1+json";
+const CONFIG_TYPE: &str = "application/vnd.oci.image.config.v1+json";
+
+fn sha256(data: &[u8]) -> String {
+    format!(
+        "sha256:{}",
+        hex::encode(ring::digest::digest(&ring::digest::SHA256, data))
+    )
+}
+
+/// One registry's client.
+pub struct Registry {
+    client: Client,
+    auth: RegistryAuth,
+}
+
+impl Registry {
+    pub fn new(plain_http: bool, auth: RegistryAuth) -> Self {
+        let client = Client::new(ClientConfig {
+            protocol: if plain_http {
+                ClientProtocol::Http
+            } else {
+                ClientProtocol::Https
+            },
+            ..Default::default()
+        });
+        Registry { client, auth }
+    }
+
+    /// Add `payload` signed by `signature_b64` to `repo`'s `.sig` manifest for `digest_hex`,
+    /// unless our payload is already there. Returns whether a layer was added.
+    pub async fn add_signature(
+        &self,
+        registry: &str,
+        repo: &str,
+        digest_hex: &str,
+        payload: &[u8],
+        signature_b64: &str,
+    ) -> Result<bool, String> {
+        let reference: Reference = format!("{registry}/{repo}:sha256-{digest_hex}.sig")
+            .parse()
+            .map_err(|e| format!("reference: {e}"))?;
+        self.client
+            .auth(&reference, &self.auth, RegistryOperation::Push)
+            .await
+            .map_err(|e| format!("registry auth: {e}"))?;
+        let mut layers: Vec<Value> = match self
+            .client
+            .pull_manifest_raw(&reference, &self.auth, &[MANIFEST_TYPE])
+            .await
+        {
+            Ok((bytes, _)) => {
+                let m: Value = serde_json::from_slice(&bytes)
+                    .map_err(|e| format!("existing .sig manifest: {e}"))?;
+                m["layers"].as_array().cloned().unwrap_or_default()
+            }
+            Err(oci_client::errors::OciDistributionError::ImageManifestNotFoundError(_)) => vec![],
+            // distribution answers a missing tag with the OCI error "manifest unknown".
+            Err(e)
+                if {
+                    let t = e.to_string().to_lowercase();
+                    t.contains("manifest unknown") || t.contains("manifest_unknown")
+                } =>
+            {
+                vec![]
+            }
+            Err(e) => return Err(format!("reading the .sig manifest: {e}")),
+        };
+        let payload_digest = sha256(payload);
+        if layers
+            .iter()
+            .any(|l| l["digest"] == payload_digest.as_str())
+        {
+            return Ok(false);
+        }
+        self.client
+            .push_blob(&reference, payload.to_vec(), &payload_digest)
+            .await
+            .map_err(|e| format!("pushing the payload: {e}"))?;
+        let config = b"{}".to_vec();
+        let config_digest = sha256(&config);
+        self.client
+            .push_blob(&reference, config.clone(), &config_digest)
+            .await
+            .map_err(|e| format!("pushing the config: {e}"))?;
+        layers.push(json!({
+            "mediaType": PAYLOAD_MEDIA_TYPE,
+            "digest": payload_digest,
+            "size": payload.len(),
+            "annotations": {SIGNATURE_ANNOTATION: signature_b64},
+        }));
+        let manifest = json!({
+            "schemaVersion": 2,
+            "mediaType": MANIFEST_TYPE,
+            "config": {"mediaType": CONFIG_TYPE, "digest": config_digest, "size": config.len()},
+            "layers": layers,
+        });
+        self.client
+            .push_manifest_raw(
+                &reference,
+                serde_json::to_vec(&manifest).map_err(|e| e.to_string())?,
+                http::HeaderValue::from_static(MANIFEST_TYPE),
+            )
+            .await
+            .map_err(|e| format!("pushing the .sig manifest: {e}"))?;
+        Ok(true)
+    }
+}

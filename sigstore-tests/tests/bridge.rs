@@ -1,0 +1,200 @@
+//! The Cosign bridge end to end: a real registry (Debian's docker-registry, loopback, plain
+//! HTTP) holds an image pushed with skopeo; the real notary client signs its tag through
+//! trustbridge-server (`notary addhash`); the bridge mirrors it as a Cosign signature; and
+//! sigstore-rs — an implementation nobody here wrote — finds and verifies it with the key from
+//! `/_trustbridge/v1/cosign.pub`, and refuses another key.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use sigstore::cosign::verification_constraint::{PublicKeyVerifier, VerificationConstraintVec};
+use sigstore::cosign::{ClientBuilder, CosignCapabilities, verify_constraints};
+use sigstore::registry::{Auth, ClientConfig, ClientProtocol, OciReference};
+use trustbridge_e2e::server::{notary, start_server, write_server_config};
+use trustbridge_e2e::signer::{ALIAS1_PASS, start_ours, write_config};
+use trustbridge_e2e::{free_port, https_get, init, our_bin, require_bin, run_ok};
+
+/// The reference registry (../shared/peers/registry.sh), stopped on drop.
+struct Registry {
+    dir: PathBuf,
+    port: u16,
+}
+
+fn peers_script() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/peers/registry.sh")
+}
+
+impl Registry {
+    fn start(dir: &Path) -> Registry {
+        require_bin("docker-registry");
+        require_bin("skopeo");
+        let port = free_port();
+        run_ok(
+            "registry.sh start",
+            Command::new("bash")
+                .arg(peers_script())
+                .arg("start")
+                .arg(dir)
+                .env("REGISTRY_PORT", port.to_string()),
+        );
+        Registry {
+            dir: dir.to_path_buf(),
+            port,
+        }
+    }
+
+    /// Push the peers' sample image to `repo:tag`; returns (digest hex, size).
+    fn push_sample(&self, repo_tag: &str) -> (String, u64) {
+        let out = run_ok(
+            "registry.sh push-sample",
+            Command::new("bash")
+                .arg(peers_script())
+                .arg("push-sample")
+                .arg(&self.dir)
+                .arg(repo_tag)
+                .env("REGISTRY_PORT", self.port.to_string()),
+        );
+        let text = String::from_utf8_lossy(&out.stdout);
+        let line = text.lines().last().unwrap();
+        let f: Vec<&str> = line.split_whitespace().collect();
+        (
+            f[1].trim_start_matches("sha256:").to_string(),
+            f[2].parse().unwrap(),
+        )
+    }
+}
+
+impl Drop for Registry {
+    fn drop(&mut self) {
+        let _ = Command::new("bash")
+            .arg(peers_script())
+            .arg("stop")
+            .arg(&self.dir)
+            .env("REGISTRY_PORT", self.port.to_string())
+            .status();
+    }
+}
+
+async fn verify(registry_port: u16, image: &str, pem: &[u8]) -> Result<(), String> {
+    let mut client = ClientBuilder::default()
+        .with_oci_client_config(ClientConfig {
+            protocol: ClientProtocol::Http,
+            ..Default::default()
+        })
+        .build()
+        .map_err(|e| e.to_string())?;
+    let image: OciReference = image.parse().map_err(|e| format!("{e:?}"))?;
+    let _ = registry_port;
+    let layers = client
+        .trusted_signature_layers(&Auth::Anonymous, &image)
+        .await
+        .map_err(|e| e.to_string())?;
+    if layers.is_empty() {
+        return Err("no signature layers".into());
+    }
+    let verifier = PublicKeyVerifier::try_from(pem).map_err(|e| e.to_string())?;
+    let constraints: VerificationConstraintVec = vec![Box::new(verifier)];
+    verify_constraints(&layers, constraints.iter()).map_err(|e| format!("{e:?}"))
+}
+
+#[test]
+fn dct_signed_tag_is_mirrored_and_verified_by_sigstore_rs() {
+    init();
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let registry = Registry::start(&dir.join("registry"));
+    let gun = format!("127.0.0.1:{}/sample/hello", registry.port);
+    let (digest, size) = registry.push_sample("sample/hello:v1");
+
+    let certs = dir.join("certs");
+    trustbridge_certs::generate(30)
+        .unwrap()
+        .write(&certs)
+        .unwrap();
+    let signer_port = free_port();
+    let sc = write_config(dir, signer_port, "sqlite3");
+    let key_id = String::from_utf8_lossy(
+        &run_ok(
+            "cosign-key generate",
+            Command::new(our_bin("trustbridge-signer", "trustbridge-signer"))
+                .args(["cosign-key", "generate", "--config"])
+                .arg(&sc)
+                .env("NOTARY_SIGNER_ALIAS1", ALIAS1_PASS),
+        )
+        .stdout,
+    )
+    .trim()
+    .to_string();
+    let mut signer = start_ours("trustbridge-signer", &sc, &certs, signer_port);
+    let port = free_port();
+    let config = write_server_config(
+        dir,
+        port,
+        signer_port,
+        &format!(
+            r#","trustbridge":{{"bridge":{{"key_id":"{key_id}","registries":{{"127.0.0.1:{}":{{"plain_http":true}}}}}}}}"#,
+            registry.port
+        ),
+    );
+    let _server = start_server("trustbridge-server", dir, &config, port, &mut [&mut signer]);
+    let url = format!("https://127.0.0.1:{port}");
+    let ca = certs.join("root-ca.crt");
+
+    let trust = dir.join("trust");
+    notary(&url, &ca, &trust, &["init", &gun, "-p"]);
+    notary(
+        &url,
+        &ca,
+        &trust,
+        &[
+            "addhash",
+            &gun,
+            "v1",
+            &size.to_string(),
+            "--sha256",
+            &digest,
+        ],
+    );
+    notary(&url, &ca, &trust, &["publish", &gun]);
+
+    // The mirror job completes.
+    let start = Instant::now();
+    let status = loop {
+        let (code, body) = https_get(&format!("{url}/_trustbridge/v1/status?gun={gun}"), &ca);
+        assert_eq!(code, 200, "{}", String::from_utf8_lossy(&body));
+        let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        if v["targets"][0]["state"] == "mirrored" {
+            break v;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "not mirrored: {v}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    assert_eq!(status["targets"][0]["tag"], "v1");
+    assert_eq!(status["targets"][0]["digest"], format!("sha256:{digest}"));
+
+    let (code, pem) = https_get(&format!("{url}/_trustbridge/v1/cosign.pub"), &ca);
+    assert_eq!(code, 200);
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let image = format!("{gun}:v1");
+    rt.block_on(verify(registry.port, &image, &pem))
+        .expect("sigstore-rs verifies the mirrored signature");
+    let other = sigstore::crypto::signing_key::SigStoreKeyPair::ECDSA(
+        sigstore::crypto::signing_key::ecdsa::ECDSAKeys::new(
+            sigstore::crypto::signing_key::ecdsa::EllipticCurve::P256,
+        )
+        .unwrap(),
+    );
+    let wrong = other.public_key_to_pem().unwrap();
+    assert!(
+        rt.block_on(verify(registry.port, &image, wrong.as_bytes()))
+            .is_err(),
+        "another key must not verify"
+    );
+}
