@@ -288,6 +288,12 @@ impl Config {
                 key_id: string(json, "trustbridge.bridge.key_id").ok_or(
                     "trustbridge.bridge.key_id is required (trustbridge-signer cosign-key generate)",
                 )?,
+                max_backoff: std::time::Duration::from_secs(
+                    number(json, "trustbridge.bridge.max_backoff_seconds")?
+                        .unwrap_or(300)
+                        .max(1)
+                        .into(),
+                ),
                 registries: match lookup(json, "trustbridge.bridge.registries") {
                     Some(v) => serde_json::from_value(v.into_owned())
                         .map_err(|e| format!("trustbridge.bridge.registries: {e}"))?,

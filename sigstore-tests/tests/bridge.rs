@@ -98,15 +98,18 @@ async fn verify(registry_port: u16, image: &str, pem: &[u8]) -> Result<(), Strin
     verify_constraints(&layers, constraints.iter()).map_err(|e| format!("{e:?}"))
 }
 
-#[test]
-fn dct_signed_tag_is_mirrored_and_verified_by_sigstore_rs() {
-    init();
-    let tmp = tempfile::tempdir().unwrap();
-    let dir = tmp.path();
-    let registry = Registry::start(&dir.join("registry"));
-    let gun = format!("127.0.0.1:{}/sample/hello", registry.port);
-    let (digest, size) = registry.push_sample("sample/hello:v1");
+/// trustbridge-signer (with a bridge key) and trustbridge-server with the bridge on for the
+/// registry on `registry_port`.
+struct Stack {
+    signer: trustbridge_e2e::Proc,
+    server: trustbridge_e2e::Proc,
+    config: PathBuf,
+    port: u16,
+    url: String,
+    ca: PathBuf,
+}
 
+fn start_stack(dir: &Path, registry_port: u16, extra: &str) -> Stack {
     let certs = dir.join("certs");
     trustbridge_certs::generate(30)
         .unwrap()
@@ -133,13 +136,30 @@ fn dct_signed_tag_is_mirrored_and_verified_by_sigstore_rs() {
         port,
         signer_port,
         &format!(
-            r#","trustbridge":{{"bridge":{{"key_id":"{key_id}","registries":{{"127.0.0.1:{}":{{"plain_http":true}}}}}}}}"#,
-            registry.port
+            r#","trustbridge":{{"bridge":{{"key_id":"{key_id}"{extra},"registries":{{"127.0.0.1:{registry_port}":{{"plain_http":true}}}}}}}}"#
         ),
     );
-    let _server = start_server("trustbridge-server", dir, &config, port, &mut [&mut signer]);
-    let url = format!("https://127.0.0.1:{port}");
-    let ca = certs.join("root-ca.crt");
+    let server = start_server("trustbridge-server", dir, &config, port, &mut [&mut signer]);
+    Stack {
+        signer,
+        server,
+        config,
+        port,
+        url: format!("https://127.0.0.1:{port}"),
+        ca: certs.join("root-ca.crt"),
+    }
+}
+
+#[test]
+fn dct_signed_tag_is_mirrored_and_verified_by_sigstore_rs() {
+    init();
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let registry = Registry::start(&dir.join("registry"));
+    let gun = format!("127.0.0.1:{}/sample/hello", registry.port);
+    let (digest, size) = registry.push_sample("sample/hello:v1");
+    let st = start_stack(dir, registry.port, "");
+    let (url, ca) = (st.url.clone(), st.ca.clone());
 
     let trust = dir.join("trust");
     notary(&url, &ca, &trust, &["init", &gun, "-p"]);
@@ -197,4 +217,129 @@ fn dct_signed_tag_is_mirrored_and_verified_by_sigstore_rs() {
             .is_err(),
         "another key must not verify"
     );
+}
+
+/// The number of layers in the `.sig` manifest for `digest` (0 if there is none).
+fn sig_layers(registry_port: u16, repo: &str, digest: &str) -> usize {
+    let out = Command::new("curl")
+        .args([
+            "-sS",
+            "-H",
+            "Accept: application/vnd.oci.image.manifest.v1+json",
+        ])
+        .arg(format!(
+            "http://127.0.0.1:{registry_port}/v2/{repo}/manifests/sha256-{digest}.sig"
+        ))
+        .output()
+        .unwrap();
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
+    v["layers"].as_array().map_or(0, |a| a.len())
+}
+
+#[test]
+fn registry_outage_and_server_restart_lose_nothing_and_push_nothing_twice() {
+    init();
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let registry = Registry::start(&dir.join("registry"));
+    let repo = "team/outage";
+    let gun = format!("127.0.0.1:{}/{repo}", registry.port);
+    let mut st = start_stack(dir, registry.port, r#","max_backoff_seconds":1"#);
+    let trust = dir.join("trust");
+    notary(&st.url, &st.ca, &trust, &["init", &gun, "-p"]);
+
+    // The registry goes away; 100 publishes (one new target each) happen meanwhile, and the
+    // server restarts half-way.
+    let stop = || {
+        run_ok(
+            "registry.sh stop",
+            Command::new("bash")
+                .arg(peers_script())
+                .arg("stop")
+                .arg(&registry.dir)
+                .env("REGISTRY_PORT", registry.port.to_string()),
+        );
+    };
+    stop();
+    let digests: Vec<String> = (0..100)
+        .map(|i| hex_sha256(format!("outage target {i}").as_bytes()))
+        .collect();
+    for (i, d) in digests.iter().enumerate() {
+        if i == 50 {
+            drop(std::mem::replace(
+                &mut st.server,
+                trustbridge_e2e::Proc::spawn("placeholder", Command::new("true"), dir),
+            ));
+            st.server = start_server(
+                "trustbridge-server-2",
+                dir,
+                &st.config,
+                st.port,
+                &mut [&mut st.signer],
+            );
+        }
+        notary(
+            &st.url,
+            &st.ca,
+            &trust,
+            &["addhash", &gun, &format!("t{i}"), "1234", "--sha256", d],
+        );
+        notary(&st.url, &st.ca, &trust, &["publish", &gun]);
+    }
+    let (_, body) = https_get(
+        &format!("{}/_trustbridge/v1/status?gun={gun}", st.url),
+        &st.ca,
+    );
+    let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    assert!(
+        v["targets"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|t| t["state"] != "mirrored"),
+        "nothing can be mirrored while the registry is down"
+    );
+
+    // The registry returns (same storage): every job is delivered, once.
+    run_ok(
+        "registry.sh start",
+        Command::new("bash")
+            .arg(peers_script())
+            .arg("start")
+            .arg(&registry.dir)
+            .env("REGISTRY_PORT", registry.port.to_string()),
+    );
+    let start = Instant::now();
+    loop {
+        let (_, body) = https_get(
+            &format!("{}/_trustbridge/v1/status?gun={gun}", st.url),
+            &st.ca,
+        );
+        let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        let targets = v["targets"].as_array().unwrap();
+        if targets.len() == 100 && targets.iter().all(|t| t["state"] == "mirrored") {
+            break;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(90),
+            "not all mirrored: {v}"
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    for (i, d) in digests.iter().enumerate() {
+        assert_eq!(
+            sig_layers(registry.port, repo, d),
+            1,
+            "target t{i}: exactly one layer"
+        );
+    }
+}
+
+fn hex_sha256(data: &[u8]) -> String {
+    use std::fmt::Write;
+    let mut out = String::new();
+    for b in ring::digest::digest(&ring::digest::SHA256, data).as_ref() {
+        let _ = write!(out, "{b:02x}");
+    }
+    out
 }

@@ -33,6 +33,8 @@ pub struct BridgeConfig {
     /// The signer key (role `cosign`) that signs payloads.
     pub key_id: String,
     pub registries: HashMap<String, RegistryConfig>,
+    /// Longest wait between retries of a failing job (default 300 s).
+    pub max_backoff: Duration,
 }
 
 /// `registry.example:5000/team/app` → (`registry.example:5000`, `team/app`); a GUN without a
@@ -54,9 +56,9 @@ pub struct Bridge {
     clients: tokio::sync::Mutex<HashMap<String, Arc<registry::Registry>>>,
 }
 
-/// Retry delay after `attempts` failures: 1 s doubling, at most 5 minutes.
-fn backoff(attempts: i64) -> Duration {
-    Duration::from_secs(1u64 << attempts.clamp(0, 8)).min(Duration::from_secs(300))
+/// Retry delay after `attempts` failures: 1 s doubling, at most `max`.
+fn backoff(attempts: i64, max: Duration) -> Duration {
+    Duration::from_secs(1u64 << attempts.clamp(0, 16)).min(max)
 }
 
 impl Bridge {
@@ -133,10 +135,11 @@ impl Bridge {
             } else {
                 tracing::info!(gun = %job.gun, tag = %job.tag, digest = %job.digest_hex, "bridge: mirrored as a Cosign signature");
             }
-            if let Err(e) = self
-                .store
-                .finish_job(job.id, outcome, backoff(job.attempts + 1))
-            {
+            if let Err(e) = self.store.finish_job(
+                job.id,
+                outcome,
+                backoff(job.attempts + 1, self.cfg.max_backoff),
+            ) {
                 tracing::warn!(error = %e, "bridge: recording a job failed");
             }
         }
