@@ -343,3 +343,158 @@ fn hex_sha256(data: &[u8]) -> String {
     }
     out
 }
+
+/// Wait until the newest job of `gun`'s `tag` is `state` with `action`.
+fn wait_job(st: &Stack, gun: &str, tag: &str, action: &str) {
+    let start = Instant::now();
+    loop {
+        let (_, body) = https_get(
+            &format!("{}/_trustbridge/v1/status?gun={gun}", st.url),
+            &st.ca,
+        );
+        let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        if v["targets"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|t| t["tag"] == tag && t["action"] == action && t["state"] == "mirrored")
+        {
+            return;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "{action} of {tag} not done: {v}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+#[test]
+fn removed_target_loses_our_layer_and_keeps_another_signers() {
+    use sigstore::cosign::constraint::{Constraint, PrivateKeySigner};
+    use sigstore::cosign::signature_layers::SignatureLayer;
+    use sigstore::crypto::SigningScheme;
+    use sigstore::crypto::signing_key::SigStoreKeyPair;
+    use sigstore::crypto::signing_key::ecdsa::{ECDSAKeys, EllipticCurve};
+    init();
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let registry = Registry::start(&dir.join("registry"));
+    let repo = "sample/revoke";
+    let gun = format!("127.0.0.1:{}/{repo}", registry.port);
+    let (digest, size) = registry.push_sample(&format!("{repo}:v1"));
+    let st = start_stack(dir, registry.port, "");
+    let trust = dir.join("trust");
+    notary(&st.url, &st.ca, &trust, &["init", &gun, "-p"]);
+    notary(
+        &st.url,
+        &st.ca,
+        &trust,
+        &[
+            "addhash",
+            &gun,
+            "v1",
+            &size.to_string(),
+            "--sha256",
+            &digest,
+        ],
+    );
+    notary(&st.url, &st.ca, &trust, &["publish", &gun]);
+    wait_job(&st, &gun, "v1", "sign");
+    let (_, our_pem) = https_get(&format!("{}/_trustbridge/v1/cosign.pub", st.url), &st.ca);
+
+    // Another signer (sigstore-rs, its own key) adds its layer beside ours, as cosign would.
+    let other = SigStoreKeyPair::ECDSA(ECDSAKeys::new(EllipticCurve::P256).unwrap());
+    let other_pem = other.public_key_to_pem().unwrap();
+    let image = format!("{gun}:v1");
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let mut client = ClientBuilder::default()
+            .with_oci_client_config(ClientConfig {
+                protocol: ClientProtocol::Http,
+                ..Default::default()
+            })
+            .build()
+            .unwrap();
+        let image_ref: OciReference = image.parse().unwrap();
+        let (sig_ref, manifest_digest) = client
+            .triangulate(&image_ref, &Auth::Anonymous)
+            .await
+            .unwrap();
+        let mut layers = client
+            .trusted_signature_layers(&Auth::Anonymous, &image_ref)
+            .await
+            .unwrap();
+        let mut layer = SignatureLayer::new_unsigned(&image_ref, &manifest_digest).unwrap();
+        let signer = other
+            .to_sigstore_signer(&SigningScheme::ECDSA_P256_SHA256_ASN1)
+            .unwrap();
+        PrivateKeySigner::new_with_signer(signer)
+            .add_constraint(&mut layer)
+            .unwrap();
+        layers.push(layer);
+        client
+            .push_signature(None, &Auth::Anonymous, &sig_ref, layers)
+            .await
+            .unwrap();
+    });
+    assert_eq!(sig_layers(registry.port, repo, &digest), 2);
+    rt.block_on(verify(registry.port, &image, &our_pem))
+        .expect("ours verifies");
+    rt.block_on(verify(registry.port, &image, other_pem.as_bytes()))
+        .expect("theirs verifies");
+
+    // notary remove + publish: our layer goes, theirs stays.
+    notary(&st.url, &st.ca, &trust, &["remove", &gun, "v1"]);
+    notary(&st.url, &st.ca, &trust, &["publish", &gun]);
+    wait_job(&st, &gun, "v1", "revoke");
+    assert_eq!(sig_layers(registry.port, repo, &digest), 1);
+    assert!(
+        rt.block_on(verify(registry.port, &image, &our_pem))
+            .is_err(),
+        "our signature is gone"
+    );
+    rt.block_on(verify(registry.port, &image, other_pem.as_bytes()))
+        .expect("the other signer's layer survives");
+}
+
+#[test]
+fn the_sig_tag_goes_when_our_layer_was_the_last() {
+    init();
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let registry = Registry::start(&dir.join("registry"));
+    let repo = "sample/alone";
+    let gun = format!("127.0.0.1:{}/{repo}", registry.port);
+    let (digest, size) = registry.push_sample(&format!("{repo}:v1"));
+    let st = start_stack(dir, registry.port, "");
+    let trust = dir.join("trust");
+    notary(&st.url, &st.ca, &trust, &["init", &gun, "-p"]);
+    notary(
+        &st.url,
+        &st.ca,
+        &trust,
+        &[
+            "addhash",
+            &gun,
+            "v1",
+            &size.to_string(),
+            "--sha256",
+            &digest,
+        ],
+    );
+    notary(&st.url, &st.ca, &trust, &["publish", &gun]);
+    wait_job(&st, &gun, "v1", "sign");
+    assert_eq!(sig_layers(registry.port, repo, &digest), 1);
+    notary(&st.url, &st.ca, &trust, &["remove", &gun, "v1"]);
+    notary(&st.url, &st.ca, &trust, &["publish", &gun]);
+    wait_job(&st, &gun, "v1", "revoke");
+    assert_eq!(
+        sig_layers(registry.port, repo, &digest),
+        0,
+        "the .sig manifest is deleted"
+    );
+}

@@ -104,6 +104,14 @@ impl Bridge {
             &job.tag,
             &job.role,
         );
+        if job.action == "revoke" {
+            return self
+                .client(&host)
+                .await
+                .remove_signature(&host, &repo, &job.digest_hex, &payload)
+                .await
+                .map(|_| ());
+        }
         let sig = self
             .signer
             .sign(&self.cfg.key_id, &self.cfg.key_id, &payload)
@@ -165,6 +173,7 @@ impl Bridge {
             .map(|j| {
                 serde_json::json!({
                     "gun": j.gun, "tag": j.tag, "digest": format!("sha256:{}", j.digest_hex),
+                    "action": j.action,
                     "role": j.role, "state": j.state, "attempts": j.attempts,
                     "last_error": j.last_error,
                     "updated_at": trustbridge_tuf::GoTime::from_offset_datetime(j.updated_at).to_string(),

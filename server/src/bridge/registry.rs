@@ -24,6 +24,9 @@ fn sha256(data: &[u8]) -> String {
 pub struct Registry {
     client: Client,
     auth: RegistryAuth,
+    /// For the one call oci-client lacks: deleting a manifest.
+    http: reqwest::Client,
+    scheme: &'static str,
 }
 
 impl Registry {
@@ -36,7 +39,120 @@ impl Registry {
             },
             ..Default::default()
         });
-        Registry { client, auth }
+        Registry {
+            client,
+            auth,
+            http: reqwest::Client::new(),
+            scheme: if plain_http { "http" } else { "https" },
+        }
+    }
+
+    /// The `.sig` manifest's layers and digest, if it exists.
+    async fn current(&self, reference: &Reference) -> Result<Option<(Vec<Value>, String)>, String> {
+        match self
+            .client
+            .pull_manifest_raw(reference, &self.auth, &[MANIFEST_TYPE])
+            .await
+        {
+            Ok((bytes, digest)) => {
+                let m: Value = serde_json::from_slice(&bytes)
+                    .map_err(|e| format!("existing .sig manifest: {e}"))?;
+                Ok(Some((
+                    m["layers"].as_array().cloned().unwrap_or_default(),
+                    digest,
+                )))
+            }
+            Err(oci_client::errors::OciDistributionError::ImageManifestNotFoundError(_)) => {
+                Ok(None)
+            }
+            // distribution answers a missing tag with the OCI error "manifest unknown".
+            Err(e)
+                if {
+                    let t = e.to_string().to_lowercase();
+                    t.contains("manifest unknown") || t.contains("manifest_unknown")
+                } =>
+            {
+                Ok(None)
+            }
+            Err(e) => Err(format!("reading the .sig manifest: {e}")),
+        }
+    }
+
+    /// Remove our layer (the one holding `payload`) from the `.sig` manifest; the manifest goes
+    /// when no layers remain. Other signers' layers stay. Returns whether anything changed.
+    pub async fn remove_signature(
+        &self,
+        registry: &str,
+        repo: &str,
+        digest_hex: &str,
+        payload: &[u8],
+    ) -> Result<bool, String> {
+        let reference: Reference = format!("{registry}/{repo}:sha256-{digest_hex}.sig")
+            .parse()
+            .map_err(|e| format!("reference: {e}"))?;
+        self.client
+            .auth(&reference, &self.auth, RegistryOperation::Push)
+            .await
+            .map_err(|e| format!("registry auth: {e}"))?;
+        let Some((layers, manifest_digest)) = self.current(&reference).await? else {
+            return Ok(false);
+        };
+        let ours = sha256(payload);
+        let kept: Vec<Value> = layers
+            .iter()
+            .filter(|l| l["digest"] != ours.as_str())
+            .cloned()
+            .collect();
+        if kept.len() == layers.len() {
+            return Ok(false);
+        }
+        if kept.is_empty() {
+            let url = format!(
+                "{}://{registry}/v2/{repo}/manifests/{manifest_digest}",
+                self.scheme
+            );
+            let mut req = self.http.delete(&url);
+            if let RegistryAuth::Basic(u, p) = &self.auth {
+                req = req.basic_auth(u, Some(p));
+            }
+            let resp = req
+                .send()
+                .await
+                .map_err(|e| format!("deleting the .sig manifest: {e}"))?;
+            if !resp.status().is_success() && resp.status() != reqwest::StatusCode::NOT_FOUND {
+                return Err(format!(
+                    "deleting the .sig manifest: HTTP {}",
+                    resp.status()
+                ));
+            }
+            return Ok(true);
+        }
+        self.put_manifest(&reference, kept).await?;
+        Ok(true)
+    }
+
+    async fn put_manifest(&self, reference: &Reference, layers: Vec<Value>) -> Result<(), String> {
+        let config = b"{}".to_vec();
+        let config_digest = sha256(&config);
+        self.client
+            .push_blob(reference, config.clone(), &config_digest)
+            .await
+            .map_err(|e| format!("pushing the config: {e}"))?;
+        let manifest = json!({
+            "schemaVersion": 2,
+            "mediaType": MANIFEST_TYPE,
+            "config": {"mediaType": CONFIG_TYPE, "digest": config_digest, "size": config.len()},
+            "layers": layers,
+        });
+        self.client
+            .push_manifest_raw(
+                reference,
+                serde_json::to_vec(&manifest).map_err(|e| e.to_string())?,
+                http::HeaderValue::from_static(MANIFEST_TYPE),
+            )
+            .await
+            .map_err(|e| format!("pushing the .sig manifest: {e}"))?;
+        Ok(())
     }
 
     /// Add `payload` signed by `signature_b64` to `repo`'s `.sig` manifest for `digest_hex`,
@@ -56,28 +172,11 @@ impl Registry {
             .auth(&reference, &self.auth, RegistryOperation::Push)
             .await
             .map_err(|e| format!("registry auth: {e}"))?;
-        let mut layers: Vec<Value> = match self
-            .client
-            .pull_manifest_raw(&reference, &self.auth, &[MANIFEST_TYPE])
-            .await
-        {
-            Ok((bytes, _)) => {
-                let m: Value = serde_json::from_slice(&bytes)
-                    .map_err(|e| format!("existing .sig manifest: {e}"))?;
-                m["layers"].as_array().cloned().unwrap_or_default()
-            }
-            Err(oci_client::errors::OciDistributionError::ImageManifestNotFoundError(_)) => vec![],
-            // distribution answers a missing tag with the OCI error "manifest unknown".
-            Err(e)
-                if {
-                    let t = e.to_string().to_lowercase();
-                    t.contains("manifest unknown") || t.contains("manifest_unknown")
-                } =>
-            {
-                vec![]
-            }
-            Err(e) => return Err(format!("reading the .sig manifest: {e}")),
-        };
+        let mut layers = self
+            .current(&reference)
+            .await?
+            .map(|(l, _)| l)
+            .unwrap_or_default();
         let payload_digest = sha256(payload);
         if layers
             .iter()
@@ -89,32 +188,13 @@ impl Registry {
             .push_blob(&reference, payload.to_vec(), &payload_digest)
             .await
             .map_err(|e| format!("pushing the payload: {e}"))?;
-        let config = b"{}".to_vec();
-        let config_digest = sha256(&config);
-        self.client
-            .push_blob(&reference, config.clone(), &config_digest)
-            .await
-            .map_err(|e| format!("pushing the config: {e}"))?;
         layers.push(json!({
             "mediaType": PAYLOAD_MEDIA_TYPE,
             "digest": payload_digest,
             "size": payload.len(),
             "annotations": {SIGNATURE_ANNOTATION: signature_b64},
         }));
-        let manifest = json!({
-            "schemaVersion": 2,
-            "mediaType": MANIFEST_TYPE,
-            "config": {"mediaType": CONFIG_TYPE, "digest": config_digest, "size": config.len()},
-            "layers": layers,
-        });
-        self.client
-            .push_manifest_raw(
-                &reference,
-                serde_json::to_vec(&manifest).map_err(|e| e.to_string())?,
-                http::HeaderValue::from_static(MANIFEST_TYPE),
-            )
-            .await
-            .map_err(|e| format!("pushing the .sig manifest: {e}"))?;
+        self.put_manifest(&reference, layers).await?;
         Ok(true)
     }
 }

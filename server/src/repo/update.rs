@@ -36,10 +36,28 @@ fn mirror_jobs(view: &GunView, updates: &[Update]) -> Vec<NewJob> {
                 == Some(sha);
             if !unchanged {
                 jobs.push(NewJob {
+                    action: "sign",
                     tag: name.clone(),
                     digest_hex: hex::encode(sha),
                     role: u.role.clone(),
                 });
+            }
+        }
+        // Removed targets, and the old digest of a target that moved: our layer goes.
+        if let Some(o) = &old {
+            for (name, meta) in &o.signed.targets {
+                let Some(old_sha) = meta.sha256() else {
+                    continue;
+                };
+                let now_sha = new.signed.targets.get(name).and_then(|m| m.sha256());
+                if now_sha != Some(old_sha) {
+                    jobs.push(NewJob {
+                        action: "revoke",
+                        tag: name.clone(),
+                        digest_hex: hex::encode(old_sha),
+                        role: u.role.clone(),
+                    });
+                }
             }
         }
     }

@@ -44,6 +44,8 @@ pub struct Change {
 /// A Cosign mirror job written with the update that caused it (the outbox).
 #[derive(Clone, Debug)]
 pub struct NewJob {
+    /// `sign` (add our layer) or `revoke` (remove it).
+    pub action: &'static str,
     pub tag: String,
     pub digest_hex: String,
     pub role: String,
@@ -53,6 +55,7 @@ pub struct NewJob {
 #[derive(Clone, Debug)]
 pub struct Job {
     pub id: i64,
+    pub action: String,
     pub gun: String,
     pub tag: String,
     pub digest_hex: String,

@@ -44,6 +44,7 @@ CREATE TABLE IF NOT EXISTS bridge_jobs (
   tag VARCHAR(255) NOT NULL,
   digest CHAR(64) NOT NULL,
   role VARCHAR(255) NOT NULL,
+  action VARCHAR(10) NOT NULL DEFAULT 'sign',
   state VARCHAR(20) NOT NULL DEFAULT 'pending',
   attempts INTEGER NOT NULL DEFAULT 0,
   last_error TEXT NULL,
@@ -70,7 +71,8 @@ fn time_of(nanos: i64) -> OffsetDateTime {
     OffsetDateTime::from_unix_timestamp_nanos(nanos as i128).unwrap_or(OffsetDateTime::UNIX_EPOCH)
 }
 
-const JOB_COLS: &str = "id, gun, tag, digest, role, state, attempts, last_error, updated_at";
+const JOB_COLS: &str =
+    "id, gun, tag, digest, role, state, attempts, last_error, updated_at, action";
 
 fn job(r: &Row<'_>) -> rusqlite::Result<Job> {
     Ok(Job {
@@ -83,6 +85,7 @@ fn job(r: &Row<'_>) -> rusqlite::Result<Job> {
         attempts: r.get(6)?,
         last_error: r.get(7)?,
         updated_at: time_of(r.get(8)?),
+        action: r.get(9)?,
     })
 }
 
@@ -189,9 +192,9 @@ impl MetaStore for SqliteStore {
         }
         for j in jobs {
             tx.prepare_cached(
-                "INSERT INTO bridge_jobs (created_at, updated_at, gun, tag, digest, role, next_at) VALUES (?1, ?1, ?2, ?3, ?4, ?5, ?1)",
+                "INSERT INTO bridge_jobs (created_at, updated_at, gun, tag, digest, role, action, next_at) VALUES (?1, ?1, ?2, ?3, ?4, ?5, ?6, ?1)",
             )
-            .and_then(|mut st| st.execute(params![now, gun, j.tag, j.digest_hex, j.role]))
+            .and_then(|mut st| st.execute(params![now, gun, j.tag, j.digest_hex, j.role, j.action]))
             .map_err(storage)?;
         }
         tx.commit().map_err(storage)?;
