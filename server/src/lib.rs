@@ -27,6 +27,27 @@ use crate::signer_link::SignerLink;
 use crate::storage::MetaStore;
 use crate::storage::sqlite::SqliteStore;
 
+/// `bridge backfill`: mirror every stored target of GUNs starting with `prefix`.
+pub async fn backfill(config: &Config, prefix: &str) -> Result<bridge::backfill::Report, Error> {
+    let b = config
+        .bridge
+        .clone()
+        .ok_or_else(|| Error::Start("trustbridge.bridge is not configured".into()))?;
+    let metrics = Metrics::new();
+    let store: Arc<dyn MetaStore> = match &config.storage {
+        config::Storage::Sqlite(path) => Arc::new(SqliteStore::open(path)?),
+        config::Storage::Memory => {
+            return Err(Error::Start(
+                "the memory backend holds nothing to backfill".into(),
+            ));
+        }
+    };
+    let signer = SignerLink::new(&config.trust, metrics)?;
+    let repo = Repo::new(store.clone(), signer.clone(), config.renewal);
+    let bridge = bridge::Bridge::new(b, store, signer);
+    bridge::backfill::backfill(&repo, &bridge, prefix).await
+}
+
 /// Listen on `config.http_addr` and serve until `shutdown` completes. `ready` receives the
 /// bound address.
 pub async fn run(

@@ -32,12 +32,25 @@ enum Cmd {
         #[arg(long, default_value = "127.0.0.1:4443")]
         addr: String,
     },
+    /// The Cosign bridge
+    #[command(subcommand)]
+    Bridge(BridgeCmd),
     /// Import exported metadata (DIR/<role>/<version>.json) for GUN into the configured
     /// storage, byte-for-byte (offline: run with the server stopped)
     Import {
         #[arg(long)]
         gun: String,
         dir: PathBuf,
+    },
+}
+
+#[derive(Subcommand)]
+enum BridgeCmd {
+    /// Mirror every stored target that has never been mirrored (run again: nothing to do)
+    Backfill {
+        /// Only GUNs starting with this
+        #[arg(long, default_value = "")]
+        gun: String,
     },
 }
 
@@ -83,6 +96,15 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 eprintln!("{}", dev::instructions(&data, a));
             }))?;
             drop(signer);
+        }
+        Some(Cmd::Bridge(BridgeCmd::Backfill { gun })) => {
+            let config = Config::load(&cli.config)?;
+            init_logging("warn", &cli.log_format);
+            let report = rt.block_on(trustbridge_server::backfill(&config, &gun))?;
+            println!(
+                "backfill: {} new job(s), {} mirrored, {} failed (retried by the server)",
+                report.added, report.mirrored, report.failed
+            );
         }
         Some(Cmd::Import { gun, dir }) => {
             let config = Config::load(&cli.config)?;

@@ -498,3 +498,121 @@ fn the_sig_tag_goes_when_our_layer_was_the_last() {
         "the .sig manifest is deleted"
     );
 }
+
+#[test]
+fn backfill_mirrors_1000_stored_targets_once() {
+    use trustbridge_tuf::metadata::FileMeta;
+    use trustbridge_tuf::{GoTime, Root, Signed, Snapshot, Targets, keyfile};
+    init();
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let registry = Registry::start(&dir.join("registry"));
+    let repo = "team/backfill";
+    let gun = format!("127.0.0.1:{}/{repo}", registry.port);
+    // A server without the bridge stores a repository with 1000 targets.
+    let st = start_stack(dir, registry.port, "");
+    let plain = dir.join("plain");
+    std::fs::create_dir_all(&plain).unwrap();
+    let cfg: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&st.config).unwrap()).unwrap();
+    let mut without = cfg.clone();
+    without.as_object_mut().unwrap().remove("trustbridge");
+    std::fs::write(&st.config, serde_json::to_vec(&without).unwrap()).unwrap();
+    let mut st = st;
+    drop(std::mem::replace(
+        &mut st.server,
+        trustbridge_e2e::Proc::spawn("placeholder", Command::new("true"), dir),
+    ));
+    st.server = start_server(
+        "trustbridge-server-plain",
+        dir,
+        &st.config,
+        st.port,
+        &mut [&mut st.signer],
+    );
+    let trust = dir.join("trust");
+    notary(&st.url, &st.ca, &trust, &["init", &gun, "-p"]);
+    let get = |name: &str| https_get(&format!("{}/v2/{gun}/_trust/tuf/{name}", st.url), &st.ca).1;
+    let root = Signed::<Root>::from_bytes("root", &get("root.json")).unwrap();
+    let key = |role: &str| {
+        let id = root.signed.keys[&root.signed.roles[role].keyids[0]]
+            .canonical_id()
+            .unwrap();
+        let text = std::fs::read(trust.join("private").join(format!("{id}.key"))).unwrap();
+        keyfile::decode(&text, trustbridge_e2e::server::CLIENT_PASS)
+            .unwrap()
+            .key
+    };
+    let mut t = Signed::<Targets>::from_bytes("targets", &get("targets.json"))
+        .unwrap()
+        .signed;
+    t.version += 1;
+    t.expires = GoTime::now().plus_years(1);
+    for i in 0..1000 {
+        t.targets.insert(
+            format!("tag-{i}"),
+            FileMeta::from_bytes(format!("image {i}").as_bytes()),
+        );
+    }
+    let targets = Signed::sign(t, &[&key("targets")]).unwrap();
+    let mut sn = Signed::<Snapshot>::from_bytes("snapshot", &get("snapshot.json"))
+        .unwrap()
+        .signed;
+    sn.version += 1;
+    sn.expires = GoTime::now().plus_years(1);
+    sn.meta
+        .insert("targets".into(), FileMeta::from_bytes(targets.raw()));
+    let snapshot = Signed::sign(sn, &[&key("snapshot")]).unwrap();
+    std::fs::write(dir.join("t.json"), targets.raw()).unwrap();
+    std::fs::write(dir.join("s.json"), snapshot.raw()).unwrap();
+    let out = Command::new("curl")
+        .args(["-sS", "-o", "/dev/null", "-w", "%{http_code}", "--cacert"])
+        .arg(&st.ca)
+        .arg("-F")
+        .arg(format!(
+            "files=@{};filename=targets",
+            dir.join("t.json").display()
+        ))
+        .arg("-F")
+        .arg(format!(
+            "files=@{};filename=snapshot",
+            dir.join("s.json").display()
+        ))
+        .arg(format!("{}/v2/{gun}/_trust/tuf/", st.url))
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "200");
+
+    // Backfill with the bridge configured (the server keeps running).
+    let bf = dir.join("backfill.json");
+    std::fs::write(&bf, serde_json::to_vec(&cfg).unwrap()).unwrap();
+    let backfill = || {
+        let out = run_ok(
+            "bridge backfill",
+            Command::new(our_bin("trustbridge-server", "trustbridge-server"))
+                .arg("--config")
+                .arg(&bf)
+                .args(["bridge", "backfill", "--gun", &gun]),
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let first = backfill();
+    assert!(
+        first.contains("1000 new job(s), 1000 mirrored, 0 failed"),
+        "{first}"
+    );
+    let second = backfill();
+    assert!(
+        second.contains("0 new job(s), 0 mirrored, 0 failed"),
+        "{second}"
+    );
+    for i in [0, 499, 999] {
+        let meta = &targets.signed.targets[&format!("tag-{i}")];
+        let d = hex_of(meta.sha256().unwrap());
+        assert_eq!(sig_layers(registry.port, repo, &d), 1, "tag-{i}");
+    }
+}
+
+fn hex_of(b: &[u8]) -> String {
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}

@@ -4,6 +4,7 @@
 //! registry or signer outage, or a restart, loses nothing. Signatures come from the bridge key
 //! in the signer (Sign RPC, r||s converted to DER).
 
+pub mod backfill;
 pub mod payload;
 pub mod registry;
 
@@ -93,7 +94,7 @@ impl Bridge {
             .await
             .map_err(|e| e.to_string())?
             .ok_or_else(|| format!("the signer does not hold bridge key {}", self.cfg.key_id))?;
-        Ok(trustbridge_signer::cosign::public_pem(&key).map_err(|e| e.to_string())?)
+        trustbridge_signer::cosign::public_pem(&key).map_err(|e| e.to_string())
     }
 
     async fn deliver(&self, job: &Job) -> Result<(), String> {
@@ -127,13 +128,13 @@ impl Bridge {
             .map(|_| ())
     }
 
-    /// Deliver what is due; returns how many jobs were tried.
-    pub async fn run_once(&self) -> usize {
+    /// Deliver what is due; returns the IDs of the jobs tried.
+    pub async fn run_once(&self) -> Vec<i64> {
         let jobs = match self.store.due_jobs(32) {
             Ok(j) => j,
             Err(e) => {
                 tracing::warn!(error = %e, "bridge: reading jobs failed");
-                return 0;
+                return vec![];
             }
         };
         for job in &jobs {
@@ -151,13 +152,13 @@ impl Bridge {
                 tracing::warn!(error = %e, "bridge: recording a job failed");
             }
         }
-        jobs.len()
+        jobs.iter().map(|j| j.id).collect()
     }
 
     /// The worker loop: poll every 250 ms while idle.
     pub async fn run(self: Arc<Self>) {
         loop {
-            if self.run_once().await == 0 {
+            if self.run_once().await.is_empty() {
                 tokio::time::sleep(Duration::from_millis(250)).await;
             }
         }

@@ -275,6 +275,17 @@ impl Repo {
         Ok(view)
     }
 
+    /// The current targets and delegation files of `gun` (for the bridge's backfill).
+    pub async fn current_targets(&self, gun: &str) -> Result<Vec<(String, Stored)>, Error> {
+        let view = self.view(gun, "targets").await?;
+        Ok(view
+            .current
+            .iter()
+            .filter(|(r, _)| *r == "targets" || r.starts_with("targets/"))
+            .map(|(r, s)| (r.clone(), s.clone()))
+            .collect())
+    }
+
     /// The current file of `role`. For timestamp and snapshot, renews them first when due
     /// and the server holds the keys (one request pays; the rest are served from memory).
     pub async fn current(&self, gun: &str, role: &str) -> Result<Stored, Error> {

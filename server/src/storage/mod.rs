@@ -85,6 +85,12 @@ pub trait MetaStore: Send + Sync + 'static {
         outcome: Result<(), String>,
         retry_in: std::time::Duration,
     ) -> Result<(), Error>;
+    /// Add jobs outside an update (backfill).
+    fn enqueue(&self, gun: &str, jobs: &[NewJob]) -> Result<(), Error>;
+    /// Whether a sign job for exactly this target (tag, role, digest) was ever written.
+    fn has_job(&self, gun: &str, job: &NewJob) -> Result<bool, Error>;
+    /// The jobs with these IDs.
+    fn jobs_by_id(&self, ids: &[i64]) -> Result<Vec<Job>, Error>;
     /// Every job of `gun`, newest first.
     fn jobs_for(&self, gun: &str) -> Result<Vec<Job>, Error>;
     /// Highest stored version of `role`.

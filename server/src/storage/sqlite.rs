@@ -236,6 +236,41 @@ impl MetaStore for SqliteStore {
         .map_err(storage)
     }
 
+    fn enqueue(&self, gun: &str, jobs: &[NewJob]) -> Result<(), Error> {
+        let mut db = self.db();
+        let tx = db.transaction().map_err(storage)?;
+        let now = now_nanos();
+        for j in jobs {
+            tx.prepare_cached(
+                "INSERT INTO bridge_jobs (created_at, updated_at, gun, tag, digest, role, action, next_at) VALUES (?1, ?1, ?2, ?3, ?4, ?5, ?6, ?1)",
+            )
+            .and_then(|mut st| st.execute(params![now, gun, j.tag, j.digest_hex, j.role, j.action]))
+            .map_err(storage)?;
+        }
+        tx.commit().map_err(storage)
+    }
+
+    fn has_job(&self, gun: &str, job: &NewJob) -> Result<bool, Error> {
+        self.db()
+            .prepare_cached(
+                "SELECT EXISTS(SELECT 1 FROM bridge_jobs WHERE gun = ?1 AND tag = ?2 AND role = ?3 AND digest = ?4 AND action = ?5)",
+            )
+            .and_then(|mut st| st.query_row(params![gun, job.tag, job.role, job.digest_hex, job.action], |r| r.get(0)))
+            .map_err(storage)
+    }
+
+    fn jobs_by_id(&self, ids: &[i64]) -> Result<Vec<Job>, Error> {
+        let db = self.db();
+        let mut st = db
+            .prepare_cached(&format!("SELECT {JOB_COLS} FROM bridge_jobs WHERE id = ?1"))
+            .map_err(storage)?;
+        let mut out = Vec::with_capacity(ids.len());
+        for id in ids {
+            out.push(st.query_row([id], job).map_err(storage)?);
+        }
+        Ok(out)
+    }
+
     fn jobs_for(&self, gun: &str) -> Result<Vec<Job>, Error> {
         let db = self.db();
         let mut st = db

@@ -1,0 +1,74 @@
+//! `trustbridge-server bridge backfill`: mirror every target already stored, e.g. when the
+//! bridge is turned on for an existing server. Jobs are added only for targets that never had
+//! one, so running it again is a no-op; delivery is the worker's, run here in the foreground
+//! with a progress bar until nothing is due.
+
+use indicatif::{ProgressBar, ProgressStyle};
+use trustbridge_tuf::{Signed, Targets};
+
+use super::Bridge;
+use crate::error::Error;
+use crate::repo::Repo;
+use crate::storage::NewJob;
+
+pub struct Report {
+    pub added: usize,
+    pub mirrored: usize,
+    pub failed: usize,
+}
+
+pub async fn backfill(repo: &Repo, bridge: &Bridge, prefix: &str) -> Result<Report, Error> {
+    let store = repo.store().clone();
+    let mut added = 0;
+    for gun in store.guns()?.into_iter().filter(|g| g.starts_with(prefix)) {
+        let mut jobs = Vec::new();
+        for (role, stored) in repo.current_targets(&gun).await? {
+            let Ok(doc) = Signed::<Targets>::from_bytes(&role, &stored.data) else {
+                continue;
+            };
+            for (name, meta) in &doc.signed.targets {
+                let Some(sha) = meta.sha256() else { continue };
+                let job = NewJob {
+                    action: "sign",
+                    tag: name.clone(),
+                    digest_hex: hex::encode(sha),
+                    role: role.clone(),
+                };
+                if !store.has_job(&gun, &job)? {
+                    jobs.push(job);
+                }
+            }
+        }
+        added += jobs.len();
+        store.enqueue(&gun, &jobs)?;
+    }
+    let bar = ProgressBar::new(added as u64);
+    bar.set_style(
+        ProgressStyle::with_template("{bar:40} {pos}/{len} mirrored ({elapsed})")
+            .unwrap_or_else(|_| ProgressStyle::default_bar()),
+    );
+    let (mut mirrored, mut failed) = (0, 0);
+    loop {
+        let tried = bridge.run_once().await;
+        if tried.is_empty() {
+            break;
+        }
+        for j in store.jobs_by_id(&tried)? {
+            if j.state == "mirrored" {
+                mirrored += 1;
+                bar.inc(1);
+            } else {
+                failed += 1;
+            }
+        }
+        if failed > 0 && store.due_jobs(1)?.is_empty() {
+            break;
+        }
+    }
+    bar.finish();
+    Ok(Report {
+        added,
+        mirrored,
+        failed,
+    })
+}
