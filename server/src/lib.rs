@@ -42,9 +42,9 @@ pub async fn backfill(config: &Config, prefix: &str) -> Result<bridge::backfill:
             ));
         }
     };
-    let signer = SignerLink::new(&config.trust, metrics)?;
+    let signer = SignerLink::new(&config.trust, metrics.clone())?;
     let repo = Repo::new(store.clone(), signer.clone(), config.renewal);
-    let bridge = bridge::Bridge::new(b, store, signer);
+    let bridge = bridge::Bridge::new(b, store, signer, metrics);
     bridge::backfill::backfill(&repo, &bridge, prefix).await
 }
 
@@ -93,6 +93,7 @@ pub async fn run(
             b.clone(),
             store.clone(),
             signer.clone(),
+            metrics.clone(),
         ))
     });
     let bridge_worker = bridge.clone().map(|b| tokio::spawn(b.run()));

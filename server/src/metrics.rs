@@ -27,7 +27,14 @@ struct SignerLabels {
     outcome: &'static str,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct BridgeLabels {
+    action: String,
+    outcome: &'static str,
+}
+
 struct Inner {
+    bridge: Family<BridgeLabels, Counter>,
     registry: Registry,
     requests: Family<RequestLabels, Counter>,
     latency: Family<RouteLabels, Histogram>,
@@ -66,7 +73,14 @@ impl Metrics {
             "gRPC calls to the signer by RPC and outcome",
             signer.clone(),
         );
+        let bridge = Family::<BridgeLabels, Counter>::default();
+        registry.register(
+            "bridge_jobs",
+            "Cosign mirror job deliveries by action (sign, revoke) and outcome (mirrored, failed)",
+            bridge.clone(),
+        );
         Metrics(Arc::new(Inner {
+            bridge,
             registry,
             requests,
             latency,
@@ -95,6 +109,16 @@ impl Metrics {
             .get_or_create(&SignerLabels {
                 rpc: rpc.to_string(),
                 outcome: if ok { "ok" } else { "error" },
+            })
+            .inc();
+    }
+
+    pub fn bridge_job(&self, action: &str, ok: bool) {
+        self.0
+            .bridge
+            .get_or_create(&BridgeLabels {
+                action: action.to_string(),
+                outcome: if ok { "mirrored" } else { "failed" },
             })
             .inc();
     }

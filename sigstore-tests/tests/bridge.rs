@@ -194,6 +194,12 @@ fn dct_signed_tag_is_mirrored_and_verified_by_sigstore_rs() {
         std::thread::sleep(Duration::from_millis(200));
     };
     assert_eq!(status["targets"][0]["tag"], "v1");
+    let (_, metrics) = https_get(&format!("{url}/metrics"), &ca);
+    let metrics = String::from_utf8_lossy(&metrics);
+    assert!(
+        metrics.contains(r#"trustbridge_bridge_jobs_total{action="sign",outcome="mirrored"} 1"#),
+        "{metrics}"
+    );
     assert_eq!(status["targets"][0]["digest"], format!("sha256:{digest}"));
 
     let (code, pem) = https_get(&format!("{url}/_trustbridge/v1/cosign.pub"), &ca);

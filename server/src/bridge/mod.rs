@@ -51,6 +51,7 @@ pub fn split_gun(gun: &str) -> (String, String) {
 }
 
 pub struct Bridge {
+    metrics: crate::metrics::Metrics,
     cfg: BridgeConfig,
     store: Arc<dyn MetaStore>,
     signer: SignerLink,
@@ -63,8 +64,14 @@ fn backoff(attempts: i64, max: Duration) -> Duration {
 }
 
 impl Bridge {
-    pub fn new(cfg: BridgeConfig, store: Arc<dyn MetaStore>, signer: SignerLink) -> Self {
+    pub fn new(
+        cfg: BridgeConfig,
+        store: Arc<dyn MetaStore>,
+        signer: SignerLink,
+        metrics: crate::metrics::Metrics,
+    ) -> Self {
         Bridge {
+            metrics,
             cfg,
             store,
             signer,
@@ -76,7 +83,19 @@ impl Bridge {
         let mut c = self.clients.lock().await;
         c.entry(host.to_string())
             .or_insert_with(|| {
-                let rc = self.cfg.registries.get(host).cloned().unwrap_or_default();
+                // Unconfigured loopback registries are plain HTTP (dev and test setups).
+                let loopback = host.starts_with("127.")
+                    || host.starts_with("localhost")
+                    || host.starts_with("[::1]");
+                let rc = self
+                    .cfg
+                    .registries
+                    .get(host)
+                    .cloned()
+                    .unwrap_or(RegistryConfig {
+                        plain_http: loopback,
+                        ..Default::default()
+                    });
                 let auth = match (rc.username, rc.password) {
                     (Some(u), Some(p)) => RegistryAuth::Basic(u, p),
                     _ => RegistryAuth::Anonymous,
@@ -139,6 +158,7 @@ impl Bridge {
         };
         for job in &jobs {
             let outcome = self.deliver(job).await;
+            self.metrics.bridge_job(&job.action, outcome.is_ok());
             if let Err(e) = &outcome {
                 tracing::warn!(gun = %job.gun, tag = %job.tag, attempts = job.attempts + 1, error = %e, "bridge: mirroring failed, will retry");
             } else {
