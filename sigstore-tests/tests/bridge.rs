@@ -622,3 +622,113 @@ fn backfill_mirrors_1000_stored_targets_once() {
 fn hex_of(b: &[u8]) -> String {
     b.iter().map(|x| format!("{x:02x}")).collect()
 }
+
+#[test]
+fn docker_trust_sign_is_mirrored() {
+    init();
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let registry = Registry::start(&dir.join("registry"));
+    let repo = "sample/docker";
+    let gun = format!("127.0.0.1:{}/{repo}", registry.port);
+    let (digest, size) = registry.push_sample(&format!("{repo}:v1"));
+    let st = start_stack(dir, registry.port, "");
+    // docker reaches the trust server by a name it must verify (see server_docker_cli).
+    let server = format!("https://notary-server:{}", st.port);
+    let cfg = dir.join("docker");
+    let tls = cfg.join("tls").join(format!("notary-server:{}", st.port));
+    std::fs::create_dir_all(&tls).unwrap();
+    std::fs::copy(&st.ca, tls.join("ca.crt")).unwrap();
+    let docker = |args: &[&str]| {
+        let out = run_ok(
+            &format!("docker {}", args.join(" ")),
+            Command::new(require_bin("docker"))
+                .args(args)
+                .current_dir(&cfg)
+                .env("DOCKER_CONFIG", &cfg)
+                .env("DOCKER_CONTENT_TRUST_SERVER", &server)
+                .env(
+                    "DOCKER_CONTENT_TRUST_ROOT_PASSPHRASE",
+                    trustbridge_e2e::server::CLIENT_PASS,
+                )
+                .env(
+                    "DOCKER_CONTENT_TRUST_REPOSITORY_PASSPHRASE",
+                    trustbridge_e2e::server::CLIENT_PASS,
+                ),
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr)
+    };
+    docker(&[
+        "trust",
+        "key",
+        "generate",
+        "alice",
+        "--dir",
+        cfg.to_str().unwrap(),
+    ]);
+    docker(&[
+        "trust",
+        "signer",
+        "add",
+        "--key",
+        cfg.join("alice.pub").to_str().unwrap(),
+        "alice",
+        &gun,
+    ]);
+    // The tag enters trust data through the releases role, then docker signs it as alice.
+    let mut n = trustbridge_e2e::server::notary_cmd(
+        &server,
+        &st.ca,
+        &cfg.join("trust"),
+        &[
+            "addhash",
+            &gun,
+            "v1",
+            &size.to_string(),
+            "--sha256",
+            &digest,
+            "--roles",
+            "targets/releases",
+        ],
+    );
+    run_ok("notary addhash", &mut n);
+    let mut n = trustbridge_e2e::server::notary_cmd(
+        &server,
+        &st.ca,
+        &cfg.join("trust"),
+        &["publish", &gun],
+    );
+    run_ok("notary publish", &mut n);
+    let out = docker(&["trust", "sign", &format!("{gun}:v1")]);
+    assert!(out.contains("Successfully signed"), "{out}");
+
+    // Mirrored for alice's role, and sigstore-rs verifies it.
+    let start = Instant::now();
+    loop {
+        let (_, body) = https_get(
+            &format!("{}/_trustbridge/v1/status?gun={gun}", st.url),
+            &st.ca,
+        );
+        let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        if v["targets"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|t| t["role"] == "targets/alice" && t["state"] == "mirrored")
+        {
+            break;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "not mirrored for alice: {v}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let (_, pem) = https_get(&format!("{}/_trustbridge/v1/cosign.pub", st.url), &st.ca);
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(verify(registry.port, &format!("{gun}:v1"), &pem))
+        .expect("sigstore-rs verifies the mirrored docker trust signature");
+}
