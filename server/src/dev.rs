@@ -49,6 +49,34 @@ fn dev_passphrase(data: &Path) -> Result<String, Error> {
     Ok(pass)
 }
 
+/// The dev store's Cosign bridge key ID, generating the key on first start (offline, with the
+/// signer's admin CLI, before the signer runs).
+fn dev_bridge_key(signer_config: &Path, pass: &str) -> Result<String, Error> {
+    let run = |args: &[&str]| {
+        Command::new(signer_binary()?)
+            .args(args)
+            .arg("--config")
+            .arg(signer_config)
+            .env("NOTARY_SIGNER_DEV", pass)
+            .output()
+            .map_err(|e| start(format!("trustbridge-signer: {e}")))
+    };
+    let out = run(&["cosign-key", "id"])?;
+    let out = if out.status.success() {
+        out
+    } else {
+        let generated = run(&["cosign-key", "generate"])?;
+        if !generated.status.success() {
+            return Err(start(format!(
+                "generating the dev Cosign key: {}",
+                String::from_utf8_lossy(&generated.stderr).trim()
+            )));
+        }
+        generated
+    };
+    Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
+}
+
 /// The running dev signer; stopped (SIGTERM, then wait) on drop.
 pub struct DevSigner(Child);
 
@@ -89,6 +117,7 @@ pub fn prepare(data: &Path, addr: &str) -> Result<(Config, DevSigner), Error> {
     )
     .map_err(start)?;
     let pass = dev_passphrase(&data)?;
+    let bridge_key = dev_bridge_key(&signer_config, &pass)?;
     let child = Command::new(signer_binary()?)
         .arg("--config")
         .arg(&signer_config)
@@ -119,7 +148,12 @@ pub fn prepare(data: &Path, addr: &str) -> Result<(Config, DevSigner), Error> {
         renewal: Default::default(),
         auth: None,
         client_ca_file: None,
-        bridge: None,
+        // The Cosign bridge is on; loopback registries are reached over plain HTTP.
+        bridge: Some(crate::bridge::BridgeConfig {
+            key_id: bridge_key,
+            registries: Default::default(),
+            max_backoff: std::time::Duration::from_secs(60),
+        }),
         token_issuer: None,
     };
     Ok((config, DevSigner(child)))

@@ -96,6 +96,8 @@ enum CosignCmd {
     Import { file: PathBuf },
     /// Print the bridge key as cosign.pub
     ExportPublic,
+    /// Print the bridge key's ID (for trustbridge.bridge.key_id)
+    Id,
 }
 
 /// No core files and no ptrace-style dumps of this process, as notary-signer does on Linux
@@ -204,6 +206,12 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                     admin::cosign_import(&store, &file, &pass)?
                 }
                 CosignCmd::ExportPublic => admin::cosign_export_public(&store)?,
+                CosignCmd::Id => match admin::cosign_key(&store)? {
+                    Some(k) => format!("{}\n", k.key_id),
+                    None => anyhow::bail!(
+                        "no Cosign bridge key: create one with `trustbridge-signer cosign-key generate`"
+                    ),
+                },
             }
         }
     };

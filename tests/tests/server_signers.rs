@@ -172,6 +172,10 @@ fn dev_mode_runs_the_stack_and_stops_on_sigterm() {
     let list = notary(&url, &ca, &tmp.path().join("fresh"), &["list", gun]);
     assert!(list.contains("No targets"), "{list}");
     assert!(data.join("server.db").exists() && data.join("signer-keys.db").exists());
+    // The Cosign bridge is on in dev mode: its public key is served.
+    let (code, pem) = https_get(&format!("{url}/_trustbridge/v1/cosign.pub"), &ca);
+    assert_eq!(code, 200);
+    assert!(String::from_utf8_lossy(&pem).starts_with("-----BEGIN PUBLIC KEY-----"));
 
     // SIGTERM: the server stops, and stops its signer child.
     let signer_port: u16 = {
