@@ -288,6 +288,15 @@ impl Config {
                 key_id: string(json, "trustbridge.bridge.key_id").ok_or(
                     "trustbridge.bridge.key_id is required (trustbridge-signer cosign-key generate)",
                 )?,
+                rewrite: match lookup(json, "trustbridge.bridge.rewrite") {
+                    Some(v) => {
+                        let m: std::collections::BTreeMap<String, String> =
+                            serde_json::from_value(v.into_owned())
+                                .map_err(|e| format!("trustbridge.bridge.rewrite: {e}"))?;
+                        m.into_iter().collect()
+                    }
+                    None => vec![],
+                },
                 max_backoff: std::time::Duration::from_secs(
                     number(json, "trustbridge.bridge.max_backoff_seconds")?
                         .unwrap_or(300)

@@ -153,6 +153,7 @@ pub fn prepare(data: &Path, addr: &str) -> Result<(Config, DevSigner), Error> {
             key_id: bridge_key,
             registries: Default::default(),
             max_backoff: std::time::Duration::from_secs(60),
+            rewrite: vec![],
         }),
         token_issuer: None,
     };

@@ -732,3 +732,39 @@ fn docker_trust_sign_is_mirrored() {
     rt.block_on(verify(registry.port, &format!("{gun}:v1"), &pem))
         .expect("sigstore-rs verifies the mirrored docker trust signature");
 }
+
+#[test]
+fn a_rewrite_sends_a_gun_to_another_registry() {
+    init();
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let registry = Registry::start(&dir.join("registry"));
+    let (digest, size) = registry.push_sample("sample/rewritten:v1");
+    let gun = "dct.example/sample/rewritten";
+    let st = start_stack(
+        dir,
+        registry.port,
+        &format!(
+            r#","rewrite":{{"dct.example/":"127.0.0.1:{}/"}}"#,
+            registry.port
+        ),
+    );
+    let trust = dir.join("trust");
+    notary(&st.url, &st.ca, &trust, &["init", gun, "-p"]);
+    notary(
+        &st.url,
+        &st.ca,
+        &trust,
+        &["addhash", gun, "v1", &size.to_string(), "--sha256", &digest],
+    );
+    notary(&st.url, &st.ca, &trust, &["publish", gun]);
+    wait_job(&st, gun, "v1", "sign");
+    let (_, pem) = https_get(&format!("{}/_trustbridge/v1/cosign.pub", st.url), &st.ca);
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let image = format!("127.0.0.1:{}/sample/rewritten:v1", registry.port);
+    rt.block_on(verify(registry.port, &image, &pem))
+        .expect("mirrored into the rewritten registry");
+}

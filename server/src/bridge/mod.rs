@@ -36,6 +36,19 @@ pub struct BridgeConfig {
     pub registries: HashMap<String, RegistryConfig>,
     /// Longest wait between retries of a failing job (default 300 s).
     pub max_backoff: Duration,
+    /// GUN prefix → registry/repository prefix, for GUNs whose images live elsewhere
+    /// (`docker.io/library/` → `mirror.example/library/`). The longest matching prefix wins.
+    pub rewrite: Vec<(String, String)>,
+}
+
+/// Where the image of `gun` lives: `gun` after the longest matching rewrite.
+pub fn image_repository(gun: &str, rewrite: &[(String, String)]) -> String {
+    rewrite
+        .iter()
+        .filter(|(from, _)| gun.starts_with(from.as_str()))
+        .max_by_key(|(from, _)| from.len())
+        .map(|(from, to)| format!("{to}{}", &gun[from.len()..]))
+        .unwrap_or_else(|| gun.to_string())
 }
 
 /// `registry.example:5000/team/app` → (`registry.example:5000`, `team/app`); a GUN without a
@@ -117,7 +130,7 @@ impl Bridge {
     }
 
     async fn deliver(&self, job: &Job) -> Result<(), String> {
-        let (host, repo) = split_gun(&job.gun);
+        let (host, repo) = split_gun(&image_repository(&job.gun, &self.cfg.rewrite));
         let payload = payload::payload(
             &format!("{host}/{repo}"),
             &job.digest_hex,
@@ -208,6 +221,30 @@ impl Bridge {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn rewrites_pick_the_longest_prefix() {
+        let rw = vec![
+            ("docker.io/".to_string(), "mirror.example/hub/".to_string()),
+            (
+                "docker.io/library/".to_string(),
+                "mirror.example/official/".to_string(),
+            ),
+        ];
+        assert_eq!(
+            image_repository("docker.io/library/alpine", &rw),
+            "mirror.example/official/alpine"
+        );
+        assert_eq!(
+            image_repository("docker.io/team/app", &rw),
+            "mirror.example/hub/team/app"
+        );
+        assert_eq!(image_repository("quay.io/x/y", &rw), "quay.io/x/y");
+        assert_eq!(
+            split_gun(&image_repository("docker.io/library/alpine", &rw)),
+            ("mirror.example".into(), "official/alpine".into())
+        );
+    }
 
     #[test]
     fn guns_name_their_registry() {
