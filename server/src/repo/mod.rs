@@ -61,7 +61,8 @@ pub struct Repo {
     locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
 }
 
-fn expires_of(data: &[u8], role: &str) -> Option<OffsetDateTime> {
+/// `signed.expires` of a stored metadata file.
+fn expires_of(data: &[u8]) -> Option<OffsetDateTime> {
     #[derive(serde::Deserialize)]
     struct Env {
         signed: Body,
@@ -70,7 +71,6 @@ fn expires_of(data: &[u8], role: &str) -> Option<OffsetDateTime> {
     struct Body {
         expires: GoTime,
     }
-    let _ = role;
     serde_json::from_slice::<Env>(data)
         .ok()
         .map(|e| e.signed.expires.as_offset_datetime())
@@ -118,15 +118,14 @@ impl Repo {
             .remove(gun);
     }
 
-    /// Run a storage call right here on the async worker. SQLite calls on this path take
-    /// tens of microseconds; both `spawn_blocking` and `block_in_place` hand work between
-    /// threads and cost more than the calls themselves (measured with perf under
+    /// The current files of `gun` read from storage.
+    ///
+    /// Storage calls run right here on the async worker: SQLite calls on this path take tens
+    /// of microseconds, and both `spawn_blocking` and `block_in_place` hand work between
+    /// threads at a cost above the calls themselves (measured with perf under
     /// bench/server.sh). A slow disk would stall one worker, not the process.
-    async fn blocking<T: Send + 'static>(
-        &self,
-        f: impl FnOnce(&dyn MetaStore) -> Result<T, Error> + Send + 'static,
-    ) -> Result<T, Error> {
-        f(self.store.as_ref())
+    fn resolve_view(&self, gun: &str, extra: &[String]) -> Result<GunView, Error> {
+        Self::resolve(self.store.as_ref(), gun, extra, self.renewal)
     }
 
     /// Resolve the current files of `gun` from storage (blocking).
@@ -213,11 +212,7 @@ impl Repo {
                 },
             );
         }
-        let exp = |role: &str| {
-            next.current
-                .get(role)
-                .and_then(|s| expires_of(&s.data, role))
-        };
+        let exp = |role: &str| next.current.get(role).and_then(|s| expires_of(&s.data));
         next.renew_at = match (exp("timestamp"), exp("snapshot")) {
             (Some(t), Some(s)) => Some((t - r.timestamp).min(s - r.snapshot)),
             (Some(t), None) => Some(t - r.timestamp),
@@ -244,12 +239,7 @@ impl Repo {
         {
             return Ok(v.clone());
         }
-        let g = gun.to_string();
-        let renewal = self.renewal;
-        Ok(Arc::new(
-            self.blocking(move |s| Self::resolve(s, &g, &[], renewal))
-                .await?,
-        ))
+        Ok(Arc::new(self.resolve_view(gun, &[])?))
     }
 
     async fn view(&self, gun: &str, role: &str) -> Result<Arc<GunView>, Error> {
@@ -262,12 +252,7 @@ impl Repo {
         {
             return Ok(v.clone());
         }
-        let (g, extra) = (gun.to_string(), vec![role.to_string()]);
-        let renewal = self.renewal;
-        let view = Arc::new(
-            self.blocking(move |s| Self::resolve(s, &g, &extra, renewal))
-                .await?,
-        );
+        let view = Arc::new(self.resolve_view(gun, &[role.to_string()])?);
         self.cache
             .write()
             .unwrap_or_else(|p| p.into_inner())
@@ -296,13 +281,13 @@ impl Repo {
                 .is_some_and(|t| t <= OffsetDateTime::now_utc())
         {
             match self.renew(gun).await {
-                Ok(()) => view = self.view(gun, role).await?,
+                Ok(_) => view = self.view(gun, role).await?,
                 Err(e) => {
                     // Serve what is stored unless it has actually expired (then notary's 500).
                     let expired = view
                         .current
                         .get(role)
-                        .and_then(|s| expires_of(&s.data, role))
+                        .and_then(|s| expires_of(&s.data))
                         .is_none_or(|t| t <= OffsetDateTime::now_utc());
                     tracing::warn!(%gun, error = %e, "renewing timestamp/snapshot failed");
                     if expired {
@@ -328,16 +313,14 @@ impl Repo {
         {
             return Ok(s.clone());
         }
-        let (g, r, h) = (gun.to_string(), role.to_string(), sha.to_string());
-        self.blocking(move |s| s.by_checksum(&g, &r, &h))
-            .await?
+        self.store
+            .by_checksum(gun, role, sha)?
             .ok_or(Error::NotFound)
     }
 
     pub async fn by_version(&self, gun: &str, role: &str, version: i64) -> Result<Stored, Error> {
-        let (g, r) = (gun.to_string(), role.to_string());
-        self.blocking(move |s| s.by_version(&g, &r, version))
-            .await?
+        self.store
+            .by_version(gun, role, version)?
             .ok_or(Error::NotFound)
     }
 
@@ -370,8 +353,7 @@ impl Repo {
     pub async fn delete(&self, gun: &str) -> Result<(), Error> {
         let lock = self.lock_for(gun);
         let _guard = lock.lock().await;
-        let g = gun.to_string();
-        let res = self.blocking(move |s| s.delete(&g)).await;
+        let res = self.store.delete(gun);
         self.invalidate(gun);
         res.map(|_| ())
     }
@@ -382,7 +364,6 @@ impl Repo {
         change_id: i64,
         records: i64,
     ) -> Result<Vec<Change>, Error> {
-        self.blocking(move |s| s.changes(gun.as_deref(), change_id, records))
-            .await
+        self.store.changes(gun.as_deref(), change_id, records)
     }
 }

@@ -13,7 +13,7 @@ impl Repo {
     /// nobody reads for a while is still fresh when someone does. Returns how many were renewed
     /// or failed.
     pub async fn sweep(&self) -> (usize, usize) {
-        let guns = match self.blocking(|s| s.guns()).await {
+        let guns = match self.store.guns() {
             Ok(g) => g,
             Err(e) => {
                 tracing::warn!(error = %e, "renewal sweep: listing GUNs failed");
@@ -21,20 +21,11 @@ impl Repo {
             }
         };
         let (mut renewed, mut failed) = (0, 0);
-        let now = OffsetDateTime::now_utc();
+        // `renew` reads each GUN once, under its lock, and does nothing when it is not due.
         for gun in guns {
-            let g = gun.clone();
-            let renewal = self.renewal;
-            let due = self
-                .blocking(move |s| Self::resolve(s, &g, &[], renewal))
-                .await
-                .map(|v| v.renew_at.is_some_and(|t| t <= now))
-                .unwrap_or(false);
-            if !due {
-                continue;
-            }
             match self.renew(&gun).await {
-                Ok(()) => renewed += 1,
+                Ok(true) => renewed += 1,
+                Ok(false) => {}
                 Err(e) => {
                     failed += 1;
                     tracing::warn!(%gun, error = %e, "renewal sweep: renewing failed");
@@ -45,17 +36,14 @@ impl Repo {
     }
 
     /// Re-sign the snapshot (if due and held) and the timestamp of `gun` (§4.2, early).
-    pub(super) async fn renew(&self, gun: &str) -> Result<(), Error> {
+    /// Returns false when nothing was due (or someone else renewed it meanwhile).
+    pub(super) async fn renew(&self, gun: &str) -> Result<bool, Error> {
         let lock = self.lock_for(gun);
         let _guard = lock.lock().await;
-        let g = gun.to_string();
-        let renewal = self.renewal;
-        let view = self
-            .blocking(move |s| Self::resolve(s, &g, &[], renewal))
-            .await?;
+        let view = self.resolve_view(gun, &[])?;
         let now = OffsetDateTime::now_utc();
         if view.renew_at.is_none_or(|t| t > now) {
-            return Ok(()); // not due, or someone else renewed it meanwhile
+            return Ok(false);
         }
         let root_bytes = view.current.get("root").ok_or(Error::NotFound)?;
         let root = Signed::<Root>::from_bytes("root", &root_bytes.data)
@@ -97,6 +85,8 @@ impl Repo {
             .await
             .map_err(|e| Error::Unknown(e.to_string()))?;
         updates.push(ts);
-        self.store_and_remember(gun, &view, updates, vec![]).await
+        self.store_and_remember(gun, &view, updates, vec![])
+            .await
+            .map(|()| true)
     }
 }

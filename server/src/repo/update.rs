@@ -143,19 +143,13 @@ impl Repo {
         let _guard = lock.lock().await;
         let view = self.fresh_view(gun).await?;
         // Ancestors of uploaded delegations may not be in the view yet: read them on demand.
-        let store = self.store.clone();
-        let g = gun.to_string();
-        let v2 = view.clone();
-        let uploads2 = uploads;
-        let checked = (move || {
-            let current = |role: &str| -> Result<Option<Arc<[u8]>>, Error> {
-                if let Some(s) = v2.current.get(role) {
-                    return Ok(Some(s.data.clone()));
-                }
-                Ok(store.latest(&g, role)?.map(|s| s.data))
-            };
-            validation::check(&g, &uploads2, &current, &GoTime::now())
-        })()?;
+        let current = |role: &str| -> Result<Option<Arc<[u8]>>, Error> {
+            if let Some(s) = view.current.get(role) {
+                return Ok(Some(s.data.clone()));
+            }
+            Ok(self.store.latest(gun, role)?.map(|s| s.data))
+        };
+        let checked = validation::check(gun, &uploads, &current, &GoTime::now())?;
 
         let mut updates = checked.updates;
         let snapshot_bytes: Arc<[u8]> = match checked.snapshot_uploaded {
@@ -231,9 +225,7 @@ impl Repo {
         updates: Vec<Update>,
         jobs: Vec<NewJob>,
     ) -> Result<(), Error> {
-        let g = gun.to_string();
-        let u = updates.clone();
-        match self.blocking(move |s| s.update_many(&g, &u, &jobs)).await {
+        match self.store.update_many(gun, &updates, &jobs) {
             Ok(at) => {
                 self.remember(gun, self.apply(view, &updates, at));
                 Ok(())
