@@ -78,6 +78,8 @@ pub enum Error {
 /// (HTTP status, notary code, message) for each wire code notary defines.
 fn wire(code: &str) -> (StatusCode, &'static str) {
     match code {
+        // docker/distribution's errcode, used by the token issuer's login rate limit.
+        "TOOMANYREQUESTS" => (StatusCode::TOO_MANY_REQUESTS, "too many requests"),
         "NO_FILENAME" => (StatusCode::BAD_REQUEST, "No file/role name provided"),
         "INVALID_ROLE" => (
             StatusCode::BAD_REQUEST,

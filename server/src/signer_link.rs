@@ -122,20 +122,7 @@ impl SignerLink {
 
     /// Whether the signer holds the private key with canonical ID `key_id`.
     pub async fn holds(&self, key_id: &str) -> Result<bool, Error> {
-        match KeyManagementClient::new(self.channel.clone())
-            .get_key_info(KeyId { id: key_id.into() })
-            .await
-        {
-            Ok(_) => {
-                self.metrics.signer_call("GetKeyInfo", true);
-                Ok(true)
-            }
-            Err(s) if s.code() == Code::NotFound => {
-                self.metrics.signer_call("GetKeyInfo", true);
-                Ok(false)
-            }
-            Err(s) => Err(self.fail("GetKeyInfo", s)),
-        }
+        Ok(self.key_info(key_id).await?.is_some())
     }
 
     /// Sign `msg` with the private key `canonical_id`, reporting the signature under `keyid`

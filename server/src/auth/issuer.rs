@@ -55,12 +55,6 @@ pub struct Issuer {
     failures: Mutex<HashMap<(String, Option<IpAddr>), (u32, Instant)>>,
 }
 
-fn error(status: StatusCode, code: &'static str) -> Response {
-    let mut r = ApiError::new(code, None).into_response();
-    *r.status_mut() = status;
-    r
-}
-
 /// Parse an htpasswd file of bcrypt entries (`user:$2y$...`).
 pub fn load_htpasswd(path: &std::path::Path) -> Result<HashMap<String, String>, String> {
     let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
@@ -201,7 +195,7 @@ impl Issuer {
             };
             if self.limited(&u, addr) {
                 tracing::warn!(user = %u, ?addr, "token request refused: too many failed logins");
-                return error(StatusCode::TOO_MANY_REQUESTS, "TOOMANYREQUESTS");
+                return ApiError::new("TOOMANYREQUESTS", None).into_response();
             }
             let ok = match self.users.get(&u) {
                 Some(hash) => {
@@ -236,12 +230,12 @@ impl Issuer {
             }
         }
         if service != self.service {
-            return error(StatusCode::BAD_REQUEST, "INVALID_PARAMETERS");
+            return ApiError::new("INVALID_PARAMETERS", None).into_response();
         }
         let mut access = Vec::new();
         for s in &scopes {
             let Some((typ, name, actions)) = parse_scope(s) else {
-                return error(StatusCode::BAD_REQUEST, "INVALID_PARAMETERS");
+                return ApiError::new("INVALID_PARAMETERS", None).into_response();
             };
             let granted = match typ.as_str() {
                 "repository" => self.allowed(&user, &name, &actions),
@@ -272,7 +266,7 @@ impl Issuer {
             }
             Err(e) => {
                 tracing::error!(error = %e, "token signing failed");
-                error(StatusCode::INTERNAL_SERVER_ERROR, "UNKNOWN")
+                ApiError::new("UNKNOWN", None).into_response()
             }
         }
     }
