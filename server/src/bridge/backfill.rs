@@ -53,8 +53,8 @@ pub async fn backfill(repo: &Repo, bridge: &Bridge, prefix: &str) -> Result<Repo
         if tried.is_empty() {
             break;
         }
-        for j in store.jobs_by_id(&tried)? {
-            if j.state == "mirrored" {
+        for ok in tried {
+            if ok {
                 mirrored += 1;
                 bar.inc(1);
             } else {

@@ -160,8 +160,8 @@ impl Bridge {
             .map(|_| ())
     }
 
-    /// Deliver what is due; returns the IDs of the jobs tried.
-    pub async fn run_once(&self) -> Vec<i64> {
+    /// Deliver what is due; returns the outcome (delivered or not) of each job tried.
+    pub async fn run_once(&self) -> Vec<bool> {
         let jobs = match self.store.due_jobs(32) {
             Ok(j) => j,
             Err(e) => {
@@ -169,8 +169,10 @@ impl Bridge {
                 return vec![];
             }
         };
+        let mut outcomes = Vec::with_capacity(jobs.len());
         for job in &jobs {
             let outcome = self.deliver(job).await;
+            outcomes.push(outcome.is_ok());
             self.metrics.bridge_job(&job.action, outcome.is_ok());
             if let Err(e) = &outcome {
                 tracing::warn!(gun = %job.gun, tag = %job.tag, attempts = job.attempts + 1, error = %e, "bridge: mirroring failed, will retry");
@@ -185,7 +187,7 @@ impl Bridge {
                 tracing::warn!(error = %e, "bridge: recording a job failed");
             }
         }
-        jobs.iter().map(|j| j.id).collect()
+        outcomes
     }
 
     /// The worker loop: poll every 250 ms while idle.

@@ -89,8 +89,6 @@ pub trait MetaStore: Send + Sync + 'static {
     fn enqueue(&self, gun: &str, jobs: &[NewJob]) -> Result<(), Error>;
     /// Whether a sign job for exactly this target (tag, role, digest) was ever written.
     fn has_job(&self, gun: &str, job: &NewJob) -> Result<bool, Error>;
-    /// The jobs with these IDs.
-    fn jobs_by_id(&self, ids: &[i64]) -> Result<Vec<Job>, Error>;
     /// Every job of `gun`, newest first.
     fn jobs_for(&self, gun: &str) -> Result<Vec<Job>, Error>;
     /// Highest stored version of `role`.

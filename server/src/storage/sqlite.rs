@@ -71,6 +71,20 @@ fn time_of(nanos: i64) -> OffsetDateTime {
     OffsetDateTime::from_unix_timestamp_nanos(nanos as i128).unwrap_or(OffsetDateTime::UNIX_EPOCH)
 }
 
+/// Outbox rows, due at once (`next_at` = now).
+fn insert_jobs(tx: &Connection, gun: &str, jobs: &[NewJob], now: i64) -> Result<(), Error> {
+    let mut st = tx
+        .prepare_cached(
+            "INSERT INTO bridge_jobs (created_at, updated_at, gun, tag, digest, role, action, next_at) VALUES (?1, ?1, ?2, ?3, ?4, ?5, ?6, ?1)",
+        )
+        .map_err(storage)?;
+    for j in jobs {
+        st.execute(params![now, gun, j.tag, j.digest_hex, j.role, j.action])
+            .map_err(storage)?;
+    }
+    Ok(())
+}
+
 const JOB_COLS: &str =
     "id, gun, tag, digest, role, state, attempts, last_error, updated_at, action";
 
@@ -190,13 +204,7 @@ impl MetaStore for SqliteStore {
                 .map_err(storage)?;
             }
         }
-        for j in jobs {
-            tx.prepare_cached(
-                "INSERT INTO bridge_jobs (created_at, updated_at, gun, tag, digest, role, action, next_at) VALUES (?1, ?1, ?2, ?3, ?4, ?5, ?6, ?1)",
-            )
-            .and_then(|mut st| st.execute(params![now, gun, j.tag, j.digest_hex, j.role, j.action]))
-            .map_err(storage)?;
-        }
+        insert_jobs(&tx, gun, jobs, now)?;
         tx.commit().map_err(storage)?;
         Ok(time_of(now))
     }
@@ -239,14 +247,7 @@ impl MetaStore for SqliteStore {
     fn enqueue(&self, gun: &str, jobs: &[NewJob]) -> Result<(), Error> {
         let mut db = self.db();
         let tx = db.transaction().map_err(storage)?;
-        let now = now_nanos();
-        for j in jobs {
-            tx.prepare_cached(
-                "INSERT INTO bridge_jobs (created_at, updated_at, gun, tag, digest, role, action, next_at) VALUES (?1, ?1, ?2, ?3, ?4, ?5, ?6, ?1)",
-            )
-            .and_then(|mut st| st.execute(params![now, gun, j.tag, j.digest_hex, j.role, j.action]))
-            .map_err(storage)?;
-        }
+        insert_jobs(&tx, gun, jobs, now_nanos())?;
         tx.commit().map_err(storage)
     }
 
@@ -257,18 +258,6 @@ impl MetaStore for SqliteStore {
             )
             .and_then(|mut st| st.query_row(params![gun, job.tag, job.role, job.digest_hex, job.action], |r| r.get(0)))
             .map_err(storage)
-    }
-
-    fn jobs_by_id(&self, ids: &[i64]) -> Result<Vec<Job>, Error> {
-        let db = self.db();
-        let mut st = db
-            .prepare_cached(&format!("SELECT {JOB_COLS} FROM bridge_jobs WHERE id = ?1"))
-            .map_err(storage)?;
-        let mut out = Vec::with_capacity(ids.len());
-        for id in ids {
-            out.push(st.query_row([id], job).map_err(storage)?);
-        }
-        Ok(out)
     }
 
     fn jobs_for(&self, gun: &str) -> Result<Vec<Job>, Error> {

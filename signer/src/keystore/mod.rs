@@ -54,6 +54,16 @@ struct Held {
     checked: Mutex<Option<Instant>>,
 }
 
+impl Held {
+    fn sign(&self, msg: &[u8]) -> Result<Signature> {
+        Ok(Signature {
+            key: self.key.public_key().clone(),
+            method: self.key.method(),
+            bytes: self.key.sign(msg)?,
+        })
+    }
+}
+
 pub struct KeyStore {
     conn: Mutex<Connection>,
     default_alias: String,
@@ -265,14 +275,16 @@ impl KeyStore {
     }
 
     /// The decrypted key for `key_id`, from the cache or the store.
-    fn held(&self, key_id: &str) -> Result<Arc<Held>> {
-        let cached = self
-            .cache
+    fn cached(&self, key_id: &str) -> Option<Arc<Held>> {
+        self.cache
             .read()
             .unwrap_or_else(|p| p.into_inner())
             .get(key_id)
-            .cloned();
-        if let Some(held) = cached {
+            .cloned()
+    }
+
+    fn held(&self, key_id: &str) -> Result<Arc<Held>> {
+        if let Some(held) = self.cached(key_id) {
             let mut checked = held.checked.lock().unwrap_or_else(|p| p.into_inner());
             if checked.is_some_and(|t| t.elapsed() < REVALIDATE) {
                 return Ok(held.clone());
@@ -297,42 +309,19 @@ impl KeyStore {
     /// Sign `msg` with `key_id` (the signer hashes; ECDSA comes back as raw r||s). The key
     /// becomes "used", so CreateKey no longer hands it out.
     pub fn sign(&self, key_id: &str, msg: &[u8]) -> Result<Signature> {
-        let held = self.held(key_id)?;
-        let bytes = held.key.sign(msg)?;
-        Ok(Signature {
-            key: held.key.public_key().clone(),
-            method: held.key.method(),
-            bytes,
-        })
+        self.held(key_id)?.sign(msg)
     }
 
     /// Sign only if the key is cached and needs no database work now (the hot path, run on
     /// the async worker); None means "call [`Self::sign`] off the worker".
     pub fn sign_cached(&self, key_id: &str, msg: &[u8]) -> Option<Result<Signature>> {
-        let held = self
-            .cache
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .get(key_id)
-            .cloned()?;
+        let held = self.cached(key_id)?;
         let fresh = held
             .checked
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .is_some_and(|t| t.elapsed() < REVALIDATE);
-        if !fresh {
-            return None;
-        }
-        Some(
-            held.key
-                .sign(msg)
-                .map_err(Error::from)
-                .map(|bytes| Signature {
-                    key: held.key.public_key().clone(),
-                    method: held.key.method(),
-                    bytes,
-                }),
-        )
+        fresh.then(|| held.sign(msg))
     }
 
     fn forget(&self, key_id: &str) {
