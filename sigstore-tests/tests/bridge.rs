@@ -150,6 +150,19 @@ fn start_stack(dir: &Path, registry_port: u16, extra: &str) -> Stack {
     }
 }
 
+/// The real notary client: init `gun` (publishing), add `tag` for the image digest, publish.
+fn sign_tag(st: &Stack, trust: &Path, gun: &str, tag: &str, size: u64, digest: &str) {
+    notary(&st.url, &st.ca, trust, &["init", gun, "-p"]);
+    let size = size.to_string();
+    notary(
+        &st.url,
+        &st.ca,
+        trust,
+        &["addhash", gun, tag, &size, "--sha256", digest],
+    );
+    notary(&st.url, &st.ca, trust, &["publish", gun]);
+}
+
 #[test]
 fn dct_signed_tag_is_mirrored_and_verified_by_sigstore_rs() {
     init();
@@ -162,21 +175,7 @@ fn dct_signed_tag_is_mirrored_and_verified_by_sigstore_rs() {
     let (url, ca) = (st.url.clone(), st.ca.clone());
 
     let trust = dir.join("trust");
-    notary(&url, &ca, &trust, &["init", &gun, "-p"]);
-    notary(
-        &url,
-        &ca,
-        &trust,
-        &[
-            "addhash",
-            &gun,
-            "v1",
-            &size.to_string(),
-            "--sha256",
-            &digest,
-        ],
-    );
-    notary(&url, &ca, &trust, &["publish", &gun]);
+    sign_tag(&st, &trust, &gun, "v1", size, &digest);
 
     // The mirror job completes.
     let start = Instant::now();
@@ -204,10 +203,7 @@ fn dct_signed_tag_is_mirrored_and_verified_by_sigstore_rs() {
 
     let (code, pem) = https_get(&format!("{url}/_trustbridge/v1/cosign.pub"), &ca);
     assert_eq!(code, 200);
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
+    let rt = trustbridge_e2e::signer::rt();
     let image = format!("{gun}:v1");
     rt.block_on(verify(registry.port, &image, &pem))
         .expect("sigstore-rs verifies the mirrored signature");
@@ -272,10 +268,7 @@ fn registry_outage_and_server_restart_lose_nothing_and_push_nothing_twice() {
         .collect();
     for (i, d) in digests.iter().enumerate() {
         if i == 50 {
-            drop(std::mem::replace(
-                &mut st.server,
-                trustbridge_e2e::Proc::spawn("placeholder", Command::new("true"), dir),
-            ));
+            st.server.stop();
             st.server = start_server(
                 "trustbridge-server-2",
                 dir,
@@ -391,21 +384,7 @@ fn removed_target_loses_our_layer_and_keeps_another_signers() {
     let (digest, size) = registry.push_sample(&format!("{repo}:v1"));
     let st = start_stack(dir, registry.port, "");
     let trust = dir.join("trust");
-    notary(&st.url, &st.ca, &trust, &["init", &gun, "-p"]);
-    notary(
-        &st.url,
-        &st.ca,
-        &trust,
-        &[
-            "addhash",
-            &gun,
-            "v1",
-            &size.to_string(),
-            "--sha256",
-            &digest,
-        ],
-    );
-    notary(&st.url, &st.ca, &trust, &["publish", &gun]);
+    sign_tag(&st, &trust, &gun, "v1", size, &digest);
     wait_job(&st, &gun, "v1", "sign");
     let (_, our_pem) = https_get(&format!("{}/_trustbridge/v1/cosign.pub", st.url), &st.ca);
 
@@ -413,10 +392,7 @@ fn removed_target_loses_our_layer_and_keeps_another_signers() {
     let other = SigStoreKeyPair::ECDSA(ECDSAKeys::new(EllipticCurve::P256).unwrap());
     let other_pem = other.public_key_to_pem().unwrap();
     let image = format!("{gun}:v1");
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
+    let rt = trustbridge_e2e::signer::rt();
     rt.block_on(async {
         let mut client = ClientBuilder::default()
             .with_oci_client_config(ClientConfig {
@@ -478,21 +454,7 @@ fn the_sig_tag_goes_when_our_layer_was_the_last() {
     let (digest, size) = registry.push_sample(&format!("{repo}:v1"));
     let st = start_stack(dir, registry.port, "");
     let trust = dir.join("trust");
-    notary(&st.url, &st.ca, &trust, &["init", &gun, "-p"]);
-    notary(
-        &st.url,
-        &st.ca,
-        &trust,
-        &[
-            "addhash",
-            &gun,
-            "v1",
-            &size.to_string(),
-            "--sha256",
-            &digest,
-        ],
-    );
-    notary(&st.url, &st.ca, &trust, &["publish", &gun]);
+    sign_tag(&st, &trust, &gun, "v1", size, &digest);
     wait_job(&st, &gun, "v1", "sign");
     assert_eq!(sig_layers(registry.port, repo, &digest), 1);
     notary(&st.url, &st.ca, &trust, &["remove", &gun, "v1"]);
@@ -525,10 +487,7 @@ fn backfill_mirrors_1000_stored_targets_once() {
     without.as_object_mut().unwrap().remove("trustbridge");
     std::fs::write(&st.config, serde_json::to_vec(&without).unwrap()).unwrap();
     let mut st = st;
-    drop(std::mem::replace(
-        &mut st.server,
-        trustbridge_e2e::Proc::spawn("placeholder", Command::new("true"), dir),
-    ));
+    st.server.stop();
     st.server = start_server(
         "trustbridge-server-plain",
         dir,
@@ -725,10 +684,7 @@ fn docker_trust_sign_is_mirrored() {
         std::thread::sleep(Duration::from_millis(200));
     }
     let (_, pem) = https_get(&format!("{}/_trustbridge/v1/cosign.pub", st.url), &st.ca);
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
+    let rt = trustbridge_e2e::signer::rt();
     rt.block_on(verify(registry.port, &format!("{gun}:v1"), &pem))
         .expect("sigstore-rs verifies the mirrored docker trust signature");
 }
@@ -750,20 +706,10 @@ fn a_rewrite_sends_a_gun_to_another_registry() {
         ),
     );
     let trust = dir.join("trust");
-    notary(&st.url, &st.ca, &trust, &["init", gun, "-p"]);
-    notary(
-        &st.url,
-        &st.ca,
-        &trust,
-        &["addhash", gun, "v1", &size.to_string(), "--sha256", &digest],
-    );
-    notary(&st.url, &st.ca, &trust, &["publish", gun]);
+    sign_tag(&st, &trust, gun, "v1", size, &digest);
     wait_job(&st, gun, "v1", "sign");
     let (_, pem) = https_get(&format!("{}/_trustbridge/v1/cosign.pub", st.url), &st.ca);
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
+    let rt = trustbridge_e2e::signer::rt();
     let image = format!("127.0.0.1:{}/sample/rewritten:v1", registry.port);
     rt.block_on(verify(registry.port, &image, &pem))
         .expect("mirrored into the rewritten registry");

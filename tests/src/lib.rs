@@ -68,6 +68,12 @@ impl Proc {
         }
     }
 
+    /// Kill the process now and reap it (it can then be replaced by a new one).
+    pub fn stop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
     /// Send SIGTERM and wait up to `timeout` for the exit status (None if it had to be killed).
     pub fn terminate(&mut self, timeout: Duration) -> Option<std::process::ExitStatus> {
         let _ = Command::new("kill")
@@ -103,8 +109,7 @@ impl Proc {
 
 impl Drop for Proc {
     fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        self.stop();
     }
 }
 

@@ -107,14 +107,7 @@ fn changefeed_paging_prefix_filter_caching_and_keys() {
         s.signer_port,
         r#","repositories":{"gun_prefixes":["allowed/"]},"caching":{"max_age":{"current_metadata":0,"consistent_metadata":0}}"#,
     );
-    drop(std::mem::replace(
-        &mut s.server,
-        Proc::spawn(
-            "placeholder",
-            std::process::Command::new("true"),
-            tmp.path(),
-        ),
-    ));
+    s.server.stop();
     s.server = start_server(
         "trustbridge-server-2",
         tmp.path(),
@@ -179,14 +172,7 @@ fn client_certificates_are_required_when_client_ca_file_is_set() {
     let tmp = tempfile::tempdir().unwrap();
     let mut s = start_stack(tmp.path());
     let config = tmp.path().join("server.json");
-    drop(std::mem::replace(
-        &mut s.server,
-        Proc::spawn(
-            "placeholder",
-            std::process::Command::new("true"),
-            tmp.path(),
-        ),
-    ));
+    s.server.stop();
     let mut cmd = std::process::Command::new(trustbridge_e2e::our_bin(
         "trustbridge-server",
         "trustbridge-server",

@@ -79,10 +79,7 @@ fn signer_outage_keeps_reads_and_recovers_writes() {
 
     // Stop the signer.
     let signer_config = tmp.path().join("signer.json");
-    drop(std::mem::replace(
-        &mut s.signer,
-        Proc::spawn("placeholder", Command::new("true"), tmp.path()),
-    ));
+    s.signer.stop();
     let after: Vec<_> = [
         "root.json",
         "targets.json",
@@ -249,10 +246,7 @@ fn server_signed_metadata_is_renewed_before_it_expires() {
             left(&sn1.signed.expires) - 3
         ),
     );
-    drop(std::mem::replace(
-        &mut s.server,
-        Proc::spawn("placeholder", Command::new("true"), tmp.path()),
-    ));
+    s.server.stop();
     s.server = start_server(
         "trustbridge-server-2",
         tmp.path(),
@@ -359,10 +353,7 @@ fn server_signed_metadata_is_renewed_before_it_expires() {
             left(&sn2.signed.expires) - 2
         ),
     );
-    drop(std::mem::replace(
-        &mut s.server,
-        Proc::spawn("placeholder", Command::new("true"), tmp.path()),
-    ));
+    s.server.stop();
     s.server = start_server(
         "trustbridge-server-3",
         tmp.path(),
