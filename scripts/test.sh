@@ -4,7 +4,8 @@
 #
 #   scripts/test.sh
 #
-# Needs ../shared/fixtures (beside the checkout) for the golden tests, or TRUSTBRIDGE_FIXTURES.
+# Needs the workplace's shared/ (fixtures, reference peers): ../shared beside the checkout,
+# /work/shared, or TRUSTBRIDGE_SHARED.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -33,6 +34,18 @@ if ! getent hosts notary-server >/dev/null 2>&1; then
     exit 1
   fi
   echo "127.0.0.1 notary-server" >> /etc/hosts
+fi
+
+# The workplace's shared material (reference peers, golden fixtures): beside the checkout, or
+# the workplace's own copy when the checkout was cloned elsewhere.
+if [ -z "${TRUSTBRIDGE_SHARED:-}" ]; then
+  for d in ../shared /work/shared; do
+    if [ -d "$d/fixtures" ]; then export TRUSTBRIDGE_SHARED=$(cd "$d" && pwd); break; fi
+  done
+fi
+if [ -z "${TRUSTBRIDGE_SHARED:-}" ]; then
+  echo "test.sh: shared material not found (../shared or /work/shared): set TRUSTBRIDGE_SHARED" >&2
+  exit 1
 fi
 
 # Reuse a build cache outside the clone when one exists.

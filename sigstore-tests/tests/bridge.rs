@@ -22,7 +22,7 @@ struct Registry {
 }
 
 fn peers_script() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/peers/registry.sh")
+    trustbridge_e2e::shared_dir().join("peers/registry.sh")
 }
 
 impl Registry {

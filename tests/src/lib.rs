@@ -211,3 +211,25 @@ pub fn our_bin(package: &str, bin: &str) -> PathBuf {
     }
     profile_dir.join(bin)
 }
+
+/// The workplace's shared material (reference peers, fixtures): `$TRUSTBRIDGE_SHARED`, else
+/// `../shared` beside the checkout. scripts/test.sh sets the variable when it finds it.
+pub fn shared_dir() -> PathBuf {
+    std::env::var_os("TRUSTBRIDGE_SHARED")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared"))
+}
+
+/// notary 0.7.0's golden vectors: `$TRUSTBRIDGE_FIXTURES`, else under [`shared_dir`].
+/// Missing fixtures fail the test: they are part of the checkout's environment.
+pub fn fixtures_dir() -> PathBuf {
+    let d = std::env::var_os("TRUSTBRIDGE_FIXTURES")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| shared_dir().join("fixtures/notary-0.7.0"));
+    assert!(
+        d.join("metadata/root.json").is_file(),
+        "golden fixtures not found at {} (set TRUSTBRIDGE_FIXTURES or TRUSTBRIDGE_SHARED)",
+        d.display()
+    );
+    d
+}

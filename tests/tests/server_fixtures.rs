@@ -13,17 +13,7 @@ use trustbridge_e2e::{free_port, init, our_bin, require_bin, run_ok};
 const GUN: &str = "example.com/golden/repo";
 
 fn fixtures() -> PathBuf {
-    let d = std::env::var_os("TRUSTBRIDGE_FIXTURES")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/fixtures/notary-0.7.0")
-        });
-    assert!(
-        d.join("metadata/root.json").is_file(),
-        "golden fixtures not found at {} (set TRUSTBRIDGE_FIXTURES)",
-        d.display()
-    );
-    d
+    trustbridge_e2e::fixtures_dir()
 }
 
 /// (status, headers lower-cased, body) of a request with curl.

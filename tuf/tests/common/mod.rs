@@ -4,14 +4,17 @@
 
 use std::path::PathBuf;
 
-/// The fixture directory: `$TRUSTBRIDGE_FIXTURES`, else `<repo>/../shared/fixtures/notary-0.7.0`.
-/// Missing fixtures fail the test: they are part of the checkout's environment, never optional.
+/// The fixture directory: `$TRUSTBRIDGE_FIXTURES`, else `fixtures/notary-0.7.0` under
+/// `$TRUSTBRIDGE_SHARED` or `<repo>/../shared` (the same rule as the e2e harness, which this
+/// crate cannot depend on). Missing fixtures fail the test: they are part of the checkout's
+/// environment, never optional.
 pub fn dir() -> PathBuf {
+    let shared = std::env::var_os("TRUSTBRIDGE_SHARED")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared"));
     let d = std::env::var_os("TRUSTBRIDGE_FIXTURES")
         .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/fixtures/notary-0.7.0")
-        });
+        .unwrap_or_else(|| shared.join("fixtures/notary-0.7.0"));
     assert!(
         d.join("metadata/root.json").is_file(),
         "golden fixtures not found at {} (set TRUSTBRIDGE_FIXTURES)",
