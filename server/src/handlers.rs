@@ -127,25 +127,31 @@ async fn handle(app: &App, r: Route, req: Request) -> Response {
             None => ApiError::new("METADATA_NOT_FOUND", None).into_response(),
         },
         Route::BridgeStatus => {
-            let gun = form_urlencoded(req.uri().query().unwrap_or(""))
-                .into_iter()
-                .find(|(k, _)| k == "gun")
-                .map(|(_, v)| v)
-                .unwrap_or_default();
-            match (&app.bridge, gun.is_empty()) {
-                (None, _) => ApiError::new("METADATA_NOT_FOUND", None).into_response(),
-                (Some(_), true) => Error::InvalidParameters("gun is required".into())
-                    .for_read()
+            let query = form_urlencoded(req.uri().query().unwrap_or(""));
+            let param = |name: &str| {
+                query
+                    .iter()
+                    .find(|(k, _)| k == name)
+                    .map(|(_, v)| v.clone())
+            };
+            let answer = match (&app.bridge, param("gun"), param("prefix")) {
+                (None, _, _) => return ApiError::new("METADATA_NOT_FOUND", None).into_response(),
+                (Some(b), Some(gun), _) if !gun.is_empty() => b.status(&gun),
+                (Some(b), _, Some(prefix)) => b.statuses(&prefix),
+                (Some(_), _, _) => {
+                    return Error::InvalidParameters("gun or prefix is required".into())
+                        .for_read()
+                        .into_response();
+                }
+            };
+            match answer {
+                Ok(v) => (
+                    StatusCode::OK,
+                    [(header::CONTENT_TYPE, JSON)],
+                    v.to_string(),
+                )
                     .into_response(),
-                (Some(b), false) => match b.status(&gun) {
-                    Ok(v) => (
-                        StatusCode::OK,
-                        [(header::CONTENT_TYPE, JSON)],
-                        v.to_string(),
-                    )
-                        .into_response(),
-                    Err(_) => ApiError::new("UNKNOWN", None).into_response(),
-                },
+                Err(_) => ApiError::new("UNKNOWN", None).into_response(),
             }
         }
         Route::V2Root => text(StatusCode::OK, b"{}".to_vec()),
@@ -178,6 +184,15 @@ async fn handle(app: &App, r: Route, req: Request) -> Response {
         Route::Delete { gun } => match app.repo.delete(&gun).await {
             Ok(()) => StatusCode::OK.into_response(),
             Err(e) => e.for_read().into_response(),
+        },
+        Route::Import { gun } => match import(app, &gun, req).await {
+            Ok(n) => (
+                StatusCode::OK,
+                [(header::CONTENT_TYPE, JSON)],
+                json!({"gun": gun, "files": n}).to_string(),
+            )
+                .into_response(),
+            Err(e) => e.for_update().into_response(),
         },
         Route::GunChangefeed { gun } => changefeed(app, Some(gun), req.uri().query()).await,
         Route::Changefeed => changefeed(app, None, req.uri().query()).await,
@@ -266,6 +281,38 @@ fn key(res: Result<trustbridge_tuf::PublicKey, Error>) -> Response {
 }
 
 /// Read the multipart upload into role → (version, bytes) (reference §1.2).
+/// `{"files":[{"role","version","data":<base64>}]}` → [`Repo::import`].
+async fn import(app: &App, gun: &str, req: Request) -> Result<usize, Error> {
+    #[derive(serde::Deserialize)]
+    struct File {
+        role: String,
+        version: i64,
+        data: String,
+    }
+    #[derive(serde::Deserialize)]
+    struct Body {
+        files: Vec<File>,
+    }
+    let body = axum::body::to_bytes(req.into_body(), MAX_UPLOAD * 4)
+        .await
+        .map_err(|e| Error::MalformedUpload(e.to_string()))?;
+    let body: Body =
+        serde_json::from_slice(&body).map_err(|e| Error::MalformedJson(e.to_string()))?;
+    let mut files = Vec::with_capacity(body.files.len());
+    for f in body.files {
+        use base64::Engine as _;
+        let data = base64::engine::general_purpose::STANDARD
+            .decode(f.data.as_bytes())
+            .map_err(|e| Error::MalformedJson(format!("{} v{}: {e}", f.role, f.version)))?;
+        files.push(crate::storage::Update {
+            role: f.role,
+            version: f.version,
+            data: Arc::from(data),
+        });
+    }
+    app.repo.import(gun, files).await
+}
+
 async fn update(app: &App, gun: &str, req: Request) -> Result<(), Error> {
     let boundary = req
         .headers()

@@ -32,24 +32,8 @@ fn collect(base: &Path, dir: &Path, out: &mut Vec<Update>) -> Result<(), Error> 
             .and_then(|p| p.strip_prefix(base).ok())
             .map(|p| p.to_string_lossy().replace('\\', "/"))
             .unwrap_or_default();
-        if !trustbridge_tuf::metadata::valid_role_name(&role) {
-            return Err(bad(&path, format!("{role:?} is not a notary role")));
-        }
         let data = std::fs::read(&path).map_err(|e| bad(&path, e.to_string()))?;
-        let v: serde_json::Value =
-            serde_json::from_slice(&data).map_err(|e| bad(&path, e.to_string()))?;
-        let expected = match role.as_str() {
-            "root" => "Root",
-            "snapshot" => "Snapshot",
-            "timestamp" => "Timestamp",
-            _ => "Targets",
-        };
-        if v["signed"]["_type"] != expected || v["signed"]["version"] != version {
-            return Err(bad(
-                &path,
-                format!("expected a {expected} document with version {version}"),
-            ));
-        }
+        check_file(&role, version, &data).map_err(|why| bad(&path, why))?;
         out.push(Update {
             role,
             version,
@@ -59,11 +43,28 @@ fn collect(base: &Path, dir: &Path, out: &mut Vec<Update>) -> Result<(), Error> 
     Ok(())
 }
 
-/// Store every version under `dir` for `gun`; returns how many files were stored.
-pub fn import_versions(store: &dyn MetaStore, gun: &str, dir: &Path) -> Result<usize, Error> {
-    let mut updates = Vec::new();
-    collect(dir, dir, &mut updates)?;
-    // Oldest first, timestamps last within a version, so every insert is a newer version.
+/// A file to import must be a notary document of its role's `_type` with its version.
+pub fn check_file(role: &str, version: i64, data: &[u8]) -> Result<(), String> {
+    if !trustbridge_tuf::metadata::valid_role_name(role) {
+        return Err(format!("{role:?} is not a notary role"));
+    }
+    let v: serde_json::Value = serde_json::from_slice(data).map_err(|e| e.to_string())?;
+    let expected = match role {
+        "root" => "Root",
+        "snapshot" => "Snapshot",
+        "timestamp" => "Timestamp",
+        _ => "Targets",
+    };
+    if v["signed"]["_type"] != expected || v["signed"]["version"] != version {
+        return Err(format!(
+            "{role}: expected a {expected} document with version {version}"
+        ));
+    }
+    Ok(())
+}
+
+/// Oldest first, timestamps last within a version, so every insert is a newer version.
+pub fn order(updates: &mut [Update]) {
     updates.sort_by(|a, b| {
         (a.version, a.role == "timestamp", &a.role).cmp(&(
             b.version,
@@ -71,6 +72,13 @@ pub fn import_versions(store: &dyn MetaStore, gun: &str, dir: &Path) -> Result<u
             &b.role,
         ))
     });
+}
+
+/// Store every version under `dir` for `gun`; returns how many files were stored.
+pub fn import_versions(store: &dyn MetaStore, gun: &str, dir: &Path) -> Result<usize, Error> {
+    let mut updates = Vec::new();
+    collect(dir, dir, &mut updates)?;
+    order(&mut updates);
     for u in &updates {
         store.update_many(gun, std::slice::from_ref(u), &[])?;
     }

@@ -50,6 +50,11 @@ pub enum Route {
     CosignPub,
     /// The Cosign mirror state of a GUN.
     BridgeStatus,
+    /// `POST /_trustbridge/v1/import/<gun>`: a repository's history copied from another
+    /// notary server (the client's `trustbridge import`).
+    Import {
+        gun: String,
+    },
     /// notary's catch-all: 404 METADATA_NOT_FOUND for GET/POST/PUT/HEAD/DELETE.
     NotFound,
     MethodNotAllowed,
@@ -74,6 +79,7 @@ impl Route {
             Route::Token => "token",
             Route::CosignPub => "cosign_pub",
             Route::BridgeStatus => "bridge_status",
+            Route::Import { .. } => "import",
             Route::NotFound => "not_found",
             Route::MethodNotAllowed => "method_not_allowed",
         }
@@ -89,6 +95,7 @@ impl Route {
             | Route::GetKey { gun, .. }
             | Route::RotateKey { gun, .. }
             | Route::Delete { gun }
+            | Route::Import { gun }
             | Route::GunChangefeed { gun } => Some(gun),
             _ => None,
         }
@@ -172,6 +179,13 @@ pub fn route(method: &http::Method, path: &str) -> Route {
             gun: s(&c, "gun"),
             role: s(&c, "role"),
         };
+    }
+    if post
+        && let Some(gun) = path.strip_prefix("/_trustbridge/v1/import/")
+        && !gun.is_empty()
+        && !gun.contains('*')
+    {
+        return Route::Import { gun: gun.into() };
     }
     if method == M::DELETE
         && let Some(c) = cap(&p.tuf_dir)

@@ -128,3 +128,41 @@ pub fn notary_cmd(url: &str, ca: &Path, trust: &Path, args: &[&str]) -> Command 
     }
     cmd
 }
+
+/// Our `trustbridge` CLI against `url`, passphrases from notary's env vars.
+pub fn trustbridge_cmd(url: &str, ca: &Path, trust: &Path, args: &[&str]) -> Command {
+    let mut cmd = Command::new(our_bin("trustbridge-client", "trustbridge"));
+    cmd.arg("-d")
+        .arg(trust)
+        .args(["-s", url, "--tlscacert"])
+        .arg(ca)
+        .args(args);
+    for role in ["ROOT", "TARGETS", "SNAPSHOT", "DELEGATION"] {
+        cmd.env(format!("NOTARY_{role}_PASSPHRASE"), CLIENT_PASS);
+    }
+    cmd
+}
+
+/// As [`notary`], with our client.
+pub fn trustbridge(url: &str, ca: &Path, trust: &Path, args: &[&str]) -> String {
+    let out = run_ok(
+        &format!("trustbridge {}", args.join(" ")),
+        &mut trustbridge_cmd(url, ca, trust, args),
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Our client expected to fail: returns its stderr.
+pub fn trustbridge_fails(url: &str, ca: &Path, trust: &Path, args: &[&str]) -> String {
+    let out = trustbridge_cmd(url, ca, trust, args)
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    assert!(
+        !out.status.success(),
+        "trustbridge {} should have failed:\n{}",
+        args.join(" "),
+        String::from_utf8_lossy(&out.stdout)
+    );
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}

@@ -75,7 +75,7 @@ pub enum Error {
 }
 
 impl Error {
-    pub(crate) fn structure(role: &str, reason: impl Into<String>) -> Self {
+    pub fn structure(role: &str, reason: impl Into<String>) -> Self {
         Error::Structure {
             role: role.to_string(),
             reason: reason.into(),

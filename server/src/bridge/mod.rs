@@ -218,6 +218,17 @@ impl Bridge {
             .collect();
         Ok(serde_json::json!({"gun": gun, "targets": rows}))
     }
+
+    /// [`Self::status`] of every GUN starting with `prefix` (the migration status table).
+    pub fn statuses(&self, prefix: &str) -> Result<serde_json::Value, String> {
+        let guns = self.store.guns().map_err(|e| e.to_string())?;
+        let all = guns
+            .iter()
+            .filter(|g| g.starts_with(prefix))
+            .map(|g| self.status(g))
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(serde_json::json!({ "prefix": prefix, "guns": all }))
+    }
 }
 
 #[cfg(test)]

@@ -358,6 +358,53 @@ impl Repo {
         res.map(|_| ())
     }
 
+    /// Store a repository's history copied from another notary server (`trustbridge
+    /// import`), byte-for-byte and in one transaction, for a GUN this server does not have yet.
+    /// The client verified the files; here each is checked for shape. With the bridge on, the
+    /// newest version of each targets role becomes mirror jobs, as an update would.
+    pub async fn import(&self, gun: &str, mut files: Vec<Update>) -> Result<usize, Error> {
+        use crate::error::ValidationError;
+        for f in &files {
+            crate::import::check_file(&f.role, f.version, &f.data)
+                .map_err(|why| Error::Invalid(ValidationError::Validation(why)))?;
+        }
+        if !files.iter().any(|f| f.role == "root") || !files.iter().any(|f| f.role == "timestamp") {
+            return Err(Error::Invalid(ValidationError::Validation(
+                "an import needs root and timestamp files".into(),
+            )));
+        }
+        crate::import::order(&mut files);
+        let lock = self.lock_for(gun);
+        let _guard = lock.lock().await;
+        if self.store.latest(gun, "root")?.is_some() {
+            return Err(Error::OldVersion);
+        }
+        let mut jobs = Vec::new();
+        if self.mirror {
+            let mut newest: BTreeMap<&str, &Update> = BTreeMap::new();
+            for f in files.iter().filter(|f| f.role.starts_with("targets")) {
+                newest.insert(&f.role, f);
+            }
+            for (role, f) in newest {
+                if let Ok(doc) = Signed::<trustbridge_tuf::Targets>::from_bytes(role, &f.data) {
+                    for (name, meta) in &doc.signed.targets {
+                        if let Some(sha) = meta.sha256() {
+                            jobs.push(crate::storage::NewJob {
+                                action: "sign",
+                                tag: name.clone(),
+                                digest_hex: hex::encode(sha),
+                                role: role.to_string(),
+                            });
+                        }
+                    }
+                }
+            }
+        }
+        let res = self.store.update_many(gun, &files, &jobs);
+        self.invalidate(gun);
+        res.map(|_| files.len())
+    }
+
     pub async fn changes(
         &self,
         gun: Option<String>,
