@@ -1,0 +1,175 @@
+//! `trustbridge import`: a repository with history, a delegation and a root rotation on Go
+//! notary-server 0.7.0 is copied into trustbridge-server; after the timestamp rotation the
+//! import prints, the real notary client reads it from trustbridge-server with the same
+//! targets, every historical version is byte-identical, and the owner keeps publishing.
+
+use trustbridge_e2e::peers::{go_server, go_signer};
+use trustbridge_e2e::server::{
+    notary, notary_with_input, start_stack, trustbridge, trustbridge_cmd,
+};
+use trustbridge_e2e::{free_port, https_get, init};
+
+const GUN: &str = "127.0.0.1/import/app";
+
+/// The target lines of `notary list` (name, digest, size, role), sorted.
+fn targets_of(list: &str) -> Vec<String> {
+    let mut v: Vec<String> = list
+        .lines()
+        .filter(|l| !l.trim().is_empty() && !l.starts_with("NAME") && !l.starts_with("----"))
+        .map(|l| l.split_whitespace().collect::<Vec<_>>().join(" "))
+        .collect();
+    v.sort();
+    v
+}
+
+#[test]
+fn import_from_go_notary_server() {
+    init();
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let tb = start_stack(dir);
+    let signer_port = free_port();
+    let _go_signer = go_signer(dir, signer_port, r#"{"backend":"memory"}"#);
+    let port = free_port();
+    let _go = go_server(dir, port, signer_port, "");
+    let go = format!("https://127.0.0.1:{port}");
+    let ca = &tb.ca;
+    let owner = dir.join("owner");
+    let file = dir.join("a.bin");
+    std::fs::write(&file, b"imported artefact").unwrap();
+    let file = file.to_str().unwrap();
+    let n_go = |args: &[&str]| notary(&go, ca, &owner, args);
+
+    // History on the Go server: several targets versions, a delegation, a root rotation.
+    n_go(&["init", GUN, "-p"]);
+    n_go(&["add", GUN, "v1", file]);
+    n_go(&["publish", GUN]);
+    n_go(&["add", GUN, "v2", file]);
+    n_go(&["publish", GUN]);
+    n_go(&["remove", GUN, "v1"]);
+    n_go(&["publish", GUN]);
+    let key = rcgen::KeyPair::generate().unwrap();
+    let mut params = rcgen::CertificateParams::new(vec![]).unwrap();
+    params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, "releases");
+    params.not_after = time::OffsetDateTime::now_utc() + time::Duration::days(365);
+    let cert = params.self_signed(&key).unwrap();
+    let (kf, cf) = (dir.join("rel.key"), dir.join("rel.crt"));
+    std::fs::write(&kf, key.serialize_pem()).unwrap();
+    std::fs::write(&cf, cert.pem()).unwrap();
+    n_go(&[
+        "key",
+        "import",
+        kf.to_str().unwrap(),
+        "--role",
+        "targets/releases",
+    ]);
+    n_go(&[
+        "delegation",
+        "add",
+        GUN,
+        "targets/releases",
+        cf.to_str().unwrap(),
+        "--all-paths",
+    ]);
+    n_go(&["add", GUN, "rel1", file, "--roles", "targets/releases"]);
+    n_go(&["publish", GUN]);
+    notary_with_input(&go, ca, &owner, &["key", "rotate", GUN, "root"], "yes\n");
+    n_go(&["add", GUN, "v3", file]);
+    n_go(&["publish", GUN]);
+    let on_go = targets_of(&notary(&go, ca, &dir.join("reader-go"), &["list", GUN]));
+    assert_eq!(on_go.len(), 3, "{on_go:?}");
+
+    // Import, as the owner (their trust directory anchors the source's root).
+    let out = trustbridge(
+        &tb.url,
+        ca,
+        &owner,
+        &[
+            "import",
+            "--from",
+            &go,
+            "--from-tlscacert",
+            ca.to_str().unwrap(),
+            "--gun",
+            GUN,
+        ],
+    );
+    assert!(
+        out.contains(&format!("{GUN}: copied")) && out.contains("verified"),
+        "{out}"
+    );
+    let step = format!("key rotate {GUN} timestamp -r");
+    assert!(
+        out.contains(&step),
+        "the import must name the timestamp rotation: {out}"
+    );
+
+    // Every version is byte-identical on both servers.
+    let versions = |url: &str, role: &str, v: i64| {
+        https_get(&format!("{url}/v2/{GUN}/_trust/tuf/{v}.{role}.json"), ca)
+    };
+    for role in [
+        "root",
+        "targets",
+        "targets/releases",
+        "snapshot",
+        "timestamp",
+    ] {
+        let current = https_get(&format!("{go}/v2/{GUN}/_trust/tuf/{role}.json"), ca).1;
+        let current: serde_json::Value = serde_json::from_slice(&current).unwrap();
+        let newest = current["signed"]["version"].as_i64().unwrap();
+        assert!(newest >= 1, "{role}");
+        for v in 1..=newest {
+            // Gaps (404) must be the same on both sides too.
+            assert_eq!(
+                versions(&tb.url, role, v),
+                versions(&go, role, v),
+                "{role} v{v}"
+            );
+        }
+        assert_eq!(versions(&tb.url, role, newest).0, 200, "{role} v{newest}");
+    }
+
+    // The owner runs what the import said (with the notary CLI, as the import offers).
+    notary(
+        &tb.url,
+        ca,
+        &owner,
+        &["key", "rotate", GUN, "timestamp", "-r"],
+    );
+    let on_tb = targets_of(&notary(&tb.url, ca, &dir.join("reader-tb"), &["list", GUN]));
+    assert_eq!(on_tb, on_go);
+    // And keeps publishing to the new server.
+    notary(&tb.url, ca, &owner, &["add", GUN, "v4", file]);
+    notary(&tb.url, ca, &owner, &["publish", GUN]);
+    let fresh = notary(&tb.url, ca, &dir.join("reader-tb2"), &["list", GUN]);
+    assert!(fresh.contains("v4") && fresh.contains("rel1"), "{fresh}");
+
+    // A second import of the same GUN is refused, and nothing changes.
+    let root_before = https_get(&format!("{}/v2/{GUN}/_trust/tuf/root.json", tb.url), ca);
+    let out = trustbridge_cmd(
+        &tb.url,
+        ca,
+        &dir.join("admin2"),
+        &[
+            "import",
+            "--from",
+            &go,
+            "--from-tlscacert",
+            ca.to_str().unwrap(),
+            "--gun",
+            GUN,
+        ],
+    )
+    .output()
+    .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("VERSION"), "{err}");
+    assert_eq!(
+        https_get(&format!("{}/v2/{GUN}/_trust/tuf/root.json", tb.url), ca),
+        root_before
+    );
+}
