@@ -11,7 +11,9 @@ use std::time::{Duration, Instant};
 use sigstore::cosign::verification_constraint::{PublicKeyVerifier, VerificationConstraintVec};
 use sigstore::cosign::{ClientBuilder, CosignCapabilities, verify_constraints};
 use sigstore::registry::{Auth, ClientConfig, ClientProtocol, OciReference};
-use trustbridge_e2e::server::{notary, start_server, write_server_config};
+use trustbridge_e2e::server::{
+    notary, start_server, trustbridge, trustbridge_fails, write_server_config,
+};
 use trustbridge_e2e::signer::{ALIAS1_PASS, start_ours, write_config};
 use trustbridge_e2e::{free_port, https_get, init, our_bin, require_bin, run_ok};
 
@@ -219,6 +221,42 @@ fn dct_signed_tag_is_mirrored_and_verified_by_sigstore_rs() {
             .is_err(),
         "another key must not verify"
     );
+
+    // Our client shows the same: DCT and Cosign agree on the digest, and the migration table.
+    let ours = trustbridge(&url, &ca, &trust, &["verify-both", &image]);
+    assert!(
+        ours.contains(&format!("OK: DCT and Cosign agree on sha256:{digest}")),
+        "{ours}"
+    );
+    let wrong_file = dir.join("wrong.pub");
+    std::fs::write(&wrong_file, wrong.as_bytes()).unwrap();
+    let err = trustbridge_fails(
+        &url,
+        &ca,
+        &trust,
+        &["verify-both", &image, "--key", wrong_file.to_str().unwrap()],
+    );
+    assert!(err.contains("no Cosign signature by this key"), "{err}");
+    let table = trustbridge(
+        &url,
+        &ca,
+        &trust,
+        &["migration", "status", "--gun", "127.0.0.1:"],
+    );
+    assert!(
+        table.contains(&gun)
+            && table.contains("mirrored")
+            && table.contains("1 of 1 target(s) mirrored"),
+        "{table}"
+    );
+    let json = trustbridge(
+        &url,
+        &ca,
+        &trust,
+        &["--json", "migration", "status", "--gun", &gun],
+    );
+    let v: serde_json::Value = serde_json::from_str(&json).unwrap();
+    assert_eq!(v["guns"][0]["targets"][0]["state"], "mirrored", "{v}");
 }
 
 /// The number of layers in the `.sig` manifest for `digest` (0 if there is none).
