@@ -247,3 +247,75 @@ fn docker_generated_key_signs_through_our_client() {
         "{theirs}"
     );
 }
+
+/// Each failure is one line naming what failed and what to do.
+#[test]
+fn errors_name_the_failure_and_the_fix() {
+    init();
+    let tmp = tempfile::tempdir().unwrap();
+    let s = start_stack(tmp.path());
+    let trust = tmp.path().join("t");
+    let gun = "127.0.0.1/client/errors";
+    let one_line = |err: &str| assert_eq!(err.trim().lines().count(), 1, "{err}");
+
+    // Nothing listening: unreachable, not a TLS problem.
+    let port = free_port();
+    let err = trustbridge_fails(
+        &format!("https://127.0.0.1:{port}"),
+        &s.ca,
+        &trust,
+        &["list", gun],
+    );
+    assert!(
+        err.contains("cannot reach") && err.contains("-s/--server"),
+        "{err}"
+    );
+    one_line(&err);
+
+    // The server's CA not trusted: a TLS failure with the flag that fixes it.
+    let out = Command::new(trustbridge_e2e::our_bin(
+        "trustbridge-client",
+        "trustbridge",
+    ))
+    .arg("-d")
+    .arg(&trust)
+    .args(["-s", &s.url, "list", gun])
+    .output()
+    .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && err.contains("TLS to") && err.contains("--tlscacert"),
+        "{err}"
+    );
+    one_line(&err);
+
+    // No such repository.
+    let err = trustbridge_fails(&s.url, &s.ca, &trust, &["list", gun]);
+    assert!(
+        err.contains("does not exist") && err.contains("trustbridge init"),
+        "{err}"
+    );
+
+    // A wrong passphrase names the role, the key and the variable.
+    trustbridge(&s.url, &s.ca, &trust, &["init", gun, "-p"]);
+    let out = trustbridge_e2e::server::trustbridge_cmd(
+        &s.url,
+        &s.ca,
+        &trust,
+        &["add", gun, "x", "/etc/hostname", "-p"],
+    )
+    .env("NOTARY_TARGETS_PASSPHRASE", "not the passphrase")
+    .output()
+    .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success()
+            && err.contains("wrong passphrase for the targets key")
+            && err.contains("NOTARY_TARGETS_PASSPHRASE"),
+        "{err}"
+    );
+    one_line(&err);
+    // Nothing was published; the change is still staged for a retry.
+    assert!(trustbridge(&s.url, &s.ca, &trust, &["status", gun]).contains("x"));
+    assert!(trustbridge(&s.url, &s.ca, &trust, &["list", gun]).contains("No targets"));
+}
