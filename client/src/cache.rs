@@ -104,8 +104,8 @@ impl RepoDir {
         write_file(&self.changelist_dir().join(name), &json)
     }
 
-    /// Staged changes, oldest first.
-    pub fn changes(&self) -> Result<Vec<Change>> {
+    /// The change files, oldest first (their names start with the staging time).
+    fn change_files(&self) -> Result<Vec<PathBuf>> {
         let dir = self.changelist_dir();
         let mut names: Vec<PathBuf> = match std::fs::read_dir(&dir) {
             Ok(rd) => rd
@@ -117,7 +117,12 @@ impl RepoDir {
             Err(e) => return Err(Error::io(dir, e)),
         };
         names.sort();
-        names
+        Ok(names)
+    }
+
+    /// Staged changes, oldest first.
+    pub fn changes(&self) -> Result<Vec<Change>> {
+        self.change_files()?
             .iter()
             .map(|p| {
                 let raw = std::fs::read(p).map_err(|e| Error::io(p, e))?;
@@ -129,16 +134,7 @@ impl RepoDir {
 
     /// Drop staged changes: all, or those at `indexes` (as `status` numbers them).
     pub fn clear_changes(&self, indexes: Option<&[usize]>) -> Result<usize> {
-        let dir = self.changelist_dir();
-        let mut names: Vec<PathBuf> = match std::fs::read_dir(&dir) {
-            Ok(rd) => rd
-                .flatten()
-                .map(|e| e.path())
-                .filter(|p| p.extension().is_some_and(|x| x == "change"))
-                .collect(),
-            Err(_) => return Ok(0),
-        };
-        names.sort();
+        let names = self.change_files()?;
         let mut n = 0;
         for (i, p) in names.iter().enumerate() {
             if indexes.is_none_or(|ix| ix.contains(&i)) {

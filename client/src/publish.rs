@@ -7,7 +7,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use serde::{Deserialize, Serialize};
-use trustbridge_tuf::metadata::{DelegationRole, FileMeta, RootRole, expiry};
+use trustbridge_tuf::metadata::{DelegationRole, FileMeta, expiry};
 use trustbridge_tuf::{
     GoTime, KeyType, PrivateKey, PublicKey, Root, Signed, Snapshot, Targets, x509,
 };
@@ -314,31 +314,12 @@ impl Repo<'_> {
             self.keys.save(&k, "snapshot", Some(&self.gun))?;
             k.public_key().clone()
         };
-        let mut keys = BTreeMap::new();
-        let mut roles = BTreeMap::new();
-        for (role, key) in [
+        let root = Root::initial([
             ("root", cert.clone()),
             ("targets", targets.public_key().clone()),
             ("snapshot", snapshot),
             ("timestamp", timestamp),
-        ] {
-            roles.insert(
-                role.to_string(),
-                RootRole {
-                    keyids: vec![key.id()],
-                    threshold: 1,
-                },
-            );
-            keys.insert(key.id(), key);
-        }
-        let root = Root {
-            type_: "Root".into(),
-            consistent_snapshot: false,
-            expires: GoTime::now().plus_years(expiry::ROOT_YEARS),
-            keys,
-            roles,
-            version: 1,
-        };
+        ]);
         let signed = Signed::sign_with_ids(root, vec![(cert.id(), &root_key)])?;
         self.cache.clear_metadata()?;
         self.cache.write("root", signed.raw())?;

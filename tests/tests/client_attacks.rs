@@ -13,7 +13,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 use trustbridge_e2e::{init, our_bin};
-use trustbridge_tuf::metadata::{DelegationRole, FileMeta, RootRole};
+use trustbridge_tuf::metadata::{DelegationRole, FileMeta};
 use trustbridge_tuf::{
     GoTime, KeyType, PrivateKey, PublicKey, Root, Signed, Snapshot, Targets, Timestamp, x509,
 };
@@ -122,31 +122,13 @@ impl Keys {
 
     /// Root `version` listing these keys, signed by `signers` (key ID, key).
     fn root(&self, version: i64, signers: Vec<(String, &PrivateKey)>) -> Signed<Root> {
-        let mut keys = BTreeMap::new();
-        let mut roles = BTreeMap::new();
-        for (role, k) in [
+        let mut body = Root::initial([
             ("root", self.cert.clone()),
             ("targets", self.targets.public_key().clone()),
             ("snapshot", self.snapshot.public_key().clone()),
             ("timestamp", self.timestamp.public_key().clone()),
-        ] {
-            roles.insert(
-                role.to_string(),
-                RootRole {
-                    keyids: vec![k.id()],
-                    threshold: 1,
-                },
-            );
-            keys.insert(k.id(), k);
-        }
-        let body = Root {
-            type_: "Root".into(),
-            consistent_snapshot: false,
-            expires: GoTime::now().plus_years(10),
-            keys,
-            roles,
-            version,
-        };
+        ]);
+        body.version = version;
         Signed::sign_with_ids(body, signers).unwrap()
     }
 

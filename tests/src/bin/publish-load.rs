@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use trustbridge_tuf::metadata::{FileMeta, RootRole, expiry};
+use trustbridge_tuf::metadata::{FileMeta, expiry};
 use trustbridge_tuf::{GoTime, KeyType, PrivateKey, PublicKey, Root, Signed, Targets, x509};
 
 type Err = Box<dyn std::error::Error + Send + Sync>;
@@ -76,31 +76,12 @@ async fn publisher(
     let root_key = PrivateKey::generate(KeyType::Ecdsa)?;
     let cert = x509::generate_root_certificate(&gun, &root_key, 10)?;
     let targets_key = PrivateKey::generate(KeyType::Ecdsa)?;
-    let mut keys = BTreeMap::new();
-    let mut roles = BTreeMap::new();
-    for (role, key) in [
+    let root = Root::initial([
         ("root", cert.clone()),
         ("targets", targets_key.public_key().clone()),
         ("snapshot", sn),
         ("timestamp", ts),
-    ] {
-        roles.insert(
-            role.to_string(),
-            RootRole {
-                keyids: vec![key.id()],
-                threshold: 1,
-            },
-        );
-        keys.insert(key.id(), key);
-    }
-    let root = Root {
-        type_: "Root".into(),
-        consistent_snapshot: false,
-        expires: GoTime::now().plus_years(expiry::ROOT_YEARS),
-        keys,
-        roles,
-        version: 1,
-    };
+    ]);
     let root = Signed::sign_with_ids(root, vec![(cert.id(), &root_key)])?;
     let mut targets = Targets {
         type_: "Targets".into(),

@@ -228,6 +228,33 @@ pub fn valid_role_name(name: &str) -> bool {
             .all(|seg| !seg.is_empty() && seg != "." && seg != "..")
 }
 
+impl Root {
+    /// Version 1 of a root listing one key per base role with threshold 1, expiring after
+    /// notary's default 10 years: what `notary init` (and docker's first push) writes.
+    pub fn initial(keys: [(&str, PublicKey); 4]) -> Root {
+        let mut map = BTreeMap::new();
+        let mut roles = BTreeMap::new();
+        for (role, key) in keys {
+            roles.insert(
+                role.to_string(),
+                RootRole {
+                    keyids: vec![key.id()],
+                    threshold: 1,
+                },
+            );
+            map.insert(key.id(), key);
+        }
+        Root {
+            type_: Self::TYPE.into(),
+            consistent_snapshot: false,
+            expires: GoTime::now().plus_years(super::expiry::ROOT_YEARS),
+            keys: map,
+            roles,
+            version: 1,
+        }
+    }
+}
+
 impl Role for Root {
     const TYPE: &'static str = "Root";
     fn type_field(&self) -> &str {
