@@ -604,3 +604,64 @@ fn token_request(p: &Pair, user: &str, pass: &str, gun: &str) -> (u16, String, S
         .unwrap_or_default();
     (code.parse().unwrap_or(0), body.to_string(), token)
 }
+
+/// Our client answers the token challenge with `NOTARY_AUTH`, against trustbridge-server and
+/// Go notary-server (both trusting the built-in issuer): alice publishes, bob (pull only)
+/// reads and is refused a publish, and a wrong password gets one line saying what to set.
+#[test]
+fn our_client_logs_in_with_notary_auth() {
+    let rules = r#"[{"gun_prefix":"","users":["alice"],"actions":["*"]},{"gun_prefix":"","users":["bob"],"actions":["pull"]}]"#;
+    let p = start_pair(Some(rules));
+    let file = p.dir.join("f.bin");
+    std::fs::write(&file, b"f").unwrap();
+    let file = file.to_str().unwrap();
+    for (server, gun) in [
+        (&p.ours, "registry.example:5000/client/ours"),
+        (&p.go, "registry.example:5000/client/go"),
+    ] {
+        let as_user = |user: &str, pass: &str, trust: &str, args: &[&str]| {
+            let mut cmd = trustbridge_e2e::server::trustbridge_cmd(
+                server,
+                &p.ca,
+                &p.dir.join(format!("{trust}-{}", gun.len())),
+                args,
+            );
+            cmd.env("NOTARY_AUTH", STANDARD.encode(format!("{user}:{pass}")));
+            cmd.output().unwrap()
+        };
+        let ok = |o: std::process::Output| {
+            assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+            String::from_utf8_lossy(&o.stdout).into_owned()
+        };
+        ok(as_user("alice", "alice-pw", "alice", &["init", gun, "-p"]));
+        ok(as_user(
+            "alice",
+            "alice-pw",
+            "alice",
+            &["add", gun, "v1", file, "-p"],
+        ));
+        ok(as_user(
+            "alice",
+            "alice-pw",
+            "alice",
+            &["key", "rotate", gun, "snapshot", "-r"],
+        ));
+        let list = ok(as_user("bob", "bob-pw", "bob", &["list", gun]));
+        assert!(list.contains("v1"), "{server}: {list}");
+        // bob, with alice's keys but his own credentials: the server refuses the push.
+        let out = as_user("bob", "bob-pw", "alice", &["add", gun, "v2", file, "-p"]);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            !out.status.success() && err.contains("401") && err.contains("push"),
+            "{server}: {err}"
+        );
+        ok(as_user("alice", "alice-pw", "alice", &["reset", gun, "--all"]));
+        let out = as_user("bob", "wrong", "bob2", &["list", gun]);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            !out.status.success() && err.contains("401") && err.contains("NOTARY_AUTH"),
+            "{server}: {err}"
+        );
+        assert_eq!(err.trim().lines().count(), 1, "{err}");
+    }
+}

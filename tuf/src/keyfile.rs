@@ -10,6 +10,7 @@
 use std::num::NonZeroU32;
 
 use aes::cipher::{BlockModeDecrypt, BlockModeEncrypt, KeyIvInit, block_padding::Pkcs7};
+use base64::Engine as _;
 use ring::rand::SecureRandom;
 use zeroize::Zeroizing;
 
@@ -50,20 +51,30 @@ pub fn encode(
     } else {
         ("ENCRYPTED PRIVATE KEY", encrypt(&pkcs8, passphrase)?)
     };
-    let mut pem = pem::Pem::new(tag, body);
-    // Go's pem.Encode writes headers sorted by name: "gun" before "role".
+    // Go's pem.Encode: headers sorted by name ("gun" before "role"), a blank line, base64 in
+    // 64-column lines. Written by hand: the pem crate refuses ':' in header values, and GUNs
+    // of registries with a port (`registry.example:5000/team/app`) have one.
+    let mut out = format!("-----BEGIN {tag}-----\n");
     if let Some(g) = gun.filter(|_| role_has_gun_header(role)) {
-        pem.headers_mut()
-            .add("gun", g)
-            .map_err(|e| Error::PrivateKey(e.to_string()))?;
+        out.push_str(&format!("gun: {}\n", header_value(g)?));
     }
-    pem.headers_mut()
-        .add("role", role)
-        .map_err(|e| Error::PrivateKey(e.to_string()))?;
-    Ok(pem::encode_config(
-        &pem,
-        pem::EncodeConfig::new().set_line_ending(pem::LineEnding::LF),
-    ))
+    out.push_str(&format!("role: {}\n\n", header_value(role)?));
+    let b64 = base64::engine::general_purpose::STANDARD.encode(&body);
+    for line in b64.as_bytes().chunks(64) {
+        out.push_str(std::str::from_utf8(line).expect("base64 is ASCII"));
+        out.push('\n');
+    }
+    out.push_str(&format!("-----END {tag}-----\n"));
+    Ok(out)
+}
+
+fn header_value(v: &str) -> Result<&str, Error> {
+    if v.contains('\n') || v.contains('\r') {
+        return Err(Error::PrivateKey(format!(
+            "PEM header value {v:?} has a line break"
+        )));
+    }
+    Ok(v)
 }
 
 /// Read a key file. A wrong passphrase is [`Error::WrongPassphrase`].

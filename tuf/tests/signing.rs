@@ -232,3 +232,30 @@ fn generated_root_certificates_validate_like_notary_client_roots() {
     let in_eleven_years = GoTime::now().plus_years(11);
     assert!(x509::validate_root(gun, &root, None, &in_eleven_years).is_err());
 }
+
+/// A GUN with a registry port (`host:5000/...`) is a valid `gun:` header value; the file opens
+/// again with the same role, GUN and key.
+#[test]
+fn key_files_for_guns_with_a_port() {
+    let key = trustbridge_tuf::PrivateKey::generate(trustbridge_tuf::KeyType::Ecdsa).unwrap();
+    let gun = "registry.example:5000/team/app";
+    let text = trustbridge_tuf::keyfile::encode(&key, "targets", Some(gun), "pw").unwrap();
+    assert!(
+        text.contains("\ngun: registry.example:5000/team/app\nrole: targets\n\n"),
+        "{text}"
+    );
+    let back = trustbridge_tuf::keyfile::decode(text.as_bytes(), "pw").unwrap();
+    assert_eq!(back.gun.as_deref(), Some(gun));
+    assert_eq!(back.role.as_deref(), Some("targets"));
+    assert_eq!(back.key.id(), key.id());
+    // Lines of 64 base64 characters, as Go's pem.Encode writes them.
+    let body: Vec<&str> = text
+        .lines()
+        .skip(4)
+        .take_while(|l| !l.starts_with("-----"))
+        .collect();
+    assert!(
+        body[..body.len() - 1].iter().all(|l| l.len() == 64),
+        "{text}"
+    );
+}
