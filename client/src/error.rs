@@ -6,7 +6,7 @@ use std::path::PathBuf;
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     /// Metadata that failed verification (signatures, hashes, versions, expiry, root chain).
-    #[error("{gun}: {source}; the server's data was refused and nothing was cached")]
+    #[error("{gun}: {source}; the data was refused")]
     Verification {
         gun: String,
         source: trustbridge_tuf::Error,

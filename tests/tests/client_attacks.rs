@@ -12,7 +12,8 @@ use std::process::{Command, Output};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
-use trustbridge_e2e::{init, our_bin};
+use trustbridge_e2e::server::{start_stack, trustbridge_cmd};
+use trustbridge_e2e::{https_get, init, our_bin};
 use trustbridge_tuf::metadata::{DelegationRole, FileMeta};
 use trustbridge_tuf::{
     GoTime, KeyType, PrivateKey, PublicKey, Root, Signed, Snapshot, Targets, Timestamp, x509,
@@ -165,6 +166,8 @@ fn publish(
     for (name, bytes) in roles {
         meta.insert(name.to_string(), FileMeta::from_bytes(bytes));
         e.serve(&format!("{name}.{}.json", sha_hex(bytes)), bytes);
+        let v: serde_json::Value = serde_json::from_slice(bytes).unwrap();
+        e.serve(&format!("{}.{name}.json", v["signed"]["version"]), bytes);
     }
     let sn = Signed::sign(
         Snapshot {
@@ -177,8 +180,10 @@ fn publish(
     )
     .unwrap();
     e.serve(&format!("snapshot.{}.json", sha_hex(sn.raw())), sn.raw());
+    e.serve(&format!("{version}.snapshot.json"), sn.raw());
     let ts = timestamp(k, sn.raw(), version);
     e.serve("timestamp.json", &ts);
+    e.serve(&format!("{version}.timestamp.json"), &ts);
     (sn.raw().to_vec(), ts)
 }
 
@@ -406,5 +411,58 @@ fn a_delegated_target_outside_its_paths_is_ignored() {
     refused(
         &client(&e, tmp.path(), &["lookup", GUN, "evil"]),
         "no trust data for evil",
+    );
+}
+
+/// `import` verifies the history before storing: an old targets version signed by a key root
+/// never gave the role is refused, and trustbridge-server stores nothing for the GUN.
+#[test]
+fn an_import_with_a_forged_old_version_stores_nothing() {
+    init();
+    let tmp = tempfile::tempdir().unwrap();
+    let tb = start_stack(tmp.path());
+    let (e, k) = (Evil::start(), Keys::new());
+    let root = k.self_signed_root(1);
+    let t1 = signed_targets(&k, 1, GoTime::now().plus_years(3), &["v1"]);
+    publish(&e, &k, &root, &[("targets", t1)], 1);
+    let t2 = signed_targets(&k, 2, GoTime::now().plus_years(3), &["v1", "v2"]);
+    publish(&e, &k, &root, &[("targets", t2)], 2);
+    let other = Keys::new();
+    e.serve(
+        "1.targets.json",
+        &signed_targets(&other, 1, GoTime::now().plus_years(3), &["planted"]),
+    );
+    let out = trustbridge_cmd(
+        &tb.url,
+        &tb.ca,
+        &tmp.path().join("t"),
+        &["import", "--from", &e.url(), "--gun", GUN],
+    )
+    .output()
+    .unwrap();
+    refused(&out, "targets: 0 valid signature(s) of 1 required");
+    assert_eq!(
+        https_get(&format!("{}/v2/{GUN}/_trust/tuf/root.json", tb.url), &tb.ca).0,
+        404
+    );
+    // Without the forgery the same import goes through.
+    let t1 = signed_targets(&k, 1, GoTime::now().plus_years(3), &["v1"]);
+    e.serve("1.targets.json", &t1);
+    let out = trustbridge_cmd(
+        &tb.url,
+        &tb.ca,
+        &tmp.path().join("t2"),
+        &["import", "--from", &e.url(), "--gun", GUN],
+    )
+    .output()
+    .unwrap();
+    assert!(ok(&out).contains("copied"));
+    assert_eq!(
+        https_get(
+            &format!("{}/v2/{GUN}/_trust/tuf/1.targets.json", tb.url),
+            &tb.ca
+        )
+        .1,
+        t1
     );
 }

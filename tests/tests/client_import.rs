@@ -173,3 +173,62 @@ fn import_from_go_notary_server() {
         root_before
     );
 }
+
+/// A docker-style repository (the snapshot key on the old server) is imported, and the one
+/// command the import prints — rotating timestamp and snapshot together into this server's
+/// signer — makes it fully served and writable here.
+#[test]
+fn import_of_a_repository_with_a_server_held_snapshot() {
+    init();
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let tb = start_stack(dir);
+    let signer_port = free_port();
+    let _go_signer = go_signer(dir, signer_port, r#"{"backend":"memory"}"#);
+    let port = free_port();
+    let _go = go_server(dir, port, signer_port, "");
+    let go = format!("https://127.0.0.1:{port}");
+    let ca = &tb.ca;
+    let owner = dir.join("owner");
+    let gun = "127.0.0.1/import/docker-style";
+    let file = dir.join("a.bin");
+    std::fs::write(&file, b"docker style").unwrap();
+    let file = file.to_str().unwrap();
+    trustbridge(
+        &go,
+        ca,
+        &owner,
+        &["init", gun, "--server-managed-snapshot", "-p"],
+    );
+    trustbridge(&go, ca, &owner, &["add", gun, "v1", file, "-p"]);
+    trustbridge(&go, ca, &owner, &["add", gun, "v2", file, "-p"]);
+    let on_go = targets_of(&notary(&go, ca, &dir.join("reader-go"), &["list", gun]));
+
+    let out = trustbridge(
+        &tb.url,
+        ca,
+        &owner,
+        &[
+            "import",
+            "--from",
+            &go,
+            "--from-tlscacert",
+            ca.to_str().unwrap(),
+            "--gun",
+            gun,
+        ],
+    );
+    let step = format!("key rotate {gun} timestamp snapshot -r");
+    assert!(out.contains(&step), "{out}");
+    trustbridge(
+        &tb.url,
+        ca,
+        &owner,
+        &["key", "rotate", gun, "timestamp", "snapshot", "-r"],
+    );
+    let on_tb = targets_of(&notary(&tb.url, ca, &dir.join("reader-tb"), &["list", gun]));
+    assert_eq!(on_tb, on_go);
+    trustbridge(&tb.url, ca, &owner, &["add", gun, "v3", file, "-p"]);
+    let fresh = notary(&tb.url, ca, &dir.join("reader-tb2"), &["list", gun]);
+    assert!(fresh.contains("v3") && fresh.contains("v2"), "{fresh}");
+}

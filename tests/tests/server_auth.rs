@@ -655,7 +655,12 @@ fn our_client_logs_in_with_notary_auth() {
             !out.status.success() && err.contains("401") && err.contains("push"),
             "{server}: {err}"
         );
-        ok(as_user("alice", "alice-pw", "alice", &["reset", gun, "--all"]));
+        ok(as_user(
+            "alice",
+            "alice-pw",
+            "alice",
+            &["reset", gun, "--all"],
+        ));
         let out = as_user("bob", "wrong", "bob2", &["list", gun]);
         let err = String::from_utf8_lossy(&out.stderr);
         assert!(
