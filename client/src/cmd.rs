@@ -3,9 +3,10 @@
 use std::path::{Path, PathBuf};
 
 use trustbridge_client::cache::{Change, RepoDir, target_change};
+use trustbridge_client::config::{NotaryConfig, RemoteServer};
 use trustbridge_client::keystore::{KeyStore, passphrase_for};
 use trustbridge_client::publish::{DelegationChange, Repo};
-use trustbridge_client::remote::Remote;
+use trustbridge_client::remote::{Remote, Tls};
 use trustbridge_client::update::{Pinning, Verified};
 use trustbridge_client::{Error, Result, cosign, import};
 use trustbridge_tuf::metadata::FileMeta;
@@ -17,14 +18,24 @@ use crate::{Cli, Command, DelegationCmd, KeyCmd, MigrationCmd};
 struct Ctx {
     server: String,
     trust_dir: PathBuf,
-    tls_ca: Option<PathBuf>,
+    tls: Tls,
+    /// Pins from the command line; they replace the config file's for every GUN.
     pin: Pinning,
+    config: Option<NotaryConfig>,
     json: bool,
 }
 
 impl Ctx {
     fn remote(&self) -> Result<Remote> {
-        Remote::new(&self.server, self.tls_ca.as_deref())
+        Remote::with_tls(&self.server, &self.tls)
+    }
+    fn pin(&self, gun: &str) -> Result<Pinning> {
+        match &self.config {
+            Some(c) if self.pin.root_key_ids.is_empty() && self.pin.ca_ders.is_empty() => {
+                c.pinning_for(gun)
+            }
+            _ => Ok(self.pin.clone()),
+        }
     }
     fn keys(&self) -> KeyStore {
         KeyStore::new(&self.trust_dir)
@@ -32,25 +43,25 @@ impl Ctx {
     fn cache(&self, gun: &str) -> RepoDir {
         RepoDir::new(&self.trust_dir, gun)
     }
-    fn repo<'a>(&self, remote: &'a Remote, gun: &str) -> Repo<'a> {
-        Repo {
+    fn repo<'a>(&self, remote: &'a Remote, gun: &str) -> Result<Repo<'a>> {
+        Ok(Repo {
             remote,
             gun: gun.into(),
             keys: self.keys(),
             cache: self.cache(gun),
-            pin: self.pin.clone(),
-        }
+            pin: self.pin(gun)?,
+        })
     }
     fn publish(&self, gun: &str) -> Result<()> {
         let remote = self.remote()?;
-        let n = self.repo(&remote, gun).publish()?;
+        let n = self.repo(&remote, gun)?.publish()?;
         println!("Successfully published changes for repository {gun} ({n} change(s))");
         Ok(())
     }
     /// Verified state for reading; delegation warnings go to stderr, as notary's do.
     fn read(&self, remote: &Remote, gun: &str) -> Result<Verified> {
         let v = self
-            .repo(remote, gun)
+            .repo(remote, gun)?
             .update(false)?
             .ok_or_else(|| Error::NotFound {
                 gun: gun.into(),
@@ -140,26 +151,56 @@ pub fn run(cli: Cli) -> Result<()> {
     let home = std::env::var_os("HOME")
         .map(PathBuf::from)
         .unwrap_or_default();
+    trustbridge_client::remote::set_debug(cli.debug);
+    let config = cli.config.as_deref().map(NotaryConfig::load).transpose()?;
     let mut pin = Pinning {
         root_key_ids: cli.pin_root_key.clone(),
-        ca_ders: vec![],
+        ..Default::default()
     };
     if let Some(ca) = &cli.pin_ca {
         let pem = std::fs::read(ca).map_err(|e| Error::io(ca, e))?;
         pin.ca_ders = trustbridge_tuf::x509::certificate_ders(&pem)?;
     }
+    let rs = config.as_ref().map(|c| &c.remote_server);
+    let from_config = |f: fn(&RemoteServer) -> &Option<String>| {
+        config
+            .as_ref()
+            .and_then(|c| f(&c.remote_server).as_deref().map(|p| c.path(p)))
+    };
+    let client_cert = match (
+        from_config(|r| &r.tls_client_cert),
+        from_config(|r| &r.tls_client_key),
+    ) {
+        (Some(c), Some(k)) => Some((c, k)),
+        (None, None) => None,
+        _ => {
+            return Err(Error::Usage(
+                "remote_server needs both tls_client_cert and tls_client_key".into(),
+            ));
+        }
+    };
     let ctx = Ctx {
         server: cli
             .server
             .clone()
+            .or_else(|| rs.and_then(|r| r.url.clone()))
             .or_else(|| std::env::var("DOCKER_CONTENT_TRUST_SERVER").ok())
             .unwrap_or_else(|| "https://notary-server:4443".into()),
         trust_dir: cli
             .trust_dir
             .clone()
+            .or_else(|| {
+                config
+                    .as_ref()
+                    .and_then(|c| c.trust_dir.as_deref().map(|d| c.path(d)))
+            })
             .unwrap_or_else(|| home.join(".docker/trust")),
-        tls_ca: cli.tls_ca.clone(),
+        tls: Tls {
+            ca: cli.tls_ca.clone().or_else(|| from_config(|r| &r.root_ca)),
+            client_cert,
+        },
         pin,
+        config,
         json: cli.json,
     };
     match cli.command {
@@ -178,7 +219,9 @@ pub fn run(cli: Cli) -> Result<()> {
                 }
                 None => None,
             };
-            let id = ctx.repo(&remote, &gun).init(key, server_managed_snapshot)?;
+            let id = ctx
+                .repo(&remote, &gun)?
+                .init(key, server_managed_snapshot)?;
             println!("Root key found, using: {id}");
             println!("Initialized repository {gun}");
             if publish {
@@ -640,7 +683,7 @@ fn key(ctx: &Ctx, k: KeyCmd) -> Result<()> {
                 ));
             }
             let remote = ctx.remote()?;
-            for (role, id) in ctx.repo(&remote, &gun).rotate(&roles, server_managed)? {
+            for (role, id) in ctx.repo(&remote, &gun)?.rotate(&roles, server_managed)? {
                 println!("Successfully rotated {role} key for repository {gun}: new key {id}");
             }
         }
@@ -720,10 +763,11 @@ fn import_cmd(ctx: &Ctx, from: &str, from_ca: Option<&Path>, guns: &[String]) ->
         );
         bar.set_message(gun.clone());
         let cache = ctx.cache(gun);
-        let (current, files) = import::collect(&source, &cache, gun, &ctx.pin, &|done, total| {
-            bar.set_length(total);
-            bar.set_position(done);
-        })?;
+        let (current, files) =
+            import::collect(&source, &cache, gun, &ctx.pin(gun)?, &|done, total| {
+                bar.set_length(total);
+                bar.set_position(done);
+            })?;
         bar.finish_and_clear();
         import::store(&target, gun, &files)?;
         let sr = &current.root.signed.roles["snapshot"];

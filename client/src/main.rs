@@ -11,6 +11,9 @@ mod cmd;
 #[derive(Parser)]
 #[command(version, about = "Notary-compatible trust client with migration verbs")]
 pub struct Cli {
+    /// notary CLI config file (remote_server, trust_dir, trust_pinning), e.g. ~/.notary/config.json
+    #[arg(short = 'c', long = "configFile", alias = "config", global = true)]
+    pub config: Option<PathBuf>,
     /// Notary server URL (default: $DOCKER_CONTENT_TRUST_SERVER, else https://notary-server:4443)
     #[arg(short = 's', long = "server", global = true)]
     pub server: Option<String>,

@@ -32,8 +32,33 @@ pub struct Remote {
     token: Mutex<Option<String>>,
 }
 
+/// How to reach a server over TLS: the CA bundle to trust (else the system's roots) and a
+/// client certificate for servers that require one (notary's `remote_server.tls_client_*`).
+#[derive(Clone, Debug, Default)]
+pub struct Tls {
+    pub ca: Option<std::path::PathBuf>,
+    pub client_cert: Option<(std::path::PathBuf, std::path::PathBuf)>,
+}
+
+/// Whether requests are traced to stderr (`-D`).
+static DEBUG: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+pub fn set_debug(on: bool) {
+    DEBUG.store(on, std::sync::atomic::Ordering::Relaxed);
+}
+
+fn debug(line: impl FnOnce() -> String) {
+    if DEBUG.load(std::sync::atomic::Ordering::Relaxed) {
+        eprintln!("debug: {}", line());
+    }
+}
+
 /// A TLS client config trusting only `ca` (a PEM bundle), with ring.
-fn tls_config(ca: &Path) -> Result<rustls::ClientConfig> {
+fn tls_config(
+    ca: &Path,
+    client: Option<&(std::path::PathBuf, std::path::PathBuf)>,
+) -> Result<rustls::ClientConfig> {
+    use rustls_pki_types::pem::PemObject as _;
     let pem = std::fs::read(ca).map_err(|e| Error::io(ca, e))?;
     let mut roots = rustls::RootCertStore::empty();
     let ders = trustbridge_tuf::x509::certificate_ders(&pem)
@@ -43,13 +68,28 @@ fn tls_config(ca: &Path) -> Result<rustls::ClientConfig> {
             .add(der.into())
             .map_err(|e| Error::Usage(format!("--tlscacert {}: {e}", ca.display())))?;
     }
-    let mut cfg = rustls::ClientConfig::builder_with_provider(
+    let builder = rustls::ClientConfig::builder_with_provider(
         rustls::crypto::ring::default_provider().into(),
     )
     .with_safe_default_protocol_versions()
     .map_err(|e| Error::Usage(e.to_string()))?
-    .with_root_certificates(roots)
-    .with_no_client_auth();
+    .with_root_certificates(roots);
+    let mut cfg = match client {
+        None => builder.with_no_client_auth(),
+        Some((cert, key)) => {
+            let bad = |p: &Path, e: String| {
+                Error::Usage(format!("TLS client certificate {}: {e}", p.display()))
+            };
+            let chain = rustls_pki_types::CertificateDer::pem_file_iter(cert)
+                .and_then(|it| it.collect::<std::result::Result<Vec<_>, _>>())
+                .map_err(|e| bad(cert, e.to_string()))?;
+            let key_der = rustls_pki_types::PrivateKeyDer::from_pem_file(key)
+                .map_err(|e| bad(key, e.to_string()))?;
+            builder
+                .with_client_auth_cert(chain, key_der)
+                .map_err(|e| bad(cert, e.to_string()))?
+        }
+    };
     cfg.alpn_protocols = vec![b"http/1.1".to_vec()];
     Ok(cfg)
 }
@@ -93,12 +133,28 @@ fn envelope(body: &[u8]) -> (String, String) {
 impl Remote {
     /// `server` is `https://host:port`; `ca` the PEM bundle to trust (else the system roots).
     pub fn new(server: &str, ca: Option<&Path>) -> Result<Remote> {
+        Self::with_tls(
+            server,
+            &Tls {
+                ca: ca.map(Path::to_path_buf),
+                client_cert: None,
+            },
+        )
+    }
+
+    pub fn with_tls(server: &str, tls: &Tls) -> Result<Remote> {
         let mut b = Client::builder()
             .connect_timeout(Duration::from_secs(10))
             .timeout(Duration::from_secs(60))
             .user_agent(concat!("trustbridge/", env!("CARGO_PKG_VERSION")));
-        if let Some(ca) = ca {
-            b = b.tls_backend_preconfigured(tls_config(ca)?);
+        match (&tls.ca, &tls.client_cert) {
+            (Some(ca), client) => b = b.tls_backend_preconfigured(tls_config(ca, client.as_ref())?),
+            (None, Some(_)) => {
+                return Err(Error::Usage(
+                    "a TLS client certificate needs the server's CA too (--tlscacert or remote_server.root_ca)".into(),
+                ));
+            }
+            (None, None) => {}
         }
         let http = b
             .build()
@@ -156,6 +212,7 @@ impl Remote {
             req = req.bearer_auth(t);
         }
         let resp = req.send().map_err(|e| self.transport(e))?;
+        debug(|| format!("{} -> {}", resp.url(), resp.status()));
         if resp.status() != StatusCode::UNAUTHORIZED {
             return Ok(resp);
         }
@@ -168,6 +225,7 @@ impl Remote {
             return Ok(resp);
         };
         let scope = challenge.get("scope").cloned().unwrap_or_default();
+        debug(|| format!("token challenge: {challenge:?}"));
         let token = self.fetch_token(&challenge)?;
         *self.token.lock().unwrap_or_else(|p| p.into_inner()) = Some(token.clone());
         let resp = make()

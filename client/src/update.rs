@@ -20,6 +20,8 @@ use crate::remote::{MAX_DOWNLOAD, MAX_TIMESTAMP, Remote};
 pub struct Pinning {
     pub root_key_ids: Vec<String>,
     pub ca_ders: Vec<Vec<u8>>,
+    /// notary's `trust_pinning.disable_tofu`: a first root must match a pin.
+    pub disable_tofu: bool,
 }
 
 /// A verified repository.
@@ -162,6 +164,11 @@ pub fn trusted_root(
     let prior: Option<Signed<Root>> = cached(cache, "root");
     let root = match prior {
         None => {
+            if pin.disable_tofu && pin.root_key_ids.is_empty() && pin.ca_ders.is_empty() {
+                return Err(Error::Usage(format!(
+                    "{gun}: trust on first use is disabled and no root is pinned; pin one with --pin-root-key ID or --pin-ca FILE"
+                )));
+            }
             // Trust on first use (or the pin): the root must be valid and self-signed.
             x509::validate_root(gun, &latest, None, now).map_err(&v)?;
             latest
