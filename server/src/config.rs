@@ -304,10 +304,18 @@ impl Config {
                         .into(),
                 ),
                 registries: match lookup(json, "trustbridge.bridge.registries") {
-                    Some(v) => serde_json::from_value(v.into_owned())
-                        .map_err(|e| format!("trustbridge.bridge.registries: {e}"))?,
+                    Some(v) => {
+                        let mut m: std::collections::HashMap<String, crate::bridge::RegistryConfig> =
+                            serde_json::from_value(v.into_owned())
+                                .map_err(|e| format!("trustbridge.bridge.registries: {e}"))?;
+                        for r in m.values_mut() {
+                            r.ca_file = r.ca_file.take().map(|p| resolve(p.to_string_lossy().into_owned()));
+                        }
+                        m
+                    }
                     None => Default::default(),
                 },
+                max_attempts: number(json, "trustbridge.bridge.max_attempts")?.unwrap_or(50),
             }),
             Some(_) => return Err("trustbridge.bridge must be an object".into()),
         };

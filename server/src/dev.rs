@@ -154,6 +154,7 @@ pub fn prepare(data: &Path, addr: &str) -> Result<(Config, DevSigner), Error> {
             registries: Default::default(),
             max_backoff: std::time::Duration::from_secs(60),
             rewrite: vec![],
+            max_attempts: 50,
         }),
         token_issuer: None,
     };

@@ -52,6 +52,29 @@ enum BridgeCmd {
         #[arg(long, default_value = "")]
         gun: String,
     },
+    /// Requeue dead (gave up) and failed jobs now, attempts reset (safe while the server runs)
+    Retry {
+        /// Only GUNs starting with this
+        #[arg(long, default_value = "")]
+        gun: String,
+    },
+    /// Stop one job for good (its ID is in /_trustbridge/v1/status)
+    Drop {
+        #[arg(long)]
+        job: i64,
+    },
+}
+
+/// The configured store, opened directly (offline admin commands).
+fn open_store(config: &Config) -> anyhow::Result<Box<dyn trustbridge_server::storage::MetaStore>> {
+    Ok(match &config.storage {
+        trustbridge_server::config::Storage::Sqlite(p) => {
+            Box::new(trustbridge_server::storage::sqlite::SqliteStore::open(p)?)
+        }
+        trustbridge_server::config::Storage::Memory => {
+            anyhow::bail!("the memory backend keeps nothing on disk: use a sqlite3 store")
+        }
+    })
 }
 
 fn init_logging(level: &str, format: &str) {
@@ -106,16 +129,21 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 report.added, report.mirrored, report.failed
             );
         }
+        Some(Cmd::Bridge(BridgeCmd::Retry { gun })) => {
+            let store = open_store(&Config::load(&cli.config)?)?;
+            let n = store.requeue(&gun)?;
+            println!("requeued {n} job(s)");
+        }
+        Some(Cmd::Bridge(BridgeCmd::Drop { job })) => {
+            let store = open_store(&Config::load(&cli.config)?)?;
+            if !store.drop_job(job)? {
+                anyhow::bail!("job {job} is not open (mirrored, dropped, or unknown)");
+            }
+            println!("dropped job {job}");
+        }
         Some(Cmd::Import { gun, dir }) => {
             let config = Config::load(&cli.config)?;
-            let store: Box<dyn trustbridge_server::storage::MetaStore> = match &config.storage {
-                trustbridge_server::config::Storage::Sqlite(p) => {
-                    Box::new(trustbridge_server::storage::sqlite::SqliteStore::open(p)?)
-                }
-                trustbridge_server::config::Storage::Memory => {
-                    anyhow::bail!("the memory backend keeps nothing: import into a sqlite3 store")
-                }
-            };
+            let store = open_store(&config)?;
             let n = trustbridge_server::import::import_versions(store.as_ref(), &gun, &dir)?;
             println!("imported {n} file(s) for {gun}");
         }

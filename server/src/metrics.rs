@@ -33,8 +33,14 @@ struct BridgeLabels {
     outcome: &'static str,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct StateLabels {
+    state: String,
+}
+
 struct Inner {
     bridge: Family<BridgeLabels, Counter>,
+    bridge_states: Family<StateLabels, prometheus_client::metrics::gauge::Gauge>,
     registry: Registry,
     requests: Family<RequestLabels, Counter>,
     latency: Family<RouteLabels, Histogram>,
@@ -79,8 +85,16 @@ impl Metrics {
             "Cosign mirror job deliveries by action (sign, revoke) and outcome (mirrored, failed)",
             bridge.clone(),
         );
+        let bridge_states =
+            Family::<StateLabels, prometheus_client::metrics::gauge::Gauge>::default();
+        registry.register(
+            "bridge_jobs_by_state",
+            "Cosign mirror jobs by state (pending, failed: still retried; dead: gave up; mirrored)",
+            bridge_states.clone(),
+        );
         Metrics(Arc::new(Inner {
             bridge,
+            bridge_states,
             registry,
             requests,
             latency,
@@ -121,6 +135,22 @@ impl Metrics {
                 outcome: if ok { "mirrored" } else { "failed" },
             })
             .inc();
+    }
+
+    /// The job counts per state, as the worker last read them.
+    pub fn bridge_states(&self, counts: &[(String, i64)]) {
+        for state in ["pending", "failed", "dead", "mirrored"] {
+            let n = counts
+                .iter()
+                .find(|(s, _)| s == state)
+                .map_or(0, |(_, n)| *n);
+            self.0
+                .bridge_states
+                .get_or_create(&StateLabels {
+                    state: state.into(),
+                })
+                .set(n);
+        }
     }
 
     pub fn render(&self) -> String {

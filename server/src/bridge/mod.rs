@@ -27,6 +27,10 @@ pub struct RegistryConfig {
     pub username: Option<String>,
     #[serde(default)]
     pub password: Option<String>,
+    /// PEM CA bundle the registry's certificate must chain to (instead of the system roots);
+    /// relative to the config file.
+    #[serde(default)]
+    pub ca_file: Option<std::path::PathBuf>,
 }
 
 #[derive(Clone, Debug)]
@@ -39,6 +43,9 @@ pub struct BridgeConfig {
     /// GUN prefix → registry/repository prefix, for GUNs whose images live elsewhere
     /// (`docker.io/library/` → `mirror.example/library/`). The longest matching prefix wins.
     pub rewrite: Vec<(String, String)>,
+    /// Deliveries tried before a job is `dead` (0: retry forever; default 50, about four hours
+    /// at the default backoff cap). `trustbridge-server bridge retry` revives dead jobs.
+    pub max_attempts: u32,
 }
 
 /// Where the image of `gun` lives: `gun` after the longest matching rewrite.
@@ -92,10 +99,13 @@ impl Bridge {
         }
     }
 
-    async fn client(&self, host: &str) -> Arc<registry::Registry> {
+    async fn client(&self, host: &str) -> Result<Arc<registry::Registry>, String> {
         let mut c = self.clients.lock().await;
-        c.entry(host.to_string())
-            .or_insert_with(|| {
+        if let Some(r) = c.get(host) {
+            return Ok(r.clone());
+        }
+        let made = {
+            {
                 // Unconfigured loopback registries are plain HTTP (dev and test setups).
                 let loopback = host.starts_with("127.")
                     || host.starts_with("localhost")
@@ -113,9 +123,18 @@ impl Bridge {
                     (Some(u), Some(p)) => RegistryAuth::Basic(u, p),
                     _ => RegistryAuth::Anonymous,
                 };
-                Arc::new(registry::Registry::new(rc.plain_http, auth))
-            })
-            .clone()
+                let ca =
+                    match &rc.ca_file {
+                        Some(p) => Some(std::fs::read(p).map_err(|e| {
+                            format!("registry {host}: ca_file {}: {e}", p.display())
+                        })?),
+                        None => None,
+                    };
+                Arc::new(registry::Registry::new(rc.plain_http, auth, ca)?)
+            }
+        };
+        c.insert(host.to_string(), made.clone());
+        Ok(made)
     }
 
     /// The bridge public key as `cosign.pub` PEM.
@@ -140,7 +159,7 @@ impl Bridge {
         if job.action == "revoke" {
             return self
                 .client(&host)
-                .await
+                .await?
                 .remove_signature(&host, &repo, &job.digest_hex, &payload)
                 .await
                 .map(|_| ());
@@ -154,7 +173,7 @@ impl Bridge {
         let der = trustbridge_signer::cosign::raw_to_der(&sig.sig).map_err(|e| e.to_string())?;
         let b64 = base64::engine::general_purpose::STANDARD.encode(der);
         self.client(&host)
-            .await
+            .await?
             .add_signature(&host, &repo, &job.digest_hex, &payload, &b64)
             .await
             .map(|_| ())
@@ -179,22 +198,47 @@ impl Bridge {
             } else {
                 tracing::info!(gun = %job.gun, tag = %job.tag, digest = %job.digest_hex, "bridge: mirrored as a Cosign signature");
             }
+            let give_up =
+                self.cfg.max_attempts > 0 && job.attempts + 1 >= self.cfg.max_attempts as i64;
+            if give_up && outcome.is_err() {
+                tracing::error!(gun = %job.gun, tag = %job.tag, job = job.id, "bridge: giving up after {} attempts; `trustbridge-server bridge retry` requeues it", job.attempts + 1);
+            }
             if let Err(e) = self.store.finish_job(
                 job.id,
                 outcome,
                 backoff(job.attempts + 1, self.cfg.max_backoff),
+                give_up,
             ) {
                 tracing::warn!(error = %e, "bridge: recording a job failed");
             }
         }
+        if !jobs.is_empty() {
+            self.refresh_gauges();
+        }
         outcomes
+    }
+
+    /// Read the job counts per state into `/metrics`.
+    pub fn refresh_gauges(&self) {
+        match self.store.job_states() {
+            Ok(counts) => self.metrics.bridge_states(&counts),
+            Err(e) => tracing::warn!(error = %e, "bridge: counting jobs failed"),
+        }
     }
 
     /// The worker loop: poll every 250 ms while idle.
     pub async fn run(self: Arc<Self>) {
+        let mut idle = 0u32;
         loop {
             if self.run_once().await.is_empty() {
+                // Jobs arrive with updates; count them every few seconds while idle.
+                if idle % 20 == 0 {
+                    self.refresh_gauges();
+                }
+                idle = idle.wrapping_add(1);
                 tokio::time::sleep(Duration::from_millis(250)).await;
+            } else {
+                idle = 0;
             }
         }
     }
@@ -208,7 +252,7 @@ impl Bridge {
             .filter(|j| seen.insert((j.tag.clone(), j.role.clone())))
             .map(|j| {
                 serde_json::json!({
-                    "gun": j.gun, "tag": j.tag, "digest": format!("sha256:{}", j.digest_hex),
+                    "id": j.id, "gun": j.gun, "tag": j.tag, "digest": format!("sha256:{}", j.digest_hex),
                     "action": j.action,
                     "role": j.role, "state": j.state, "attempts": j.attempts,
                     "last_error": j.last_error,

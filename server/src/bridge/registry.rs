@@ -30,21 +30,36 @@ pub struct Registry {
 }
 
 impl Registry {
-    pub fn new(plain_http: bool, auth: RegistryAuth) -> Self {
+    /// `ca`: a PEM bundle to trust instead of the system roots (a private registry's CA).
+    pub fn new(plain_http: bool, auth: RegistryAuth, ca: Option<Vec<u8>>) -> Result<Self, String> {
+        let mut http = reqwest::Client::builder();
+        let mut only = Vec::new();
+        if let Some(pem) = &ca {
+            let certs = reqwest::Certificate::from_pem_bundle(pem)
+                .map_err(|e| format!("registry CA bundle: {e}"))?;
+            http = http.tls_certs_only(certs);
+            only.push(oci_client::client::Certificate {
+                encoding: oci_client::client::CertificateEncoding::Pem,
+                data: pem.clone(),
+            });
+        }
         let client = Client::new(ClientConfig {
             protocol: if plain_http {
                 ClientProtocol::Http
             } else {
                 ClientProtocol::Https
             },
+            tls_certs_only: only,
             ..Default::default()
         });
-        Registry {
+        Ok(Registry {
             client,
             auth,
-            http: reqwest::Client::new(),
+            http: http
+                .build()
+                .map_err(|e| format!("registry HTTP client: {e}"))?,
             scheme: if plain_http { "http" } else { "https" },
-        }
+        })
     }
 
     /// The `.sig` manifest's layers and digest, if it exists.

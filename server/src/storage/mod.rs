@@ -51,7 +51,8 @@ pub struct NewJob {
     pub role: String,
 }
 
-/// A job and its state: `pending`, `mirrored`, or `failed` (still retried, with the last error).
+/// A job and its state: `pending`, `mirrored`, `failed` (still retried, with the last error),
+/// `dead` (gave up after `max_attempts`) or `dropped` (by an admin).
 #[derive(Clone, Debug)]
 pub struct Job {
     pub id: i64,
@@ -78,13 +79,22 @@ pub trait MetaStore: Send + Sync + 'static {
     ) -> Result<time::OffsetDateTime, Error>;
     /// Jobs not yet mirrored whose retry time has come, oldest first.
     fn due_jobs(&self, limit: i64) -> Result<Vec<Job>, Error>;
-    /// Record a job's outcome; a failure is retried after `retry_in`.
+    /// Record a job's outcome; a failure is retried after `retry_in`, or with `give_up` is
+    /// marked `dead` (kept, never retried until [`Self::requeue`]).
     fn finish_job(
         &self,
         id: i64,
         outcome: Result<(), String>,
         retry_in: std::time::Duration,
+        give_up: bool,
     ) -> Result<(), Error>;
+    /// Jobs per state.
+    fn job_states(&self) -> Result<Vec<(String, i64)>, Error>;
+    /// Put `dead` and `failed` jobs of GUNs starting with `prefix` back to `pending`, due now,
+    /// with their attempts reset; returns how many.
+    fn requeue(&self, prefix: &str) -> Result<usize, Error>;
+    /// Stop job `id` for good (state `dropped`); returns whether it was open.
+    fn drop_job(&self, id: i64) -> Result<bool, Error>;
     /// Add jobs outside an update (backfill).
     fn enqueue(&self, gun: &str, jobs: &[NewJob]) -> Result<(), Error>;
     /// Whether a sign job for exactly this target (tag, role, digest) was ever written.

@@ -213,7 +213,7 @@ impl MetaStore for SqliteStore {
         let db = self.db();
         let mut st = db
             .prepare_cached(&format!(
-                "SELECT {JOB_COLS} FROM bridge_jobs WHERE state != 'mirrored' AND next_at <= ?1 ORDER BY id LIMIT ?2"
+                "SELECT {JOB_COLS} FROM bridge_jobs WHERE state IN ('pending', 'failed') AND next_at <= ?1 ORDER BY id LIMIT ?2"
             ))
             .map_err(storage)?;
         let rows = st
@@ -227,10 +227,15 @@ impl MetaStore for SqliteStore {
         id: i64,
         outcome: Result<(), String>,
         retry_in: Duration,
+        give_up: bool,
     ) -> Result<(), Error> {
         let now = now_nanos();
         let db = self.db();
         match outcome {
+            Err(e) if give_up => db.execute(
+                "UPDATE bridge_jobs SET state = 'dead', updated_at = ?1, attempts = attempts + 1, last_error = ?2 WHERE id = ?3",
+                params![now, e, id],
+            ),
             Ok(()) => db.execute(
                 "UPDATE bridge_jobs SET state = 'mirrored', updated_at = ?1, attempts = attempts + 1, last_error = NULL WHERE id = ?2",
                 params![now, id],
@@ -242,6 +247,39 @@ impl MetaStore for SqliteStore {
         }
         .map(|_| ())
         .map_err(storage)
+    }
+
+    fn job_states(&self) -> Result<Vec<(String, i64)>, Error> {
+        let db = self.db();
+        let mut st = db
+            .prepare_cached("SELECT state, COUNT(*) FROM bridge_jobs GROUP BY state")
+            .map_err(storage)?;
+        let rows = st
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+            .map_err(storage)?;
+        rows.collect::<rusqlite::Result<_>>().map_err(storage)
+    }
+
+    fn requeue(&self, prefix: &str) -> Result<usize, Error> {
+        let now = now_nanos();
+        // GUNs are compared by prefix without LIKE's wildcards.
+        self.db()
+            .execute(
+                "UPDATE bridge_jobs SET state = 'pending', attempts = 0, next_at = ?1, updated_at = ?1 WHERE state IN ('dead', 'failed') AND substr(gun, 1, length(?2)) = ?2",
+                params![now, prefix],
+            )
+            .map_err(storage)
+    }
+
+    fn drop_job(&self, id: i64) -> Result<bool, Error> {
+        let now = now_nanos();
+        self.db()
+            .execute(
+                "UPDATE bridge_jobs SET state = 'dropped', updated_at = ?1 WHERE id = ?2 AND state IN ('pending', 'failed', 'dead')",
+                params![now, id],
+            )
+            .map(|n| n > 0)
+            .map_err(storage)
     }
 
     fn enqueue(&self, gun: &str, jobs: &[NewJob]) -> Result<(), Error> {
