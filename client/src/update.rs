@@ -32,8 +32,6 @@ pub struct Verified {
     pub snapshot: Signed<Snapshot>,
     /// `targets` and every delegation that verified, in breadth-first order.
     pub roles: Vec<(String, Signed<Targets>)>,
-    /// Each delegation's paths after restriction by its ancestors (`targets`: every path).
-    pub paths: BTreeMap<String, Vec<String>>,
     /// Delegations skipped (expired, below threshold, missing) — notary warns and goes on.
     pub warnings: Vec<String>,
 }
@@ -323,7 +321,6 @@ pub fn update(
     }
 
     let mut roles: Vec<(String, Signed<Targets>)> = Vec::new();
-    let mut paths = BTreeMap::new();
     let mut warnings = Vec::new();
     let tg_meta = snapshot
         .signed
@@ -352,14 +349,12 @@ pub fn update(
     if !for_write {
         check_expiry(gun, "targets", &targets, &now)?;
     }
-    paths.insert("targets".to_string(), vec![String::new()]);
     roles.push(("targets".into(), targets));
 
     // Delegations, breadth-first: keys and threshold from the parent; paths intersected.
     let mut queue: VecDeque<usize> = VecDeque::from([0]);
     while let Some(i) = queue.pop_front() {
-        let (parent_name, parent) = (roles[i].0.clone(), roles[i].1.signed.clone());
-        let parent_paths = paths[&parent_name].clone();
+        let parent = roles[i].1.signed.clone();
         for d in &parent.delegations.roles {
             let Some(meta) = snapshot.signed.meta.get(&d.name) else {
                 continue; // never published: notary skips it
@@ -382,13 +377,6 @@ pub fn update(
             });
             match loaded {
                 Ok(doc) => {
-                    let restricted: Vec<String> = d
-                        .paths
-                        .iter()
-                        .filter(|p| parent_paths.iter().any(|pp| p.starts_with(pp.as_str())))
-                        .cloned()
-                        .collect();
-                    paths.insert(d.name.clone(), restricted);
                     roles.push((d.name.clone(), doc));
                     queue.push_back(roles.len() - 1);
                 }
@@ -411,7 +399,6 @@ pub fn update(
         timestamp,
         snapshot,
         roles,
-        paths,
         warnings,
     }))
 }
@@ -425,38 +412,22 @@ impl Verified {
     /// delegations breadth-first; a delegated target outside its delegation's paths is
     /// ignored (and reported in `ignored`).
     pub fn targets(&self, start: &[&str]) -> (Vec<Resolved>, Vec<String>) {
-        let mut out: Vec<Resolved> = Vec::new();
-        let mut ignored = Vec::new();
-        let under = |role: &str, s: &str| role == s || role.starts_with(&format!("{s}/"));
-        let mut order: Vec<&(String, Signed<Targets>)> = Vec::new();
-        for s in start {
-            for r in &self.roles {
-                if under(&r.0, s) && !order.iter().any(|o| o.0 == r.0) {
-                    order.push(r);
-                }
-            }
-        }
-        for (role, doc) in order {
-            let allowed = &self.paths[role];
-            for (name, meta) in &doc.signed.targets {
-                if !allowed.iter().any(|p| name.starts_with(p.as_str())) {
-                    ignored.push(format!(
-                        "{role}: target {name:?} is outside the delegation's paths {allowed:?}"
-                    ));
-                    continue;
-                }
-                if out.iter().any(|t| &t.name == name) {
-                    continue;
-                }
-                out.push(Resolved {
-                    name: name.clone(),
-                    role: role.clone(),
-                    meta: meta.clone(),
-                    sha256: meta.sha256().map(hex::encode).unwrap_or_default(),
-                    length: meta.length,
-                });
-            }
-        }
+        let roles: BTreeMap<String, &Targets> = self
+            .roles
+            .iter()
+            .map(|(n, d)| (n.clone(), &d.signed))
+            .collect();
+        let (found, ignored) = trustbridge_tuf::resolve::resolve(&roles, start);
+        let out = found
+            .into_iter()
+            .map(|r| Resolved {
+                sha256: r.meta.sha256().map(hex::encode).unwrap_or_default(),
+                length: r.meta.length,
+                name: r.name,
+                role: r.role,
+                meta: r.meta,
+            })
+            .collect();
         (out, ignored)
     }
 }

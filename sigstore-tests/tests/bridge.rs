@@ -284,7 +284,11 @@ fn registry_outage_and_server_restart_lose_nothing_and_push_nothing_twice() {
     let registry = Registry::start(&dir.join("registry"));
     let repo = "team/outage";
     let gun = format!("127.0.0.1:{}/{repo}", registry.port);
-    let mut st = start_stack(dir, registry.port, r#","max_backoff_seconds":1"#);
+    let mut st = start_stack(
+        dir,
+        registry.port,
+        r#","max_backoff_seconds":1,"max_attempts":0"#,
+    );
     let trust = dir.join("trust");
     notary(&st.url, &st.ca, &trust, &["init", &gun, "-p"]);
 
@@ -672,7 +676,8 @@ fn docker_trust_sign_is_mirrored() {
         "alice",
         &gun,
     ]);
-    // The tag enters trust data through the releases role, then docker signs it as alice.
+    // The tag enters trust data in the top-level targets role (docker trust sign needs it
+    // there without a daemon), then docker signs it into the releases role as alice.
     let mut n = trustbridge_e2e::server::notary_cmd(
         &server,
         &st.ca,
@@ -684,8 +689,6 @@ fn docker_trust_sign_is_mirrored() {
             &size.to_string(),
             "--sha256",
             &digest,
-            "--roles",
-            "targets/releases",
         ],
     );
     run_ok("notary addhash", &mut n);
@@ -696,10 +699,13 @@ fn docker_trust_sign_is_mirrored() {
         &["publish", &gun],
     );
     run_ok("notary publish", &mut n);
+    wait_job(&st, &gun, "v1", "sign");
     let out = docker(&["trust", "sign", &format!("{gun}:v1")]);
     assert!(out.contains("Successfully signed"), "{out}");
 
-    // Mirrored for alice's role, and sigstore-rs verifies it.
+    // docker resolves the tag from targets/releases now: the mirror follows (one sign for
+    // releases, the targets layer revoked), leaving exactly one layer, and sigstore-rs
+    // verifies it.
     let start = Instant::now();
     loop {
         let (_, body) = https_get(
@@ -707,20 +713,23 @@ fn docker_trust_sign_is_mirrored() {
             &st.ca,
         );
         let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
-        if v["targets"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .any(|t| t["role"] == "targets/alice" && t["state"] == "mirrored")
-        {
+        let done = |role: &str, action: &str| {
+            v["targets"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|t| t["role"] == role && t["action"] == action && t["state"] == "mirrored")
+        };
+        if done("targets/releases", "sign") && done("targets", "revoke") {
             break;
         }
         assert!(
             start.elapsed() < Duration::from_secs(30),
-            "not mirrored for alice: {v}"
+            "not mirrored for the releases role: {v}"
         );
         std::thread::sleep(Duration::from_millis(200));
     }
+    assert_eq!(sig_layers(registry.port, repo, &digest), 1);
     let (_, pem) = https_get(&format!("{}/_trustbridge/v1/cosign.pub", st.url), &st.ca);
     let rt = trustbridge_e2e::signer::rt();
     rt.block_on(verify(registry.port, &format!("{gun}:v1"), &pem))
@@ -751,4 +760,69 @@ fn a_rewrite_sends_a_gun_to_another_registry() {
     let image = format!("127.0.0.1:{}/sample/rewritten:v1", registry.port);
     rt.block_on(verify(registry.port, &image, &pem))
         .expect("mirrored into the rewritten registry");
+}
+
+/// A tag listed in `targets` and in `targets/releases` with different digests is mirrored as
+/// docker resolves it (releases first), and only that digest is signed; when releases drops
+/// it, the mirror moves to the digest `targets` names.
+#[test]
+fn a_tag_is_mirrored_as_docker_resolves_it() {
+    init();
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let registry = Registry::start(&dir.join("registry"));
+    let repo = "team/resolved";
+    let gun = format!("127.0.0.1:{}/{repo}", registry.port);
+    let st = start_stack(dir, registry.port, "");
+    let trust = dir.join("trust");
+    let t = |args: &[&str]| trustbridge(&st.url, &st.ca, &trust, args);
+    t(&["init", &gun, "-p"]);
+    let prefix = dir.join("releases");
+    let p = prefix.to_str().unwrap();
+    t(&["key", "generate", "--role", "targets/releases", "-o", p]);
+    t(&["key", "import", &format!("{p}.key")]);
+    t(&[
+        "delegation",
+        "add",
+        &gun,
+        "targets/releases",
+        &format!("{p}.pub"),
+        "--all-paths",
+        "-p",
+    ]);
+    let (a, b) = (
+        hex_sha256(b"digest named by targets"),
+        hex_sha256(b"digest named by releases"),
+    );
+    t(&["addhash", &gun, "v1", "100", "--sha256", &a]);
+    t(&[
+        "addhash",
+        &gun,
+        "v1",
+        "100",
+        "--sha256",
+        &b,
+        "-r",
+        "targets/releases",
+        "-p",
+    ]);
+    wait_job(&st, &gun, "v1", "sign");
+    assert_eq!(sig_layers(registry.port, repo, &b), 1);
+    assert_eq!(
+        sig_layers(registry.port, repo, &a),
+        0,
+        "targets' digest is not what docker pulls"
+    );
+
+    t(&["remove", &gun, "v1", "-r", "targets/releases", "-p"]);
+    wait_job(&st, &gun, "v1", "revoke");
+    let start = Instant::now();
+    while sig_layers(registry.port, repo, &a) != 1 {
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "targets' digest never mirrored"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert_eq!(sig_layers(registry.port, repo, &b), 0);
 }

@@ -12,6 +12,7 @@
 //! * [`keyfile`]: the encrypted PKCS#8 PEM files of `~/.docker/trust/private`.
 //! * [`jwe`]: notary-signer's at-rest encryption of private keys.
 //! * [`x509`]: root certificate generation and validation.
+//! * [`resolve`]: which targets a client accepts from which role (delegation paths, order).
 //!
 //! From the tough family nothing is reused: tough's schema types need TUF 1.0 fields
 //! (`spec_version`, lower-case `_type`) that notary never writes, and tough links aws-lc-rs.
@@ -31,6 +32,7 @@ pub mod keyfile;
 pub mod keys;
 pub mod metadata;
 pub mod private;
+pub mod resolve;
 pub mod x509;
 
 pub use error::Error;

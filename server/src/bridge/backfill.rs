@@ -4,7 +4,6 @@
 //! with a progress bar until nothing is due.
 
 use indicatif::{ProgressBar, ProgressStyle};
-use trustbridge_tuf::{Signed, Targets};
 
 use super::Bridge;
 use crate::error::Error;
@@ -21,22 +20,18 @@ pub async fn backfill(repo: &Repo, bridge: &Bridge, prefix: &str) -> Result<Repo
     let store = repo.store().clone();
     let mut added = 0;
     for gun in store.guns()?.into_iter().filter(|g| g.starts_with(prefix)) {
+        let current = repo.current_targets(&gun).await?;
+        let set = super::mirror_set(current.iter().map(|(r, s)| (r.as_str(), &s.data[..])));
         let mut jobs = Vec::new();
-        for (role, stored) in repo.current_targets(&gun).await? {
-            let Ok(doc) = Signed::<Targets>::from_bytes(&role, &stored.data) else {
-                continue;
+        for (tag, (digest_hex, role)) in set {
+            let job = NewJob {
+                action: "sign",
+                tag,
+                digest_hex,
+                role,
             };
-            for (name, meta) in &doc.signed.targets {
-                let Some(sha) = meta.sha256() else { continue };
-                let job = NewJob {
-                    action: "sign",
-                    tag: name.clone(),
-                    digest_hex: hex::encode(sha),
-                    role: role.clone(),
-                };
-                if !store.has_job(&gun, &job)? {
-                    jobs.push(job);
-                }
+            if !store.has_job(&gun, &job)? {
+                jobs.push(job);
             }
         }
         added += jobs.len();

@@ -48,6 +48,34 @@ pub struct BridgeConfig {
     pub max_attempts: u32,
 }
 
+/// What the bridge mirrors of a repository: each tag as docker resolves it (`targets/releases`
+/// first, then `targets` and its tree, delegation paths applied), tag → (digest hex, role).
+/// Roles are given as their stored files; ones that do not parse are left out.
+pub fn mirror_set<'a>(
+    files: impl IntoIterator<Item = (&'a str, &'a [u8])>,
+) -> std::collections::BTreeMap<String, (String, String)> {
+    use trustbridge_tuf::{Signed, Targets};
+    let docs: std::collections::BTreeMap<String, Signed<Targets>> = files
+        .into_iter()
+        .filter(|(role, _)| *role == "targets" || role.starts_with("targets/"))
+        .filter_map(|(role, data)| {
+            Signed::<Targets>::from_bytes(role, data)
+                .ok()
+                .map(|d| (role.to_string(), d))
+        })
+        .collect();
+    let roles = docs.iter().map(|(k, d)| (k.clone(), &d.signed)).collect();
+    let (resolved, _) =
+        trustbridge_tuf::resolve::resolve(&roles, trustbridge_tuf::resolve::DOCKER_ORDER);
+    resolved
+        .into_iter()
+        .filter_map(|r| {
+            let sha = hex::encode(r.meta.sha256()?);
+            Some((r.name, (sha, r.role)))
+        })
+        .collect()
+}
+
 /// Where the image of `gun` lives: `gun` after the longest matching rewrite.
 pub fn image_repository(gun: &str, rewrite: &[(String, String)]) -> String {
     rewrite

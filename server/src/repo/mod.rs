@@ -381,23 +381,18 @@ impl Repo {
         }
         let mut jobs = Vec::new();
         if self.mirror {
-            let mut newest: BTreeMap<&str, &Update> = BTreeMap::new();
-            for f in files.iter().filter(|f| f.role.starts_with("targets")) {
-                newest.insert(&f.role, f);
+            // The newest version of each role is what the repository serves now.
+            let mut newest: BTreeMap<&str, &[u8]> = BTreeMap::new();
+            for f in &files {
+                newest.insert(&f.role, &f.data);
             }
-            for (role, f) in newest {
-                if let Ok(doc) = Signed::<trustbridge_tuf::Targets>::from_bytes(role, &f.data) {
-                    for (name, meta) in &doc.signed.targets {
-                        if let Some(sha) = meta.sha256() {
-                            jobs.push(crate::storage::NewJob {
-                                action: "sign",
-                                tag: name.clone(),
-                                digest_hex: hex::encode(sha),
-                                role: role.to_string(),
-                            });
-                        }
-                    }
-                }
+            for (tag, (digest_hex, role)) in crate::bridge::mirror_set(newest) {
+                jobs.push(crate::storage::NewJob {
+                    action: "sign",
+                    tag,
+                    digest_hex,
+                    role,
+                });
             }
         }
         let res = self.store.update_many(gun, &files, &jobs);

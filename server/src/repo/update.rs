@@ -11,56 +11,39 @@ use super::{GunView, Repo};
 use crate::error::{Error, ValidationError};
 use crate::storage::{NewJob, Stored, Update};
 
-/// The targets an update adds or changes, in `targets` and every delegation it carries: each
-/// becomes a Cosign mirror job (written in the same transaction as the update).
+/// The mirror jobs of an update: the tags whose resolution (as docker resolves them, see
+/// [`crate::bridge::mirror_set`]) it changes. A tag resolving to a new digest or role gets a
+/// `sign` job; the layer it resolved to before gets a `revoke` job, queued after the signs so
+/// a `.sig` manifest being rewritten is never empty in between.
 fn mirror_jobs(view: &GunView, updates: &[Update]) -> Vec<NewJob> {
-    use trustbridge_tuf::Targets;
-    let mut jobs = Vec::new();
-    for u in updates
+    use crate::bridge::mirror_set;
+    let before = mirror_set(view.current.iter().map(|(r, s)| (r.as_str(), &s.data[..])));
+    let mut after_files: BTreeMap<&str, &[u8]> = view
+        .current
         .iter()
-        .filter(|u| u.role == "targets" || u.role.starts_with("targets/"))
-    {
-        let Ok(new) = Signed::<Targets>::from_bytes(&u.role, &u.data) else {
-            continue;
-        };
-        let old = view
-            .current
-            .get(&u.role)
-            .and_then(|s| Signed::<Targets>::from_bytes(&u.role, &s.data).ok());
-        for (name, meta) in &new.signed.targets {
-            let Some(sha) = meta.sha256() else { continue };
-            let unchanged = old
-                .as_ref()
-                .and_then(|o| o.signed.targets.get(name))
-                .and_then(|m| m.sha256())
-                == Some(sha);
-            if !unchanged {
-                jobs.push(NewJob {
-                    action: "sign",
-                    tag: name.clone(),
-                    digest_hex: hex::encode(sha),
-                    role: u.role.clone(),
-                });
-            }
-        }
-        // Removed targets, and the old digest of a target that moved: our layer goes.
-        if let Some(o) = &old {
-            for (name, meta) in &o.signed.targets {
-                let Some(old_sha) = meta.sha256() else {
-                    continue;
-                };
-                let now_sha = new.signed.targets.get(name).and_then(|m| m.sha256());
-                if now_sha != Some(old_sha) {
-                    jobs.push(NewJob {
-                        action: "revoke",
-                        tag: name.clone(),
-                        digest_hex: hex::encode(old_sha),
-                        role: u.role.clone(),
-                    });
-                }
-            }
-        }
+        .map(|(r, s)| (r.as_str(), &s.data[..]))
+        .collect();
+    for u in updates {
+        after_files.insert(&u.role, &u.data);
     }
+    let after = mirror_set(after_files);
+    let job = |action, tag: &str, (digest, role): &(String, String)| NewJob {
+        action,
+        tag: tag.to_string(),
+        digest_hex: digest.clone(),
+        role: role.clone(),
+    };
+    let mut jobs: Vec<NewJob> = after
+        .iter()
+        .filter(|(tag, now)| before.get(*tag) != Some(now))
+        .map(|(tag, now)| job("sign", tag, now))
+        .collect();
+    jobs.extend(
+        before
+            .iter()
+            .filter(|(tag, was)| after.get(*tag) != Some(was))
+            .map(|(tag, was)| job("revoke", tag, was)),
+    );
     jobs
 }
 use crate::validation;

@@ -1,0 +1,157 @@
+//! Which targets a client accepts, and which role each comes from: one rule for the client's
+//! `list`/`lookup` and for the Cosign bridge's choice of what to mirror.
+//!
+//! Roles are walked breadth-first from `targets` through the delegations present, each
+//! delegation's paths intersected (by prefix) with its parent's, as notary's
+//! `RestrictDelegationPathPrefixes` does; a delegated target outside its effective paths is
+//! ignored. The first role (in the order asked for) that lists a name wins: notary's CLI asks
+//! for `targets` (the whole tree, breadth-first), docker asks for `targets/releases` first and
+//! then `targets`.
+
+use std::collections::{BTreeMap, VecDeque};
+
+use crate::metadata::{FileMeta, Targets};
+
+/// A target and the role it resolved from.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Resolved {
+    pub name: String,
+    pub role: String,
+    pub meta: FileMeta,
+}
+
+/// docker's lookup order for image tags.
+pub const DOCKER_ORDER: &[&str] = &["targets/releases", "targets"];
+
+/// Every role reachable from `targets` among `roles`, breadth-first, with its effective paths.
+pub fn walk(roles: &BTreeMap<String, &Targets>) -> Vec<(String, Vec<String>)> {
+    let mut out: Vec<(String, Vec<String>)> = Vec::new();
+    if !roles.contains_key("targets") {
+        return out;
+    }
+    let mut queue = VecDeque::from([("targets".to_string(), vec![String::new()])]);
+    while let Some((name, paths)) = queue.pop_front() {
+        if out.iter().any(|(n, _)| *n == name) {
+            continue;
+        }
+        if let Some(doc) = roles.get(&name) {
+            for d in &doc.delegations.roles {
+                if roles.contains_key(&d.name) {
+                    let restricted: Vec<String> = d
+                        .paths
+                        .iter()
+                        .filter(|p| paths.iter().any(|pp| p.starts_with(pp.as_str())))
+                        .cloned()
+                        .collect();
+                    queue.push_back((d.name.clone(), restricted));
+                }
+            }
+        }
+        out.push((name, paths));
+    }
+    out
+}
+
+/// The targets a client asking for `start` (each with its subtree) accepts, first role wins;
+/// and the targets ignored for lying outside their delegation's paths.
+pub fn resolve(roles: &BTreeMap<String, &Targets>, start: &[&str]) -> (Vec<Resolved>, Vec<String>) {
+    let order = walk(roles);
+    let under = |role: &str, s: &str| role == s || role.starts_with(&format!("{s}/"));
+    let mut picked: Vec<&(String, Vec<String>)> = Vec::new();
+    for s in start {
+        for r in &order {
+            if under(&r.0, s) && !picked.iter().any(|p| p.0 == r.0) {
+                picked.push(r);
+            }
+        }
+    }
+    let mut out: Vec<Resolved> = Vec::new();
+    let mut ignored = Vec::new();
+    for (role, allowed) in picked {
+        for (name, meta) in &roles[role].targets {
+            if !allowed.iter().any(|p| name.starts_with(p.as_str())) {
+                ignored.push(format!(
+                    "{role}: target {name:?} is outside the delegation's paths {allowed:?}"
+                ));
+                continue;
+            }
+            if !out.iter().any(|t| &t.name == name) {
+                out.push(Resolved {
+                    name: name.clone(),
+                    role: role.clone(),
+                    meta: meta.clone(),
+                });
+            }
+        }
+    }
+    (out, ignored)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::GoTime;
+    use crate::metadata::{DelegationRole, Delegations};
+
+    fn t(names: &[&str], delegations: &[(&str, &[&str])]) -> Targets {
+        Targets {
+            type_: "Targets".into(),
+            delegations: Delegations {
+                keys: Default::default(),
+                roles: delegations
+                    .iter()
+                    .map(|(n, p)| DelegationRole {
+                        keyids: vec![],
+                        name: n.to_string(),
+                        paths: p.iter().map(|s| s.to_string()).collect(),
+                        path_hash_prefixes: None,
+                        threshold: 1,
+                    })
+                    .collect(),
+            },
+            expires: GoTime::now(),
+            targets: names
+                .iter()
+                .map(|n| (n.to_string(), FileMeta::from_bytes(n.as_bytes())))
+                .collect(),
+            version: 1,
+        }
+    }
+
+    #[test]
+    fn docker_order_and_path_restriction() {
+        let top = t(
+            &["v1", "only-top"],
+            &[("targets/releases", &[""]), ("targets/team", &["app/"])],
+        );
+        let rel = t(&["v1", "v2"], &[]);
+        let team = t(
+            &["app/x", "other"],
+            &[("targets/team/sub", &["app/y", "elsewhere/"])],
+        );
+        let sub = t(&["app/y1", "elsewhere/z"], &[]);
+        let roles: BTreeMap<String, &Targets> = [
+            ("targets", &top),
+            ("targets/releases", &rel),
+            ("targets/team", &team),
+            ("targets/team/sub", &sub),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v))
+        .collect();
+        let (docker, ignored) = resolve(&roles, DOCKER_ORDER);
+        let role_of =
+            |list: &[Resolved], n: &str| list.iter().find(|r| r.name == n).map(|r| r.role.clone());
+        assert_eq!(role_of(&docker, "v1").as_deref(), Some("targets/releases"));
+        assert_eq!(
+            role_of(&docker, "app/y1").as_deref(),
+            Some("targets/team/sub")
+        );
+        assert_eq!(role_of(&docker, "other"), None);
+        // The child's "elsewhere/" is not under the parent's "app/": restricted away.
+        assert_eq!(role_of(&docker, "elsewhere/z"), None);
+        assert_eq!(ignored.len(), 2, "{ignored:?}");
+        let (notary, _) = resolve(&roles, &["targets"]);
+        assert_eq!(role_of(&notary, "v1").as_deref(), Some("targets"));
+    }
+}
