@@ -188,6 +188,7 @@ fn sign(st: &Stack, trust: &Path, gun: &str, tag: &str) -> String {
 
 /// The bridge's layer for `digest` verifies with the served cosign.pub.
 fn assert_signed(st: &Stack, dir: &Path, registry_port: u16, repo: &str, digest: &str) {
+    let gun = format!("127.0.0.1:{registry_port}/{repo}");
     let (code, m) = curl(
         dir,
         registry_port,

@@ -23,12 +23,13 @@ pub async fn backfill(repo: &Repo, bridge: &Bridge, prefix: &str) -> Result<Repo
         let current = repo.current_targets(&gun).await?;
         let set = super::mirror_set(current.iter().map(|(r, s)| (r.as_str(), &s.data[..])));
         let mut jobs = Vec::new();
-        for (tag, (digest_hex, role)) in set {
+        for (tag, m) in set {
             let job = NewJob {
                 action: "sign",
                 tag,
-                digest_hex,
-                role,
+                digest_hex: m.digest_hex,
+                role: m.role,
+                signers: m.signers,
             };
             if !store.has_job(&gun, &job)? {
                 jobs.push(job);

@@ -48,12 +48,21 @@ pub struct BridgeConfig {
     pub max_attempts: u32,
 }
 
+/// How one tag is mirrored: the digest, the role it resolved from, and the key IDs that signed
+/// that role's file (comma-separated), all named in the payload.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Mirrored {
+    pub digest_hex: String,
+    pub role: String,
+    pub signers: String,
+}
+
 /// What the bridge mirrors of a repository: each tag as docker resolves it (`targets/releases`
-/// first, then `targets` and its tree, delegation paths applied), tag → (digest hex, role).
+/// first, then `targets` and its tree, delegation paths applied).
 /// Roles are given as their stored files; ones that do not parse are left out.
 pub fn mirror_set<'a>(
     files: impl IntoIterator<Item = (&'a str, &'a [u8])>,
-) -> std::collections::BTreeMap<String, (String, String)> {
+) -> std::collections::BTreeMap<String, Mirrored> {
     use trustbridge_tuf::{Signed, Targets};
     let docs: std::collections::BTreeMap<String, Signed<Targets>> = files
         .into_iter()
@@ -70,8 +79,23 @@ pub fn mirror_set<'a>(
     resolved
         .into_iter()
         .filter_map(|r| {
-            let sha = hex::encode(r.meta.sha256()?);
-            Some((r.name, (sha, r.role)))
+            let digest_hex = hex::encode(r.meta.sha256()?);
+            let mut ids: Vec<&str> = docs[&r.role]
+                .signatures
+                .iter()
+                .map(|s| s.keyid.as_str())
+                .collect();
+            ids.sort_unstable();
+            ids.dedup();
+            let signers = ids.join(",");
+            Some((
+                r.name,
+                Mirrored {
+                    digest_hex,
+                    role: r.role,
+                    signers,
+                },
+            ))
         })
         .collect()
 }
@@ -183,6 +207,7 @@ impl Bridge {
             &job.digest_hex,
             &job.tag,
             &job.role,
+            &job.signers,
         );
         if job.action == "revoke" {
             return self
@@ -282,7 +307,7 @@ impl Bridge {
                 serde_json::json!({
                     "id": j.id, "gun": j.gun, "tag": j.tag, "digest": format!("sha256:{}", j.digest_hex),
                     "action": j.action,
-                    "role": j.role, "state": j.state, "attempts": j.attempts,
+                    "role": j.role, "signers": j.signers, "state": j.state, "attempts": j.attempts,
                     "last_error": j.last_error,
                     "updated_at": trustbridge_tuf::GoTime::from_offset_datetime(j.updated_at).to_string(),
                 })

@@ -386,12 +386,13 @@ impl Repo {
             for f in &files {
                 newest.insert(&f.role, &f.data);
             }
-            for (tag, (digest_hex, role)) in crate::bridge::mirror_set(newest) {
+            for (tag, m) in crate::bridge::mirror_set(newest) {
                 jobs.push(crate::storage::NewJob {
                     action: "sign",
                     tag,
-                    digest_hex,
-                    role,
+                    digest_hex: m.digest_hex,
+                    role: m.role,
+                    signers: m.signers,
                 });
             }
         }

@@ -12,7 +12,8 @@ use crate::error::{Error, ValidationError};
 use crate::storage::{NewJob, Stored, Update};
 
 /// The mirror jobs of an update: the tags whose resolution (as docker resolves them, see
-/// [`crate::bridge::mirror_set`]) it changes. A tag resolving to a new digest or role gets a
+/// [`crate::bridge::mirror_set`]) it changes. A tag resolving to a new digest, role or set of
+/// signers gets a
 /// `sign` job; the layer it resolved to before gets a `revoke` job, queued after the signs so
 /// a `.sig` manifest being rewritten is never empty in between.
 fn mirror_jobs(view: &GunView, updates: &[Update]) -> Vec<NewJob> {
@@ -27,11 +28,12 @@ fn mirror_jobs(view: &GunView, updates: &[Update]) -> Vec<NewJob> {
         after_files.insert(&u.role, &u.data);
     }
     let after = mirror_set(after_files);
-    let job = |action, tag: &str, (digest, role): &(String, String)| NewJob {
+    let job = |action, tag: &str, m: &crate::bridge::Mirrored| NewJob {
         action,
         tag: tag.to_string(),
-        digest_hex: digest.clone(),
-        role: role.clone(),
+        digest_hex: m.digest_hex.clone(),
+        role: m.role.clone(),
+        signers: m.signers.clone(),
     };
     let mut jobs: Vec<NewJob> = after
         .iter()

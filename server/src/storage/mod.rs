@@ -49,6 +49,8 @@ pub struct NewJob {
     pub tag: String,
     pub digest_hex: String,
     pub role: String,
+    /// Key IDs whose signatures are on the role file (comma-separated), named in the payload.
+    pub signers: String,
 }
 
 /// A job and its state: `pending`, `mirrored`, `failed` (still retried, with the last error),
@@ -61,6 +63,7 @@ pub struct Job {
     pub tag: String,
     pub digest_hex: String,
     pub role: String,
+    pub signers: String,
     pub state: String,
     pub attempts: i64,
     pub last_error: Option<String>,

@@ -75,18 +75,26 @@ fn time_of(nanos: i64) -> OffsetDateTime {
 fn insert_jobs(tx: &Connection, gun: &str, jobs: &[NewJob], now: i64) -> Result<(), Error> {
     let mut st = tx
         .prepare_cached(
-            "INSERT INTO bridge_jobs (created_at, updated_at, gun, tag, digest, role, action, next_at) VALUES (?1, ?1, ?2, ?3, ?4, ?5, ?6, ?1)",
+            "INSERT INTO bridge_jobs (created_at, updated_at, gun, tag, digest, role, action, next_at, signers) VALUES (?1, ?1, ?2, ?3, ?4, ?5, ?6, ?1, ?7)",
         )
         .map_err(storage)?;
     for j in jobs {
-        st.execute(params![now, gun, j.tag, j.digest_hex, j.role, j.action])
-            .map_err(storage)?;
+        st.execute(params![
+            now,
+            gun,
+            j.tag,
+            j.digest_hex,
+            j.role,
+            j.action,
+            j.signers
+        ])
+        .map_err(storage)?;
     }
     Ok(())
 }
 
 const JOB_COLS: &str =
-    "id, gun, tag, digest, role, state, attempts, last_error, updated_at, action";
+    "id, gun, tag, digest, role, state, attempts, last_error, updated_at, action, signers";
 
 fn job(r: &Row<'_>) -> rusqlite::Result<Job> {
     Ok(Job {
@@ -100,6 +108,7 @@ fn job(r: &Row<'_>) -> rusqlite::Result<Job> {
         last_error: r.get(7)?,
         updated_at: time_of(r.get(8)?),
         action: r.get(9)?,
+        signers: r.get(10)?,
     })
 }
 
@@ -140,6 +149,21 @@ impl SqliteStore {
     fn init(conn: Connection) -> Result<Self, Error> {
         conn.busy_timeout(Duration::from_secs(5)).map_err(storage)?;
         conn.execute_batch(SCHEMA).map_err(storage)?;
+        // Stores made before jobs named their signers get the column (empty: payloads of
+        // those jobs carry no signer list, so their layers are still found on revoke).
+        let has_signers: bool = conn
+            .query_row(
+                "SELECT EXISTS(SELECT 1 FROM pragma_table_info('bridge_jobs') WHERE name = 'signers')",
+                [],
+                |r| r.get(0),
+            )
+            .map_err(storage)?;
+        if !has_signers {
+            conn.execute_batch(
+                "ALTER TABLE bridge_jobs ADD COLUMN signers TEXT NOT NULL DEFAULT ''",
+            )
+            .map_err(storage)?;
+        }
         Ok(SqliteStore {
             conn: Mutex::new(conn),
         })
@@ -292,9 +316,14 @@ impl MetaStore for SqliteStore {
     fn has_job(&self, gun: &str, job: &NewJob) -> Result<bool, Error> {
         self.db()
             .prepare_cached(
-                "SELECT EXISTS(SELECT 1 FROM bridge_jobs WHERE gun = ?1 AND tag = ?2 AND role = ?3 AND digest = ?4 AND action = ?5)",
+                "SELECT EXISTS(SELECT 1 FROM bridge_jobs WHERE gun = ?1 AND tag = ?2 AND role = ?3 AND digest = ?4 AND action = ?5 AND signers = ?6)",
             )
-            .and_then(|mut st| st.query_row(params![gun, job.tag, job.role, job.digest_hex, job.action], |r| r.get(0)))
+            .and_then(|mut st| {
+                st.query_row(
+                    params![gun, job.tag, job.role, job.digest_hex, job.action, job.signers],
+                    |r| r.get(0),
+                )
+            })
             .map_err(storage)
     }
 
