@@ -268,7 +268,7 @@ impl Remote {
                 scope: String::new(),
             });
         }
-        let body = read_limited(resp, 1 << 20).map_err(|e| self.transport(e))?;
+        let body = self.read_limited(resp, 1 << 20)?;
         if status != StatusCode::OK {
             let (code, message) = envelope(&body);
             return Err(Error::Server {
@@ -321,7 +321,7 @@ impl Remote {
                 limit,
             });
         }
-        let body = read_limited(resp, limit).map_err(|e| self.transport(e))?;
+        let body = self.read_limited(resp, limit)?;
         if status != StatusCode::OK {
             return Err(self.fail(&format!("GET {what}"), status, &body));
         }
@@ -350,7 +350,7 @@ impl Remote {
         let method = if rotate { Method::POST } else { Method::GET };
         let resp = self.send(&|| self.http.request(method.clone(), &url))?;
         let status = resp.status();
-        let body = read_limited(resp, 1 << 20).map_err(|e| self.transport(e))?;
+        let body = self.read_limited(resp, 1 << 20)?;
         if status != StatusCode::OK {
             return Err(self.fail(&format!("{method} {role}.key"), status, &body));
         }
@@ -373,7 +373,7 @@ impl Remote {
             self.http.post(&url).multipart(form)
         })?;
         let status = resp.status();
-        let body = read_limited(resp, 1 << 20).map_err(|e| self.transport(e))?;
+        let body = self.read_limited(resp, 1 << 20)?;
         if status != StatusCode::OK {
             return Err(self.fail("the update", status, &body));
         }
@@ -385,7 +385,7 @@ impl Remote {
         let url = self.url_for(gun, "");
         let resp = self.send(&|| self.http.delete(&url))?;
         let status = resp.status();
-        let body = read_limited(resp, 1 << 20).map_err(|e| self.transport(e))?;
+        let body = self.read_limited(resp, 1 << 20)?;
         if status != StatusCode::OK {
             return Err(self.fail("the delete", status, &body));
         }
@@ -403,7 +403,7 @@ impl Remote {
                 .body(text.clone())
         })?;
         let status = resp.status();
-        let body = read_limited(resp, 16 << 20).map_err(|e| self.transport(e))?;
+        let body = self.read_limited(resp, 16 << 20)?;
         if status != StatusCode::OK {
             return Err(self.fail(&format!("POST {path}"), status, &body));
         }
@@ -411,13 +411,19 @@ impl Remote {
     }
 }
 
-/// Read at most `limit + 1` bytes (one more than allowed shows the body was too long).
-fn read_limited(resp: Response, limit: u64) -> std::result::Result<Vec<u8>, reqwest::Error> {
-    let mut out = Vec::new();
-    let mut r = resp.take(limit + 1);
-    // A body cut off mid-way is a transport error; reqwest reports it through read.
-    let _ = r.read_to_end(&mut out);
-    Ok(out)
+impl Remote {
+    /// Read at most `limit + 1` bytes (one more than allowed shows the body was too long); a
+    /// connection cut mid-body is reported, not taken for a short file.
+    fn read_limited(&self, resp: Response, limit: u64) -> Result<Vec<u8>> {
+        let mut out = Vec::new();
+        resp.take(limit + 1)
+            .read_to_end(&mut out)
+            .map_err(|e| Error::Unreachable {
+                server: self.base.clone(),
+                reason: format!("reading the response: {e}"),
+            })?;
+        Ok(out)
+    }
 }
 
 #[cfg(test)]

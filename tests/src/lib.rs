@@ -131,9 +131,14 @@ pub fn run_ok(what: &str, cmd: &mut Command) -> Output {
 
 /// GET `url` with curl trusting `ca`; returns (status, body).
 pub fn https_get(url: &str, ca: &Path) -> (u16, Vec<u8>) {
+    curl_get(url, &["--cacert", &ca.to_string_lossy()])
+}
+
+/// GET `url` with curl and `extra` arguments (CA, credentials, headers); (status, body).
+pub fn curl_get(url: &str, extra: &[&str]) -> (u16, Vec<u8>) {
     let out = Command::new(require_bin("curl"))
-        .args(["-sS", "--cacert"])
-        .arg(ca)
+        .arg("-sS")
+        .args(extra)
         .args(["-o", "-", "-w", "\n%{http_code}", url])
         .output()
         .unwrap();

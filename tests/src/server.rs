@@ -117,7 +117,23 @@ pub fn notary_with_input(url: &str, ca: &Path, trust: &Path, args: &[&str], inpu
 }
 
 pub fn notary_cmd(url: &str, ca: &Path, trust: &Path, args: &[&str]) -> Command {
-    let mut cmd = Command::new(require_bin("notary"));
+    client_cmd(require_bin("notary"), url, ca, trust, args)
+}
+
+/// Our `trustbridge` CLI against `url`, passphrases from notary's env vars.
+pub fn trustbridge_cmd(url: &str, ca: &Path, trust: &Path, args: &[&str]) -> Command {
+    client_cmd(
+        our_bin("trustbridge-client", "trustbridge"),
+        url,
+        ca,
+        trust,
+        args,
+    )
+}
+
+/// A notary-style client (`-d TRUST -s URL --tlscacert CA ARGS`) with every passphrase set.
+fn client_cmd(bin: PathBuf, url: &str, ca: &Path, trust: &Path, args: &[&str]) -> Command {
+    let mut cmd = Command::new(bin);
     cmd.arg("-d")
         .arg(trust)
         .args(["-s", url, "--tlscacert"])
@@ -129,18 +145,23 @@ pub fn notary_cmd(url: &str, ca: &Path, trust: &Path, args: &[&str]) -> Command 
     cmd
 }
 
-/// Our `trustbridge` CLI against `url`, passphrases from notary's env vars.
-pub fn trustbridge_cmd(url: &str, ca: &Path, trust: &Path, args: &[&str]) -> Command {
-    let mut cmd = Command::new(our_bin("trustbridge-client", "trustbridge"));
-    cmd.arg("-d")
-        .arg(trust)
-        .args(["-s", url, "--tlscacert"])
-        .arg(ca)
-        .args(args);
-    for role in ["ROOT", "TARGETS", "SNAPSHOT", "DELEGATION"] {
-        cmd.env(format!("NOTARY_{role}_PASSPHRASE"), CLIENT_PASS);
-    }
-    cmd
+/// A self-signed delegation certificate and its key (PKCS#8 PEM) in `dir`, as a user brings
+/// them to `delegation add` / `key import`; returns (key file, certificate file).
+pub fn delegation_cert(dir: &Path, name: &str) -> (PathBuf, PathBuf) {
+    let key = rcgen::KeyPair::generate().unwrap();
+    let mut params = rcgen::CertificateParams::new(vec![]).unwrap();
+    params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, name);
+    params.not_after = time::OffsetDateTime::now_utc() + time::Duration::days(365);
+    let cert = params.self_signed(&key).unwrap();
+    let (kf, cf) = (
+        dir.join(format!("{name}.key")),
+        dir.join(format!("{name}.crt")),
+    );
+    std::fs::write(&kf, key.serialize_pem()).unwrap();
+    std::fs::write(&cf, cert.pem()).unwrap();
+    (kf, cf)
 }
 
 /// As [`notary`], with our client.

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use base64::Engine as _;
 use trustbridge_e2e::server::{start_server, trustbridge, write_server_config};
 use trustbridge_e2e::signer::{ALIAS1_PASS, start_ours, write_config};
-use trustbridge_e2e::{Proc, free_port, https_get, init, our_bin, require_bin, run_ok};
+use trustbridge_e2e::{Proc, curl_get, free_port, https_get, init, our_bin, require_bin, run_ok};
 
 const USER: &str = "bridge";
 const PASS: &str = "bridge-registry-pw";
@@ -55,31 +55,14 @@ fn registry(dir: &Path, port: u16) -> Proc {
 
 /// GET from the registry with the credentials over TLS; (status, body).
 fn curl(dir: &Path, port: u16, path: &str, accept: Option<&str>) -> (u16, Vec<u8>) {
-    let mut c = Command::new(require_bin("curl"));
-    c.args(["-sS", "--cacert"])
-        .arg(dir.join("certs/root-ca.crt"))
-        .args(["-u", &format!("{USER}:{PASS}")]);
-    if let Some(a) = accept {
-        c.args(["-H", &format!("Accept: {a}")]);
+    let ca = dir.join("certs/root-ca.crt");
+    let user = format!("{USER}:{PASS}");
+    let header = accept.map(|a| format!("Accept: {a}"));
+    let mut extra = vec!["--cacert", ca.to_str().unwrap(), "-u", &user];
+    if let Some(h) = &header {
+        extra.extend(["-H", h]);
     }
-    let out = c
-        .args([
-            "-o",
-            "-",
-            "-w",
-            "\n%{http_code}",
-            &format!("https://127.0.0.1:{port}{path}"),
-        ])
-        .output()
-        .unwrap();
-    let mut body = out.stdout;
-    let nl = body.iter().rposition(|b| *b == b'\n').unwrap_or(0);
-    let code = String::from_utf8_lossy(&body[nl + 1..])
-        .trim()
-        .parse()
-        .unwrap_or(0);
-    body.truncate(nl);
-    (code, body)
+    curl_get(&format!("https://127.0.0.1:{port}{path}"), &extra)
 }
 
 struct Stack {

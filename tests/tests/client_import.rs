@@ -4,10 +4,11 @@
 //! targets, every historical version is byte-identical, and the owner keeps publishing.
 
 use trustbridge_e2e::peers::{go_server, go_signer};
+use trustbridge_e2e::server::Stack;
 use trustbridge_e2e::server::{
     notary, notary_with_input, start_stack, trustbridge, trustbridge_cmd,
 };
-use trustbridge_e2e::{free_port, https_get, init};
+use trustbridge_e2e::{Proc, free_port, https_get, init};
 
 const GUN: &str = "127.0.0.1/import/app";
 
@@ -22,17 +23,28 @@ fn targets_of(list: &str) -> Vec<String> {
     v
 }
 
-#[test]
-fn import_from_go_notary_server() {
+/// trustbridge-server (with its signer) and Go notary-server 0.7.0 with Go notary-signer,
+/// sharing one dev PKI: (temp dir, our stack, the Go processes, the Go server's URL).
+fn both_servers() -> (tempfile::TempDir, Stack, [Proc; 2], String) {
     init();
     let tmp = tempfile::tempdir().unwrap();
-    let dir = tmp.path();
-    let tb = start_stack(dir);
+    let tb = start_stack(tmp.path());
     let signer_port = free_port();
-    let _go_signer = go_signer(dir, signer_port, r#"{"backend":"memory"}"#);
+    let signer = go_signer(tmp.path(), signer_port, r#"{"backend":"memory"}"#);
     let port = free_port();
-    let _go = go_server(dir, port, signer_port, "");
-    let go = format!("https://127.0.0.1:{port}");
+    let server = go_server(tmp.path(), port, signer_port, "");
+    (
+        tmp,
+        tb,
+        [signer, server],
+        format!("https://127.0.0.1:{port}"),
+    )
+}
+
+#[test]
+fn import_from_go_notary_server() {
+    let (tmp, tb, _go_procs, go) = both_servers();
+    let dir = tmp.path();
     let ca = &tb.ca;
     let owner = dir.join("owner");
     let file = dir.join("a.bin");
@@ -48,16 +60,7 @@ fn import_from_go_notary_server() {
     n_go(&["publish", GUN]);
     n_go(&["remove", GUN, "v1"]);
     n_go(&["publish", GUN]);
-    let key = rcgen::KeyPair::generate().unwrap();
-    let mut params = rcgen::CertificateParams::new(vec![]).unwrap();
-    params
-        .distinguished_name
-        .push(rcgen::DnType::CommonName, "releases");
-    params.not_after = time::OffsetDateTime::now_utc() + time::Duration::days(365);
-    let cert = params.self_signed(&key).unwrap();
-    let (kf, cf) = (dir.join("rel.key"), dir.join("rel.crt"));
-    std::fs::write(&kf, key.serialize_pem()).unwrap();
-    std::fs::write(&cf, cert.pem()).unwrap();
+    let (kf, cf) = trustbridge_e2e::server::delegation_cert(dir, "releases");
     n_go(&[
         "key",
         "import",
@@ -179,15 +182,8 @@ fn import_from_go_notary_server() {
 /// signer — makes it fully served and writable here.
 #[test]
 fn import_of_a_repository_with_a_server_held_snapshot() {
-    init();
-    let tmp = tempfile::tempdir().unwrap();
+    let (tmp, tb, _go_procs, go) = both_servers();
     let dir = tmp.path();
-    let tb = start_stack(dir);
-    let signer_port = free_port();
-    let _go_signer = go_signer(dir, signer_port, r#"{"backend":"memory"}"#);
-    let port = free_port();
-    let _go = go_server(dir, port, signer_port, "");
-    let go = format!("https://127.0.0.1:{port}");
     let ca = &tb.ca;
     let owner = dir.join("owner");
     let gun = "127.0.0.1/import/docker-style";

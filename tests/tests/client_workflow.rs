@@ -7,30 +7,14 @@ use std::path::Path;
 use std::process::Command;
 
 use trustbridge_e2e::peers::{go_server, go_signer};
-use trustbridge_e2e::server::{CLIENT_PASS, notary, start_stack, trustbridge, trustbridge_fails};
+use trustbridge_e2e::server::{
+    CLIENT_PASS, delegation_cert, notary, start_stack, trustbridge, trustbridge_fails,
+};
 use trustbridge_e2e::{free_port, https_get, init, require_bin, run_ok};
 use trustbridge_tuf::{Root, Signed, Targets};
 
 fn sha256_hex(b: &[u8]) -> String {
     hex::encode(ring::digest::digest(&ring::digest::SHA256, b))
-}
-
-/// A self-signed delegation certificate and its key (PKCS#8 PEM), as a user would bring.
-fn delegation_cert(dir: &Path, name: &str) -> (String, String) {
-    let key = rcgen::KeyPair::generate().unwrap();
-    let mut params = rcgen::CertificateParams::new(vec![]).unwrap();
-    params
-        .distinguished_name
-        .push(rcgen::DnType::CommonName, name);
-    params.not_after = time::OffsetDateTime::now_utc() + time::Duration::days(365);
-    let cert = params.self_signed(&key).unwrap();
-    let (kf, cf) = (
-        dir.join(format!("{name}.key")),
-        dir.join(format!("{name}.crt")),
-    );
-    std::fs::write(&kf, key.serialize_pem()).unwrap();
-    std::fs::write(&cf, cert.pem()).unwrap();
-    (kf.to_string_lossy().into(), cf.to_string_lossy().into())
 }
 
 /// The full workflow of the server issue, with our client, against `url`.
@@ -94,7 +78,8 @@ fn workflow(url: &str, ca: &Path, tmp: &Path, gun: &str) {
 
     // A delegation with a certificate key, and a target in it.
     let (kf, cf) = delegation_cert(tmp, "releases");
-    t(&["key", "import", &kf, "--role", "targets/releases"]);
+    let (kf, cf) = (kf.to_str().unwrap(), cf.to_str().unwrap());
+    t(&["key", "import", kf, "--role", "targets/releases"]);
     t(&[
         "delegation",
         "add",

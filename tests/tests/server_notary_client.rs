@@ -58,19 +58,7 @@ fn notary_client_lifecycle() {
     );
 
     // A delegation (x509 certificate, all paths) with a target in it.
-    let key = rcgen::KeyPair::generate().unwrap();
-    let mut params = rcgen::CertificateParams::new(vec![]).unwrap();
-    params
-        .distinguished_name
-        .push(rcgen::DnType::CommonName, "e2e-releases");
-    params.not_after = time::OffsetDateTime::now_utc() + time::Duration::days(365);
-    let cert = params.self_signed(&key).unwrap();
-    let (kf, cf) = (
-        tmp.path().join("releases.key"),
-        tmp.path().join("releases.crt"),
-    );
-    std::fs::write(&kf, key.serialize_pem()).unwrap();
-    std::fs::write(&cf, cert.pem()).unwrap();
+    let (kf, cf) = trustbridge_e2e::server::delegation_cert(tmp.path(), "e2e-releases");
     n(&[
         "key",
         "import",
