@@ -52,3 +52,33 @@ pub fn go_server(dir: &Path, port: u16, signer_port: u16, extra: &str) -> Proc {
     );
     p
 }
+
+/// Debian's docker-registry on `127.0.0.1:port` with storage under `dir/registry`, plain HTTP
+/// unless `http_extra` adds YAML under `http:` (e.g. `tls:`), and `extra` top-level YAML
+/// (e.g. `auth:`). Waits until `/v2/` answers at all (200 or 401).
+pub fn docker_registry(dir: &Path, port: u16, http_extra: &str, extra: &str) -> Proc {
+    let rd = dir.join("registry");
+    std::fs::create_dir_all(rd.join("data")).unwrap();
+    std::fs::write(
+        rd.join("config.yml"),
+        format!(
+            "version: 0.1\nlog:\n  level: warn\nstorage:\n  filesystem: {{ rootdirectory: {} }}\n  delete: {{ enabled: true }}\nhttp:\n  addr: 127.0.0.1:{port}\n{http_extra}{extra}",
+            rd.join("data").display()
+        ),
+    )
+    .unwrap();
+    let mut cmd = Command::new(require_bin("docker-registry"));
+    cmd.arg("serve").arg(rd.join("config.yml"));
+    let mut p = Proc::spawn("docker-registry", cmd, dir);
+    let start = std::time::Instant::now();
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        p.assert_running();
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "registry did not start: {}",
+            p.log()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    p
+}

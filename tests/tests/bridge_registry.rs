@@ -9,6 +9,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use base64::Engine as _;
+use trustbridge_e2e::peers::docker_registry;
 use trustbridge_e2e::server::{start_server, trustbridge, write_server_config};
 use trustbridge_e2e::signer::{ALIAS1_PASS, start_ours, write_config};
 use trustbridge_e2e::{Proc, curl_get, free_port, https_get, init, our_bin, require_bin, run_ok};
@@ -18,38 +19,32 @@ const PASS: &str = "bridge-registry-pw";
 
 /// docker-registry on `port` with TLS (the dev server certificate) and htpasswd auth.
 fn registry(dir: &Path, port: u16) -> Proc {
-    let rd = dir.join("registry");
-    std::fs::create_dir_all(rd.join("data")).unwrap();
+    let htpasswd = dir.join("registry.htpasswd");
     std::fs::write(
-        rd.join("htpasswd"),
+        &htpasswd,
         format!("{USER}:{}\n", bcrypt::hash(PASS, 5).unwrap()),
     )
     .unwrap();
     let certs = dir.join("certs");
-    std::fs::write(
-        rd.join("config.yml"),
-        format!(
-            "version: 0.1\nlog:\n  level: warn\nstorage:\n  filesystem: {{ rootdirectory: {} }}\n  delete: {{ enabled: true }}\nhttp:\n  addr: 127.0.0.1:{port}\n  tls:\n    certificate: {}\n    key: {}\nauth:\n  htpasswd:\n    realm: test\n    path: {}\n",
-            rd.join("data").display(),
+    let p = docker_registry(
+        dir,
+        port,
+        &format!(
+            "  tls:\n    certificate: {}\n    key: {}\n",
             certs.join("server.crt").display(),
-            certs.join("server.key").display(),
-            rd.join("htpasswd").display()
+            certs.join("server.key").display()
         ),
-    )
-    .unwrap();
-    let mut cmd = Command::new(require_bin("docker-registry"));
-    cmd.arg("serve").arg(rd.join("config.yml"));
-    let mut p = Proc::spawn("docker-registry", cmd, dir);
-    let start = Instant::now();
-    while curl(dir, port, "/v2/", None).0 != 200 {
-        p.assert_running();
-        assert!(
-            start.elapsed() < Duration::from_secs(20),
-            "registry did not start: {}",
-            p.log()
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
+        &format!(
+            "auth:\n  htpasswd:\n    realm: test\n    path: {}\n",
+            htpasswd.display()
+        ),
+    );
+    assert_eq!(
+        curl(dir, port, "/v2/", None).0,
+        200,
+        "registry with TLS and auth: {}",
+        p.log()
+    );
     p
 }
 

@@ -8,7 +8,9 @@
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use trustbridge_e2e::server::{notary, notary_cmd, start_server, start_stack, write_server_config};
+use trustbridge_e2e::server::{
+    notary, notary_cmd, start_server, start_stack, trustbridge, write_server_config,
+};
 use trustbridge_e2e::signer::start_ours;
 use trustbridge_e2e::{Proc, free_port, https_get, init, our_bin, wait_ok};
 
@@ -169,10 +171,41 @@ fn dev_mode_runs_the_stack_and_stops_on_sigterm() {
     let list = notary(&url, &ca, &tmp.path().join("fresh"), &["list", gun]);
     assert!(list.contains("No targets"), "{list}");
     assert!(data.join("server.db").exists() && data.join("signer-keys.db").exists());
-    // The Cosign bridge is on in dev mode: its public key is served.
+    // The Cosign bridge is on in dev mode: its public key is served, and a tag signed for an
+    // image in a loopback registry is mirrored there (plain HTTP), as our client confirms.
     let (code, pem) = https_get(&format!("{url}/_trustbridge/v1/cosign.pub"), &ca);
     assert_eq!(code, 200);
     assert!(String::from_utf8_lossy(&pem).starts_with("-----BEGIN PUBLIC KEY-----"));
+    let rport = free_port();
+    let _registry = trustbridge_e2e::peers::docker_registry(tmp.path(), rport, "", "");
+    let image = format!("127.0.0.1:{rport}/e2e/dev");
+    let digest = hex::encode(ring::digest::digest(&ring::digest::SHA256, b"dev manifest"));
+    let ours = |args: &[&str]| trustbridge(&url, &ca, &trust, args);
+    ours(&["init", &image, "-p"]);
+    ours(&["addhash", &image, "v1", "12", "--sha256", &digest, "-p"]);
+    let start = Instant::now();
+    loop {
+        let out = trustbridge_e2e::server::trustbridge_cmd(
+            &url,
+            &ca,
+            &trust,
+            &["verify-both", &format!("{image}:v1")],
+        )
+        .output()
+        .unwrap();
+        if out.status.success() {
+            assert!(
+                String::from_utf8_lossy(&out.stdout).contains(&format!("agree on sha256:{digest}"))
+            );
+            break;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "not mirrored in dev mode: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
 
     // SIGTERM: the server stops, and stops its signer child.
     let signer_port: u16 = {
