@@ -9,7 +9,8 @@ pub enum Error {
     #[error("{gun}: {source}; the data was refused")]
     Verification {
         gun: String,
-        source: trustbridge_tuf::Error,
+        /// Boxed: the core's errors carry several strings, and this enum travels everywhere.
+        source: Box<trustbridge_tuf::Error>,
     },
     /// A role expired: the message carries the command that renews it.
     #[error("{gun}: the {role} role expired at {expires}; renew it with `{fix}`")]
@@ -73,10 +74,24 @@ pub enum Error {
     #[error("{0}")]
     Usage(String),
     #[error("{0}")]
-    Tuf(#[from] trustbridge_tuf::Error),
+    Tuf(Box<trustbridge_tuf::Error>),
+}
+
+impl From<trustbridge_tuf::Error> for Error {
+    fn from(e: trustbridge_tuf::Error) -> Self {
+        Error::Tuf(Box::new(e))
+    }
 }
 
 impl Error {
+    /// Metadata of `gun` that failed verification.
+    pub fn verification(gun: &str, source: trustbridge_tuf::Error) -> Self {
+        Error::Verification {
+            gun: gun.into(),
+            source: Box::new(source),
+        }
+    }
+
     pub fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
         Error::Io {
             path: path.into(),

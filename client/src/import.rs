@@ -33,20 +33,21 @@ pub struct Report {
 }
 
 fn verr(gun: &str, source: trustbridge_tuf::Error) -> Error {
-    Error::Verification {
-        gun: gun.into(),
-        source,
-    }
+    Error::verification(gun, source)
 }
 
-/// Fetch and verify every version of `gun` on `from`; returns (role, version, bytes) oldest first.
+/// One stored version: (role, version, file bytes).
+pub type File = (String, i64, Vec<u8>);
+
+/// Fetch and verify every version of `gun` on `from`; returns the verified current state and
+/// every version, oldest first.
 pub fn collect(
     from: &Remote,
     cache: &RepoDir,
     gun: &str,
     pin: &Pinning,
     progress: &dyn Fn(u64, u64),
-) -> Result<(update::Verified, Vec<(String, i64, Vec<u8>)>)> {
+) -> Result<(update::Verified, Vec<File>)> {
     let current = update::update(from, cache, gun, pin, false)?.ok_or_else(|| Error::NotFound {
         gun: gun.into(),
         server: from.server().into(),
@@ -62,7 +63,7 @@ pub fn collect(
     }
     let total: i64 = wanted.iter().map(|(_, v)| *v).sum();
     let mut done = 0u64;
-    let mut files: Vec<(String, i64, Vec<u8>)> = Vec::new();
+    let mut files: Vec<File> = Vec::new();
     let mut roots: Vec<Signed<Root>> = Vec::new();
     let mut by_role: BTreeMap<String, Vec<Signed<Targets>>> = BTreeMap::new();
     // Root first (the others verify against it), then targets shallow-first.
@@ -124,7 +125,7 @@ fn verify_version(
             gun,
             trustbridge_tuf::Error::structure(
                 role,
-                &format!("{ver}.{role}.json has version {found}"),
+                format!("{ver}.{role}.json has version {found}"),
             ),
         )
     };
@@ -229,7 +230,7 @@ fn verify_version(
 }
 
 /// Store `files` for `gun` on trustbridge-server `to` in one request.
-pub fn store(to: &Remote, gun: &str, files: &[(String, i64, Vec<u8>)]) -> Result<()> {
+pub fn store(to: &Remote, gun: &str, files: &[File]) -> Result<()> {
     let b64 = base64::engine::general_purpose::STANDARD;
     let body = serde_json::json!({
         "files": files.iter().map(|(role, version, data)| serde_json::json!({

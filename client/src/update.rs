@@ -48,10 +48,7 @@ pub struct Resolved {
 }
 
 fn verr(gun: &str) -> impl Fn(trustbridge_tuf::Error) -> Error + '_ {
-    move |source| Error::Verification {
-        gun: gun.to_string(),
-        source,
-    }
+    move |source| Error::verification(gun, source)
 }
 
 /// The command that renews an expired `role`.
@@ -100,16 +97,16 @@ fn check_pinning(gun: &str, root: &Signed<Root>, pin: &Pinning) -> Result<()> {
             })
             .collect();
         if !pin.root_key_ids.iter().any(|p| listed.contains(p)) {
-            return Err(Error::Verification {
-                gun: gun.into(),
-                source: trustbridge_tuf::Error::RootInvalid {
+            return Err(Error::verification(
+                gun,
+                trustbridge_tuf::Error::RootInvalid {
                     gun: gun.into(),
                     reason: format!(
                         "none of its root keys ({}) is the pinned key",
                         role.keyids.join(", ")
                     ),
                 },
-            });
+            ));
         }
     }
     if !pin.ca_ders.is_empty() {
@@ -133,13 +130,13 @@ fn check_pinning(gun: &str, root: &Signed<Root>, pin: &Pinning) -> Result<()> {
             })
         });
         if !issued {
-            return Err(Error::Verification {
-                gun: gun.into(),
-                source: trustbridge_tuf::Error::RootInvalid {
+            return Err(Error::verification(
+                gun,
+                trustbridge_tuf::Error::RootInvalid {
                     gun: gun.into(),
                     reason: "no root certificate is issued by the pinned CA".into(),
                 },
-            });
+            ));
         }
     }
     Ok(())
@@ -215,10 +212,10 @@ fn fetch_by_hash(
     role: &str,
     meta: &FileMeta,
 ) -> Result<Vec<u8>> {
-    if let Some(c) = cache.read(role)? {
-        if meta.check(role, role, &c).is_ok() {
-            return Ok(c);
-        }
+    if let Some(c) = cache.read(role)?
+        && meta.check(role, role, &c).is_ok()
+    {
+        return Ok(c);
     }
     let sha = meta.sha256().map(hex::encode).ok_or_else(|| {
         verr(gun)(trustbridge_tuf::Error::NoHashes {

@@ -12,7 +12,7 @@ use base64::Engine as _;
 use trustbridge_e2e::peers::docker_registry;
 use trustbridge_e2e::server::{start_server, trustbridge, write_server_config};
 use trustbridge_e2e::signer::{ALIAS1_PASS, start_ours, write_config};
-use trustbridge_e2e::{Proc, curl_get, free_port, https_get, init, our_bin, require_bin, run_ok};
+use trustbridge_e2e::{Proc, curl_get, free_port, https_get, init, our_bin, run_ok};
 
 const USER: &str = "bridge";
 const PASS: &str = "bridge-registry-pw";
@@ -198,6 +198,18 @@ fn assert_signed(st: &Stack, dir: &Path, registry_port: u16, repo: &str, digest:
     assert_eq!(
         p["critical"]["image"]["docker-manifest-digest"],
         format!("sha256:{digest}")
+    );
+    // The payload names the role and the keys that signed it.
+    assert_eq!(p["optional"]["dev.trustbridge/notary-role"], "targets");
+    let (_, t) = https_get(
+        &format!("{}/v2/{gun}/_trust/tuf/targets.json", st.url),
+        &st.ca,
+    );
+    let t: serde_json::Value = serde_json::from_slice(&t).unwrap();
+    let signer = t["signatures"][0]["keyid"].as_str().unwrap();
+    assert_eq!(
+        p["optional"]["dev.trustbridge/notary-signers"], signer,
+        "{p}"
     );
 }
 

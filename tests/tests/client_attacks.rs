@@ -262,7 +262,7 @@ fn a_rolled_back_timestamp_is_refused() {
     let ts2 = cached(tmp.path(), "timestamp");
     // The server goes back to the old (validly signed) timestamp and snapshot.
     e.serve("timestamp.json", &ts1);
-    assert!(sn1.len() > 0);
+    assert!(!sn1.is_empty());
     refused(
         &client(&e, tmp.path(), &["list", GUN]),
         "timestamp: version 1 is lower than the required minimum 2",

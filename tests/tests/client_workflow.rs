@@ -85,7 +85,7 @@ fn workflow(url: &str, ca: &Path, tmp: &Path, gun: &str) {
         "add",
         gun,
         "targets/releases",
-        &cf,
+        cf,
         "--all-paths",
         "-p",
     ]);

@@ -320,10 +320,7 @@ pub fn run(cli: Cli) -> Result<()> {
                 .ok_or_else(|| Error::Usage(format!("{gun}: no trust data for {target}")))?;
             t.meta
                 .check(&t.role, &target, &data)
-                .map_err(|e| Error::Verification {
-                    gun: gun.clone(),
-                    source: e,
-                })?;
+                .map_err(|e| Error::verification(&gun, e))?;
             use std::io::Write as _;
             std::io::stdout()
                 .write_all(&data)
