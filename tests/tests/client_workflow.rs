@@ -231,6 +231,100 @@ fn docker_generated_key_signs_through_our_client() {
         theirs.contains("d1") && theirs.contains("targets/releases"),
         "{theirs}"
     );
+
+    // The other way: a key ours generates is loaded by docker, which signs with it. docker
+    // reaches the server by a name it verifies (see server_docker_cli).
+    let server = format!("https://notary-server:{}", s.port);
+    let tls = cfg.join("tls").join(format!("notary-server:{}", s.port));
+    std::fs::create_dir_all(&tls).unwrap();
+    std::fs::copy(&s.ca, tls.join("ca.crt")).unwrap();
+    let docker = |args: &[&str]| {
+        let out = run_ok(
+            &format!("docker {}", args.join(" ")),
+            Command::new(require_bin("docker"))
+                .args(args)
+                .env("DOCKER_CONFIG", &cfg)
+                .env("DOCKER_CONTENT_TRUST_SERVER", &server)
+                .env("DOCKER_CONTENT_TRUST_ROOT_PASSPHRASE", CLIENT_PASS)
+                .env("DOCKER_CONTENT_TRUST_REPOSITORY_PASSPHRASE", CLIENT_PASS),
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr)
+    };
+    let bob = cfg.join("bob");
+    t(&[
+        "key",
+        "generate",
+        "--role",
+        "bob",
+        "-o",
+        bob.to_str().unwrap(),
+    ]);
+    let out = docker(&[
+        "trust",
+        "key",
+        "load",
+        bob.with_extension("key").to_str().unwrap(),
+        "--name",
+        "bob",
+    ]);
+    assert!(out.contains("Successfully imported key"), "{out}");
+    let out = docker(&[
+        "trust",
+        "signer",
+        "add",
+        "--key",
+        bob.with_extension("pub").to_str().unwrap(),
+        "bob",
+        gun,
+    ]);
+    assert!(out.contains("Successfully added signer: bob"), "{out}");
+    let releases = |url: &str| {
+        let (_, b) = https_get(
+            &format!("{url}/v2/{gun}/_trust/tuf/targets/releases.json"),
+            &s.ca,
+        );
+        Signed::<Targets>::from_bytes("targets/releases", &b).unwrap()
+    };
+    // A tag in the top-level targets role (without a daemon docker signs only tags already
+    // in trust data); docker adds it to releases.
+    t(&["add", gun, "d2", file.to_str().unwrap(), "-p"]);
+    let before = releases(&s.url).signed.version;
+    let out = docker(&["trust", "sign", &format!("{gun}:d2")]);
+    assert!(out.contains("Successfully signed"), "{out}");
+    // docker re-signed the releases role with the key ours made.
+    let pub_pem = pem::parse(std::fs::read(bob.with_extension("pub")).unwrap()).unwrap();
+    let bob_id = trustbridge_tuf::PublicKey::new(
+        trustbridge_tuf::KeyType::Ecdsa,
+        pub_pem.contents().to_vec(),
+    )
+    .id();
+    let after = releases(&s.url);
+    assert_eq!(after.signed.version, before + 1);
+    assert!(
+        after.signatures.iter().any(|sig| sig.keyid == bob_id),
+        "{:?}",
+        after.signatures
+    );
+    // notary files our export form under the same ID.
+    let n2 = tmp.path().join("n2");
+    let bob_key = bob.with_extension("key");
+    notary(
+        &s.url,
+        &s.ca,
+        &n2,
+        &["key", "import", bob_key.to_str().unwrap()],
+    );
+    let keys = notary(&s.url, &s.ca, &n2, &["key", "list"]);
+    assert!(keys.contains(&bob_id), "{keys}");
+    let list = t(&["--json", "list", gun, "-r", "targets/releases"]);
+    let v: serde_json::Value = serde_json::from_str(&list).unwrap();
+    assert!(
+        v.as_array()
+            .unwrap()
+            .iter()
+            .any(|t| t["name"] == "d2" && t["role"] == "targets/releases"),
+        "{v}"
+    );
 }
 
 /// Each failure is one line naming what failed and what to do.

@@ -188,7 +188,7 @@ pub(super) fn delegation(ctx: &Ctx, d: DelegationCmd) -> Result<()> {
                         "{:<28}{:<24}{:<12}{}",
                         r["role"].as_str().unwrap(),
                         paths.join(","),
-                        r["threshold"],
+                        r["threshold"].to_string(),
                         ids.join(",")
                     );
                 }
@@ -266,7 +266,10 @@ pub(super) fn key(ctx: &Ctx, k: KeyCmd) -> Result<()> {
                     let pass = passphrase_for(&role, "new key")?;
                     let text = keyfile::encode(&key, &role, gun.as_deref(), &pass)?;
                     let kpath = prefix.with_extension("key");
-                    std::fs::write(&kpath, text).map_err(|e| Error::io(&kpath, e))?;
+                    // A private key file: readable by its owner only (docker refuses others),
+                    // in notary's export form so `notary key import` and `docker trust key
+                    // load` file it under its ID.
+                    write_private(&kpath, with_path_header(&text, &key.id()).as_bytes())?;
                     let pubpem = pem::encode(&pem::Pem::new(
                         "PUBLIC KEY",
                         key.public_key().public.clone(),
@@ -340,27 +343,73 @@ pub(super) fn key(ctx: &Ctx, k: KeyCmd) -> Result<()> {
             let mut out = String::new();
             for e in store.list()? {
                 if key_ids.is_empty() || key_ids.contains(&e.id) {
-                    out.push_str(
-                        &std::fs::read_to_string(&e.path).map_err(|x| Error::io(&e.path, x))?,
-                    );
+                    let text =
+                        std::fs::read_to_string(&e.path).map_err(|x| Error::io(&e.path, x))?;
+                    out.push_str(&with_path_header(&text, &e.id));
                 }
             }
             match output {
-                Some(p) => {
-                    use std::io::Write as _;
-                    use std::os::unix::fs::OpenOptionsExt as _;
-                    let mut f = std::fs::OpenOptions::new()
-                        .write(true)
-                        .create(true)
-                        .truncate(true)
-                        .mode(0o600)
-                        .open(&p)
-                        .map_err(|e| Error::io(&p, e))?;
-                    f.write_all(out.as_bytes()).map_err(|e| Error::io(&p, e))?;
-                }
+                Some(p) => write_private(&p, out.as_bytes())?,
                 None => print!("{out}"),
             }
         }
     }
     Ok(())
+}
+
+/// notary's export form of a key file: a `path: <key ID>` PEM header (Go sorts headers, so it
+/// goes between `gun` and `role`). notary's import files the key under that name; docker's
+/// `trust key load` imports an encrypted key only when it has one (without it, docker
+/// decrypts the key and then finds no PEM to store, yet reports success).
+fn with_path_header(text: &str, id: &str) -> String {
+    let mut out = String::with_capacity(text.len() + 80);
+    let mut lines = text.lines();
+    let Some(begin) = lines.next() else {
+        return text.to_string();
+    };
+    let mut headers: Vec<String> = Vec::new();
+    let mut rest: Vec<&str> = Vec::new();
+    let mut in_headers = true;
+    for l in lines {
+        if in_headers && l.contains(": ") {
+            headers.push(l.to_string());
+        } else {
+            if in_headers && !l.is_empty() {
+                rest.push("");
+            }
+            in_headers = false;
+            rest.push(l);
+        }
+    }
+    headers.retain(|h| !h.starts_with("path: "));
+    headers.push(format!("path: {id}"));
+    headers.sort();
+    out.push_str(begin);
+    out.push('\n');
+    for h in headers {
+        out.push_str(&h);
+        out.push('\n');
+    }
+    for l in rest {
+        out.push_str(l);
+        out.push('\n');
+    }
+    out
+}
+
+/// Write a file holding private keys with mode 0600.
+fn write_private(path: &Path, data: &[u8]) -> Result<()> {
+    use std::io::Write as _;
+    use std::os::unix::fs::{OpenOptionsExt as _, PermissionsExt as _};
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)
+        .map_err(|e| Error::io(path, e))?;
+    // An existing file keeps its mode on open: tighten it too.
+    f.set_permissions(std::fs::Permissions::from_mode(0o600))
+        .map_err(|e| Error::io(path, e))?;
+    f.write_all(data).map_err(|e| Error::io(path, e))
 }
