@@ -14,7 +14,7 @@ use sigstore::registry::{Auth, ClientConfig, ClientProtocol, OciReference};
 use trustbridge_e2e::server::{
     notary, start_server, trustbridge, trustbridge_fails, write_server_config,
 };
-use trustbridge_e2e::signer::{ALIAS1_PASS, start_ours, write_config};
+use trustbridge_e2e::signer::{cosign_key_generate, start_ours, write_config};
 use trustbridge_e2e::{free_port, https_get, init, our_bin, require_bin, run_ok};
 
 /// The reference registry (../shared/peers/registry.sh), stopped on drop.
@@ -119,18 +119,7 @@ fn start_stack(dir: &Path, registry_port: u16, extra: &str) -> Stack {
         .unwrap();
     let signer_port = free_port();
     let sc = write_config(dir, signer_port, "sqlite3");
-    let key_id = String::from_utf8_lossy(
-        &run_ok(
-            "cosign-key generate",
-            Command::new(our_bin("trustbridge-signer", "trustbridge-signer"))
-                .args(["cosign-key", "generate", "--config"])
-                .arg(&sc)
-                .env("NOTARY_SIGNER_ALIAS1", ALIAS1_PASS),
-        )
-        .stdout,
-    )
-    .trim()
-    .to_string();
+    let key_id = cosign_key_generate(&sc);
     let mut signer = start_ours("trustbridge-signer", &sc, &certs, signer_port);
     let port = free_port();
     let config = write_server_config(

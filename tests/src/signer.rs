@@ -9,7 +9,7 @@ use tonic::transport::{Certificate, Channel, ClientTlsConfig, Identity};
 use trustbridge_signer::proto::key_management_client::KeyManagementClient;
 use trustbridge_signer::proto::signer_client::SignerClient;
 
-use crate::{Proc, our_bin};
+use crate::{Proc, our_bin, run_ok};
 
 pub type Km = KeyManagementClient<Channel>;
 pub type Sg = SignerClient<Channel>;
@@ -130,4 +130,17 @@ pub fn wait_grpc(p: &mut Proc, port: u16, certs: &Path) {
         }
         std::thread::sleep(Duration::from_millis(100));
     }
+}
+
+/// Make the Cosign bridge key offline in the store of `config` (`cosign-key generate`); returns
+/// its key ID, for `trustbridge.bridge.key_id`.
+pub fn cosign_key_generate(config: &Path) -> String {
+    let out = run_ok(
+        "cosign-key generate",
+        Command::new(our_bin("trustbridge-signer", "trustbridge-signer"))
+            .args(["cosign-key", "generate", "--config"])
+            .arg(config)
+            .env("NOTARY_SIGNER_ALIAS1", ALIAS1_PASS),
+    );
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
 }

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use base64::Engine as _;
 use trustbridge_e2e::peers::docker_registry;
 use trustbridge_e2e::server::{start_server, trustbridge, write_server_config};
-use trustbridge_e2e::signer::{ALIAS1_PASS, start_ours, write_config};
+use trustbridge_e2e::signer::{cosign_key_generate, start_ours, write_config};
 use trustbridge_e2e::{Proc, curl_get, free_port, https_get, init, our_bin, run_ok};
 
 const USER: &str = "bridge";
@@ -79,14 +79,7 @@ fn stack(dir: &Path) -> Stack {
         .unwrap();
     let signer_port = free_port();
     let sc = write_config(dir, signer_port, "sqlite3");
-    let out = run_ok(
-        "cosign-key generate",
-        Command::new(our_bin("trustbridge-signer", "trustbridge-signer"))
-            .args(["cosign-key", "generate", "--config"])
-            .arg(&sc)
-            .env("NOTARY_SIGNER_ALIAS1", ALIAS1_PASS),
-    );
-    let key_id = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    let key_id = cosign_key_generate(&sc);
     let signer = start_ours("trustbridge-signer", &sc, &certs, signer_port);
     let port = free_port();
     Stack {

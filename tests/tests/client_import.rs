@@ -23,6 +23,11 @@ fn targets_of(list: &str) -> Vec<String> {
     v
 }
 
+/// `import --from GO --from-tlscacert CA --gun GUN`.
+fn import_args<'a>(go: &'a str, ca: &'a str, gun: &'a str) -> [&'a str; 7] {
+    ["import", "--from", go, "--from-tlscacert", ca, "--gun", gun]
+}
+
 /// trustbridge-server (with its signer) and Go notary-server 0.7.0 with Go notary-signer,
 /// sharing one dev PKI: (temp dir, our stack, the Go processes, the Go server's URL).
 fn both_servers() -> (tempfile::TempDir, Stack, [Proc; 2], String) {
@@ -89,15 +94,7 @@ fn import_from_go_notary_server() {
         &tb.url,
         ca,
         &owner,
-        &[
-            "import",
-            "--from",
-            &go,
-            "--from-tlscacert",
-            ca.to_str().unwrap(),
-            "--gun",
-            GUN,
-        ],
+        &import_args(&go, ca.to_str().unwrap(), GUN),
     );
     assert!(
         out.contains(&format!("{GUN}: copied")) && out.contains("verified"),
@@ -156,15 +153,7 @@ fn import_from_go_notary_server() {
         &tb.url,
         ca,
         &dir.join("admin2"),
-        &[
-            "import",
-            "--from",
-            &go,
-            "--from-tlscacert",
-            ca.to_str().unwrap(),
-            "--gun",
-            GUN,
-        ],
+        &import_args(&go, ca.to_str().unwrap(), GUN),
     )
     .output()
     .unwrap();
@@ -204,15 +193,7 @@ fn import_of_a_repository_with_a_server_held_snapshot() {
         &tb.url,
         ca,
         &owner,
-        &[
-            "import",
-            "--from",
-            &go,
-            "--from-tlscacert",
-            ca.to_str().unwrap(),
-            "--gun",
-            gun,
-        ],
+        &import_args(&go, ca.to_str().unwrap(), gun),
     );
     let step = format!("key rotate {gun} timestamp snapshot -r");
     assert!(out.contains(&step), "{out}");
