@@ -67,6 +67,11 @@ cargo fmt --all -- --check
 status=0
 cargo test --no-fail-fast || status=$?
 # sigstore-rs, the independent Cosign verifier, in a build of its own: it brings aws-lc-rs,
-# which must not leak into the product build through feature unification.
+# which must not leak into the product build through feature unification. sigstore-js
+# (npm @sigstore/verify, pinned by sigstore-tests/js/package-lock.json) verifies the v3 bundles.
+for b in node npm; do
+  command -v "$b" >/dev/null 2>&1 || { echo "test.sh: $b is missing (Node.js >= 20.17 runs sigstore-js)" >&2; exit 1; }
+done
+npm ci --prefix sigstore-tests/js --no-audit --no-fund --loglevel=error
 cargo test -p trustbridge-sigstore-tests --no-fail-fast || status=$?
 exit $status

@@ -316,6 +316,11 @@ impl Config {
                     None => Default::default(),
                 },
                 max_attempts: number(json, "trustbridge.bridge.max_attempts")?.unwrap_or(50),
+                new_bundle_format: match lookup(json, "trustbridge.bridge.new_bundle_format").as_deref() {
+                    None => false,
+                    Some(Value::Bool(b)) => *b,
+                    Some(_) => return Err("trustbridge.bridge.new_bundle_format must be true or false".into()),
+                },
             }),
             Some(_) => return Err("trustbridge.bridge must be an object".into()),
         };

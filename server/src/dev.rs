@@ -155,6 +155,7 @@ pub fn prepare(data: &Path, addr: &str) -> Result<(Config, DevSigner), Error> {
             max_backoff: std::time::Duration::from_secs(60),
             rewrite: vec![],
             max_attempts: 50,
+            new_bundle_format: false,
         }),
         token_issuer: None,
     };

@@ -28,7 +28,11 @@ use crate::storage::MetaStore;
 use crate::storage::sqlite::SqliteStore;
 
 /// `bridge backfill`: mirror every stored target of GUNs starting with `prefix`.
-pub async fn backfill(config: &Config, prefix: &str) -> Result<bridge::backfill::Report, Error> {
+pub async fn backfill(
+    config: &Config,
+    prefix: &str,
+    redeliver: bool,
+) -> Result<bridge::backfill::Report, Error> {
     let b = config
         .bridge
         .clone()
@@ -45,7 +49,7 @@ pub async fn backfill(config: &Config, prefix: &str) -> Result<bridge::backfill:
     let signer = SignerLink::new(&config.trust, metrics.clone())?;
     let repo = Repo::new(store.clone(), signer.clone(), config.renewal);
     let bridge = bridge::Bridge::new(b, store, signer, metrics);
-    bridge::backfill::backfill(&repo, &bridge, prefix).await
+    bridge::backfill::backfill(&repo, &bridge, prefix, redeliver).await
 }
 
 /// Listen on `config.http_addr` and serve until `shutdown` completes. `ready` receives the

@@ -51,6 +51,10 @@ enum BridgeCmd {
         /// Only GUNs starting with this
         #[arg(long, default_value = "")]
         gun: String,
+        /// Deliver every current target again, also those mirrored before (after turning on
+        /// `new_bundle_format`); what the registry already holds is not written twice
+        #[arg(long)]
+        redeliver: bool,
     },
     /// Requeue dead (gave up) and failed jobs now, attempts reset (safe while the server runs)
     Retry {
@@ -120,10 +124,10 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             }))?;
             drop(signer);
         }
-        Some(Cmd::Bridge(BridgeCmd::Backfill { gun })) => {
+        Some(Cmd::Bridge(BridgeCmd::Backfill { gun, redeliver })) => {
             let config = Config::load(&cli.config)?;
             init_logging("warn", &cli.log_format);
-            let report = rt.block_on(trustbridge_server::backfill(&config, &gun))?;
+            let report = rt.block_on(trustbridge_server::backfill(&config, &gun, redeliver))?;
             println!(
                 "backfill: {} new job(s), {} mirrored, {} failed (retried by the server)",
                 report.added, report.mirrored, report.failed

@@ -4,155 +4,14 @@
 //! sigstore-rs — an implementation nobody here wrote — finds and verifies it with the key from
 //! `/_trustbridge/v1/cosign.pub`, and refuses another key.
 
-use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use sigstore::cosign::verification_constraint::{PublicKeyVerifier, VerificationConstraintVec};
-use sigstore::cosign::{ClientBuilder, CosignCapabilities, verify_constraints};
+use sigstore::cosign::{ClientBuilder, CosignCapabilities};
 use sigstore::registry::{Auth, ClientConfig, ClientProtocol, OciReference};
-use trustbridge_e2e::server::{
-    notary, start_server, trustbridge, trustbridge_fails, write_server_config,
-};
-use trustbridge_e2e::signer::{cosign_key_generate, start_ours, write_config};
-use trustbridge_e2e::{free_port, https_get, init, our_bin, require_bin, run_ok};
-
-/// The reference registry (../shared/peers/registry.sh), stopped on drop.
-struct Registry {
-    dir: PathBuf,
-    port: u16,
-}
-
-fn peers_script() -> PathBuf {
-    trustbridge_e2e::shared_dir().join("peers/registry.sh")
-}
-
-impl Registry {
-    fn start(dir: &Path) -> Registry {
-        require_bin("docker-registry");
-        require_bin("skopeo");
-        let port = free_port();
-        run_ok(
-            "registry.sh start",
-            Command::new("bash")
-                .arg(peers_script())
-                .arg("start")
-                .arg(dir)
-                .env("REGISTRY_PORT", port.to_string()),
-        );
-        Registry {
-            dir: dir.to_path_buf(),
-            port,
-        }
-    }
-
-    /// Push the peers' sample image to `repo:tag`; returns (digest hex, size).
-    fn push_sample(&self, repo_tag: &str) -> (String, u64) {
-        let out = run_ok(
-            "registry.sh push-sample",
-            Command::new("bash")
-                .arg(peers_script())
-                .arg("push-sample")
-                .arg(&self.dir)
-                .arg(repo_tag)
-                .env("REGISTRY_PORT", self.port.to_string()),
-        );
-        let text = String::from_utf8_lossy(&out.stdout);
-        let line = text.lines().last().unwrap();
-        let f: Vec<&str> = line.split_whitespace().collect();
-        (
-            f[1].trim_start_matches("sha256:").to_string(),
-            f[2].parse().unwrap(),
-        )
-    }
-}
-
-impl Drop for Registry {
-    fn drop(&mut self) {
-        let _ = Command::new("bash")
-            .arg(peers_script())
-            .arg("stop")
-            .arg(&self.dir)
-            .env("REGISTRY_PORT", self.port.to_string())
-            .status();
-    }
-}
-
-async fn verify(registry_port: u16, image: &str, pem: &[u8]) -> Result<(), String> {
-    let mut client = ClientBuilder::default()
-        .with_oci_client_config(ClientConfig {
-            protocol: ClientProtocol::Http,
-            ..Default::default()
-        })
-        .build()
-        .map_err(|e| e.to_string())?;
-    let image: OciReference = image.parse().map_err(|e| format!("{e:?}"))?;
-    let _ = registry_port;
-    let layers = client
-        .trusted_signature_layers(&Auth::Anonymous, &image)
-        .await
-        .map_err(|e| e.to_string())?;
-    if layers.is_empty() {
-        return Err("no signature layers".into());
-    }
-    let verifier = PublicKeyVerifier::try_from(pem).map_err(|e| e.to_string())?;
-    let constraints: VerificationConstraintVec = vec![Box::new(verifier)];
-    verify_constraints(&layers, constraints.iter()).map_err(|e| format!("{e:?}"))
-}
-
-/// trustbridge-signer (with a bridge key) and trustbridge-server with the bridge on for the
-/// registry on `registry_port`.
-struct Stack {
-    signer: trustbridge_e2e::Proc,
-    server: trustbridge_e2e::Proc,
-    config: PathBuf,
-    port: u16,
-    url: String,
-    ca: PathBuf,
-}
-
-fn start_stack(dir: &Path, registry_port: u16, extra: &str) -> Stack {
-    let certs = dir.join("certs");
-    trustbridge_certs::generate(30)
-        .unwrap()
-        .write(&certs)
-        .unwrap();
-    let signer_port = free_port();
-    let sc = write_config(dir, signer_port, "sqlite3");
-    let key_id = cosign_key_generate(&sc);
-    let mut signer = start_ours("trustbridge-signer", &sc, &certs, signer_port);
-    let port = free_port();
-    let config = write_server_config(
-        dir,
-        port,
-        signer_port,
-        &format!(
-            r#","trustbridge":{{"bridge":{{"key_id":"{key_id}"{extra},"registries":{{"127.0.0.1:{registry_port}":{{"plain_http":true}}}}}}}}"#
-        ),
-    );
-    let server = start_server("trustbridge-server", dir, &config, port, &mut [&mut signer]);
-    Stack {
-        signer,
-        server,
-        config,
-        port,
-        url: format!("https://127.0.0.1:{port}"),
-        ca: certs.join("root-ca.crt"),
-    }
-}
-
-/// The real notary client: init `gun` (publishing), add `tag` for the image digest, publish.
-fn sign_tag(st: &Stack, trust: &Path, gun: &str, tag: &str, size: u64, digest: &str) {
-    notary(&st.url, &st.ca, trust, &["init", gun, "-p"]);
-    let size = size.to_string();
-    notary(
-        &st.url,
-        &st.ca,
-        trust,
-        &["addhash", gun, tag, &size, "--sha256", digest],
-    );
-    notary(&st.url, &st.ca, trust, &["publish", gun]);
-}
+use trustbridge_e2e::server::{notary, start_server, trustbridge, trustbridge_fails};
+use trustbridge_e2e::{https_get, init, our_bin, require_bin, run_ok};
+use trustbridge_sigstore_tests::{Registry, peers_script, sign_tag, start_stack, verify, wait_job};
 
 #[test]
 fn dct_signed_tag_is_mirrored_and_verified_by_sigstore_rs() {
@@ -372,31 +231,6 @@ fn hex_sha256(data: &[u8]) -> String {
         let _ = write!(out, "{b:02x}");
     }
     out
-}
-
-/// Wait until the newest job of `gun`'s `tag` is `state` with `action`.
-fn wait_job(st: &Stack, gun: &str, tag: &str, action: &str) {
-    let start = Instant::now();
-    loop {
-        let (_, body) = https_get(
-            &format!("{}/_trustbridge/v1/status?gun={gun}", st.url),
-            &st.ca,
-        );
-        let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
-        if v["targets"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .any(|t| t["tag"] == tag && t["action"] == action && t["state"] == "mirrored")
-        {
-            return;
-        }
-        assert!(
-            start.elapsed() < Duration::from_secs(30),
-            "{action} of {tag} not done: {v}"
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    }
 }
 
 #[test]

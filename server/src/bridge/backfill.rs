@@ -1,6 +1,7 @@
 //! `trustbridge-server bridge backfill`: mirror every target already stored, e.g. when the
 //! bridge is turned on for an existing server. Jobs are added only for targets that never had
-//! one, so running it again is a no-op; delivery is the worker's, run here in the foreground
+//! one, so running it again is a no-op (`redeliver` queues them all again: delivery is
+//! idempotent per layout, so only what the registry lacks is written); delivery is the worker's, run here in the foreground
 //! with a progress bar until nothing is due.
 
 use indicatif::{ProgressBar, ProgressStyle};
@@ -16,7 +17,12 @@ pub struct Report {
     pub failed: usize,
 }
 
-pub async fn backfill(repo: &Repo, bridge: &Bridge, prefix: &str) -> Result<Report, Error> {
+pub async fn backfill(
+    repo: &Repo,
+    bridge: &Bridge,
+    prefix: &str,
+    redeliver: bool,
+) -> Result<Report, Error> {
     let store = repo.store().clone();
     let mut added = 0;
     for gun in store.guns()?.into_iter().filter(|g| g.starts_with(prefix)) {
@@ -31,7 +37,7 @@ pub async fn backfill(repo: &Repo, bridge: &Bridge, prefix: &str) -> Result<Repo
                 role: m.role,
                 signers: m.signers,
             };
-            if !store.has_job(&gun, &job)? {
+            if redeliver || !store.has_job(&gun, &job)? {
                 jobs.push(job);
             }
         }

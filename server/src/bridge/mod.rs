@@ -5,7 +5,9 @@
 //! in the signer (Sign RPC, r||s converted to DER).
 
 pub mod backfill;
+pub mod bundle;
 pub mod payload;
+mod referrers;
 pub mod registry;
 
 use std::collections::HashMap;
@@ -46,6 +48,10 @@ pub struct BridgeConfig {
     /// Deliveries tried before a job is `dead` (0: retry forever; default 50, about four hours
     /// at the default backoff cap). `trustbridge-server bridge retry` revives dead jobs.
     pub max_attempts: u32,
+    /// Also write cosign v3's layout: a Sigstore bundle attached through OCI referrers (the
+    /// `sha256-<hex>` fallback index where the registry lacks the API). The legacy `.sig`
+    /// layer is always written: every verifier reads it (cosign-bridge.md §5).
+    pub new_bundle_format: bool,
 }
 
 /// How one tag is mirrored: the digest, the role it resolved from, and the key IDs that signed
@@ -209,13 +215,25 @@ impl Bridge {
             &job.role,
             &job.signers,
         );
+        let reference = format!("{host}/{repo}");
+        let registry = self.client(&host).await?;
         if job.action == "revoke" {
-            return self
-                .client(&host)
-                .await?
+            registry
                 .remove_signature(&host, &repo, &job.digest_hex, &payload)
-                .await
-                .map(|_| ());
+                .await?;
+            if self.cfg.new_bundle_format {
+                let statement = bundle::statement(
+                    &reference,
+                    &job.digest_hex,
+                    &job.tag,
+                    &job.role,
+                    &job.signers,
+                );
+                registry
+                    .remove_bundle(&host, &repo, &job.digest_hex, &bundle::sha256(&statement))
+                    .await?;
+            }
+            return Ok(());
         }
         let sig = self
             .signer
@@ -225,11 +243,74 @@ impl Bridge {
             .ok_or_else(|| format!("the signer does not hold bridge key {}", self.cfg.key_id))?;
         let der = trustbridge_signer::cosign::raw_to_der(&sig.sig).map_err(|e| e.to_string())?;
         let b64 = base64::engine::general_purpose::STANDARD.encode(der);
-        self.client(&host)
-            .await?
+        registry
             .add_signature(&host, &repo, &job.digest_hex, &payload, &b64)
+            .await?;
+        if self.cfg.new_bundle_format {
+            self.attach_bundle(&registry, &host, &repo, &reference, job)
+                .await?;
+        }
+        Ok(())
+    }
+
+    /// cosign v3's layout for one sign job, unless a bundle with the same statement is
+    /// already attached (delivery is retried; the bundle bytes are not reproducible).
+    async fn attach_bundle(
+        &self,
+        registry: &registry::Registry,
+        host: &str,
+        repo: &str,
+        reference: &str,
+        job: &Job,
+    ) -> Result<(), String> {
+        let statement = bundle::statement(
+            reference,
+            &job.digest_hex,
+            &job.tag,
+            &job.role,
+            &job.signers,
+        );
+        if registry
+            .has_bundle(host, repo, &job.digest_hex, &bundle::sha256(&statement))
+            .await?
+        {
+            return Ok(());
+        }
+        let subject = registry.subject(host, repo, &job.digest_hex).await?;
+        let missing = || format!("the signer does not hold bridge key {}", self.cfg.key_id);
+        let key = self
+            .signer
+            .key_info(&self.cfg.key_id)
             .await
-            .map(|_| ())
+            .map_err(|e| e.to_string())?
+            .ok_or_else(missing)?;
+        let sig = self
+            .signer
+            .sign(
+                &self.cfg.key_id,
+                &self.cfg.key_id,
+                &bundle::pae(bundle::INTOTO_PAYLOAD_TYPE, &statement),
+            )
+            .await
+            .map_err(|e| e.to_string())?
+            .ok_or_else(missing)?;
+        let der = trustbridge_signer::cosign::raw_to_der(&sig.sig).map_err(|e| e.to_string())?;
+        let bundle_json = bundle::bundle(&statement, &der, &key.public);
+        let created = time::OffsetDateTime::now_utc()
+            .replace_nanosecond(0)
+            .unwrap_or_else(|_| time::OffsetDateTime::now_utc())
+            .format(&time::format_description::well_known::Rfc3339)
+            .map_err(|e| e.to_string())?;
+        registry
+            .put_bundle(
+                host,
+                repo,
+                &job.digest_hex,
+                &bundle_json,
+                &subject,
+                &bundle::annotations(&statement, &created),
+            )
+            .await
     }
 
     /// Deliver what is due; returns the outcome (delivered or not) of each job tried.

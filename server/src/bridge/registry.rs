@@ -22,11 +22,12 @@ fn sha256(data: &[u8]) -> String {
 
 /// One registry's client.
 pub struct Registry {
-    client: Client,
-    auth: RegistryAuth,
-    /// For the one call oci-client lacks: deleting a manifest.
+    pub(super) client: Client,
+    pub(super) auth: RegistryAuth,
+    /// For the calls oci-client lacks: deleting a manifest, the referrers API and manifest
+    /// PUTs whose response headers matter (`OCI-Subject`).
     http: reqwest::Client,
-    scheme: &'static str,
+    pub(super) scheme: &'static str,
 }
 
 impl Registry {
@@ -60,6 +61,97 @@ impl Registry {
                 .map_err(|e| format!("registry HTTP client: {e}"))?,
             scheme: if plain_http { "http" } else { "https" },
         })
+    }
+
+    /// One request outside oci-client, authenticated as the registry asks: Basic credentials
+    /// up front when configured, and on a `401` with a `Bearer` challenge (Docker Hub, Harbor,
+    /// GHCR: the distribution token protocol) a token fetched from the realm for the
+    /// challenge's service and scope, with those credentials, then the request once more.
+    pub(super) async fn send(
+        &self,
+        method: reqwest::Method,
+        url: &str,
+        headers: &[(&str, &str)],
+        body: Option<Vec<u8>>,
+    ) -> Result<reqwest::Response, String> {
+        let request = |token: Option<&str>| {
+            let mut r = self.http.request(method.clone(), url);
+            for (k, v) in headers {
+                r = r.header(*k, *v);
+            }
+            if let Some(b) = &body {
+                r = r.body(b.clone());
+            }
+            match (token, &self.auth) {
+                (Some(t), _) => r.bearer_auth(t),
+                (None, RegistryAuth::Basic(u, p)) => r.basic_auth(u, Some(p)),
+                _ => r,
+            }
+        };
+        let resp = request(None)
+            .send()
+            .await
+            .map_err(|e| format!("{method} {url}: {e}"))?;
+        if resp.status() != reqwest::StatusCode::UNAUTHORIZED {
+            return Ok(resp);
+        }
+        let Some(challenge) = resp
+            .headers()
+            .get(http::header::WWW_AUTHENTICATE)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .map(str::to_string)
+        else {
+            return Ok(resp);
+        };
+        let token = self.token(&challenge).await?;
+        request(Some(&token))
+            .send()
+            .await
+            .map_err(|e| format!("{method} {url}: {e}"))
+    }
+
+    /// A bearer token for `challenge` (`realm="…",service="…",scope="…"`).
+    async fn token(&self, challenge: &str) -> Result<String, String> {
+        let params = challenge_params(challenge);
+        let realm = params
+            .iter()
+            .find(|(k, _)| k == "realm")
+            .map(|(_, v)| v.clone())
+            .ok_or_else(|| format!("registry token challenge without a realm: {challenge}"))?;
+        let query: Vec<String> = params
+            .iter()
+            .filter(|(k, _)| k == "service" || k == "scope")
+            .map(|(k, v)| format!("{k}={}", query_escape(v)))
+            .collect();
+        let url = if query.is_empty() {
+            realm
+        } else {
+            format!("{realm}?{}", query.join("&"))
+        };
+        let mut r = self.http.get(&url);
+        if let RegistryAuth::Basic(u, p) = &self.auth {
+            r = r.basic_auth(u, Some(p));
+        }
+        let resp = r
+            .send()
+            .await
+            .map_err(|e| format!("registry token {url}: {e}"))?;
+        let status = resp.status();
+        let body = resp
+            .bytes()
+            .await
+            .map_err(|e| format!("registry token {url}: {e}"))?;
+        if !status.is_success() {
+            return Err(format!("registry token {url}: HTTP {status}"));
+        }
+        let v: Value =
+            serde_json::from_slice(&body).map_err(|e| format!("registry token {url}: {e}"))?;
+        v["token"]
+            .as_str()
+            .or(v["access_token"].as_str())
+            .map(str::to_string)
+            .ok_or_else(|| format!("registry token {url}: no token in the answer"))
     }
 
     /// The `.sig` manifest's layers and digest, if it exists.
@@ -126,12 +218,8 @@ impl Registry {
                 "{}://{registry}/v2/{repo}/manifests/{manifest_digest}",
                 self.scheme
             );
-            let mut req = self.http.delete(&url);
-            if let RegistryAuth::Basic(u, p) = &self.auth {
-                req = req.basic_auth(u, Some(p));
-            }
-            let resp = req
-                .send()
+            let resp = self
+                .send(reqwest::Method::DELETE, &url, &[], None)
                 .await
                 .map_err(|e| format!("deleting the .sig manifest: {e}"))?;
             if !resp.status().is_success() && resp.status() != reqwest::StatusCode::NOT_FOUND {
@@ -211,5 +299,47 @@ impl Registry {
         }));
         self.put_manifest(&reference, layers).await?;
         Ok(true)
+    }
+}
+
+/// `key="value"` pairs of a `WWW-Authenticate` challenge (values may hold commas).
+fn challenge_params(challenge: &str) -> Vec<(String, String)> {
+    let re = regex::Regex::new(r#"([A-Za-z]+)="([^"]*)""#).expect("a valid pattern");
+    re.captures_iter(challenge)
+        .map(|c| (c[1].to_string(), c[2].to_string()))
+        .collect()
+}
+
+/// Percent-encode a query value (the token protocol's scopes hold spaces and colons).
+fn query_escape(v: &str) -> String {
+    v.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z'
+            | b'a'..=b'z'
+            | b'0'..=b'9'
+            | b'-'
+            | b'_'
+            | b'.'
+            | b'~'
+            | b':'
+            | b'/'
+            | b',' => (b as char).to_string(),
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bearer_challenges_are_parsed() {
+        let p = challenge_params(
+            r#"realm="https://auth.example/token",service="registry.example",scope="repository:team/app:pull,push""#,
+        );
+        assert_eq!(p[0], ("realm".into(), "https://auth.example/token".into()));
+        assert_eq!(p[2].1, "repository:team/app:pull,push");
+        assert_eq!(query_escape("a b&c"), "a%20b%26c");
     }
 }

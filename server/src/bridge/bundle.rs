@@ -1,0 +1,177 @@
+//! cosign v3's "new bundle format" (cosign-bridge.md §5; cosign `sign.go` signDigestBundle,
+//! `oci/remote/write.go` WriteAttestationNewBundleFormat, specs/BUNDLE_SPEC.md): a Sigstore
+//! bundle v0.3 holding a DSSE envelope of an in-toto Statement (predicate
+//! `https://sigstore.dev/cosign/sign/v1`, empty predicate, one subject: the image digest),
+//! stored as an OCI 1.1 artifact manifest whose `subject` is the signed image.
+//!
+//! Key-signed, no transparency log: the verification material is the public-key hint, which
+//! cosign computes as base64(SHA-256(PKIX DER of the public key)) (`internal/key/svkeypair.go`).
+//! The statement is deterministic for a (reference, digest, tag, role, signers), so its digest,
+//! carried in an annotation of ours, tells whether a bundle for a job is already there: ECDSA
+//! signatures are randomised and the bundle bytes differ on every delivery.
+
+use base64::Engine as _;
+use serde_json::{Value, json};
+
+pub const BUNDLE_MEDIA_TYPE: &str = "application/vnd.dev.sigstore.bundle.v0.3+json";
+pub const INTOTO_PAYLOAD_TYPE: &str = "application/vnd.in-toto+json";
+pub const SIGN_PREDICATE_TYPE: &str = "https://sigstore.dev/cosign/sign/v1";
+pub const EMPTY_MEDIA_TYPE: &str = "application/vnd.oci.empty.v1+json";
+/// Our annotation on the bundle manifest (and its index entry): `sha256:<hex>` of the
+/// statement, which identifies the job's bundle for idempotent delivery and for revocation.
+pub const STATEMENT_ANNOTATION: &str = "dev.trustbridge/statement-digest";
+const B64: base64::engine::GeneralPurpose = base64::engine::general_purpose::STANDARD;
+
+pub fn sha256(data: &[u8]) -> String {
+    format!(
+        "sha256:{}",
+        hex::encode(ring::digest::digest(&ring::digest::SHA256, data))
+    )
+}
+
+/// The in-toto Statement for one notary target. cosign puts `-a` annotations into the
+/// subject's `annotations`; ours name the docker reference, the notary role and target, and
+/// the key IDs that signed the role (left out when unknown, as in the legacy payload).
+pub fn statement(
+    reference: &str,
+    digest_hex: &str,
+    tag: &str,
+    role: &str,
+    signers: &str,
+) -> Vec<u8> {
+    let mut annotations = serde_json::Map::new();
+    annotations.insert(
+        "docker-reference".into(),
+        Value::from(format!("{reference}:{tag}")),
+    );
+    annotations.insert("dev.trustbridge/notary-role".into(), Value::from(role));
+    annotations.insert("dev.trustbridge/notary-target".into(), Value::from(tag));
+    if !signers.is_empty() {
+        annotations.insert(
+            "dev.trustbridge/notary-signers".into(),
+            Value::from(signers),
+        );
+    }
+    // serde_json's map is ordered by key: the same job always gives the same bytes.
+    let v = json!({
+        "_type": "https://in-toto.io/Statement/v1",
+        "subject": [{"digest": {"sha256": digest_hex}, "annotations": annotations}],
+        "predicateType": SIGN_PREDICATE_TYPE,
+        "predicate": {},
+    });
+    serde_json::to_vec(&v).expect("a JSON value serialises")
+}
+
+/// DSSE's pre-authentication encoding, the bytes that are actually signed:
+/// `DSSEv1 <len(type)> <type> <len(body)> <body>` (lengths in ASCII decimal).
+pub fn pae(payload_type: &str, payload: &[u8]) -> Vec<u8> {
+    let mut out = format!(
+        "DSSEv1 {} {} {} ",
+        payload_type.len(),
+        payload_type,
+        payload.len()
+    )
+    .into_bytes();
+    out.extend_from_slice(payload);
+    out
+}
+
+/// cosign's public-key hint: base64(SHA-256(PKIX DER)).
+pub fn key_hint(spki_der: &[u8]) -> String {
+    B64.encode(ring::digest::digest(&ring::digest::SHA256, spki_der))
+}
+
+/// The bundle JSON (protojson field names; empty tlog entries and timestamps omitted, as Go's
+/// protojson writes them). `sig_der`: the ECDSA signature over [`pae`] in ASN.1 DER.
+pub fn bundle(statement: &[u8], sig_der: &[u8], spki_der: &[u8]) -> Vec<u8> {
+    let v = json!({
+        "mediaType": BUNDLE_MEDIA_TYPE,
+        "verificationMaterial": {"publicKey": {"hint": key_hint(spki_der)}},
+        "dsseEnvelope": {
+            "payload": B64.encode(statement),
+            "payloadType": INTOTO_PAYLOAD_TYPE,
+            "signatures": [{"sig": B64.encode(sig_der)}],
+        },
+    });
+    serde_json::to_vec(&v).expect("a JSON value serialises")
+}
+
+/// The annotations cosign puts on a bundle manifest, plus our statement digest. The registry
+/// copies them into the referrers index; with the fallback tag the writer does.
+pub fn annotations(statement: &[u8], created: &str) -> Value {
+    json!({
+        "dev.sigstore.bundle.content": "dsse-envelope",
+        "dev.sigstore.bundle.predicateType": SIGN_PREDICATE_TYPE,
+        "org.opencontainers.image.created": created,
+        STATEMENT_ANNOTATION: sha256(statement),
+    })
+}
+
+/// The OCI image manifest that carries the bundle: `artifactType` and the one layer are the
+/// bundle media type, the config is the empty descriptor (blob `{}`), `subject` is the image.
+pub fn manifest(bundle: &[u8], subject: &Value, annotations: &Value) -> Vec<u8> {
+    let v = json!({
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.manifest.v1+json",
+        "artifactType": BUNDLE_MEDIA_TYPE,
+        "config": {"mediaType": EMPTY_MEDIA_TYPE, "digest": sha256(b"{}"), "size": 2},
+        "layers": [{"mediaType": BUNDLE_MEDIA_TYPE, "digest": sha256(bundle), "size": bundle.len()}],
+        "subject": subject,
+        "annotations": annotations,
+    });
+    serde_json::to_vec(&v).expect("a JSON value serialises")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pae_matches_the_dsse_spec_example() {
+        // The DSSE protocol document's example: type "http://example.com/HelloWorld", body
+        // "hello world".
+        assert_eq!(
+            pae("http://example.com/HelloWorld", b"hello world"),
+            b"DSSEv1 29 http://example.com/HelloWorld 11 hello world".to_vec()
+        );
+    }
+
+    #[test]
+    fn statement_is_deterministic_and_names_the_digest() {
+        let a = statement("127.0.0.1:5000/app", "ab", "v1", "targets", "k1");
+        assert_eq!(
+            a,
+            statement("127.0.0.1:5000/app", "ab", "v1", "targets", "k1")
+        );
+        let v: Value = serde_json::from_slice(&a).unwrap();
+        assert_eq!(v["subject"][0]["digest"]["sha256"], "ab");
+        assert_eq!(v["predicateType"], SIGN_PREDICATE_TYPE);
+        assert_eq!(
+            v["subject"][0]["annotations"]["docker-reference"],
+            "127.0.0.1:5000/app:v1"
+        );
+        let old = statement("127.0.0.1:5000/app", "ab", "v1", "targets", "");
+        let old: Value = serde_json::from_slice(&old).unwrap();
+        assert!(
+            old["subject"][0]["annotations"]
+                .get("dev.trustbridge/notary-signers")
+                .is_none()
+        );
+    }
+
+    #[test]
+    fn manifest_carries_subject_and_bundle() {
+        let b = bundle(b"{}", b"sig", b"key");
+        let subject = json!({"mediaType": "application/vnd.oci.image.manifest.v1+json", "digest": "sha256:00", "size": 1});
+        let m: Value =
+            serde_json::from_slice(&manifest(&b, &subject, &annotations(b"{}", "now"))).unwrap();
+        assert_eq!(m["artifactType"], BUNDLE_MEDIA_TYPE);
+        assert_eq!(m["layers"][0]["digest"], sha256(&b));
+        assert_eq!(
+            m["config"]["digest"],
+            "sha256:44136fa355b3678a1146ad16f7e8649e94fb4fc21fe77e8310c060f61caaff8a"
+        );
+        assert_eq!(m["subject"], subject);
+        assert_eq!(m["annotations"][STATEMENT_ANNOTATION], sha256(b"{}"));
+    }
+}

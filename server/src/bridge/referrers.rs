@@ -1,0 +1,295 @@
+//! Attaching and removing Sigstore bundles through OCI 1.1 referrers (distribution-spec 1.1,
+//! cosign-bridge.md §5). A bundle manifest is pushed by digest with `subject` = the image.
+//! Registries with the referrers API list it at `GET /v2/<repo>/referrers/<digest>` and say so
+//! with an `OCI-Subject` header on the PUT. For the others (distribution 2.8 among them) the
+//! writer keeps the *fallback tag* `sha256-<hex>`: an image index listing each referrer's
+//! descriptor with its artifactType and annotations. Other tools' entries in that index are
+//! kept; ours are recognised by their statement digest.
+
+use oci_client::{Reference, RegistryOperation};
+use reqwest::{Method, StatusCode};
+use serde_json::{Value, json};
+
+use super::bundle::{self, BUNDLE_MEDIA_TYPE, STATEMENT_ANNOTATION};
+use super::registry::Registry;
+
+const INDEX_TYPE: &str = "application/vnd.oci.image.index.v1+json";
+const MANIFEST_TYPE: &str = "application/vnd.oci.image.manifest.v1+json";
+/// What a signed image's manifest may be (the subject descriptor needs its media type).
+const IMAGE_TYPES: &str = "application/vnd.oci.image.manifest.v1+json, application/vnd.oci.image.index.v1+json, application/vnd.docker.distribution.manifest.v2+json, application/vnd.docker.distribution.manifest.list.v2+json";
+
+/// The referrers of one digest as the registry keeps them.
+struct Listing {
+    /// The registry answers the referrers API (no fallback tag to maintain).
+    api: bool,
+    entries: Vec<Value>,
+    /// Digest of the fallback index, when it exists.
+    index_digest: Option<String>,
+}
+
+fn is_ours(entry: &Value, statement_digest: &str) -> bool {
+    entry["annotations"][STATEMENT_ANNOTATION] == statement_digest
+}
+
+impl Registry {
+    fn url(&self, registry: &str, repo: &str, rest: &str) -> String {
+        format!("{}://{registry}/v2/{repo}/{rest}", self.scheme)
+    }
+
+    async fn listing(
+        &self,
+        registry: &str,
+        repo: &str,
+        digest_hex: &str,
+    ) -> Result<Listing, String> {
+        let api_url = self.url(registry, repo, &format!("referrers/sha256:{digest_hex}"));
+        let resp = self
+            .send(Method::GET, &api_url, &[("Accept", INDEX_TYPE)], None)
+            .await?;
+        let status = resp.status();
+        let body = resp
+            .bytes()
+            .await
+            .map_err(|e| format!("GET {api_url}: {e}"))?;
+        if status == StatusCode::OK {
+            let v: Value = serde_json::from_slice(&body)
+                .map_err(|e| format!("the referrers API answered no index: {e}"))?;
+            return Ok(Listing {
+                api: true,
+                entries: v["manifests"].as_array().cloned().unwrap_or_default(),
+                index_digest: None,
+            });
+        }
+        if status != StatusCode::NOT_FOUND {
+            return Err(format!("GET {api_url}: HTTP {status}"));
+        }
+        // No referrers API: the fallback tag.
+        let tag_url = self.url(registry, repo, &format!("manifests/sha256-{digest_hex}"));
+        let resp = self
+            .send(Method::GET, &tag_url, &[("Accept", INDEX_TYPE)], None)
+            .await?;
+        let status = resp.status();
+        let body = resp
+            .bytes()
+            .await
+            .map_err(|e| format!("GET {tag_url}: {e}"))?;
+        match status {
+            StatusCode::OK => {
+                let v: Value = serde_json::from_slice(&body).map_err(|e| {
+                    format!("the fallback tag sha256-{digest_hex} is no index: {e}")
+                })?;
+                Ok(Listing {
+                    api: false,
+                    entries: v["manifests"].as_array().cloned().unwrap_or_default(),
+                    index_digest: Some(bundle::sha256(&body)),
+                })
+            }
+            StatusCode::NOT_FOUND => Ok(Listing {
+                api: false,
+                entries: vec![],
+                index_digest: None,
+            }),
+            s => Err(format!("GET {tag_url}: HTTP {s}")),
+        }
+    }
+
+    /// Whether a bundle with this statement is already attached to the image.
+    pub async fn has_bundle(
+        &self,
+        registry: &str,
+        repo: &str,
+        digest_hex: &str,
+        statement_digest: &str,
+    ) -> Result<bool, String> {
+        let l = self.listing(registry, repo, digest_hex).await?;
+        Ok(l.entries.iter().any(|e| is_ours(e, statement_digest)))
+    }
+
+    /// The descriptor of the signed image's manifest (`subject`): media type and size come from
+    /// the registry, and the bytes must hash to the digest notary signed.
+    pub async fn subject(
+        &self,
+        registry: &str,
+        repo: &str,
+        digest_hex: &str,
+    ) -> Result<Value, String> {
+        let url = self.url(registry, repo, &format!("manifests/sha256:{digest_hex}"));
+        let resp = self
+            .send(Method::GET, &url, &[("Accept", IMAGE_TYPES)], None)
+            .await?;
+        let status = resp.status();
+        let media_type = resp
+            .headers()
+            .get(http::header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .map(|v| v.split(';').next().unwrap_or(v).trim().to_string());
+        let body = resp.bytes().await.map_err(|e| format!("GET {url}: {e}"))?;
+        if status == StatusCode::NOT_FOUND {
+            return Err(format!(
+                "the image sha256:{digest_hex} is not in {registry}/{repo}: a bundle needs its manifest (push the image, the job retries)"
+            ));
+        }
+        if !status.is_success() {
+            return Err(format!("GET {url}: HTTP {status}"));
+        }
+        if bundle::sha256(&body) != format!("sha256:{digest_hex}") {
+            return Err(format!(
+                "{registry}/{repo} served other bytes for sha256:{digest_hex}"
+            ));
+        }
+        let media_type = media_type
+            .filter(|m| !m.is_empty() && m != "application/octet-stream")
+            .or_else(|| {
+                serde_json::from_slice::<Value>(&body)
+                    .ok()
+                    .and_then(|v| v["mediaType"].as_str().map(str::to_string))
+            })
+            .unwrap_or_else(|| MANIFEST_TYPE.to_string());
+        Ok(
+            json!({"mediaType": media_type, "digest": format!("sha256:{digest_hex}"), "size": body.len()}),
+        )
+    }
+
+    /// Push `bundle_json` as a referrer of the image and list it (the fallback index when the
+    /// registry has no referrers API). Blobs first, then the manifest by digest, then the index,
+    /// so nothing listed is ever missing.
+    pub async fn put_bundle(
+        &self,
+        registry: &str,
+        repo: &str,
+        digest_hex: &str,
+        bundle_json: &[u8],
+        subject: &Value,
+        annotations: &Value,
+    ) -> Result<(), String> {
+        let reference: Reference = format!("{registry}/{repo}:sha256-{digest_hex}")
+            .parse()
+            .map_err(|e| format!("reference: {e}"))?;
+        self.client
+            .auth(&reference, &self.auth, RegistryOperation::Push)
+            .await
+            .map_err(|e| format!("registry auth: {e}"))?;
+        for blob in [b"{}".as_slice(), bundle_json] {
+            self.client
+                .push_blob(&reference, blob.to_vec(), &bundle::sha256(blob))
+                .await
+                .map_err(|e| format!("pushing the bundle blobs: {e}"))?;
+        }
+        let manifest = bundle::manifest(bundle_json, subject, annotations);
+        let manifest_digest = bundle::sha256(&manifest);
+        let url = self.url(registry, repo, &format!("manifests/{manifest_digest}"));
+        let resp = self
+            .send(
+                Method::PUT,
+                &url,
+                &[("Content-Type", MANIFEST_TYPE)],
+                Some(manifest.clone()),
+            )
+            .await?;
+        let status = resp.status();
+        let api = resp.headers().contains_key("oci-subject");
+        if !status.is_success() {
+            let text = resp.text().await.unwrap_or_default();
+            return Err(format!("pushing the bundle manifest: HTTP {status} {text}"));
+        }
+        if api {
+            return Ok(());
+        }
+        let mut listing = self.listing(registry, repo, digest_hex).await?;
+        listing
+            .entries
+            .retain(|e| e["digest"] != manifest_digest.as_str());
+        listing.entries.push(json!({
+            "mediaType": MANIFEST_TYPE,
+            "digest": manifest_digest,
+            "size": manifest.len(),
+            "artifactType": BUNDLE_MEDIA_TYPE,
+            "annotations": annotations,
+        }));
+        self.put_index(registry, repo, digest_hex, listing.entries)
+            .await
+    }
+
+    async fn put_index(
+        &self,
+        registry: &str,
+        repo: &str,
+        digest_hex: &str,
+        entries: Vec<Value>,
+    ) -> Result<(), String> {
+        let index = serde_json::to_vec(&json!({
+            "schemaVersion": 2,
+            "mediaType": INDEX_TYPE,
+            "manifests": entries,
+        }))
+        .map_err(|e| e.to_string())?;
+        let url = self.url(registry, repo, &format!("manifests/sha256-{digest_hex}"));
+        let resp = self
+            .send(
+                Method::PUT,
+                &url,
+                &[("Content-Type", INDEX_TYPE)],
+                Some(index),
+            )
+            .await?;
+        if !resp.status().is_success() {
+            let status = resp.status();
+            let text = resp.text().await.unwrap_or_default();
+            return Err(format!(
+                "pushing the fallback index sha256-{digest_hex}: HTTP {status} {text}"
+            ));
+        }
+        Ok(())
+    }
+
+    async fn delete_manifest(
+        &self,
+        registry: &str,
+        repo: &str,
+        digest: &str,
+    ) -> Result<(), String> {
+        let url = self.url(registry, repo, &format!("manifests/{digest}"));
+        let resp = self.send(Method::DELETE, &url, &[], None).await?;
+        let status = resp.status();
+        if status.is_success() || status == StatusCode::NOT_FOUND {
+            Ok(())
+        } else {
+            Err(format!("DELETE {url}: HTTP {status}"))
+        }
+    }
+
+    /// Remove our bundle(s) with this statement: from the fallback index first (the tag goes
+    /// when no entries remain), then the manifests themselves. Other referrers stay. Returns
+    /// whether anything was ours.
+    pub async fn remove_bundle(
+        &self,
+        registry: &str,
+        repo: &str,
+        digest_hex: &str,
+        statement_digest: &str,
+    ) -> Result<bool, String> {
+        let listing = self.listing(registry, repo, digest_hex).await?;
+        let (ours, others): (Vec<Value>, Vec<Value>) = listing
+            .entries
+            .into_iter()
+            .partition(|e| is_ours(e, statement_digest));
+        if ours.is_empty() {
+            return Ok(false);
+        }
+        if !listing.api {
+            if others.is_empty() {
+                if let Some(d) = &listing.index_digest {
+                    self.delete_manifest(registry, repo, d).await?;
+                }
+            } else {
+                self.put_index(registry, repo, digest_hex, others).await?;
+            }
+        }
+        for e in &ours {
+            if let Some(d) = e["digest"].as_str() {
+                self.delete_manifest(registry, repo, d).await?;
+            }
+        }
+        Ok(true)
+    }
+}
