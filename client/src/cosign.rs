@@ -1,12 +1,14 @@
 //! Reading what the Cosign bridge wrote (reference cosign-bridge.md): the
 //! `sha256-<hex>.sig` OCI manifest in the image's repository, each layer a simple-signing
 //! payload with its base64 ASN.1 ECDSA signature in the `dev.cosignproject.cosign/signature`
-//! annotation. Used by `verify-both` to show that DCT and Cosign agree on a tag's digest.
+//! annotation; and cosign v3's Sigstore bundles attached as OCI referrers. Used by
+//! `verify-both` to show that DCT and Cosign agree on a tag's digest.
 
 use base64::Engine as _;
 use x509_parser::prelude::FromDer as _;
 
 use crate::error::{Error, Result};
+use crate::registry::RegistryReader;
 
 /// One Cosign signature layer checked against a key.
 #[derive(Debug, serde::Serialize)]
@@ -45,50 +47,16 @@ pub fn split_image(image: &str) -> Result<(String, String, String)> {
     }
 }
 
-/// The Cosign layers for `digest_hex` in `registry/repository`, each verified with `point`.
-/// Loopback registries are spoken to over plain HTTP, as the bridge does by default.
-pub fn layers(
-    registry: &str,
-    repository: &str,
-    digest_hex: &str,
-    point: &[u8],
-) -> Result<Vec<Layer>> {
-    let loopback = registry.starts_with("127.")
-        || registry.starts_with("localhost")
-        || registry.starts_with("[::1]");
-    let scheme = if loopback { "http" } else { "https" };
-    let host = if registry == "docker.io" {
-        "registry-1.docker.io"
-    } else {
-        registry
-    };
-    let base = format!("{scheme}://{host}/v2/{repository}");
-    let http = reqwest::blocking::Client::builder()
-        .build()
-        .map_err(|e| Error::Usage(e.to_string()))?;
-    let unreachable = |e: reqwest::Error| Error::Unreachable {
-        server: registry.into(),
-        reason: e.to_string(),
-    };
-    let resp = http
-        .get(format!("{base}/manifests/sha256-{digest_hex}.sig"))
-        .header("Accept", "application/vnd.oci.image.manifest.v1+json")
-        .send()
-        .map_err(unreachable)?;
-    if resp.status() == reqwest::StatusCode::NOT_FOUND {
+/// The Cosign layers for `digest_hex`, each verified with `point`.
+pub fn layers(reg: &RegistryReader, digest_hex: &str, point: &[u8]) -> Result<Vec<Layer>> {
+    let Some(manifest) = reg.get(
+        &format!("manifests/sha256-{digest_hex}.sig"),
+        Some("application/vnd.oci.image.manifest.v1+json"),
+    )?
+    else {
         return Ok(vec![]);
-    }
-    if !resp.status().is_success() {
-        return Err(Error::Server {
-            server: registry.into(),
-            what: format!("the signature manifest of sha256:{digest_hex}"),
-            status: resp.status().as_u16(),
-            code: String::new(),
-            message: resp.text().unwrap_or_default(),
-        });
-    }
-    let manifest: serde_json::Value =
-        serde_json::from_slice(&resp.bytes().map_err(unreachable)?).unwrap_or_default();
+    };
+    let manifest: serde_json::Value = serde_json::from_slice(&manifest).unwrap_or_default();
     let key =
         ring::signature::UnparsedPublicKey::new(&ring::signature::ECDSA_P256_SHA256_ASN1, point);
     let mut out = Vec::new();
@@ -97,11 +65,9 @@ pub fn layers(
             continue;
         };
         let digest = l["digest"].as_str().unwrap_or_default().to_string();
-        let payload = http
-            .get(format!("{base}/blobs/{digest}"))
-            .send()
-            .and_then(|r| r.bytes())
-            .map_err(unreachable)?;
+        let payload = reg
+            .get(&format!("blobs/{digest}"), None)?
+            .unwrap_or_default();
         let sig = base64::engine::general_purpose::STANDARD
             .decode(sig)
             .unwrap_or_default();
@@ -117,6 +83,103 @@ pub fn layers(
                 .unwrap_or_default()
                 .into(),
             verified: key.verify(&payload, &sig).is_ok(),
+        });
+    }
+    Ok(out)
+}
+
+/// One Sigstore bundle (cosign v3's layout) attached to the image, checked against a key.
+#[derive(Debug, serde::Serialize)]
+pub struct Bundle {
+    /// The referrer manifest holding it.
+    pub manifest: String,
+    /// The statement's subject digests (`sha256:<hex>`).
+    pub signed_digests: Vec<String>,
+    /// The DSSE signature verifies with the key over the pre-authentication encoding.
+    pub verified: bool,
+}
+
+const BUNDLE_TYPE: &str = "application/vnd.dev.sigstore.bundle.v0.3+json";
+const INDEX_TYPE: &str = "application/vnd.oci.image.index.v1+json";
+
+/// DSSE's pre-authentication encoding (what cosign v3 signs).
+fn pae(payload_type: &str, payload: &[u8]) -> Vec<u8> {
+    let mut out = format!(
+        "DSSEv1 {} {payload_type} {} ",
+        payload_type.len(),
+        payload.len()
+    )
+    .into_bytes();
+    out.extend_from_slice(payload);
+    out
+}
+
+/// The Sigstore bundles among the image's referrers (the referrers API, or the
+/// `sha256-<hex>` fallback index where the registry has none), each verified with `point`:
+/// the DSSE signature, an in-toto statement with cosign's sign predicate, and its subjects.
+pub fn bundles(reg: &RegistryReader, digest_hex: &str, point: &[u8]) -> Result<Vec<Bundle>> {
+    let index = match reg.get(&format!("referrers/sha256:{digest_hex}"), Some(INDEX_TYPE))? {
+        Some(i) => Some(i),
+        None => reg.get(&format!("manifests/sha256-{digest_hex}"), Some(INDEX_TYPE))?,
+    };
+    let Some(index) = index else {
+        return Ok(vec![]);
+    };
+    let index: serde_json::Value = serde_json::from_slice(&index).unwrap_or_default();
+    let key =
+        ring::signature::UnparsedPublicKey::new(&ring::signature::ECDSA_P256_SHA256_ASN1, point);
+    let b64 = base64::engine::general_purpose::STANDARD;
+    let mut out = Vec::new();
+    for e in index["manifests"].as_array().cloned().unwrap_or_default() {
+        let Some(md) = e["digest"].as_str() else {
+            continue;
+        };
+        let Some(m) = reg.get(
+            &format!("manifests/{md}"),
+            Some("application/vnd.oci.image.manifest.v1+json"),
+        )?
+        else {
+            continue;
+        };
+        let m: serde_json::Value = serde_json::from_slice(&m).unwrap_or_default();
+        let Some(layer) = m["layers"]
+            .as_array()
+            .and_then(|l| l.iter().find(|l| l["mediaType"] == BUNDLE_TYPE))
+            .and_then(|l| l["digest"].as_str())
+        else {
+            continue; // another tool's referrer (an SBOM, an attestation)
+        };
+        let blob = reg
+            .get(&format!("blobs/{layer}"), None)?
+            .unwrap_or_default();
+        let bundle: serde_json::Value = serde_json::from_slice(&blob).unwrap_or_default();
+        let env = &bundle["dsseEnvelope"];
+        let payload = b64
+            .decode(env["payload"].as_str().unwrap_or_default())
+            .unwrap_or_default();
+        let payload_type = env["payloadType"].as_str().unwrap_or_default();
+        let sig = b64
+            .decode(env["signatures"][0]["sig"].as_str().unwrap_or_default())
+            .unwrap_or_default();
+        let statement: serde_json::Value = serde_json::from_slice(&payload).unwrap_or_default();
+        let signed_digests = statement["subject"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default()
+            .iter()
+            .filter_map(|s| {
+                s["digest"]["sha256"]
+                    .as_str()
+                    .map(|h| format!("sha256:{h}"))
+            })
+            .collect();
+        let verified = payload_type == "application/vnd.in-toto+json"
+            && statement["predicateType"] == "https://sigstore.dev/cosign/sign/v1"
+            && key.verify(&pae(payload_type, &payload), &sig).is_ok();
+        out.push(Bundle {
+            manifest: md.into(),
+            signed_digests,
+            verified,
         });
     }
     Ok(out)

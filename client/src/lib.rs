@@ -16,6 +16,7 @@ mod error;
 pub mod import;
 pub mod keystore;
 pub mod publish;
+pub mod registry;
 pub mod remote;
 pub mod rotate;
 pub mod update;

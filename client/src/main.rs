@@ -159,6 +159,10 @@ pub enum Command {
         /// Cosign public key (default: the server's /_trustbridge/v1/cosign.pub)
         #[arg(long)]
         key: Option<PathBuf>,
+        /// PEM CA bundle the registry's certificate chains to (instead of the system roots);
+        /// registry credentials come from `docker login` ($DOCKER_CONFIG/config.json)
+        #[arg(long)]
+        registry_ca: Option<PathBuf>,
     },
 }
 

@@ -14,7 +14,7 @@ use std::process::Command;
 use oci_client::client::{ClientConfig, ClientProtocol};
 use oci_client::secrets::RegistryAuth;
 use oci_client::{Client, Reference};
-use trustbridge_e2e::server::notary;
+use trustbridge_e2e::server::{notary, trustbridge};
 use trustbridge_e2e::{https_get, init, our_bin, require_bin, run_ok};
 use trustbridge_sigstore_tests::{Registry, sign_tag, start_stack, verify, wait_job};
 
@@ -285,6 +285,19 @@ fn v3_bundle_is_attached_verified_by_sigstore_js_kept_once_and_revoked() {
     let e = js_verify(&bundle, &key, &"1".repeat(64), dir).unwrap_err();
     assert!(e.contains("no subject names"), "{e}");
 
+    // Our client's verify-both checks both layouts.
+    let out = trustbridge(
+        &st.url,
+        &st.ca,
+        &trust,
+        &["verify-both", &format!("{gun}:v1")],
+    );
+    assert!(
+        out.contains(&format!("OK: DCT and Cosign agree on sha256:{digest}"))
+            && out.contains("OK: the Sigstore bundle (cosign v3) agrees too"),
+        "{out}"
+    );
+
     // The legacy layer is still there, and sigstore-rs verifies it with the bundle present.
     rt.block_on(verify(port, &format!("{gun}:v1"), &pem))
         .expect("sigstore-rs verifies the .sig layer beside the bundle");
@@ -306,6 +319,19 @@ fn v3_bundle_is_attached_verified_by_sigstore_js_kept_once_and_revoked() {
     // Another tool's referrer on the same image survives our revocation.
     let foreign = rt.block_on(push_foreign_referrer(port, repo, &digest, size));
     assert_eq!(rt.block_on(referrers(port, repo, &digest)).len(), 2);
+    let out = trustbridge(
+        &st.url,
+        &st.ca,
+        &trust,
+        &["--json", "verify-both", &format!("{gun}:v1")],
+    );
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(
+        v["bundles"].as_array().unwrap().len(),
+        1,
+        "the SBOM is no bundle: {v}"
+    );
+    assert_eq!(v["bundle_agrees"], true, "{v}");
     notary(&st.url, &st.ca, &trust, &["remove", &gun, "v1"]);
     notary(&st.url, &st.ca, &trust, &["publish", &gun]);
     wait_job(&st, &gun, "v1", "revoke");

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use base64::Engine as _;
 use trustbridge_e2e::peers::docker_registry;
-use trustbridge_e2e::server::{start_server, trustbridge, write_server_config};
+use trustbridge_e2e::server::{start_server, trustbridge, trustbridge_cmd, write_server_config};
 use trustbridge_e2e::signer::{cosign_key_generate, start_ours, write_config};
 use trustbridge_e2e::{Proc, curl_get, free_port, https_get, init, our_bin, run_ok};
 
@@ -224,6 +224,49 @@ fn credentials_and_a_private_ca_then_dead_letter_and_retry() {
     let d1 = sign(&st, &trust, &gun, "v1");
     wait_state(&st, &gun, "v1", "mirrored");
     assert_signed(&st, dir, rport, repo, &d1);
+
+    // Our client reads the same registry as docker would: credentials from `docker login`'s
+    // config.json, the private CA with --registry-ca. Without the credentials, one line naming
+    // `docker login`.
+    let image = format!("{gun}:v1");
+    let registry_ca = dir.join("certs/root-ca.crt");
+    let docker = dir.join("docker");
+    std::fs::create_dir_all(&docker).unwrap();
+    let verify_both = |docker_config: &Path| {
+        trustbridge_cmd(
+            &st.url,
+            &st.ca,
+            &trust,
+            &[
+                "verify-both",
+                &image,
+                "--registry-ca",
+                registry_ca.to_str().unwrap(),
+            ],
+        )
+        .env("DOCKER_CONFIG", docker_config)
+        .output()
+        .unwrap()
+    };
+    let out = verify_both(&docker);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && err.contains("docker login"),
+        "{err}"
+    );
+    let auth = base64::engine::general_purpose::STANDARD.encode(format!("{USER}:{PASS}"));
+    std::fs::write(
+        docker.join("config.json"),
+        format!(r#"{{"auths":{{"127.0.0.1:{rport}":{{"auth":"{auth}"}}}}}}"#),
+    )
+    .unwrap();
+    let out = verify_both(&docker);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && text.contains(&format!("OK: DCT and Cosign agree on sha256:{d1}")),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 
     // A wrong password: two attempts, then dead, with the registry's refusal kept.
     serve(&mut st, dir, rport, "wrong-password");

@@ -2,6 +2,7 @@
 
 use std::path::Path;
 
+use trustbridge_client::registry::RegistryReader;
 use trustbridge_client::remote::Remote;
 use trustbridge_client::{Error, Result, cosign, import};
 
@@ -136,7 +137,12 @@ fn url_query(k: &str, v: &str) -> String {
     format!("{k}={enc}")
 }
 
-pub(super) fn verify_both(ctx: &Ctx, image: &str, key: Option<&Path>) -> Result<()> {
+pub(super) fn verify_both(
+    ctx: &Ctx,
+    image: &str,
+    key: Option<&Path>,
+    registry_ca: Option<&Path>,
+) -> Result<()> {
     let (registry, repository, tag) = cosign::split_image(image)?;
     let gun = format!("{registry}/{repository}");
     let remote = ctx.remote()?;
@@ -156,12 +162,17 @@ pub(super) fn verify_both(ctx: &Ctx, image: &str, key: Option<&Path>) -> Result<
             })?,
     };
     let point = cosign::p256_point(&pem_text)?;
-    let layers = cosign::layers(&registry, &repository, &t.sha256, &point)?;
+    let reg = RegistryReader::new(&registry, &repository, registry_ca)?;
+    let layers = cosign::layers(&reg, &t.sha256, &point)?;
+    let bundles = cosign::bundles(&reg, &t.sha256, &point)?;
     let want = format!("sha256:{}", t.sha256);
     let agree = layers.iter().any(|l| l.verified && l.signed_digest == want);
+    let bundle_agrees = bundles
+        .iter()
+        .any(|b| b.verified && b.signed_digests.contains(&want));
     if ctx.json {
         print_json(
-            &serde_json::json!({"image": image, "dct": {"digest": want, "role": t.role}, "cosign": layers, "agree": agree}),
+            &serde_json::json!({"image": image, "dct": {"digest": want, "role": t.role}, "cosign": layers, "bundles": bundles, "agree": agree, "bundle_agrees": bundle_agrees}),
         );
     } else {
         println!("DCT:    {image} -> {want} (signed in {})", t.role);
@@ -178,6 +189,18 @@ pub(super) fn verify_both(ctx: &Ctx, image: &str, key: Option<&Path>) -> Result<
                 }
             );
         }
+        for b in &bundles {
+            println!(
+                "Bundle: referrer {} signs {} {}",
+                &b.manifest[..b.manifest.len().min(19)],
+                b.signed_digests.join(", "),
+                if b.verified {
+                    "verified with the bridge key (cosign v3 layout)"
+                } else {
+                    "not signed by this key"
+                }
+            );
+        }
     }
     if !agree {
         return Err(Error::Usage(format!(
@@ -186,6 +209,9 @@ pub(super) fn verify_both(ctx: &Ctx, image: &str, key: Option<&Path>) -> Result<
     }
     if !ctx.json {
         println!("OK: DCT and Cosign agree on {want}");
+        if bundle_agrees {
+            println!("OK: the Sigstore bundle (cosign v3) agrees too");
+        }
     }
     Ok(())
 }

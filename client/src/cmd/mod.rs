@@ -363,7 +363,11 @@ pub fn run(cli: Cli) -> Result<()> {
             guns,
         } => import_cmd(&ctx, &from, from_ca.as_deref(), &guns)?,
         Command::Migration(MigrationCmd::Status { gun }) => migration_status(&ctx, gun.as_deref())?,
-        Command::VerifyBoth { image, key } => verify_both(&ctx, &image, key.as_deref())?,
+        Command::VerifyBoth {
+            image,
+            key,
+            registry_ca,
+        } => verify_both(&ctx, &image, key.as_deref(), registry_ca.as_deref())?,
     }
     Ok(())
 }
