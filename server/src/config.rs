@@ -40,6 +40,8 @@ pub struct AuthOptions {
 pub enum Storage {
     Memory,
     Sqlite(PathBuf),
+    /// notary's `postgres` backend: the `db_url`, checked at load.
+    Postgres(String),
 }
 
 #[derive(Clone, Debug)]
@@ -184,9 +186,16 @@ impl Config {
                 let file = url.strip_prefix("file:").unwrap_or(&url);
                 Storage::Sqlite(resolve(file.split('?').next().unwrap_or(file).into()))
             }
-            "mysql" | "postgres" | "rethinkdb" => {
+            "postgres" => {
+                let url = string(json, "storage.db_url").ok_or(
+                    "storage.db_url is required for postgres (postgres://user@host:5432/db?sslmode=disable)",
+                )?;
+                crate::storage::postgres::parse_url(&url)?;
+                Storage::Postgres(url)
+            }
+            "mysql" | "rethinkdb" => {
                 return Err(format!(
-                    "storage.backend {backend:?} is not supported yet: use \"sqlite3\" with storage.db_url set to a file"
+                    "storage.backend {backend:?} is not supported: use \"postgres\" (several replicas) or \"sqlite3\" with storage.db_url set to a file"
                 ));
             }
             other => return Err(format!("storage.backend {other:?} is unknown")),

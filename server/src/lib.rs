@@ -25,6 +25,7 @@ use crate::metrics::Metrics;
 use crate::repo::Repo;
 use crate::signer_link::SignerLink;
 use crate::storage::MetaStore;
+use crate::storage::postgres::PgStore;
 use crate::storage::sqlite::SqliteStore;
 
 /// `bridge backfill`: mirror every stored target of GUNs starting with `prefix`.
@@ -40,6 +41,7 @@ pub async fn backfill(
     let metrics = Metrics::new();
     let store: Arc<dyn MetaStore> = match &config.storage {
         config::Storage::Sqlite(path) => Arc::new(SqliteStore::open(path)?),
+        config::Storage::Postgres(url) => Arc::new(PgStore::open(url)?),
         config::Storage::Memory => {
             return Err(Error::Start(
                 "the memory backend holds nothing to backfill".into(),
@@ -63,6 +65,7 @@ pub async fn run(
     let store: Arc<dyn MetaStore> = match &config.storage {
         config::Storage::Memory => Arc::new(SqliteStore::in_memory()?),
         config::Storage::Sqlite(path) => Arc::new(SqliteStore::open(path)?),
+        config::Storage::Postgres(url) => Arc::new(PgStore::open(url)?),
     };
     let signer = SignerLink::new(&config.trust, metrics.clone())?;
     let auth = config
@@ -111,6 +114,15 @@ pub async fn run(
         max_age_consistent: config.max_age_consistent,
         gun_prefixes: config.gun_prefixes.clone(),
     });
+    // Another replica's commit drops our cached view of that GUN (PostgreSQL).
+    {
+        let weak = Arc::downgrade(&app);
+        app.repo.store().watch(Arc::new(move |gun| {
+            if let Some(app) = weak.upgrade() {
+                app.repo.forget(gun);
+            }
+        }));
+    }
     // Background renewal of what nobody reads.
     let sweeper = {
         let app = app.clone();

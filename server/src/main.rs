@@ -75,6 +75,9 @@ fn open_store(config: &Config) -> anyhow::Result<Box<dyn trustbridge_server::sto
         trustbridge_server::config::Storage::Sqlite(p) => {
             Box::new(trustbridge_server::storage::sqlite::SqliteStore::open(p)?)
         }
+        trustbridge_server::config::Storage::Postgres(url) => {
+            Box::new(trustbridge_server::storage::postgres::PgStore::open(url)?)
+        }
         trustbridge_server::config::Storage::Memory => {
             anyhow::bail!("the memory backend keeps nothing on disk: use a sqlite3 store")
         }

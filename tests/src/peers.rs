@@ -31,13 +31,18 @@ pub fn go_signer(dir: &Path, port: u16, storage: &str) -> Proc {
 /// Start notary-server on `port` (memory store) using the signer on `signer_port`, with
 /// `extra` config members (e.g. `,"auth":{...}`), and wait for its health.
 pub fn go_server(dir: &Path, port: u16, signer_port: u16, extra: &str) -> Proc {
+    go_server_with(dir, port, signer_port, r#"{"backend":"memory"}"#, extra)
+}
+
+/// [`go_server`] with `storage` (a JSON object, e.g. notary's `postgres` backend).
+pub fn go_server_with(dir: &Path, port: u16, signer_port: u16, storage: &str, extra: &str) -> Proc {
     std::fs::write(
         dir.join("go-server.json"),
         format!(
             r#"{{"server":{{"http_addr":"127.0.0.1:{port}","tls_cert_file":"certs/server.crt","tls_key_file":"certs/server.key"}},
                "trust_service":{{"type":"remote","hostname":"127.0.0.1","port":"{signer_port}","key_algorithm":"ecdsa",
                  "tls_ca_file":"certs/root-ca.crt","tls_client_cert":"certs/signer-client.crt","tls_client_key":"certs/signer-client.key"}},
-               "logging":{{"level":"info"}},"storage":{{"backend":"memory"}}{extra}}}"#
+               "logging":{{"level":"info"}},"storage":{storage}{extra}}}"#
         ),
     )
     .unwrap();

@@ -23,17 +23,29 @@ pub struct Stack {
 /// Write `dir/server.json` for trustbridge-server on `port` using the signer on `signer_port`.
 pub fn write_server_config(dir: &Path, port: u16, signer_port: u16, extra: &str) -> PathBuf {
     let path = dir.join("server.json");
-    std::fs::write(
+    write_config_file(
         &path,
+        port,
+        signer_port,
+        r#"{"backend":"sqlite3","db_url":"server.db"}"#,
+        extra,
+    );
+    path
+}
+
+/// A trustbridge-server config at `path` with `storage` (a JSON object), certificates under
+/// `certs/` beside it.
+pub fn write_config_file(path: &Path, port: u16, signer_port: u16, storage: &str, extra: &str) {
+    std::fs::write(
+        path,
         format!(
             r#"{{"server":{{"http_addr":"127.0.0.1:{port}","tls_cert_file":"certs/server.crt","tls_key_file":"certs/server.key"}},
                "trust_service":{{"type":"remote","hostname":"127.0.0.1","port":"{signer_port}","key_algorithm":"ecdsa",
                  "tls_ca_file":"certs/root-ca.crt","tls_client_cert":"certs/signer-client.crt","tls_client_key":"certs/signer-client.key"}},
-               "logging":{{"level":"info"}},"storage":{{"backend":"sqlite3","db_url":"server.db"}}{extra}}}"#
+               "logging":{{"level":"info"}},"storage":{storage}{extra}}}"#
         ),
     )
     .unwrap();
-    path
 }
 
 /// Start trustbridge-server with `config` and wait for its health (which includes the signer).

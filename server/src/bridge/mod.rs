@@ -364,6 +364,11 @@ impl Bridge {
     pub async fn run(self: Arc<Self>) {
         let mut idle = 0u32;
         loop {
+            if !self.store.bridge_lease() {
+                // Another replica delivers; take over when its lease goes.
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                continue;
+            }
             if self.run_once().await.is_empty() {
                 // Jobs arrive with updates; count them every few seconds while idle.
                 if idle % 20 == 0 {

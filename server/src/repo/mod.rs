@@ -111,6 +111,17 @@ impl Repo {
             .clone()
     }
 
+    /// Drop the cached view of `gun`, or of every GUN (another replica wrote).
+    pub fn forget(&self, gun: Option<&str>) {
+        let mut c = self.cache.write().unwrap_or_else(|p| p.into_inner());
+        match gun {
+            Some(g) => {
+                c.remove(g);
+            }
+            None => c.clear(),
+        }
+    }
+
     fn invalidate(&self, gun: &str) {
         self.cache
             .write()

@@ -1,9 +1,10 @@
 //! Metadata storage behind a trait, so handlers and validation never see the backend:
-//! SQLite today (`sqlite`), PostgreSQL later for several replicas. The semantics are
+//! SQLite (`sqlite`) for one process, PostgreSQL (`postgres`) for several replicas. The semantics are
 //! notary-server's `MetaStore` (reference §6): every version kept with the sha256 of its
 //! bytes, `update_many` all-or-nothing and refusing a version ≤ a stored one, a changefeed row
 //! per stored timestamp, and a GUN delete leaving one `deletion` row.
 
+pub mod postgres;
 pub mod sqlite;
 
 use std::sync::Arc;
@@ -70,6 +71,10 @@ pub struct Job {
     pub updated_at: time::OffsetDateTime,
 }
 
+/// Told which GUN another process (a replica) changed, or `None` when changes may have been
+/// missed (drop every cached view).
+pub type Watcher = Arc<dyn Fn(Option<&str>) + Send + Sync>;
+
 pub trait MetaStore: Send + Sync + 'static {
     /// Store `updates` for `gun` in one transaction. Fails with [`Error::OldVersion`] if any
     /// role already has a version ≥ the new one (nothing is written then). A timestamp among
@@ -122,6 +127,14 @@ pub trait MetaStore: Send + Sync + 'static {
     /// Every GUN with stored metadata (for the status page and renewal).
     fn guns(&self) -> Result<Vec<String>, Error>;
     fn check_health(&self) -> Result<(), Error>;
+    /// Call `f` when another process changes a GUN. A store with one writing process never
+    /// needs to.
+    fn watch(&self, _f: Watcher) {}
+    /// Whether this process should run the bridge worker now: one replica at a time, so two
+    /// never merge the same `.sig` manifest at once.
+    fn bridge_lease(&self) -> bool {
+        true
+    }
 }
 
 pub fn sha256_hex(data: &[u8]) -> String {

@@ -1,0 +1,618 @@
+//! PostgreSQL storage, for several replicas sharing one database (tokio-postgres +
+//! deadpool-postgres). The metadata tables are notary-server's own PostgreSQL schema
+//! (reference §6: `tuf_files`, `changefeed`, `change_category`), created when missing, so
+//! trustbridge-server can take over a database notary-server wrote, and the reverse.
+//! Beside them: `tuf_files_deleted` (notary hard-deletes a GUN; its rows are kept here as
+//! tombstones, never served) and `bridge_jobs` (the Cosign outbox).
+//!
+//! Between replicas:
+//! - every write takes a per-GUN transaction lock (`pg_advisory_xact_lock`), so two replicas
+//!   never both pass the "no newer version" check for the same GUN;
+//! - a commit notifies `trustbridge_changes` with the GUN; each replica LISTENs and drops its
+//!   in-memory view of that GUN (all of them after a lost connection, when changes may have
+//!   been missed);
+//! - one replica at a time holds the bridge lease (a session advisory lock); it passes to
+//!   another when that replica's connection goes.
+//!
+//! The [`MetaStore`] trait is synchronous (SQLite answers in microseconds on the calling
+//! worker). Here each call runs on the store's own small runtime and the caller waits for it:
+//! one loopback round trip per query, never a runtime nested in another.
+
+use std::future::Future;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
+use time::{OffsetDateTime, PrimitiveDateTime};
+use tokio_postgres::error::SqlState;
+use tokio_postgres::{NoTls, Row};
+
+mod replicas;
+mod schema;
+
+use replicas::{CHANNEL, listen};
+pub use schema::parse_url;
+use schema::{SCHEMA, SCHEMA_LOCK};
+
+use super::{Change, Job, MetaStore, NewJob, Stored, Update, Watcher, sha256_hex};
+use crate::error::Error;
+
+fn pg(e: tokio_postgres::Error) -> Error {
+    Error::Storage(format!("PostgreSQL: {e}"))
+}
+
+fn pool_err(e: deadpool_postgres::PoolError) -> Error {
+    Error::Storage(format!("PostgreSQL: {e}"))
+}
+
+fn now_nanos() -> i64 {
+    OffsetDateTime::now_utc().unix_timestamp_nanos() as i64
+}
+
+/// notary's columns are `timestamp` (no zone), written in UTC.
+fn now_ts() -> PrimitiveDateTime {
+    let n = OffsetDateTime::now_utc();
+    // PostgreSQL keeps microseconds; round here so what is returned equals what is stored.
+    let n = n
+        .replace_nanosecond(n.nanosecond() / 1000 * 1000)
+        .unwrap_or(n);
+    PrimitiveDateTime::new(n.date(), n.time())
+}
+
+fn time_of(nanos: i64) -> OffsetDateTime {
+    OffsetDateTime::from_unix_timestamp_nanos(nanos as i128).unwrap_or(OffsetDateTime::UNIX_EPOCH)
+}
+
+const FILE_COLS: &str = "role, version, data, sha256, created_at";
+
+fn stored(r: &Row) -> Stored {
+    let data: Vec<u8> = r.get(2);
+    let sha: Option<String> = r.get(3);
+    let created: Option<PrimitiveDateTime> = r.get(4);
+    Stored {
+        role: r.get(0),
+        version: r.get::<_, i32>(1).into(),
+        sha256: sha
+            .map(|s| s.trim().to_string())
+            .unwrap_or_else(|| sha256_hex(&data)),
+        data: data.into(),
+        created_at: created.map_or(OffsetDateTime::UNIX_EPOCH, |t| t.assume_utc()),
+    }
+}
+
+const JOB_COLS: &str =
+    "id, gun, tag, digest, role, state, attempts, last_error, updated_at, action, signers";
+
+fn job(r: &Row) -> Job {
+    Job {
+        id: r.get(0),
+        gun: r.get(1),
+        tag: r.get(2),
+        digest_hex: r.get::<_, String>(3).trim().to_string(),
+        role: r.get(4),
+        state: r.get(5),
+        attempts: r.get(6),
+        last_error: r.get(7),
+        updated_at: time_of(r.get(8)),
+        action: r.get(9),
+        signers: r.get(10),
+    }
+}
+
+async fn insert_jobs(
+    tx: &deadpool_postgres::Transaction<'_>,
+    gun: &str,
+    jobs: &[NewJob],
+    now: i64,
+) -> Result<(), Error> {
+    if jobs.is_empty() {
+        return Ok(());
+    }
+    let st = tx
+        .prepare_cached(
+            "INSERT INTO bridge_jobs (created_at, updated_at, gun, tag, digest, role, action, next_at, signers) VALUES ($1, $1, $2, $3, $4, $5, $6, $1, $7)",
+        )
+        .await
+        .map_err(pg)?;
+    for j in jobs {
+        tx.execute(
+            &st,
+            &[
+                &now,
+                &gun,
+                &j.tag,
+                &j.digest_hex,
+                &j.role,
+                &j.action,
+                &j.signers,
+            ],
+        )
+        .await
+        .map_err(pg)?;
+    }
+    Ok(())
+}
+
+pub struct PgStore {
+    /// `Some` until drop.
+    rt: Option<tokio::runtime::Runtime>,
+    pool: Pool,
+    lease: Arc<AtomicBool>,
+    watchers: Arc<Mutex<Vec<Watcher>>>,
+    /// Tells this process's own notifications from other replicas'.
+    instance: String,
+}
+
+impl Drop for PgStore {
+    fn drop(&mut self) {
+        // A runtime may not be dropped inside another's async context; shutting it down in
+        // the background may.
+        if let Some(rt) = self.rt.take() {
+            rt.shutdown_background();
+        }
+    }
+}
+
+impl PgStore {
+    /// Connect, create the schema when missing (one replica at a time), start listening.
+    pub fn open(url: &str) -> Result<Self, Error> {
+        let config = parse_url(url).map_err(Error::Start)?;
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .thread_name("trustbridge-pg")
+            .enable_all()
+            .build()
+            .map_err(|e| Error::Start(format!("PostgreSQL runtime: {e}")))?;
+        let manager = Manager::from_config(
+            config.clone(),
+            NoTls,
+            ManagerConfig {
+                recycling_method: RecyclingMethod::Fast,
+            },
+        );
+        let pool = {
+            let _guard = rt.enter();
+            Pool::builder(manager)
+                .max_size(16)
+                .runtime(deadpool_postgres::Runtime::Tokio1)
+                .build()
+                .map_err(|e| Error::Start(format!("PostgreSQL pool: {e}")))?
+        };
+        let store = PgStore {
+            rt: Some(rt),
+            pool,
+            lease: Arc::new(AtomicBool::new(false)),
+            watchers: Arc::new(Mutex::new(Vec::new())),
+            instance: format!("{}-{}", std::process::id(), now_nanos()),
+        };
+        store.run(|pool| async move {
+            let mut c = pool.get().await.map_err(pool_err)?;
+            let tx = c.transaction().await.map_err(pg)?;
+            tx.execute("SELECT pg_advisory_xact_lock($1)", &[&SCHEMA_LOCK])
+                .await
+                .map_err(pg)?;
+            tx.batch_execute(SCHEMA).await.map_err(pg)?;
+            tx.commit().await.map_err(pg)
+        })?;
+        store.rt().spawn(listen(
+            config,
+            store.lease.clone(),
+            store.watchers.clone(),
+            store.instance.clone(),
+        ));
+        Ok(store)
+    }
+
+    fn rt(&self) -> &tokio::runtime::Runtime {
+        self.rt.as_ref().expect("the runtime lives until drop")
+    }
+
+    /// Run `f` on the store's runtime and wait for it.
+    fn run<T, F>(&self, f: impl FnOnce(Pool) -> F + Send + 'static) -> Result<T, Error>
+    where
+        T: Send + 'static,
+        F: Future<Output = Result<T, Error>> + Send + 'static,
+    {
+        let pool = self.pool.clone();
+        let (tx, rx) = std::sync::mpsc::sync_channel(1);
+        self.rt().spawn(async move {
+            let _ = tx.send(f(pool).await);
+        });
+        rx.recv()
+            .map_err(|_| Error::Storage("PostgreSQL: the store's task stopped".into()))?
+    }
+
+    fn one(
+        &self,
+        sql: String,
+        gun: &str,
+        role: &str,
+        extra: Extra,
+    ) -> Result<Option<Stored>, Error> {
+        let (gun, role) = (gun.to_string(), role.to_string());
+        self.run(move |pool| async move {
+            let c = pool.get().await.map_err(pool_err)?;
+            let st = c.prepare_cached(&sql).await.map_err(pg)?;
+            let row = match extra {
+                Extra::None => c.query_opt(&st, &[&gun, &role]).await,
+                Extra::Text(t) => c.query_opt(&st, &[&gun, &role, &t]).await,
+                Extra::Int(v) => c.query_opt(&st, &[&gun, &role, &v]).await,
+            }
+            .map_err(pg)?;
+            Ok(row.as_ref().map(stored))
+        })
+    }
+
+    fn count(&self, sql: &'static str, params: Vec<Param>) -> Result<u64, Error> {
+        self.run(move |pool| async move {
+            let c = pool.get().await.map_err(pool_err)?;
+            let refs: Vec<&(dyn tokio_postgres::types::ToSql + Sync)> =
+                params.iter().map(Param::as_sql).collect();
+            c.execute(sql, &refs).await.map_err(pg)
+        })
+    }
+}
+
+enum Extra {
+    None,
+    Text(String),
+    Int(i32),
+}
+
+/// An owned query parameter (calls cross to the store's runtime).
+enum Param {
+    I64(i64),
+    Text(String),
+}
+
+impl Param {
+    fn as_sql(&self) -> &(dyn tokio_postgres::types::ToSql + Sync) {
+        match self {
+            Param::I64(v) => v,
+            Param::Text(v) => v,
+        }
+    }
+}
+
+impl MetaStore for PgStore {
+    fn update_many(
+        &self,
+        gun: &str,
+        updates: &[Update],
+        jobs: &[NewJob],
+    ) -> Result<OffsetDateTime, Error> {
+        for (i, u) in updates.iter().enumerate() {
+            if updates[..i]
+                .iter()
+                .any(|o| o.role == u.role && o.version == u.version)
+            {
+                return Err(Error::OldVersion);
+            }
+        }
+        let (gun, updates, jobs) = (gun.to_string(), updates.to_vec(), jobs.to_vec());
+        let note = format!("{}\t{gun}", self.instance);
+        self.run(move |pool| async move {
+            let mut c = pool.get().await.map_err(pool_err)?;
+            let tx = c.transaction().await.map_err(pg)?;
+            tx.execute("SELECT pg_advisory_xact_lock(hashtext($1))", &[&gun])
+                .await
+                .map_err(pg)?;
+            let now = now_ts();
+            for u in &updates {
+                let version = i32::try_from(u.version).map_err(|_| Error::OldVersion)?;
+                let newer: bool = tx
+                    .query_one(
+                        "SELECT EXISTS(SELECT 1 FROM tuf_files WHERE gun = $1 AND role = $2 AND version >= $3 AND deleted_at IS NULL)",
+                        &[&gun, &u.role, &version],
+                    )
+                    .await
+                    .map_err(pg)?
+                    .get(0);
+                if newer {
+                    return Err(Error::OldVersion);
+                }
+                let sha = sha256_hex(&u.data);
+                tx.execute(
+                    "INSERT INTO tuf_files (created_at, updated_at, gun, role, version, data, sha256) VALUES ($1, $1, $2, $3, $4, $5, $6)",
+                    &[&now, &gun, &u.role, &version, &&u.data[..], &sha],
+                )
+                .await
+                .map_err(|e| {
+                    if e.code() == Some(&SqlState::UNIQUE_VIOLATION) {
+                        Error::OldVersion
+                    } else {
+                        pg(e)
+                    }
+                })?;
+                if u.role == "timestamp" {
+                    tx.execute(
+                        "INSERT INTO changefeed (created_at, gun, version, sha256, category) VALUES ($1, $2, $3, $4, 'update')",
+                        &[&now, &gun, &version, &sha],
+                    )
+                    .await
+                    .map_err(pg)?;
+                }
+            }
+            insert_jobs(&tx, &gun, &jobs, now_nanos()).await?;
+            tx.execute("SELECT pg_notify($1, $2)", &[&CHANNEL, &note])
+                .await
+                .map_err(pg)?;
+            tx.commit().await.map_err(pg)?;
+            Ok(now.assume_utc())
+        })
+    }
+
+    fn due_jobs(&self, limit: i64) -> Result<Vec<Job>, Error> {
+        self.run(move |pool| async move {
+            let c = pool.get().await.map_err(pool_err)?;
+            let rows = c
+                .query(
+                    &format!("SELECT {JOB_COLS} FROM bridge_jobs WHERE state IN ('pending', 'failed') AND next_at <= $1 ORDER BY id LIMIT $2"),
+                    &[&now_nanos(), &limit],
+                )
+                .await
+                .map_err(pg)?;
+            Ok(rows.iter().map(job).collect())
+        })
+    }
+
+    fn finish_job(
+        &self,
+        id: i64,
+        outcome: Result<(), String>,
+        retry_in: Duration,
+        give_up: bool,
+    ) -> Result<(), Error> {
+        let now = now_nanos();
+        let (sql, params) = match outcome {
+            Err(e) if give_up => (
+                "UPDATE bridge_jobs SET state = 'dead', updated_at = $1, attempts = attempts + 1, last_error = $2 WHERE id = $3",
+                vec![Param::I64(now), Param::Text(e), Param::I64(id)],
+            ),
+            Ok(()) => (
+                "UPDATE bridge_jobs SET state = 'mirrored', updated_at = $1, attempts = attempts + 1, last_error = NULL WHERE id = $2",
+                vec![Param::I64(now), Param::I64(id)],
+            ),
+            Err(e) => (
+                "UPDATE bridge_jobs SET state = 'failed', updated_at = $1, attempts = attempts + 1, last_error = $2, next_at = $3 WHERE id = $4",
+                vec![
+                    Param::I64(now),
+                    Param::Text(e),
+                    Param::I64(now + retry_in.as_nanos() as i64),
+                    Param::I64(id),
+                ],
+            ),
+        };
+        self.count(sql, params).map(|_| ())
+    }
+
+    fn job_states(&self) -> Result<Vec<(String, i64)>, Error> {
+        self.run(move |pool| async move {
+            let c = pool.get().await.map_err(pool_err)?;
+            let rows = c
+                .query(
+                    "SELECT state, COUNT(*) FROM bridge_jobs GROUP BY state",
+                    &[],
+                )
+                .await
+                .map_err(pg)?;
+            Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
+        })
+    }
+
+    fn requeue(&self, prefix: &str) -> Result<usize, Error> {
+        self.count(
+            "UPDATE bridge_jobs SET state = 'pending', attempts = 0, next_at = $1, updated_at = $1 WHERE state IN ('dead', 'failed') AND left(gun, length($2)) = $2",
+            vec![Param::I64(now_nanos()), Param::Text(prefix.into())],
+        )
+        .map(|n| n as usize)
+    }
+
+    fn drop_job(&self, id: i64) -> Result<bool, Error> {
+        self.count(
+            "UPDATE bridge_jobs SET state = 'dropped', updated_at = $1 WHERE id = $2 AND state IN ('pending', 'failed', 'dead')",
+            vec![Param::I64(now_nanos()), Param::I64(id)],
+        )
+        .map(|n| n > 0)
+    }
+
+    fn enqueue(&self, gun: &str, jobs: &[NewJob]) -> Result<(), Error> {
+        let (gun, jobs) = (gun.to_string(), jobs.to_vec());
+        self.run(move |pool| async move {
+            let mut c = pool.get().await.map_err(pool_err)?;
+            let tx = c.transaction().await.map_err(pg)?;
+            insert_jobs(&tx, &gun, &jobs, now_nanos()).await?;
+            tx.commit().await.map_err(pg)
+        })
+    }
+
+    fn has_job(&self, gun: &str, job: &NewJob) -> Result<bool, Error> {
+        let (gun, job) = (gun.to_string(), job.clone());
+        self.run(move |pool| async move {
+            let c = pool.get().await.map_err(pool_err)?;
+            let r = c
+                .query_one(
+                    "SELECT EXISTS(SELECT 1 FROM bridge_jobs WHERE gun = $1 AND tag = $2 AND role = $3 AND digest = $4 AND action = $5 AND signers = $6)",
+                    &[&gun, &job.tag, &job.role, &job.digest_hex, &job.action, &job.signers],
+                )
+                .await
+                .map_err(pg)?;
+            Ok(r.get(0))
+        })
+    }
+
+    fn jobs_for(&self, gun: &str) -> Result<Vec<Job>, Error> {
+        let gun = gun.to_string();
+        self.run(move |pool| async move {
+            let c = pool.get().await.map_err(pool_err)?;
+            let rows = c
+                .query(
+                    &format!("SELECT {JOB_COLS} FROM bridge_jobs WHERE gun = $1 ORDER BY id DESC"),
+                    &[&gun],
+                )
+                .await
+                .map_err(pg)?;
+            Ok(rows.iter().map(job).collect())
+        })
+    }
+
+    fn latest(&self, gun: &str, role: &str) -> Result<Option<Stored>, Error> {
+        self.one(
+            format!("SELECT {FILE_COLS} FROM tuf_files WHERE gun = $1 AND role = $2 AND deleted_at IS NULL ORDER BY version DESC LIMIT 1"),
+            gun,
+            role,
+            Extra::None,
+        )
+    }
+
+    fn by_checksum(&self, gun: &str, role: &str, sha256: &str) -> Result<Option<Stored>, Error> {
+        self.one(
+            format!("SELECT {FILE_COLS} FROM tuf_files WHERE gun = $1 AND role = $2 AND sha256 = $3 AND deleted_at IS NULL ORDER BY version DESC LIMIT 1"),
+            gun,
+            role,
+            Extra::Text(sha256.to_lowercase()),
+        )
+    }
+
+    fn by_version(&self, gun: &str, role: &str, version: i64) -> Result<Option<Stored>, Error> {
+        let Ok(version) = i32::try_from(version) else {
+            return Ok(None);
+        };
+        self.one(
+            format!("SELECT {FILE_COLS} FROM tuf_files WHERE gun = $1 AND role = $2 AND version = $3 AND deleted_at IS NULL"),
+            gun,
+            role,
+            Extra::Int(version),
+        )
+    }
+
+    fn delete(&self, gun: &str) -> Result<bool, Error> {
+        let gun = gun.to_string();
+        let note = format!("{}\t{gun}", self.instance);
+        self.run(move |pool| async move {
+            let mut c = pool.get().await.map_err(pool_err)?;
+            let tx = c.transaction().await.map_err(pg)?;
+            tx.execute("SELECT pg_advisory_xact_lock(hashtext($1))", &[&gun])
+                .await
+                .map_err(pg)?;
+            let now = now_ts();
+            // notary hard-deletes (its unique key spans deleted rows); the rows move to the
+            // tombstone table, kept for audit and recovery, never served.
+            tx.execute(
+                "INSERT INTO tuf_files_deleted SELECT * FROM tuf_files WHERE gun = $1",
+                &[&gun],
+            )
+            .await
+            .map_err(pg)?;
+            tx.execute(
+                "UPDATE tuf_files_deleted SET deleted_at = $1 WHERE gun = $2 AND deleted_at IS NULL",
+                &[&now, &gun],
+            )
+            .await
+            .map_err(pg)?;
+            let n = tx
+                .execute("DELETE FROM tuf_files WHERE gun = $1", &[&gun])
+                .await
+                .map_err(pg)?;
+            if n > 0 {
+                tx.execute(
+                    "INSERT INTO changefeed (created_at, gun, version, sha256, category) VALUES ($1, $2, 0, '', 'deletion')",
+                    &[&now, &gun],
+                )
+                .await
+                .map_err(pg)?;
+                tx.execute("SELECT pg_notify($1, $2)", &[&CHANNEL, &note])
+                    .await
+                    .map_err(pg)?;
+            }
+            tx.commit().await.map_err(pg)?;
+            Ok(n > 0)
+        })
+    }
+
+    fn changes(
+        &self,
+        gun: Option<&str>,
+        change_id: i64,
+        records: i64,
+    ) -> Result<Vec<Change>, Error> {
+        let gun = gun.map(str::to_string);
+        // notary's SQL GetChanges, as in the SQLite store.
+        let reversed = change_id < 0 || records < 0;
+        let limit = records.unsigned_abs() as i64;
+        let (cond, order) = if reversed {
+            ("($1::bigint <= 0 OR id < $1::bigint)", "DESC")
+        } else {
+            ("id > $1::bigint", "ASC")
+        };
+        let sql = format!(
+            "SELECT id::bigint, created_at, gun, version, COALESCE(sha256, ''), category FROM changefeed WHERE {cond} AND ($2::text IS NULL OR gun = $2) ORDER BY id {order} LIMIT $3"
+        );
+        self.run(move |pool| async move {
+            let c = pool.get().await.map_err(pool_err)?;
+            let rows = c
+                .query(&sql, &[&change_id, &gun, &limit])
+                .await
+                .map_err(pg)?;
+            let mut out: Vec<Change> = rows
+                .iter()
+                .map(|r| {
+                    let category: String = r.get(5);
+                    let created: Option<PrimitiveDateTime> = r.get(1);
+                    Change {
+                        id: r.get(0),
+                        created_at: created.map_or(OffsetDateTime::UNIX_EPOCH, |t| t.assume_utc()),
+                        gun: r.get(2),
+                        version: r.get::<_, i32>(3).into(),
+                        sha256: r.get::<_, String>(4).trim().to_string(),
+                        category: if category == "deletion" {
+                            "deletion"
+                        } else {
+                            "update"
+                        },
+                    }
+                })
+                .collect();
+            if reversed {
+                out.reverse();
+            }
+            Ok(out)
+        })
+    }
+
+    fn guns(&self) -> Result<Vec<String>, Error> {
+        self.run(move |pool| async move {
+            let c = pool.get().await.map_err(pool_err)?;
+            let rows = c
+                .query(
+                    "SELECT DISTINCT gun FROM tuf_files WHERE deleted_at IS NULL ORDER BY gun",
+                    &[],
+                )
+                .await
+                .map_err(pg)?;
+            Ok(rows.iter().map(|r| r.get(0)).collect())
+        })
+    }
+
+    fn check_health(&self) -> Result<(), Error> {
+        self.run(move |pool| async move {
+            let c = pool.get().await.map_err(pool_err)?;
+            c.query_one("SELECT COUNT(*) FROM tuf_files WHERE 1 = 0", &[])
+                .await
+                .map_err(pg)
+                .map(|_| ())
+        })
+    }
+
+    fn watch(&self, f: Watcher) {
+        self.watchers
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(f);
+    }
+
+    fn bridge_lease(&self) -> bool {
+        self.lease.load(Ordering::Relaxed)
+    }
+}

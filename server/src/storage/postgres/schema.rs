@@ -1,0 +1,76 @@
+//! The tables (notary-server's PostgreSQL schema, then ours) and notary's `db_url`.
+
+/// notary's schema (migrations/server/postgresql), then ours.
+pub(super) const SCHEMA: &str = r#"
+CREATE TABLE IF NOT EXISTS tuf_files (
+  id serial PRIMARY KEY, created_at timestamp NULL, updated_at timestamp NULL,
+  deleted_at timestamp NULL, gun varchar(255) NOT NULL, role varchar(255) NOT NULL,
+  version integer NOT NULL, data bytea NOT NULL, sha256 char(64) DEFAULT NULL,
+  UNIQUE (gun, role, version));
+CREATE INDEX IF NOT EXISTS tuf_files_sha256_idx ON tuf_files (sha256);
+CREATE TABLE IF NOT EXISTS change_category (category VARCHAR(20) PRIMARY KEY);
+INSERT INTO change_category VALUES ('update'), ('deletion') ON CONFLICT DO NOTHING;
+CREATE TABLE IF NOT EXISTS changefeed (
+  id serial PRIMARY KEY, created_at timestamp DEFAULT CURRENT_TIMESTAMP,
+  gun varchar(255) NOT NULL, version integer NOT NULL, sha256 CHAR(64) DEFAULT NULL,
+  category VARCHAR(20) NOT NULL DEFAULT 'update' REFERENCES change_category);
+CREATE INDEX IF NOT EXISTS idx_changefeed_gun ON changefeed (gun);
+CREATE TABLE IF NOT EXISTS tuf_files_deleted (LIKE tuf_files);
+CREATE INDEX IF NOT EXISTS tuf_files_deleted_gun ON tuf_files_deleted (gun);
+CREATE TABLE IF NOT EXISTS bridge_jobs (
+  id bigserial PRIMARY KEY, created_at bigint NOT NULL, updated_at bigint NOT NULL,
+  gun varchar(255) NOT NULL, tag varchar(255) NOT NULL, digest char(64) NOT NULL,
+  role varchar(255) NOT NULL, action varchar(10) NOT NULL DEFAULT 'sign',
+  state varchar(20) NOT NULL DEFAULT 'pending', attempts bigint NOT NULL DEFAULT 0,
+  last_error text NULL, next_at bigint NOT NULL, signers text NOT NULL DEFAULT '');
+CREATE INDEX IF NOT EXISTS idx_bridge_jobs_due ON bridge_jobs (state, next_at);
+CREATE INDEX IF NOT EXISTS idx_bridge_jobs_gun ON bridge_jobs (gun);
+"#;
+
+/// Held while the schema is created, so replicas starting together do not race.
+pub(super) const SCHEMA_LOCK: i64 = 0x7462_0001;
+
+/// Parse notary's `storage.db_url` (`postgres://user[:pw]@host:port/db?sslmode=...`).
+/// TLS to the database is not built: a URL asking for it is refused with the fix.
+pub fn parse_url(url: &str) -> Result<tokio_postgres::Config, String> {
+    let (base, query) = url.split_once('?').unwrap_or((url, ""));
+    let mut kept = Vec::new();
+    for kv in query.split('&').filter(|s| !s.is_empty()) {
+        let (k, v) = kv.split_once('=').unwrap_or((kv, ""));
+        match k {
+            "sslmode" if matches!(v, "disable" | "allow" | "prefer") => {}
+            "sslmode" | "sslrootcert" | "sslcert" | "sslkey" => {
+                return Err(format!(
+                    "storage.db_url asks for TLS ({k}={v}), which trustbridge's PostgreSQL store does not speak yet: use sslmode=disable on loopback or a private network"
+                ));
+            }
+            _ => kept.push(kv),
+        }
+    }
+    let url = if kept.is_empty() {
+        base.to_string()
+    } else {
+        format!("{base}?{}", kept.join("&"))
+    };
+    url.parse::<tokio_postgres::Config>()
+        .map_err(|e| format!("storage.db_url: {e}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn notary_urls_parse_and_tls_is_refused_with_the_fix() {
+        let c =
+            parse_url("postgres://server@db.example:5432/notaryserver?sslmode=disable").unwrap();
+        assert_eq!(c.get_dbname(), Some("notaryserver"));
+        assert_eq!(c.get_user(), Some("server"));
+        let e = parse_url(
+            "postgres://server@db:5432/notaryserver?sslmode=verify-ca&sslrootcert=/ca.pem",
+        )
+        .unwrap_err();
+        assert!(e.contains("sslmode=disable"), "{e}");
+        assert!(parse_url("not a url").is_err());
+    }
+}
