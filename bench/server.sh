@@ -5,7 +5,8 @@
 #     against trustbridge-server (+ trustbridge-signer), notary-server (+ notary-signer, both
 #     memory stores, ../shared/peers/notary-reference.sh) and nginx serving the same bytes;
 #   * 16 concurrent publishers (tests/src/bin/publish-load.rs), server-managed snapshot and
-#     timestamp, against both Notary servers.
+#     timestamp, against both Notary servers; then both again on PostgreSQL (loopback), as
+#     deployed with several replicas.
 # Targets (from the Server issue): reads >= 70% of nginx's rate, publishes >= 5x notary-server.
 #
 #   bench/server.sh [SECONDS=10] [PUBLISHERS=16]     (as root the first time: installs nginx-light)
@@ -32,7 +33,9 @@ pids=()
 pgdb=""
 cleanup() {
   for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
-  [ -n "$pgdb" ] && psql -h 127.0.0.1 -U postgres -d postgres -qc "DROP DATABASE IF EXISTS $pgdb WITH (FORCE)" >/dev/null 2>&1 || true
+  for d in $pgdb ${pgdb:+${pgdb}_tb}; do
+    psql -h 127.0.0.1 -U postgres -d postgres -qc "DROP DATABASE IF EXISTS $d WITH (FORCE)" >/dev/null 2>&1 || true
+  done
   "$root/../shared/peers/notary-reference.sh" stop "$dir/ref" >/dev/null 2>&1 || true
   [ -f "$dir/nginx/nginx.pid" ] && kill "$(cat "$dir/nginx/nginx.pid")" 2>/dev/null || true
   wait 2>/dev/null || true
@@ -160,6 +163,23 @@ JSON
   python3 - "$tbp" "$pgp" <<'PY'
 import sys
 tb, ref = (float(a.split()[0]) for a in sys.argv[1:])
-print(f"  ratio trustbridge/notary(PostgreSQL): {tb/ref:.2f}x")
+print(f"  ratio trustbridge(SQLite)/notary(PostgreSQL): {tb/ref:.2f}x")
+PY
+  # trustbridge-server on PostgreSQL too (its own database, created by the server), same
+  # trustbridge-signer: the like-for-like deployment comparison.
+  tbpgdb="${pgdb}_tb"
+  psql -h 127.0.0.1 -U postgres -d postgres -qc "CREATE DATABASE $tbpgdb" >/dev/null
+  tpp=$(port)
+  sed -e "s/127.0.0.1:$tp/127.0.0.1:$tpp/" \
+      -e "s|\"storage\":{[^}]*}|\"storage\":{\"backend\":\"postgres\",\"db_url\":\"postgres://postgres@127.0.0.1:5432/$tbpgdb?sslmode=disable\"}|" \
+      "$dir/tb/server.json" > "$dir/tb/server-pg.json"
+  (cd "$dir/tb" && exec "$bin/trustbridge-server" --config server-pg.json >server-pg.log 2>&1) & pids+=($!)
+  for _ in $(seq 100); do curl -fsS --cacert "$tb_ca" "https://127.0.0.1:$tpp/_notary_server/health" >/dev/null 2>&1 && break; sleep 0.1; done
+  tbpgp=$("$bin/publish-load" "https://127.0.0.1:$tpp" "$tb_ca" "$pubs" "$secs")
+  echo "  trustbridge-server (PostgreSQL store):  $tbpgp"
+  python3 - "$tbpgp" "$pgp" <<'PY'
+import sys
+tb, ref = (float(a.split()[0]) for a in sys.argv[1:])
+print(f"  ratio trustbridge/notary, both on PostgreSQL: {tb/ref:.2f}x")
 PY
 fi

@@ -513,6 +513,20 @@ fn takes_over_a_notary_server_database_and_back() {
     let _go = go_server_with(dir, port, signer_port, &storage, "");
     let list = notary(&url, &ca, &dir.join("fresh2"), &["list", gun]);
     assert!(list.contains("v1") && list.contains("v2"), "{list}");
+
+    // Side by side on one database: trustbridge-server (holding the repository in memory)
+    // serves what notary-server writes next, within a couple of seconds.
+    let tport = free_port();
+    let turl = format!("https://127.0.0.1:{tport}");
+    write_config_file(&dir.join("tb2.json"), tport, signer_port, &storage, "");
+    let _ours2 = start_server(
+        "trustbridge-server-2",
+        dir,
+        &dir.join("tb2.json"),
+        tport,
+        &mut [],
+    );
+    let before = timestamp_version(&turl, &ca, gun);
     notary(
         &url,
         &ca,
@@ -527,6 +541,16 @@ fn takes_over_a_notary_server_database_and_back() {
             "-p",
         ],
     );
+    let after = timestamp_version(&url, &ca, gun);
+    assert!(after > before);
+    let start = Instant::now();
+    while timestamp_version(&turl, &ca, gun) != after {
+        assert!(
+            start.elapsed() < Duration::from_secs(5),
+            "trustbridge-server kept notary-server's older timestamp"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
 }
 
 /// `trustbridge_bridge_jobs_total{action="sign",outcome="mirrored"}` of one replica.

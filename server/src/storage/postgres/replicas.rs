@@ -1,5 +1,7 @@
 //! The link between replicas: LISTEN for other replicas' commits (their GUNs' cached views
-//! are dropped), and the bridge lease, a session advisory lock held while the link lives.
+//! are dropped at once), a look at the changefeed every second (for writers that do not
+//! notify: notary-server on the same database), and the bridge lease, a session advisory lock
+//! held while the link lives.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -46,7 +48,13 @@ pub(super) async fn listen(
                 .batch_execute(&format!("LISTEN {CHANNEL}"))
                 .await
                 .is_ok()
+                && let Ok(row) = client
+                    .query_one("SELECT COALESCE(MAX(id), 0)::bigint FROM changefeed", &[])
+                    .await
             {
+                // Writers that do not notify (notary-server side by side on the same
+                // database) are seen through the changefeed, within a second.
+                let mut seen: i64 = row.get(0);
                 notify(None);
                 let mut tick = tokio::time::interval(Duration::from_secs(1));
                 loop {
@@ -63,6 +71,18 @@ pub(super) async fn listen(
                         _ = tick.tick() => {
                             if client.is_closed() {
                                 break;
+                            }
+                            match client.query("SELECT id::bigint, gun FROM changefeed WHERE id > $1::bigint ORDER BY id", &[&seen]).await {
+                                Ok(rows) => {
+                                    for r in rows {
+                                        seen = r.get(0);
+                                        notify(Some(r.get::<_, &str>(1)));
+                                    }
+                                }
+                                Err(e) => {
+                                    tracing::warn!(error = %e, "PostgreSQL: reading the changefeed failed; reconnecting");
+                                    break;
+                                }
                             }
                             if !lease.load(Ordering::Relaxed) {
                                 match client.query_one("SELECT pg_try_advisory_lock($1)", &[&BRIDGE_LOCK]).await {
