@@ -190,7 +190,7 @@ impl Config {
                 let url = string(json, "storage.db_url").ok_or(
                     "storage.db_url is required for postgres (postgres://user@host:5432/db?sslmode=disable)",
                 )?;
-                crate::storage::postgres::parse_url(&url)?;
+                crate::storage::postgres::parse_url(&url).map(|_| ())?;
                 Storage::Postgres(url)
             }
             "mysql" | "rethinkdb" => {

@@ -678,3 +678,65 @@ fn one_replica_at_a_time_runs_the_bridge_and_another_takes_over() {
     all_mirrored(survivor, &ca, &gun, 7);
     assert_eq!(mirrored_here(survivor, &ca), 1);
 }
+
+/// How many of `db`'s sessions are on TLS, and how many in all (pg_stat_ssl).
+fn tls_sessions(db: &str) -> (u32, u32) {
+    let out = run_ok(
+        "psql",
+        Command::new("psql")
+            .args(["-h", "127.0.0.1", "-U", "postgres", "-d", "postgres", "-tAc"])
+            .arg(format!(
+                "SELECT COUNT(*) FILTER (WHERE s.ssl), COUNT(*) FROM pg_stat_activity a JOIN pg_stat_ssl s USING (pid) WHERE a.datname = '{db}'"
+            )),
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    let (a, b) = text.trim().split_once('|').unwrap();
+    (a.parse().unwrap(), b.parse().unwrap())
+}
+
+#[test]
+fn tls_to_postgres_is_verified_against_sslrootcert() {
+    init();
+    // The machine's PostgreSQL serves TLS with Debian's self-signed certificate for localhost.
+    let snakeoil = "/etc/ssl/certs/ssl-cert-snakeoil.pem";
+    assert!(
+        Path::new(snakeoil).is_file(),
+        "{snakeoil} is missing: PostgreSQL's TLS certificate (Debian's ssl-cert package)"
+    );
+    let db = PgDb::new("tls");
+    let url = |root: &str| {
+        format!(
+            "postgres://postgres@localhost:5432/{}?sslmode=verify-full&sslrootcert={root}",
+            db.name
+        )
+    };
+    let store = PgStore::open(&url(snakeoil)).expect("TLS to PostgreSQL");
+    store
+        .update_many("example.com/tls", &[file("root", 1, "r")], &[])
+        .unwrap();
+    let (tls, all) = tls_sessions(&db.name);
+    assert!(tls >= 1 && tls == all, "{tls} of {all} sessions on TLS");
+    drop(store);
+
+    // Another CA: the database's certificate is refused, nothing is written.
+    let tmp = tempfile::tempdir().unwrap();
+    trustbridge_certs::generate(30)
+        .unwrap()
+        .write(tmp.path())
+        .unwrap();
+    let other = tmp.path().join("root-ca.crt");
+    let e = PgStore::open(&url(other.to_str().unwrap()))
+        .err()
+        .expect("an unknown CA must be refused")
+        .to_string();
+    assert!(e.to_lowercase().contains("certificate"), "{e}");
+    // Without a root, the config names the fix.
+    let e = PgStore::open(&format!(
+        "postgres://postgres@localhost:5432/{}?sslmode=require",
+        db.name
+    ))
+    .err()
+    .unwrap()
+    .to_string();
+    assert!(e.contains("add sslrootcert="), "{e}");
+}

@@ -30,20 +30,37 @@ use tokio_postgres::{NoTls, Row};
 
 mod replicas;
 mod schema;
+mod tls;
 
 use replicas::{CHANNEL, listen};
-pub use schema::parse_url;
+pub use schema::{DbUrl, parse_url};
 use schema::{SCHEMA, SCHEMA_LOCK};
 
 use super::{Change, Job, MetaStore, NewJob, Stored, Update, Watcher, sha256_hex};
 use crate::error::Error;
 
+/// The error with its causes: tokio-postgres puts the detail (the server's message, the TLS
+/// alert) in the source chain.
+fn chain(e: &dyn std::error::Error) -> String {
+    let mut out = e.to_string();
+    let mut cur = e.source();
+    while let Some(s) = cur {
+        let t = s.to_string();
+        if !out.contains(&t) {
+            out.push_str(": ");
+            out.push_str(&t);
+        }
+        cur = s.source();
+    }
+    out
+}
+
 fn pg(e: tokio_postgres::Error) -> Error {
-    Error::Storage(format!("PostgreSQL: {e}"))
+    Error::Storage(format!("PostgreSQL: {}", chain(&e)))
 }
 
 fn pool_err(e: deadpool_postgres::PoolError) -> Error {
-    Error::Storage(format!("PostgreSQL: {e}"))
+    Error::Storage(format!("PostgreSQL: {}", chain(&e)))
 }
 
 fn now_nanos() -> i64 {
@@ -157,20 +174,20 @@ impl Drop for PgStore {
 impl PgStore {
     /// Connect, create the schema when missing (one replica at a time), start listening.
     pub fn open(url: &str) -> Result<Self, Error> {
-        let config = parse_url(url).map_err(Error::Start)?;
+        let DbUrl { config, tls } = parse_url(url).map_err(Error::Start)?;
         let rt = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .thread_name("trustbridge-pg")
             .enable_all()
             .build()
             .map_err(|e| Error::Start(format!("PostgreSQL runtime: {e}")))?;
-        let manager = Manager::from_config(
-            config.clone(),
-            NoTls,
-            ManagerConfig {
-                recycling_method: RecyclingMethod::Fast,
-            },
-        );
+        let mc = || ManagerConfig {
+            recycling_method: RecyclingMethod::Fast,
+        };
+        let manager = match &tls {
+            None => Manager::from_config(config.clone(), NoTls, mc()),
+            Some(c) => Manager::from_config(config.clone(), tls::MakeRustls(c.clone()), mc()),
+        };
         let pool = {
             let _guard = rt.enter();
             Pool::builder(manager)
@@ -195,12 +212,23 @@ impl PgStore {
             tx.batch_execute(SCHEMA).await.map_err(pg)?;
             tx.commit().await.map_err(pg)
         })?;
-        store.rt().spawn(listen(
-            config,
+        let (lease, watchers, instance) = (
             store.lease.clone(),
             store.watchers.clone(),
             store.instance.clone(),
-        ));
+        );
+        match tls {
+            None => store
+                .rt()
+                .spawn(listen(config, NoTls, lease, watchers, instance)),
+            Some(c) => store.rt().spawn(listen(
+                config,
+                tls::MakeRustls(c),
+                lease,
+                watchers,
+                instance,
+            )),
+        };
         Ok(store)
     }
 

@@ -7,7 +7,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use tokio_postgres::{AsyncMessage, NoTls};
+use tokio_postgres::AsyncMessage;
+use tokio_postgres::tls::{MakeTlsConnect, TlsConnect};
 
 use crate::storage::Watcher;
 
@@ -18,12 +19,18 @@ pub(super) const CHANNEL: &str = "trustbridge_changes";
 
 /// The replica link: LISTEN for other replicas' commits, hold the bridge lease while it can.
 /// Reconnects forever; after a gap every view is dropped, since notifications were missed.
-pub(super) async fn listen(
+pub(super) async fn listen<T>(
     config: tokio_postgres::Config,
+    tls: T,
     lease: Arc<AtomicBool>,
     watchers: Arc<Mutex<Vec<Watcher>>>,
     instance: String,
-) {
+) where
+    T: MakeTlsConnect<tokio_postgres::Socket> + Clone + Send + 'static,
+    T::Stream: Send + 'static,
+    T::TlsConnect: Send,
+    <T::TlsConnect as TlsConnect<tokio_postgres::Socket>>::Future: Send,
+{
     let notify = |gun: Option<&str>| {
         let ws: Vec<Watcher> = watchers.lock().unwrap_or_else(|p| p.into_inner()).clone();
         for w in ws {
@@ -31,7 +38,7 @@ pub(super) async fn listen(
         }
     };
     loop {
-        if let Ok((client, mut conn)) = config.connect(NoTls).await {
+        if let Ok((client, mut conn)) = config.connect(tls.clone()).await {
             let (ntx, mut nrx) = tokio::sync::mpsc::unbounded_channel::<String>();
             let driver = tokio::spawn(async move {
                 while let Some(m) = std::future::poll_fn(|cx| conn.poll_message(cx)).await {

@@ -30,20 +30,26 @@ CREATE INDEX IF NOT EXISTS idx_bridge_jobs_gun ON bridge_jobs (gun);
 /// Held while the schema is created, so replicas starting together do not race.
 pub(super) const SCHEMA_LOCK: i64 = 0x7462_0001;
 
+/// notary's `storage.db_url`, taken apart.
+pub struct DbUrl {
+    pub config: tokio_postgres::Config,
+    /// TLS to the database (`sslmode=require|verify-ca|verify-full` with `sslrootcert`).
+    pub tls: Option<std::sync::Arc<rustls::ClientConfig>>,
+}
+
 /// Parse notary's `storage.db_url` (`postgres://user[:pw]@host:port/db?sslmode=...`).
-/// TLS to the database is not built: a URL asking for it is refused with the fix.
-pub fn parse_url(url: &str) -> Result<tokio_postgres::Config, String> {
+/// `disable`, `allow` and `prefer` connect without TLS; the other modes need `sslrootcert`.
+pub fn parse_url(url: &str) -> Result<DbUrl, String> {
     let (base, query) = url.split_once('?').unwrap_or((url, ""));
     let mut kept = Vec::new();
+    let (mut mode, mut root, mut cert, mut key) = ("prefer", None, None, None);
     for kv in query.split('&').filter(|s| !s.is_empty()) {
         let (k, v) = kv.split_once('=').unwrap_or((kv, ""));
         match k {
-            "sslmode" if matches!(v, "disable" | "allow" | "prefer") => {}
-            "sslmode" | "sslrootcert" | "sslcert" | "sslkey" => {
-                return Err(format!(
-                    "storage.db_url asks for TLS ({k}={v}), which trustbridge's PostgreSQL store does not speak yet: use sslmode=disable on loopback or a private network"
-                ));
-            }
+            "sslmode" => mode = v,
+            "sslrootcert" => root = Some(v),
+            "sslcert" => cert = Some(v),
+            "sslkey" => key = Some(v),
             _ => kept.push(kv),
         }
     }
@@ -52,8 +58,29 @@ pub fn parse_url(url: &str) -> Result<tokio_postgres::Config, String> {
     } else {
         format!("{base}?{}", kept.join("&"))
     };
-    url.parse::<tokio_postgres::Config>()
-        .map_err(|e| format!("storage.db_url: {e}"))
+    let mut config = url
+        .parse::<tokio_postgres::Config>()
+        .map_err(|e| format!("storage.db_url: {e}"))?;
+    let tls = match mode {
+        "disable" | "allow" | "prefer" => {
+            config.ssl_mode(tokio_postgres::config::SslMode::Disable);
+            None
+        }
+        "require" | "verify-ca" | "verify-full" => {
+            let root = root.ok_or(format!(
+                "storage.db_url has sslmode={mode} but no sslrootcert: add sslrootcert=/path/to/ca.pem (the CA that signed the database's certificate)"
+            ))?;
+            let client = match (cert, key) {
+                (Some(c), Some(k)) => Some((c, k)),
+                (None, None) => None,
+                _ => return Err("storage.db_url: sslcert and sslkey go together".into()),
+            };
+            config.ssl_mode(tokio_postgres::config::SslMode::Require);
+            Some(super::tls::client_config(root, client)?)
+        }
+        other => return Err(format!("storage.db_url: sslmode={other} is unknown")),
+    };
+    Ok(DbUrl { config, tls })
 }
 
 #[cfg(test)]
@@ -61,16 +88,22 @@ mod tests {
     use super::*;
 
     #[test]
-    fn notary_urls_parse_and_tls_is_refused_with_the_fix() {
+    fn notary_urls_parse_and_tls_needs_a_root() {
         let c =
             parse_url("postgres://server@db.example:5432/notaryserver?sslmode=disable").unwrap();
-        assert_eq!(c.get_dbname(), Some("notaryserver"));
-        assert_eq!(c.get_user(), Some("server"));
+        assert_eq!(c.config.get_dbname(), Some("notaryserver"));
+        assert_eq!(c.config.get_user(), Some("server"));
+        assert!(c.tls.is_none());
+        let e = parse_url("postgres://server@db:5432/notaryserver?sslmode=verify-full")
+            .err()
+            .unwrap();
+        assert!(e.contains("add sslrootcert="), "{e}");
         let e = parse_url(
-            "postgres://server@db:5432/notaryserver?sslmode=verify-ca&sslrootcert=/ca.pem",
+            "postgres://server@db:5432/notaryserver?sslmode=verify-ca&sslrootcert=/nonexistent.pem",
         )
-        .unwrap_err();
-        assert!(e.contains("sslmode=disable"), "{e}");
+        .err()
+        .unwrap();
+        assert!(e.contains("/nonexistent.pem"), "{e}");
         assert!(parse_url("not a url").is_err());
     }
 }
