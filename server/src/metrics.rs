@@ -41,6 +41,7 @@ struct StateLabels {
 struct Inner {
     bridge: Family<BridgeLabels, Counter>,
     bridge_states: Family<StateLabels, prometheus_client::metrics::gauge::Gauge>,
+    bridge_lease: prometheus_client::metrics::gauge::Gauge,
     registry: Registry,
     requests: Family<RequestLabels, Counter>,
     latency: Family<RouteLabels, Histogram>,
@@ -92,9 +93,16 @@ impl Metrics {
             "Cosign mirror jobs by state (pending, failed: still retried; dead: gave up; mirrored)",
             bridge_states.clone(),
         );
+        let bridge_lease = prometheus_client::metrics::gauge::Gauge::default();
+        registry.register(
+            "bridge_lease",
+            "Whether this replica runs the Cosign bridge worker now (1) or another one does (0)",
+            bridge_lease.clone(),
+        );
         Metrics(Arc::new(Inner {
             bridge,
             bridge_states,
+            bridge_lease,
             registry,
             requests,
             latency,
@@ -151,6 +159,10 @@ impl Metrics {
                 })
                 .set(n);
         }
+    }
+
+    pub fn bridge_lease(&self, held: bool) {
+        self.0.bridge_lease.set(held.into());
     }
 
     pub fn render(&self) -> String {

@@ -653,6 +653,17 @@ fn one_replica_at_a_time_runs_the_bridge_and_another_takes_over() {
         ma == 0 || mb == 0,
         "both replicas delivered: a {ma}, b {mb}"
     );
+    let lease = |url: &str| {
+        let (_, m) = https_get(&format!("{url}/metrics"), &ca);
+        String::from_utf8_lossy(&m)
+            .lines()
+            .any(|l| l == "trustbridge_bridge_lease 1")
+    };
+    assert_eq!(
+        (lease(&a), lease(&b)),
+        (ma > 0, mb > 0),
+        "the lease gauge names the deliverer"
+    );
 
     // The holder goes away: the other takes the lease and delivers what comes next.
     let (survivor, holder_was_a) = if ma > 0 { (&b, true) } else { (&a, false) };

@@ -364,7 +364,9 @@ impl Bridge {
     pub async fn run(self: Arc<Self>) {
         let mut idle = 0u32;
         loop {
-            if !self.store.bridge_lease() {
+            let held = self.store.bridge_lease();
+            self.metrics.bridge_lease(held);
+            if !held {
                 // Another replica delivers; take over when its lease goes.
                 tokio::time::sleep(Duration::from_secs(1)).await;
                 continue;
