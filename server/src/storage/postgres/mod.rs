@@ -10,7 +10,8 @@
 //!   never both pass the "no newer version" check for the same GUN;
 //! - a commit notifies `trustbridge_changes` with the GUN; each replica LISTENs and drops its
 //!   in-memory view of that GUN (all of them after a lost connection, when changes may have
-//!   been missed);
+//!   been missed); writers that do not notify (notary-server on the same database) are seen
+//!   through the changefeed, read every second;
 //! - one replica at a time holds the bridge lease (a session advisory lock); it passes to
 //!   another when that replica's connection goes.
 //!
