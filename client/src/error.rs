@@ -26,8 +26,13 @@ pub enum Error {
         "TLS to {server} failed: {reason}; pass the CA that signed its certificate with --tlscacert"
     )]
     Tls { server: String, reason: String },
-    #[error("{server} answered 401 unauthorized{scope}; set NOTARY_AUTH to base64(user:password)")]
-    Unauthorized { server: String, scope: String },
+    #[error("{server} answered 401 unauthorized{scope}; set {var} to base64(user:password)")]
+    Unauthorized {
+        server: String,
+        scope: String,
+        /// The variable that holds this server's credentials.
+        var: &'static str,
+    },
     #[error(
         "repository {gun} does not exist on {server}; create it with `trustbridge init {gun} -p`"
     )]

@@ -28,6 +28,8 @@ pub struct Remote {
     http: Client,
     /// `NOTARY_AUTH`: base64 of `user:password`, sent to the token realm.
     basic: Option<String>,
+    /// Where `basic` came from, named when the server refuses it.
+    auth_var: &'static str,
     /// The last Bearer token obtained; a 401 for another scope fetches a new one.
     token: Mutex<Option<String>>,
 }
@@ -163,8 +165,19 @@ impl Remote {
             base: server.trim_end_matches('/').to_string(),
             http,
             basic: std::env::var("NOTARY_AUTH").ok().filter(|s| !s.is_empty()),
+            auth_var: "NOTARY_AUTH",
             token: Mutex::new(None),
         })
+    }
+
+    /// Take this server's credentials from `var` instead of `NOTARY_AUTH` when it is set
+    /// (`import`: the source server's own login, `NOTARY_AUTH_FROM`). Refusals name `var`.
+    pub fn with_auth_from(mut self, var: &'static str) -> Self {
+        if let Some(b) = std::env::var(var).ok().filter(|s| !s.is_empty()) {
+            self.basic = Some(b);
+        }
+        self.auth_var = var;
+        self
     }
 
     pub fn server(&self) -> &str {
@@ -236,6 +249,7 @@ impl Remote {
             return Err(Error::Unauthorized {
                 server: self.base.clone(),
                 scope: format!(" for {scope}"),
+                var: self.auth_var,
             });
         }
         Ok(resp)
@@ -255,7 +269,9 @@ impl Remote {
         if let Some(b) = &self.basic {
             let plain = base64::engine::general_purpose::STANDARD
                 .decode(b.trim())
-                .map_err(|_| Error::Usage("NOTARY_AUTH is not base64 of user:password".into()))?;
+                .map_err(|_| {
+                    Error::Usage(format!("{} is not base64 of user:password", self.auth_var))
+                })?;
             let plain = String::from_utf8_lossy(&plain).into_owned();
             let (u, p) = plain.split_once(':').unwrap_or((&plain, ""));
             req = req.basic_auth(u, Some(p));
@@ -266,6 +282,7 @@ impl Remote {
             return Err(Error::Unauthorized {
                 server: realm,
                 scope: String::new(),
+                var: self.auth_var,
             });
         }
         let body = self.read_limited(resp, 1 << 20)?;

@@ -670,3 +670,95 @@ fn our_client_logs_in_with_notary_auth() {
         assert_eq!(err.trim().lines().count(), 1, "{err}");
     }
 }
+
+/// `trustbridge import` between two servers with different logins: the source's own
+/// credentials come from `NOTARY_AUTH_FROM`, the target's from `NOTARY_AUTH`, and each refusal
+/// names its variable.
+#[test]
+fn import_logs_into_each_server_with_its_own_credentials() {
+    let rules = r#"[{"gun_prefix":"","users":["alice"],"actions":["*"]},{"gun_prefix":"","users":["bob"],"actions":["pull"]}]"#;
+    let p = start_pair(Some(rules));
+    let gun = "registry.example:5000/import/creds";
+    let login = |u: &str, pw: &str| STANDARD.encode(format!("{u}:{pw}"));
+    let file = p.dir.join("f.bin");
+    std::fs::write(&file, b"f").unwrap();
+    for args in [
+        vec!["init", gun, "-p"],
+        vec!["add", gun, "v1", file.to_str().unwrap(), "-p"],
+    ] {
+        let out =
+            trustbridge_e2e::server::trustbridge_cmd(&p.go, &p.ca, &p.dir.join("owner"), &args)
+                .env("NOTARY_AUTH", login("alice", "alice-pw"))
+                .output()
+                .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let ca = p.ca.to_str().unwrap().to_string();
+    let import = |from: Option<String>, to: String, trust: &str| {
+        let mut cmd = trustbridge_e2e::server::trustbridge_cmd(
+            &p.ours,
+            &p.ca,
+            &p.dir.join(trust),
+            &[
+                "import",
+                "--from",
+                &p.go,
+                "--from-tlscacert",
+                &ca,
+                "--gun",
+                gun,
+            ],
+        );
+        cmd.env("NOTARY_AUTH", to);
+        if let Some(f) = from {
+            cmd.env("NOTARY_AUTH_FROM", f);
+        }
+        let out = cmd.output().unwrap();
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    // A wrong source login: refused by the source, in one line naming NOTARY_AUTH_FROM.
+    let (ok, err) = import(
+        Some(login("bob", "wrong")),
+        login("alice", "alice-pw"),
+        "t1",
+    );
+    assert!(
+        !ok && err.contains("401") && err.contains("NOTARY_AUTH_FROM"),
+        "{err}"
+    );
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
+    // bob alone may read the source but not import into the target.
+    let (ok, err) = import(None, login("bob", "bob-pw"), "t2");
+    assert!(
+        !ok && err.contains("401") && err.contains("set NOTARY_AUTH "),
+        "{err}"
+    );
+    // Each server its own login: bob reads the source, alice imports.
+    let (ok, err) = import(
+        Some(login("bob", "bob-pw")),
+        login("alice", "alice-pw"),
+        "t3",
+    );
+    assert!(ok, "{err}");
+    let out = trustbridge_e2e::server::trustbridge_cmd(
+        &p.ours,
+        &p.ca,
+        &p.dir.join("reader"),
+        &["list", gun],
+    )
+    .env("NOTARY_AUTH", login("bob", "bob-pw"))
+    .output()
+    .unwrap();
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("v1"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

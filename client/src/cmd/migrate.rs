@@ -14,7 +14,9 @@ pub(super) fn import_cmd(
     from_ca: Option<&Path>,
     guns: &[String],
 ) -> Result<()> {
-    let source = Remote::new(from, from_ca)?;
+    // The source is logged into with its own credentials when given (Docker Hub's notary and
+    // the new server rarely share a login).
+    let source = Remote::new(from, from_ca)?.with_auth_from("NOTARY_AUTH_FROM");
     let target = ctx.remote()?;
     let mut reports = Vec::new();
     for gun in guns {
