@@ -102,18 +102,6 @@ pub struct Bundle {
 const BUNDLE_TYPE: &str = "application/vnd.dev.sigstore.bundle.v0.3+json";
 const INDEX_TYPE: &str = "application/vnd.oci.image.index.v1+json";
 
-/// DSSE's pre-authentication encoding (what cosign v3 signs).
-fn pae(payload_type: &str, payload: &[u8]) -> Vec<u8> {
-    let mut out = format!(
-        "DSSEv1 {} {payload_type} {} ",
-        payload_type.len(),
-        payload.len()
-    )
-    .into_bytes();
-    out.extend_from_slice(payload);
-    out
-}
-
 /// The Sigstore bundles among the image's referrers (the referrers API, or the
 /// `sha256-<hex>` fallback index where the registry has none), each verified with `point`:
 /// the DSSE signature, an in-toto statement with cosign's sign predicate, and its subjects.
@@ -175,7 +163,9 @@ pub fn bundles(reg: &RegistryReader, digest_hex: &str, point: &[u8]) -> Result<V
             .collect();
         let verified = payload_type == "application/vnd.in-toto+json"
             && statement["predicateType"] == "https://sigstore.dev/cosign/sign/v1"
-            && key.verify(&pae(payload_type, &payload), &sig).is_ok();
+            && key
+                .verify(&trustbridge_tuf::dsse::pae(payload_type, &payload), &sig)
+                .is_ok();
         out.push(Bundle {
             manifest: md.into(),
             signed_digests,

@@ -6,11 +6,13 @@
 //! roots or `--registry-ca`.
 
 use std::cell::RefCell;
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 use base64::Engine as _;
 
 use crate::error::{Error, Result};
+use crate::remote::parse_challenge;
 
 pub struct RegistryReader {
     http: reqwest::blocking::Client,
@@ -39,38 +41,6 @@ fn docker_credentials(registry: &str) -> Option<(String, String)> {
         .ok()?;
     let (u, p) = std::str::from_utf8(&plain).ok()?.split_once(':')?;
     Some((u.into(), p.into()))
-}
-
-/// `key="value"` pairs of a `WWW-Authenticate` challenge.
-fn challenge_params(challenge: &str) -> Vec<(String, String)> {
-    let mut out = Vec::new();
-    let mut rest = challenge;
-    while let Some(eq) = rest.find("=\"") {
-        let key = rest[..eq].trim_start_matches([',', ' ']).trim().to_string();
-        let after = &rest[eq + 2..];
-        let Some(end) = after.find('"') else { break };
-        out.push((key, after[..end].to_string()));
-        rest = &after[end + 1..];
-    }
-    out
-}
-
-fn query_escape(v: &str) -> String {
-    v.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z'
-            | b'a'..=b'z'
-            | b'0'..=b'9'
-            | b'-'
-            | b'_'
-            | b'.'
-            | b'~'
-            | b':'
-            | b'/'
-            | b',' => (b as char).to_string(),
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
 }
 
 impl RegistryReader {
@@ -149,8 +119,7 @@ impl RegistryReader {
                 .headers()
                 .get("www-authenticate")
                 .and_then(|v| v.to_str().ok())
-                .and_then(|v| v.strip_prefix("Bearer "))
-                .map(str::to_string);
+                .and_then(parse_challenge);
             if let Some(c) = challenge {
                 let token = self.fetch_token(&c)?;
                 *self.token.borrow_mut() = Some(token);
@@ -183,29 +152,20 @@ impl RegistryReader {
         }
     }
 
-    fn fetch_token(&self, challenge: &str) -> Result<String> {
-        let params = challenge_params(challenge);
-        let realm = params
-            .iter()
-            .find(|(k, _)| k == "realm")
-            .map(|(_, v)| v.clone())
-            .ok_or_else(|| {
-                Error::Usage(format!(
-                    "registry {}: a token challenge without a realm",
-                    self.registry
-                ))
-            })?;
-        let query: Vec<String> = params
-            .iter()
-            .filter(|(k, _)| k == "service" || k == "scope")
-            .map(|(k, v)| format!("{k}={}", query_escape(v)))
+    fn fetch_token(&self, challenge: &HashMap<String, String>) -> Result<String> {
+        let realm = challenge.get("realm").ok_or_else(|| {
+            Error::Usage(format!(
+                "registry {}: a token challenge without a realm",
+                self.registry
+            ))
+        })?;
+        let query: Vec<(&str, &str)> = ["service", "scope"]
+            .into_iter()
+            .filter_map(|k| challenge.get(k).map(|v| (k, v.as_str())))
             .collect();
-        let url = if query.is_empty() {
-            realm
-        } else {
-            format!("{realm}?{}", query.join("&"))
-        };
-        let mut r = self.http.get(&url);
+        let url = reqwest::Url::parse_with_params(realm, &query)
+            .map_err(|e| Error::Usage(format!("registry token realm {realm:?}: {e}")))?;
+        let mut r = self.http.get(url);
         if let Some((u, p)) = &self.basic {
             r = r.basic_auth(u, Some(p));
         }
@@ -231,21 +191,5 @@ impl RegistryReader {
                     self.registry
                 ))
             })
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn challenges_and_docker_config() {
-        let p = challenge_params(
-            r#"realm="https://auth.example/token",service="reg",scope="repository:a/b:pull""#,
-        );
-        assert_eq!(p.len(), 3);
-        assert_eq!(p[0], ("realm".into(), "https://auth.example/token".into()));
-        assert_eq!(p[2], ("scope".into(), "repository:a/b:pull".into()));
-        assert_eq!(query_escape("a b"), "a%20b");
     }
 }

@@ -97,7 +97,7 @@ fn tls_config(
 }
 
 /// `Bearer realm="..",service="..",scope=".."` → its parameters.
-fn parse_challenge(header: &str) -> Option<HashMap<String, String>> {
+pub(crate) fn parse_challenge(header: &str) -> Option<HashMap<String, String>> {
     let rest = header.trim().strip_prefix("Bearer ")?;
     let mut out = HashMap::new();
     let mut s = rest;

@@ -25,6 +25,7 @@
 
 mod asn1;
 pub mod cjson;
+pub mod dsse;
 mod error;
 pub mod gotime;
 pub mod jwe;

@@ -62,27 +62,14 @@ pub fn statement(
     serde_json::to_vec(&v).expect("a JSON value serialises")
 }
 
-/// DSSE's pre-authentication encoding, the bytes that are actually signed:
-/// `DSSEv1 <len(type)> <type> <len(body)> <body>` (lengths in ASCII decimal).
-pub fn pae(payload_type: &str, payload: &[u8]) -> Vec<u8> {
-    let mut out = format!(
-        "DSSEv1 {} {} {} ",
-        payload_type.len(),
-        payload_type,
-        payload.len()
-    )
-    .into_bytes();
-    out.extend_from_slice(payload);
-    out
-}
-
 /// cosign's public-key hint: base64(SHA-256(PKIX DER)).
 pub fn key_hint(spki_der: &[u8]) -> String {
     B64.encode(ring::digest::digest(&ring::digest::SHA256, spki_der))
 }
 
 /// The bundle JSON (protojson field names; empty tlog entries and timestamps omitted, as Go's
-/// protojson writes them). `sig_der`: the ECDSA signature over [`pae`] in ASN.1 DER.
+/// protojson writes them). `sig_der`: the ECDSA signature over the statement's DSSE PAE
+/// ([`trustbridge_tuf::dsse::pae`]) in ASN.1 DER.
 pub fn bundle(statement: &[u8], sig_der: &[u8], spki_der: &[u8]) -> Vec<u8> {
     let v = json!({
         "mediaType": BUNDLE_MEDIA_TYPE,
@@ -125,16 +112,6 @@ pub fn manifest(bundle: &[u8], subject: &Value, annotations: &Value) -> Vec<u8> 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn pae_matches_the_dsse_spec_example() {
-        // The DSSE protocol document's example: type "http://example.com/HelloWorld", body
-        // "hello world".
-        assert_eq!(
-            pae("http://example.com/HelloWorld", b"hello world"),
-            b"DSSEv1 29 http://example.com/HelloWorld 11 hello world".to_vec()
-        );
-    }
 
     #[test]
     fn statement_is_deterministic_and_names_the_digest() {

@@ -195,59 +195,74 @@ impl Bridge {
         Ok(made)
     }
 
-    /// The bridge public key as `cosign.pub` PEM.
-    pub async fn public_pem(&self) -> Result<String, String> {
-        let key = self
-            .signer
+    fn missing_key(&self) -> String {
+        format!("the signer does not hold bridge key {}", self.cfg.key_id)
+    }
+
+    /// The bridge key's public half, as the signer holds it.
+    async fn bridge_key(&self) -> Result<trustbridge_tuf::PublicKey, String> {
+        self.signer
             .key_info(&self.cfg.key_id)
             .await
             .map_err(|e| e.to_string())?
-            .ok_or_else(|| format!("the signer does not hold bridge key {}", self.cfg.key_id))?;
-        trustbridge_signer::cosign::public_pem(&key).map_err(|e| e.to_string())
+            .ok_or_else(|| self.missing_key())
+    }
+
+    /// `data` signed with the bridge key (Sign RPC), as the ASN.1 DER cosign expects: the
+    /// signer answers notary's raw r||s.
+    async fn sign_der(&self, data: &[u8]) -> Result<Vec<u8>, String> {
+        let sig = self
+            .signer
+            .sign(&self.cfg.key_id, &self.cfg.key_id, data)
+            .await
+            .map_err(|e| e.to_string())?
+            .ok_or_else(|| self.missing_key())?;
+        trustbridge_signer::cosign::raw_to_der(&sig.sig).map_err(|e| e.to_string())
+    }
+
+    /// The bridge public key as `cosign.pub` PEM.
+    pub async fn public_pem(&self) -> Result<String, String> {
+        trustbridge_signer::cosign::public_pem(&self.bridge_key().await?).map_err(|e| e.to_string())
     }
 
     async fn deliver(&self, job: &Job) -> Result<(), String> {
         let (host, repo) = split_gun(&image_repository(&job.gun, &self.cfg.rewrite));
+        let reference = format!("{host}/{repo}");
         let payload = payload::payload(
-            &format!("{host}/{repo}"),
+            &reference,
             &job.digest_hex,
             &job.tag,
             &job.role,
             &job.signers,
         );
-        let reference = format!("{host}/{repo}");
+        // cosign v3's statement for the same target, when that layout is on.
+        let statement = self.cfg.new_bundle_format.then(|| {
+            bundle::statement(
+                &reference,
+                &job.digest_hex,
+                &job.tag,
+                &job.role,
+                &job.signers,
+            )
+        });
         let registry = self.client(&host).await?;
         if job.action == "revoke" {
             registry
                 .remove_signature(&host, &repo, &job.digest_hex, &payload)
                 .await?;
-            if self.cfg.new_bundle_format {
-                let statement = bundle::statement(
-                    &reference,
-                    &job.digest_hex,
-                    &job.tag,
-                    &job.role,
-                    &job.signers,
-                );
+            if let Some(st) = &statement {
                 registry
-                    .remove_bundle(&host, &repo, &job.digest_hex, &bundle::sha256(&statement))
+                    .remove_bundle(&host, &repo, &job.digest_hex, &bundle::sha256(st))
                     .await?;
             }
             return Ok(());
         }
-        let sig = self
-            .signer
-            .sign(&self.cfg.key_id, &self.cfg.key_id, &payload)
-            .await
-            .map_err(|e| e.to_string())?
-            .ok_or_else(|| format!("the signer does not hold bridge key {}", self.cfg.key_id))?;
-        let der = trustbridge_signer::cosign::raw_to_der(&sig.sig).map_err(|e| e.to_string())?;
-        let b64 = base64::engine::general_purpose::STANDARD.encode(der);
+        let b64 = base64::engine::general_purpose::STANDARD.encode(self.sign_der(&payload).await?);
         registry
             .add_signature(&host, &repo, &job.digest_hex, &payload, &b64)
             .await?;
-        if self.cfg.new_bundle_format {
-            self.attach_bundle(&registry, &host, &repo, &reference, job)
+        if let Some(st) = &statement {
+            self.attach_bundle(&registry, &host, &repo, &job.digest_hex, st)
                 .await?;
         }
         Ok(())
@@ -260,42 +275,24 @@ impl Bridge {
         registry: &registry::Registry,
         host: &str,
         repo: &str,
-        reference: &str,
-        job: &Job,
+        digest_hex: &str,
+        statement: &[u8],
     ) -> Result<(), String> {
-        let statement = bundle::statement(
-            reference,
-            &job.digest_hex,
-            &job.tag,
-            &job.role,
-            &job.signers,
-        );
         if registry
-            .has_bundle(host, repo, &job.digest_hex, &bundle::sha256(&statement))
+            .has_bundle(host, repo, digest_hex, &bundle::sha256(statement))
             .await?
         {
             return Ok(());
         }
-        let subject = registry.subject(host, repo, &job.digest_hex).await?;
-        let missing = || format!("the signer does not hold bridge key {}", self.cfg.key_id);
-        let key = self
-            .signer
-            .key_info(&self.cfg.key_id)
-            .await
-            .map_err(|e| e.to_string())?
-            .ok_or_else(missing)?;
-        let sig = self
-            .signer
-            .sign(
-                &self.cfg.key_id,
-                &self.cfg.key_id,
-                &bundle::pae(bundle::INTOTO_PAYLOAD_TYPE, &statement),
-            )
-            .await
-            .map_err(|e| e.to_string())?
-            .ok_or_else(missing)?;
-        let der = trustbridge_signer::cosign::raw_to_der(&sig.sig).map_err(|e| e.to_string())?;
-        let bundle_json = bundle::bundle(&statement, &der, &key.public);
+        let subject = registry.subject(host, repo, digest_hex).await?;
+        let key = self.bridge_key().await?;
+        let der = self
+            .sign_der(&trustbridge_tuf::dsse::pae(
+                bundle::INTOTO_PAYLOAD_TYPE,
+                statement,
+            ))
+            .await?;
+        let bundle_json = bundle::bundle(statement, &der, &key.public);
         let created = time::OffsetDateTime::now_utc()
             .replace_nanosecond(0)
             .unwrap_or_else(|_| time::OffsetDateTime::now_utc())
@@ -305,10 +302,10 @@ impl Bridge {
             .put_bundle(
                 host,
                 repo,
-                &job.digest_hex,
+                digest_hex,
                 &bundle_json,
                 &subject,
-                &bundle::annotations(&statement, &created),
+                &bundle::annotations(statement, &created),
             )
             .await
     }

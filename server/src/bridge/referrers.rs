@@ -6,7 +6,6 @@
 //! descriptor with its artifactType and annotations. Other tools' entries in that index are
 //! kept; ours are recognised by their statement digest.
 
-use oci_client::{Reference, RegistryOperation};
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
@@ -36,6 +35,25 @@ impl Registry {
         format!("{}://{registry}/v2/{repo}/{rest}", self.scheme)
     }
 
+    /// GET `url` (authenticated as [`Registry::send`] does): status, media type, body.
+    async fn get(
+        &self,
+        url: &str,
+        accept: &str,
+    ) -> Result<(StatusCode, Option<String>, bytes::Bytes), String> {
+        let resp = self
+            .send(Method::GET, url, &[("Accept", accept)], None)
+            .await?;
+        let status = resp.status();
+        let media_type = resp
+            .headers()
+            .get(http::header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .map(|v| v.split(';').next().unwrap_or(v).trim().to_string());
+        let body = resp.bytes().await.map_err(|e| format!("GET {url}: {e}"))?;
+        Ok((status, media_type, body))
+    }
+
     async fn listing(
         &self,
         registry: &str,
@@ -43,14 +61,7 @@ impl Registry {
         digest_hex: &str,
     ) -> Result<Listing, String> {
         let api_url = self.url(registry, repo, &format!("referrers/sha256:{digest_hex}"));
-        let resp = self
-            .send(Method::GET, &api_url, &[("Accept", INDEX_TYPE)], None)
-            .await?;
-        let status = resp.status();
-        let body = resp
-            .bytes()
-            .await
-            .map_err(|e| format!("GET {api_url}: {e}"))?;
+        let (status, _, body) = self.get(&api_url, INDEX_TYPE).await?;
         if status == StatusCode::OK {
             let v: Value = serde_json::from_slice(&body)
                 .map_err(|e| format!("the referrers API answered no index: {e}"))?;
@@ -65,14 +76,7 @@ impl Registry {
         }
         // No referrers API: the fallback tag.
         let tag_url = self.url(registry, repo, &format!("manifests/sha256-{digest_hex}"));
-        let resp = self
-            .send(Method::GET, &tag_url, &[("Accept", INDEX_TYPE)], None)
-            .await?;
-        let status = resp.status();
-        let body = resp
-            .bytes()
-            .await
-            .map_err(|e| format!("GET {tag_url}: {e}"))?;
+        let (status, _, body) = self.get(&tag_url, INDEX_TYPE).await?;
         match status {
             StatusCode::OK => {
                 let v: Value = serde_json::from_slice(&body).map_err(|e| {
@@ -114,16 +118,7 @@ impl Registry {
         digest_hex: &str,
     ) -> Result<Value, String> {
         let url = self.url(registry, repo, &format!("manifests/sha256:{digest_hex}"));
-        let resp = self
-            .send(Method::GET, &url, &[("Accept", IMAGE_TYPES)], None)
-            .await?;
-        let status = resp.status();
-        let media_type = resp
-            .headers()
-            .get(http::header::CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok())
-            .map(|v| v.split(';').next().unwrap_or(v).trim().to_string());
-        let body = resp.bytes().await.map_err(|e| format!("GET {url}: {e}"))?;
+        let (status, media_type, body) = self.get(&url, IMAGE_TYPES).await?;
         if status == StatusCode::NOT_FOUND {
             return Err(format!(
                 "the image sha256:{digest_hex} is not in {registry}/{repo}: a bundle needs its manifest (push the image, the job retries)"
@@ -162,13 +157,9 @@ impl Registry {
         subject: &Value,
         annotations: &Value,
     ) -> Result<(), String> {
-        let reference: Reference = format!("{registry}/{repo}:sha256-{digest_hex}")
-            .parse()
-            .map_err(|e| format!("reference: {e}"))?;
-        self.client
-            .auth(&reference, &self.auth, RegistryOperation::Push)
-            .await
-            .map_err(|e| format!("registry auth: {e}"))?;
+        let reference = self
+            .push_ref(&format!("{registry}/{repo}:sha256-{digest_hex}"))
+            .await?;
         for blob in [b"{}".as_slice(), bundle_json] {
             self.client
                 .push_blob(&reference, blob.to_vec(), &bundle::sha256(blob))

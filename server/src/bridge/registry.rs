@@ -113,23 +113,8 @@ impl Registry {
 
     /// A bearer token for `challenge` (`realm="…",service="…",scope="…"`).
     async fn token(&self, challenge: &str) -> Result<String, String> {
-        let params = challenge_params(challenge);
-        let realm = params
-            .iter()
-            .find(|(k, _)| k == "realm")
-            .map(|(_, v)| v.clone())
-            .ok_or_else(|| format!("registry token challenge without a realm: {challenge}"))?;
-        let query: Vec<String> = params
-            .iter()
-            .filter(|(k, _)| k == "service" || k == "scope")
-            .map(|(k, v)| format!("{k}={}", query_escape(v)))
-            .collect();
-        let url = if query.is_empty() {
-            realm
-        } else {
-            format!("{realm}?{}", query.join("&"))
-        };
-        let mut r = self.http.get(&url);
+        let url = token_url(challenge)?;
+        let mut r = self.http.get(url.clone());
         if let RegistryAuth::Basic(u, p) = &self.auth {
             r = r.basic_auth(u, Some(p));
         }
@@ -152,6 +137,16 @@ impl Registry {
             .or(v["access_token"].as_str())
             .map(str::to_string)
             .ok_or_else(|| format!("registry token {url}: no token in the answer"))
+    }
+
+    /// `reference` parsed, with oci-client logged in to push there.
+    pub(super) async fn push_ref(&self, reference: &str) -> Result<Reference, String> {
+        let reference: Reference = reference.parse().map_err(|e| format!("reference: {e}"))?;
+        self.client
+            .auth(&reference, &self.auth, RegistryOperation::Push)
+            .await
+            .map_err(|e| format!("registry auth: {e}"))?;
+        Ok(reference)
     }
 
     /// The `.sig` manifest's layers and digest, if it exists.
@@ -194,13 +189,9 @@ impl Registry {
         digest_hex: &str,
         payload: &[u8],
     ) -> Result<bool, String> {
-        let reference: Reference = format!("{registry}/{repo}:sha256-{digest_hex}.sig")
-            .parse()
-            .map_err(|e| format!("reference: {e}"))?;
-        self.client
-            .auth(&reference, &self.auth, RegistryOperation::Push)
-            .await
-            .map_err(|e| format!("registry auth: {e}"))?;
+        let reference = self
+            .push_ref(&format!("{registry}/{repo}:sha256-{digest_hex}.sig"))
+            .await?;
         let Some((layers, manifest_digest)) = self.current(&reference).await? else {
             return Ok(false);
         };
@@ -268,13 +259,9 @@ impl Registry {
         payload: &[u8],
         signature_b64: &str,
     ) -> Result<bool, String> {
-        let reference: Reference = format!("{registry}/{repo}:sha256-{digest_hex}.sig")
-            .parse()
-            .map_err(|e| format!("reference: {e}"))?;
-        self.client
-            .auth(&reference, &self.auth, RegistryOperation::Push)
-            .await
-            .map_err(|e| format!("registry auth: {e}"))?;
+        let reference = self
+            .push_ref(&format!("{registry}/{repo}:sha256-{digest_hex}.sig"))
+            .await?;
         let mut layers = self
             .current(&reference)
             .await?
@@ -310,23 +297,21 @@ fn challenge_params(challenge: &str) -> Vec<(String, String)> {
         .collect()
 }
 
-/// Percent-encode a query value (the token protocol's scopes hold spaces and colons).
-fn query_escape(v: &str) -> String {
-    v.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z'
-            | b'a'..=b'z'
-            | b'0'..=b'9'
-            | b'-'
-            | b'_'
-            | b'.'
-            | b'~'
-            | b':'
-            | b'/'
-            | b',' => (b as char).to_string(),
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
+/// The realm's URL with the challenge's `service` and `scope` as its query.
+fn token_url(challenge: &str) -> Result<reqwest::Url, String> {
+    let params = challenge_params(challenge);
+    let realm = params
+        .iter()
+        .find(|(k, _)| k == "realm")
+        .map(|(_, v)| v.as_str())
+        .ok_or_else(|| format!("registry token challenge without a realm: {challenge}"))?;
+    let query: Vec<(&str, &str)> = params
+        .iter()
+        .filter(|(k, _)| k == "service" || k == "scope")
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect();
+    reqwest::Url::parse_with_params(realm, &query)
+        .map_err(|e| format!("registry token realm {realm:?}: {e}"))
 }
 
 #[cfg(test)]
@@ -340,6 +325,21 @@ mod tests {
         );
         assert_eq!(p[0], ("realm".into(), "https://auth.example/token".into()));
         assert_eq!(p[2].1, "repository:team/app:pull,push");
-        assert_eq!(query_escape("a b&c"), "a%20b%26c");
+        // Scopes hold spaces (several of them) and `&`: they reach the realm intact.
+        let url = token_url(r#"realm="https://auth.example/token",service="reg",scope="repository:a:pull repository:b&c:push""#).unwrap();
+        let q: Vec<(String, String)> = url
+            .query_pairs()
+            .map(|(k, v)| (k.into(), v.into()))
+            .collect();
+        assert_eq!(
+            q,
+            vec![
+                ("service".into(), "reg".into()),
+                (
+                    "scope".into(),
+                    "repository:a:pull repository:b&c:push".into()
+                )
+            ]
+        );
     }
 }
