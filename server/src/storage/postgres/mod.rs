@@ -152,6 +152,25 @@ async fn insert_jobs(
     Ok(())
 }
 
+/// The per-GUN writer lock, held until `tx` ends: replicas write one GUN in turn.
+async fn lock_gun(tx: &deadpool_postgres::Transaction<'_>, gun: &str) -> Result<(), Error> {
+    tx.execute("SELECT pg_advisory_xact_lock(hashtext($1))", &[&gun])
+        .await
+        .map_err(pg)
+        .map(|_| ())
+}
+
+/// Tell the other replicas, when `tx` commits, that `note`'s GUN changed.
+async fn notify_on_commit(
+    tx: &deadpool_postgres::Transaction<'_>,
+    note: &str,
+) -> Result<(), Error> {
+    tx.execute("SELECT pg_notify($1, $2)", &[&CHANNEL, &note])
+        .await
+        .map_err(pg)
+        .map(|_| ())
+}
+
 pub struct PgStore {
     /// `Some` until drop.
     rt: Option<tokio::runtime::Runtime>,
@@ -231,6 +250,11 @@ impl PgStore {
             )),
         };
         Ok(store)
+    }
+
+    /// The notification payload for `gun`: `<instance>\t<gun>`, so a replica skips its own.
+    fn note(&self, gun: &str) -> String {
+        format!("{}\t{gun}", self.instance)
     }
 
     fn rt(&self) -> &tokio::runtime::Runtime {
@@ -320,13 +344,11 @@ impl MetaStore for PgStore {
             }
         }
         let (gun, updates, jobs) = (gun.to_string(), updates.to_vec(), jobs.to_vec());
-        let note = format!("{}\t{gun}", self.instance);
+        let note = self.note(&gun);
         self.run(move |pool| async move {
             let mut c = pool.get().await.map_err(pool_err)?;
             let tx = c.transaction().await.map_err(pg)?;
-            tx.execute("SELECT pg_advisory_xact_lock(hashtext($1))", &[&gun])
-                .await
-                .map_err(pg)?;
+            lock_gun(&tx, &gun).await?;
             let now = now_ts();
             for u in &updates {
                 let version = i32::try_from(u.version).map_err(|_| Error::OldVersion)?;
@@ -364,9 +386,7 @@ impl MetaStore for PgStore {
                 }
             }
             insert_jobs(&tx, &gun, &jobs, now_nanos()).await?;
-            tx.execute("SELECT pg_notify($1, $2)", &[&CHANNEL, &note])
-                .await
-                .map_err(pg)?;
+            notify_on_commit(&tx, &note).await?;
             tx.commit().await.map_err(pg)?;
             Ok(now.assume_utc())
         })
@@ -518,13 +538,11 @@ impl MetaStore for PgStore {
 
     fn delete(&self, gun: &str) -> Result<bool, Error> {
         let gun = gun.to_string();
-        let note = format!("{}\t{gun}", self.instance);
+        let note = self.note(&gun);
         self.run(move |pool| async move {
             let mut c = pool.get().await.map_err(pool_err)?;
             let tx = c.transaction().await.map_err(pg)?;
-            tx.execute("SELECT pg_advisory_xact_lock(hashtext($1))", &[&gun])
-                .await
-                .map_err(pg)?;
+            lock_gun(&tx, &gun).await?;
             let now = now_ts();
             // notary hard-deletes (its unique key spans deleted rows); the rows move to the
             // tombstone table, kept for audit and recovery, never served.
@@ -551,9 +569,7 @@ impl MetaStore for PgStore {
                 )
                 .await
                 .map_err(pg)?;
-                tx.execute("SELECT pg_notify($1, $2)", &[&CHANNEL, &note])
-                    .await
-                    .map_err(pg)?;
+                notify_on_commit(&tx, &note).await?;
             }
             tx.commit().await.map_err(pg)?;
             Ok(n > 0)
