@@ -173,3 +173,20 @@ pub fn wait_job(st: &Stack, gun: &str, tag: &str, action: &str) {
         std::thread::sleep(Duration::from_millis(200));
     }
 }
+
+/// The number of layers in the `.sig` manifest for `digest` (0 if there is none).
+pub fn sig_layers(registry_port: u16, repo: &str, digest: &str) -> usize {
+    let out = Command::new("curl")
+        .args([
+            "-sS",
+            "-H",
+            "Accept: application/vnd.oci.image.manifest.v1+json",
+        ])
+        .arg(format!(
+            "http://127.0.0.1:{registry_port}/v2/{repo}/manifests/sha256-{digest}.sig"
+        ))
+        .output()
+        .unwrap();
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
+    v["layers"].as_array().map_or(0, |a| a.len())
+}

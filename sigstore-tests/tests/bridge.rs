@@ -11,7 +11,9 @@ use sigstore::cosign::{ClientBuilder, CosignCapabilities};
 use sigstore::registry::{Auth, ClientConfig, ClientProtocol, OciReference};
 use trustbridge_e2e::server::{notary, start_server, trustbridge, trustbridge_fails};
 use trustbridge_e2e::{https_get, init, our_bin, require_bin, run_ok};
-use trustbridge_sigstore_tests::{Registry, peers_script, sign_tag, start_stack, verify, wait_job};
+use trustbridge_sigstore_tests::{
+    Registry, peers_script, sig_layers, sign_tag, start_stack, verify, wait_job,
+};
 
 #[test]
 fn dct_signed_tag_is_mirrored_and_verified_by_sigstore_rs() {
@@ -105,23 +107,6 @@ fn dct_signed_tag_is_mirrored_and_verified_by_sigstore_rs() {
     );
     let v: serde_json::Value = serde_json::from_str(&json).unwrap();
     assert_eq!(v["guns"][0]["targets"][0]["state"], "mirrored", "{v}");
-}
-
-/// The number of layers in the `.sig` manifest for `digest` (0 if there is none).
-fn sig_layers(registry_port: u16, repo: &str, digest: &str) -> usize {
-    let out = Command::new("curl")
-        .args([
-            "-sS",
-            "-H",
-            "Accept: application/vnd.oci.image.manifest.v1+json",
-        ])
-        .arg(format!(
-            "http://127.0.0.1:{registry_port}/v2/{repo}/manifests/sha256-{digest}.sig"
-        ))
-        .output()
-        .unwrap();
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
-    v["layers"].as_array().map_or(0, |a| a.len())
 }
 
 #[test]

@@ -16,7 +16,7 @@ use oci_client::secrets::RegistryAuth;
 use oci_client::{Client, Reference};
 use trustbridge_e2e::server::{notary, trustbridge};
 use trustbridge_e2e::{https_get, init, our_bin, require_bin, run_ok};
-use trustbridge_sigstore_tests::{Registry, sign_tag, start_stack, verify, wait_job};
+use trustbridge_sigstore_tests::{Registry, sig_layers, sign_tag, start_stack, verify, wait_job};
 
 const BUNDLE_TYPE: &str = "application/vnd.dev.sigstore.bundle.v0.3+json";
 
@@ -167,23 +167,6 @@ fn http_value(v: &'static str) -> http::HeaderValue {
 
 fn hex(b: &[u8]) -> String {
     b.iter().map(|x| format!("{x:02x}")).collect()
-}
-
-/// The number of layers of the legacy `.sig` manifest.
-fn sig_layers(port: u16, repo: &str, digest: &str) -> usize {
-    let out = Command::new("curl")
-        .args([
-            "-sS",
-            "-H",
-            "Accept: application/vnd.oci.image.manifest.v1+json",
-        ])
-        .arg(format!(
-            "http://127.0.0.1:{port}/v2/{repo}/manifests/sha256-{digest}.sig"
-        ))
-        .output()
-        .unwrap();
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
-    v["layers"].as_array().map_or(0, |a| a.len())
 }
 
 /// HTTP status of `GET /v2/<repo>/manifests/<reference>` on the registry.

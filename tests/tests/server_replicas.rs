@@ -13,7 +13,36 @@ use trustbridge_e2e::peers::{docker_registry, go_server_with, go_signer};
 use trustbridge_e2e::pg::{PgDb, psql};
 use trustbridge_e2e::server::{notary, start_server, write_config_file};
 use trustbridge_e2e::signer::{cosign_key_generate, start_ours, write_config};
-use trustbridge_e2e::{free_port, https_get, init};
+use trustbridge_e2e::{Proc, free_port, https_get, init};
+
+/// The real notary client adds `tag` (10 bytes, `sha` hex) to `gun` and publishes.
+fn addhash(url: &str, ca: &Path, trust: &Path, gun: &str, tag: &str, sha: &str) {
+    notary(
+        url,
+        ca,
+        trust,
+        &["addhash", gun, tag, "10", "--sha256", sha, "-p"],
+    );
+}
+
+/// trustbridge-server `name` on `port` with `storage`, using the signer on `signer_port`
+/// (and `extra` config members): the process and its URL.
+fn replica(
+    dir: &Path,
+    name: &str,
+    port: u16,
+    signer_port: u16,
+    storage: &str,
+    extra: &str,
+    others: &mut [&mut Proc],
+) -> (Proc, String) {
+    let config = dir.join(format!("{name}.json"));
+    write_config_file(&config, port, signer_port, storage, extra);
+    (
+        start_server(name, dir, &config, port, others),
+        format!("https://127.0.0.1:{port}"),
+    )
+}
 
 /// The version in `GET /v2/<gun>/_trust/tuf/timestamp.json` of the server at `url`.
 fn timestamp_version(url: &str, ca: &Path, gun: &str) -> i64 {
@@ -38,65 +67,36 @@ fn two_replicas_share_one_database() {
     let signer_port = free_port();
     let sc = write_config(dir, signer_port, "sqlite3");
     let mut signer = start_ours("trustbridge-signer", &sc, &certs, signer_port);
-    let (pa, pb) = (free_port(), free_port());
-    write_config_file(&dir.join("a.json"), pa, signer_port, &db.storage(), "");
-    write_config_file(&dir.join("b.json"), pb, signer_port, &db.storage(), "");
-    let _a = start_server(
+    let (_a, a) = replica(
+        dir,
         "replica-a",
-        dir,
-        &dir.join("a.json"),
-        pa,
+        free_port(),
+        signer_port,
+        &db.storage(),
+        "",
         &mut [&mut signer],
     );
-    let _b = start_server(
+    let (_b, b) = replica(
+        dir,
         "replica-b",
-        dir,
-        &dir.join("b.json"),
-        pb,
+        free_port(),
+        signer_port,
+        &db.storage(),
+        "",
         &mut [&mut signer],
-    );
-    let (a, b) = (
-        format!("https://127.0.0.1:{pa}"),
-        format!("https://127.0.0.1:{pb}"),
     );
     let gun = "example.com/replicated";
     let trust = dir.join("trust");
 
     // Written through A, read through B by a fresh client.
     notary(&a, &ca, &trust, &["init", gun, "-p"]);
-    notary(
-        &a,
-        &ca,
-        &trust,
-        &[
-            "addhash",
-            gun,
-            "v1",
-            "10",
-            "--sha256",
-            &"11".repeat(32),
-            "-p",
-        ],
-    );
+    addhash(&a, &ca, &trust, gun, "v1", &"11".repeat(32));
     assert_eq!(timestamp_version(&a, &ca, gun), 2);
     let list = notary(&b, &ca, &dir.join("fresh-b"), &["list", gun]);
     assert!(list.contains("v1"), "{list}");
 
     // Written through B: A serves it at once, though A had the repository in memory.
-    notary(
-        &b,
-        &ca,
-        &trust,
-        &[
-            "addhash",
-            gun,
-            "v2",
-            "10",
-            "--sha256",
-            &"22".repeat(32),
-            "-p",
-        ],
-    );
+    addhash(&b, &ca, &trust, gun, "v2", &"22".repeat(32));
     let start = Instant::now();
     while timestamp_version(&a, &ca, gun) != 3 {
         assert!(
@@ -110,20 +110,7 @@ fn two_replicas_share_one_database() {
 
     // Server-managed keys work from either replica: rotate through A, publish through B.
     notary(&a, &ca, &trust, &["key", "rotate", gun, "timestamp", "-r"]);
-    notary(
-        &b,
-        &ca,
-        &trust,
-        &[
-            "addhash",
-            gun,
-            "v3",
-            "10",
-            "--sha256",
-            &"33".repeat(32),
-            "-p",
-        ],
-    );
+    addhash(&b, &ca, &trust, gun, "v3", &"33".repeat(32));
     let list = notary(&a, &ca, &dir.join("fresh-a2"), &["list", gun]);
     assert!(list.contains("v3"), "{list}");
 
@@ -182,48 +169,23 @@ fn takes_over_a_notary_server_database_and_back() {
     let url = format!("https://127.0.0.1:{port}");
     let mut go = go_server_with(dir, port, signer_port, &storage, "");
     notary(&url, &ca, &trust, &["init", gun, "-p"]);
-    notary(
-        &url,
-        &ca,
-        &trust,
-        &[
-            "addhash",
-            gun,
-            "v1",
-            "10",
-            "--sha256",
-            &"11".repeat(32),
-            "-p",
-        ],
-    );
+    addhash(&url, &ca, &trust, gun, "v1", &"11".repeat(32));
     go.stop();
 
     // trustbridge-server on the same database and signer serves it and takes writes: the
     // timestamp key stayed in the signer.
-    write_config_file(&dir.join("tb.json"), port, signer_port, &storage, "");
-    let mut ours = start_server(
-        "trustbridge-server",
+    let (mut ours, _) = replica(
         dir,
-        &dir.join("tb.json"),
+        "trustbridge-server",
         port,
+        signer_port,
+        &storage,
+        "",
         &mut [],
     );
     let list = notary(&url, &ca, &dir.join("fresh1"), &["list", gun]);
     assert!(list.contains("v1"), "{list}");
-    notary(
-        &url,
-        &ca,
-        &trust,
-        &[
-            "addhash",
-            gun,
-            "v2",
-            "10",
-            "--sha256",
-            &"22".repeat(32),
-            "-p",
-        ],
-    );
+    addhash(&url, &ca, &trust, gun, "v2", &"22".repeat(32));
     ours.stop();
 
     // And back: notary-server reads what trustbridge wrote.
@@ -233,31 +195,17 @@ fn takes_over_a_notary_server_database_and_back() {
 
     // Side by side on one database: trustbridge-server (holding the repository in memory)
     // serves what notary-server writes next, within a couple of seconds.
-    let tport = free_port();
-    let turl = format!("https://127.0.0.1:{tport}");
-    write_config_file(&dir.join("tb2.json"), tport, signer_port, &storage, "");
-    let _ours2 = start_server(
-        "trustbridge-server-2",
+    let (_ours2, turl) = replica(
         dir,
-        &dir.join("tb2.json"),
-        tport,
+        "trustbridge-server-2",
+        free_port(),
+        signer_port,
+        &storage,
+        "",
         &mut [],
     );
     let before = timestamp_version(&turl, &ca, gun);
-    notary(
-        &url,
-        &ca,
-        &trust,
-        &[
-            "addhash",
-            gun,
-            "v3",
-            "10",
-            "--sha256",
-            &"33".repeat(32),
-            "-p",
-        ],
-    );
+    addhash(&url, &ca, &trust, gun, "v3", &"33".repeat(32));
     let after = timestamp_version(&url, &ca, gun);
     assert!(after > before);
     let start = Instant::now();
@@ -320,26 +268,23 @@ fn one_replica_at_a_time_runs_the_bridge_and_another_takes_over() {
     let key_id = cosign_key_generate(&sc);
     let mut signer = start_ours("trustbridge-signer", &sc, &certs, signer_port);
     let bridge = format!(r#","trustbridge":{{"bridge":{{"key_id":"{key_id}"}}}}"#);
-    let (pa, pb) = (free_port(), free_port());
-    write_config_file(&dir.join("a.json"), pa, signer_port, &db.storage(), &bridge);
-    write_config_file(&dir.join("b.json"), pb, signer_port, &db.storage(), &bridge);
-    let mut ra = start_server(
+    let (mut ra, a) = replica(
+        dir,
         "replica-a",
-        dir,
-        &dir.join("a.json"),
-        pa,
+        free_port(),
+        signer_port,
+        &db.storage(),
+        &bridge,
         &mut [&mut signer],
     );
-    let _rb = start_server(
+    let (_rb, b) = replica(
+        dir,
         "replica-b",
-        dir,
-        &dir.join("b.json"),
-        pb,
+        free_port(),
+        signer_port,
+        &db.storage(),
+        &bridge,
         &mut [&mut signer],
-    );
-    let (a, b) = (
-        format!("https://127.0.0.1:{pa}"),
-        format!("https://127.0.0.1:{pb}"),
     );
     let gun = format!("127.0.0.1:{rport}/team/app");
     let trust = dir.join("trust");
@@ -347,20 +292,7 @@ fn one_replica_at_a_time_runs_the_bridge_and_another_takes_over() {
     for i in 1..=6u8 {
         let url = if i % 2 == 0 { &a } else { &b };
         let sha = format!("{i:02x}").repeat(32);
-        notary(
-            url,
-            &ca,
-            &trust,
-            &[
-                "addhash",
-                &gun,
-                &format!("v{i}"),
-                "10",
-                "--sha256",
-                &sha,
-                "-p",
-            ],
-        );
+        addhash(url, &ca, &trust, &gun, &format!("v{i}"), &sha);
     }
     all_mirrored(&a, &ca, &gun, 6);
     // Every job was delivered once, all by the replica holding the lease.
@@ -389,20 +321,7 @@ fn one_replica_at_a_time_runs_the_bridge_and_another_takes_over() {
     } else {
         drop(_rb);
     }
-    notary(
-        survivor,
-        &ca,
-        &trust,
-        &[
-            "addhash",
-            &gun,
-            "v7",
-            "10",
-            "--sha256",
-            &"77".repeat(32),
-            "-p",
-        ],
-    );
+    addhash(survivor, &ca, &trust, &gun, "v7", &"77".repeat(32));
     all_mirrored(survivor, &ca, &gun, 7);
     assert_eq!(mirrored_here(survivor, &ca), 1);
 }
