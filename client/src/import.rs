@@ -12,7 +12,8 @@
 use std::collections::BTreeMap;
 
 use base64::Engine as _;
-use trustbridge_tuf::{GoTime, Root, Signed, Snapshot, Targets, Timestamp, x509};
+use trustbridge_tuf::GoTime;
+use trustbridge_tuf::history::History;
 
 use crate::cache::RepoDir;
 use crate::error::{Error, Result};
@@ -64,10 +65,9 @@ pub fn collect(
     let total: i64 = wanted.iter().map(|(_, v)| *v).sum();
     let mut done = 0u64;
     let mut files: Vec<File> = Vec::new();
-    let mut roots: Vec<Signed<Root>> = Vec::new();
-    let mut by_role: BTreeMap<String, Vec<Signed<Targets>>> = BTreeMap::new();
+    let mut history = History::new(gun);
     // Root first (the others verify against it), then targets shallow-first.
-    wanted.sort_by_key(|(r, _)| (r != "root", r.matches('/').count(), r.clone()));
+    History::order(&mut wanted, |(r, v)| (r.as_str(), *v));
     for (role, latest) in &wanted {
         for ver in 1..=*latest {
             let name = format!("{ver}.{role}.json");
@@ -77,7 +77,9 @@ pub fn collect(
                 done += 1;
                 continue;
             };
-            verify_version(gun, role, ver, &bytes, &mut roots, &mut by_role, &now)?;
+            history
+                .check(role, ver, &bytes, &now)
+                .map_err(|e| verr(gun, e))?;
             files.push((role.clone(), ver, bytes));
             done += 1;
             progress(done, total as u64);
@@ -109,124 +111,6 @@ pub fn collect(
         }
     }
     Ok((current, files))
-}
-
-fn verify_version(
-    gun: &str,
-    role: &str,
-    ver: i64,
-    bytes: &[u8],
-    roots: &mut Vec<Signed<Root>>,
-    by_role: &mut BTreeMap<String, Vec<Signed<Targets>>>,
-    now: &GoTime,
-) -> Result<()> {
-    let wrong_version = |found: i64| {
-        verr(
-            gun,
-            trustbridge_tuf::Error::structure(
-                role,
-                format!("{ver}.{role}.json has version {found}"),
-            ),
-        )
-    };
-    // Some root version must give `base` a threshold of valid signatures on the document.
-    fn by_some_root<T: trustbridge_tuf::metadata::Role>(
-        roots: &[Signed<Root>],
-        base: &str,
-        doc: &Signed<T>,
-    ) -> std::result::Result<(), trustbridge_tuf::Error> {
-        let mut last = None;
-        for r in roots.iter().rev() {
-            let rr = &r.signed.roles[base];
-            match doc.verify_signatures(base, &r.signed.keys, &rr.keyids, rr.threshold) {
-                Ok(()) => return Ok(()),
-                Err(e) => last = Some(e),
-            }
-        }
-        Err(last.unwrap_or(trustbridge_tuf::Error::MissingMeta {
-            role: base.into(),
-            missing: "a root".into(),
-        }))
-    }
-    match role {
-        "root" => {
-            let doc: Signed<Root> = Signed::from_bytes(role, bytes).map_err(|e| verr(gun, e))?;
-            if doc.signed.version != ver {
-                return Err(wrong_version(doc.signed.version));
-            }
-            // Historical roots may hold certificates expired since: check validity at issue
-            // time only for the newest (done by the update above); here the chain of signatures.
-            x509::validate_root(gun, &doc, roots.last(), now)
-                .or_else(|e| match e {
-                    trustbridge_tuf::Error::RootInvalid { .. } => {
-                        let rr = &doc.signed.roles["root"];
-                        doc.verify_signatures("root", &doc.signed.keys, &rr.keyids, rr.threshold)
-                    }
-                    e => Err(e),
-                })
-                .map_err(|e| verr(gun, e))?;
-            roots.push(doc);
-        }
-        "timestamp" => {
-            let doc: Signed<Timestamp> =
-                Signed::from_bytes(role, bytes).map_err(|e| verr(gun, e))?;
-            if doc.signed.version != ver {
-                return Err(wrong_version(doc.signed.version));
-            }
-            by_some_root(roots, role, &doc).map_err(|e| verr(gun, e))?;
-        }
-        "snapshot" => {
-            let doc: Signed<Snapshot> =
-                Signed::from_bytes(role, bytes).map_err(|e| verr(gun, e))?;
-            if doc.signed.version != ver {
-                return Err(wrong_version(doc.signed.version));
-            }
-            by_some_root(roots, role, &doc).map_err(|e| verr(gun, e))?;
-        }
-        _ => {
-            let doc: Signed<Targets> = Signed::from_bytes(role, bytes).map_err(|e| verr(gun, e))?;
-            if doc.signed.version != ver {
-                return Err(wrong_version(doc.signed.version));
-            }
-            if role == "targets" {
-                by_some_root(roots, role, &doc).map_err(|e| verr(gun, e))?;
-            } else {
-                let parent = role.rsplit_once('/').map(|(p, _)| p).unwrap_or("");
-                let parents = by_role.get(parent).map(Vec::as_slice).unwrap_or(&[]);
-                let ok = parents.iter().rev().any(|p| {
-                    p.signed.delegations.roles.iter().any(|d| {
-                        d.name == role
-                            && doc
-                                .verify_signatures(
-                                    role,
-                                    &p.signed.delegations.keys,
-                                    &d.keyids,
-                                    d.threshold,
-                                )
-                                .is_ok()
-                    })
-                });
-                if !ok {
-                    return Err(verr(
-                        gun,
-                        trustbridge_tuf::Error::Threshold {
-                            role: role.into(),
-                            valid: 0,
-                            required: 1,
-                            tried: doc
-                                .signatures
-                                .iter()
-                                .map(|s| s.keyid.clone())
-                                .collect::<Vec<_>>()
-                                .join(","),
-                        },
-                    ));
-                }
-            }
-            by_role.entry(role.to_string()).or_default().push(doc);
-        }
-    }
-    Ok(())
 }
 
 /// Store `files` for `gun` on trustbridge-server `to` in one request.

@@ -325,6 +325,11 @@ impl Config {
                     None => Default::default(),
                 },
                 max_attempts: number(json, "trustbridge.bridge.max_attempts")?.unwrap_or(50),
+                allow_loopback: match lookup(json, "trustbridge.bridge.allow_loopback").as_deref() {
+                    None => false,
+                    Some(Value::Bool(b)) => *b,
+                    Some(_) => return Err("trustbridge.bridge.allow_loopback must be true or false".into()),
+                },
                 new_bundle_format: match lookup(json, "trustbridge.bridge.new_bundle_format").as_deref() {
                     None => false,
                     Some(Value::Bool(b)) => *b,

@@ -148,9 +148,10 @@ pub fn prepare(data: &Path, addr: &str) -> Result<(Config, DevSigner), Error> {
         renewal: Default::default(),
         auth: None,
         client_ca_file: None,
-        // The Cosign bridge is on; loopback registries are reached over plain HTTP.
+        // The Cosign bridge is on for loopback registries only, over plain HTTP.
         bridge: Some(crate::bridge::BridgeConfig {
             key_id: bridge_key,
+            allow_loopback: true,
             registries: Default::default(),
             max_backoff: std::time::Duration::from_secs(60),
             rewrite: vec![],

@@ -90,7 +90,7 @@ impl Metrics {
             Family::<StateLabels, prometheus_client::metrics::gauge::Gauge>::default();
         registry.register(
             "bridge_jobs_by_state",
-            "Cosign mirror jobs by state (pending, failed: still retried; dead: gave up; mirrored)",
+            "Cosign mirror jobs by state (pending, failed: still retried; dead: refused or gave up; not-configured: registry not allowed; mirrored)",
             bridge_states.clone(),
         );
         let bridge_lease = prometheus_client::metrics::gauge::Gauge::default();
@@ -147,7 +147,7 @@ impl Metrics {
 
     /// The job counts per state, as the worker last read them.
     pub fn bridge_states(&self, counts: &[(String, i64)]) {
-        for state in ["pending", "failed", "dead", "mirrored"] {
+        for &state in crate::storage::GAUGED_JOB_STATES {
             let n = counts
                 .iter()
                 .find(|(s, _)| s == state)

@@ -37,12 +37,33 @@ fn public_key(
     Ok(PublicKey::new(key_type, public))
 }
 
+/// What a key was created for, as the signer reports it (GetKeyInfo): its role, and its GUN
+/// where the signer says (trustbridge-signer does; Go notary-signer leaves it empty).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct KeyOwner {
+    pub role: String,
+    pub gun: String,
+}
+
+impl KeyOwner {
+    /// Whether this key may sign `role` of `gun`: created for that role, and for that GUN
+    /// when the signer names one. Keeps the bridge and token keys, and other repositories'
+    /// keys, out of a repository's timestamp and snapshot.
+    pub fn may_sign(&self, gun: &str, role: &str) -> bool {
+        self.role == role && (self.gun.is_empty() || self.gun == gun)
+    }
+}
+
+/// Owners are fixed when a key is made, so they are remembered (bounded: cleared when full).
+const OWNER_CACHE: usize = 65_536;
+
 #[derive(Clone)]
 pub struct SignerLink {
     channel: Channel,
     algorithm: String,
     addr: String,
     metrics: Metrics,
+    owners: std::sync::Arc<std::sync::Mutex<std::collections::HashMap<String, KeyOwner>>>,
 }
 
 fn read(path: &std::path::Path) -> Result<Vec<u8>, Error> {
@@ -70,6 +91,7 @@ impl SignerLink {
             algorithm: cfg.key_algorithm.clone(),
             addr,
             metrics,
+            owners: Default::default(),
         })
     }
 
@@ -101,8 +123,11 @@ impl SignerLink {
         public_key(r.key_info, r.public_key)
     }
 
-    /// The public key of `key_id`, if the signer holds it.
-    pub async fn key_info(&self, key_id: &str) -> Result<Option<PublicKey>, Error> {
+    /// GetKeyInfo for `key_id`: None if the signer does not hold it.
+    async fn get_key_info(
+        &self,
+        key_id: &str,
+    ) -> Result<Option<trustbridge_signer::proto::GetKeyInfoResponse>, Error> {
         match KeyManagementClient::new(self.channel.clone())
             .get_key_info(KeyId { id: key_id.into() })
             .await
@@ -110,7 +135,16 @@ impl SignerLink {
             Ok(r) => {
                 self.metrics.signer_call("GetKeyInfo", true);
                 let r = r.into_inner();
-                public_key(r.key_info, r.public_key).map(Some)
+                let owner = KeyOwner {
+                    role: r.role.clone(),
+                    gun: r.gun.clone(),
+                };
+                let mut owners = self.owners.lock().unwrap_or_else(|p| p.into_inner());
+                if owners.len() >= OWNER_CACHE {
+                    owners.clear();
+                }
+                owners.insert(key_id.to_string(), owner);
+                Ok(Some(r))
             }
             Err(s) if s.code() == Code::NotFound => {
                 self.metrics.signer_call("GetKeyInfo", true);
@@ -118,6 +152,30 @@ impl SignerLink {
             }
             Err(s) => Err(self.fail("GetKeyInfo", s)),
         }
+    }
+
+    /// The public key of `key_id`, if the signer holds it.
+    pub async fn key_info(&self, key_id: &str) -> Result<Option<PublicKey>, Error> {
+        match self.get_key_info(key_id).await? {
+            Some(r) => public_key(r.key_info, r.public_key).map(Some),
+            None => Ok(None),
+        }
+    }
+
+    /// What `key_id` was created for, if the signer holds it.
+    pub async fn owner(&self, key_id: &str) -> Result<Option<KeyOwner>, Error> {
+        if let Some(o) = self
+            .owners
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(key_id)
+        {
+            return Ok(Some(o.clone()));
+        }
+        Ok(self.get_key_info(key_id).await?.map(|r| KeyOwner {
+            role: r.role,
+            gun: r.gun,
+        }))
     }
 
     /// Whether the signer holds the private key with canonical ID `key_id`.

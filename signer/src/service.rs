@@ -120,6 +120,7 @@ impl KeyManagement for SignerService {
                 key_info: key_info(info.key_id, &info.algorithm),
                 public_key: info.public.public,
                 role: info.role,
+                gun: info.gun,
             })),
             Err(e) => {
                 tracing::error!(key_id = %id, error = %e, "GetKeyInfo");

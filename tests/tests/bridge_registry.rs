@@ -1,6 +1,6 @@
 //! The Cosign bridge against a registry that needs credentials and serves TLS from a private
-//! CA (Debian's docker-registry with htpasswd auth), and the dead-letter path: a job that keeps
-//! failing goes `dead` after `max_attempts`, shows in `/metrics`, is not retried by itself,
+//! CA (Debian's docker-registry with htpasswd auth), and the dead-letter path: a job the
+//! registry refuses (wrong credentials) goes `dead` at once, shows in `/metrics`, is not retried by itself,
 //! and `trustbridge-server bridge retry` revives it (`bridge drop` ends one for good).
 //! Signatures are checked with ring against `/_trustbridge/v1/cosign.pub`.
 
@@ -268,11 +268,12 @@ fn credentials_and_a_private_ca_then_dead_letter_and_retry() {
         String::from_utf8_lossy(&out.stderr)
     );
 
-    // A wrong password: two attempts, then dead, with the registry's refusal kept.
+    // A wrong password: the registry refuses for good, so the job is dead at once (no
+    // retries: waiting does not fix credentials), with the registry's refusal kept.
     serve(&mut st, dir, rport, "wrong-password");
     let d2 = sign(&st, &trust, &gun, "v2");
     let dead = wait_state(&st, &gun, "v2", "dead");
-    assert_eq!(dead["attempts"], 2, "{dead}");
+    assert_eq!(dead["attempts"], 1, "{dead}");
     let err = dead["last_error"].as_str().unwrap().to_lowercase();
     assert!(err.contains("not authorized"), "{err}");
     let d3 = sign(&st, &trust, &gun, "v3");
@@ -296,7 +297,7 @@ fn credentials_and_a_private_ca_then_dead_letter_and_retry() {
     // Fixed credentials: dead jobs wait for an admin. Drop v3, retry the rest.
     serve(&mut st, dir, rport, PASS);
     std::thread::sleep(Duration::from_secs(2));
-    assert_eq!(wait_state(&st, &gun, "v2", "dead")["attempts"], 2);
+    assert_eq!(wait_state(&st, &gun, "v2", "dead")["attempts"], 1);
     let admin = |args: &[&str]| {
         let out = run_ok(
             "trustbridge-server bridge",

@@ -12,7 +12,7 @@ use trustbridge_e2e::{init, run_ok};
 use trustbridge_server::error::Error;
 use trustbridge_server::storage::postgres::PgStore;
 use trustbridge_server::storage::sqlite::SqliteStore;
-use trustbridge_server::storage::{MetaStore, NewJob, Update};
+use trustbridge_server::storage::{Finish, MetaStore, NewJob, Update};
 
 fn file(role: &str, version: i64, body: &str) -> Update {
     Update {
@@ -127,8 +127,8 @@ fn scenario(s: &dyn MetaStore) -> Vec<String> {
     log("feed before the 4th", feed(None, ids[3], -2));
     log("guns", format!("{:?}", s.guns().unwrap()));
     // Delete, then the same GUN again from version 1 (tombstones must not block it).
-    log("delete", format!("{:?}", s.delete(g).unwrap()));
-    log("delete again", format!("{:?}", s.delete(g).unwrap()));
+    log("delete", format!("{:?}", s.delete(g, &[]).unwrap()));
+    log("delete again", format!("{:?}", s.delete(g, &[]).unwrap()));
     log(
         "latest after delete",
         format!("{:?}", s.latest(g, "root").unwrap().map(|f| f.version)),
@@ -164,22 +164,14 @@ fn scenario(s: &dyn MetaStore) -> Vec<String> {
             .collect::<Vec<_>>()
             .join(","),
     );
-    s.finish_job(due[0].id, Ok(()), Duration::from_secs(1), false)
-        .unwrap();
+    s.finish_job(due[0].id, Finish::Mirrored).unwrap();
     s.finish_job(
         due[1].id,
-        Err("registry down".into()),
-        Duration::from_secs(3600),
-        false,
+        Finish::Retry("registry down".into(), Duration::from_secs(3600)),
     )
     .unwrap();
-    s.finish_job(
-        due[2].id,
-        Err("refused".into()),
-        Duration::from_secs(1),
-        true,
-    )
-    .unwrap();
+    s.finish_job(due[2].id, Finish::Dead("refused".into()))
+        .unwrap();
     log("due after", format!("{}", s.due_jobs(10).unwrap().len()));
     let mut states = s.job_states().unwrap();
     states.sort();

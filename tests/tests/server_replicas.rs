@@ -267,7 +267,8 @@ fn one_replica_at_a_time_runs_the_bridge_and_another_takes_over() {
     let sc = write_config(dir, signer_port, "sqlite3");
     let key_id = cosign_key_generate(&sc);
     let mut signer = start_ours("trustbridge-signer", &sc, &certs, signer_port);
-    let bridge = format!(r#","trustbridge":{{"bridge":{{"key_id":"{key_id}"}}}}"#);
+    let bridge =
+        format!(r#","trustbridge":{{"bridge":{{"key_id":"{key_id}","allow_loopback":true}}}}"#);
     let (mut ra, a) = replica(
         dir,
         "replica-a",

@@ -12,6 +12,7 @@
 //! * [`keyfile`]: the encrypted PKCS#8 PEM files of `~/.docker/trust/private`.
 //! * [`jwe`]: notary-signer's at-rest encryption of private keys.
 //! * [`x509`]: root certificate generation and validation.
+//! * [`history`]: a repository's whole history checked version by version (imports).
 //! * [`resolve`]: which targets a client accepts from which role (delegation paths, order).
 //!
 //! From the tough family nothing is reused: tough's schema types need TUF 1.0 fields
@@ -28,6 +29,7 @@ pub mod cjson;
 pub mod dsse;
 mod error;
 pub mod gotime;
+pub mod history;
 pub mod jwe;
 pub mod keyfile;
 pub mod keys;

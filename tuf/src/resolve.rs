@@ -10,7 +10,7 @@
 
 use std::collections::{BTreeMap, VecDeque};
 
-use crate::metadata::{FileMeta, Targets};
+use crate::metadata::{FileMeta, Role as _, Root, Signed, Targets};
 
 /// A target and the role it resolved from.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -48,6 +48,50 @@ pub fn walk(roles: &BTreeMap<String, &Targets>) -> Vec<(String, Vec<String>)> {
             }
         }
         out.push((name, paths));
+    }
+    out
+}
+
+/// The targets roles a fresh client trusts among `docs`, as notary's client loads them:
+/// `targets` when its signatures meet the root's `targets` keys and threshold, then each
+/// delegation a trusted role names, when its file meets that role's delegation keys and
+/// threshold; one that does not is skipped with its whole subtree (notary's "skipping
+/// delegation"). Structure is checked, expiry is not (the caller decides what an expired role
+/// means). Each trusted role maps to the key IDs whose signatures verified, sorted: a role's
+/// real signers, never the IDs a file merely claims.
+pub fn trusted(
+    root: &Root,
+    docs: &BTreeMap<String, Signed<Targets>>,
+) -> BTreeMap<String, Vec<String>> {
+    let mut out = BTreeMap::new();
+    let check = |name: &str, doc: &Signed<Targets>, keys, ids: &[String], threshold| {
+        doc.signed.check_structure(name).ok()?;
+        let mut valid = doc.verify_signatures(name, keys, ids, threshold).ok()?;
+        valid.sort_unstable();
+        Some(valid)
+    };
+    let (Some(role), Some(doc)) = (root.roles.get("targets"), docs.get("targets")) else {
+        return out;
+    };
+    let Some(valid) = check("targets", doc, &root.keys, &role.keyids, role.threshold) else {
+        return out;
+    };
+    out.insert("targets".to_string(), valid);
+    let mut queue = VecDeque::from(["targets".to_string()]);
+    while let Some(parent) = queue.pop_front() {
+        let delegations = &docs[&parent].signed.delegations;
+        for d in &delegations.roles {
+            if out.contains_key(&d.name) {
+                continue;
+            }
+            let Some(doc) = docs.get(&d.name) else {
+                continue;
+            };
+            if let Some(valid) = check(&d.name, doc, &delegations.keys, &d.keyids, d.threshold) {
+                out.insert(d.name.clone(), valid);
+                queue.push_back(d.name.clone());
+            }
+        }
     }
     out
 }

@@ -255,5 +255,6 @@ pub fn validate_root(
         .map(|r| r.threshold)
         .unwrap_or(1);
     root.verify_signatures("root", &keys, &ids, threshold)
+        .map(|_| ())
         .map_err(|e| invalid(e.to_string()))
 }

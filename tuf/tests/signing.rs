@@ -3,7 +3,7 @@
 
 mod common;
 
-use trustbridge_tuf::metadata::{FileMeta, Role, Signature};
+use trustbridge_tuf::metadata::{FileMeta, Role};
 use trustbridge_tuf::{
     Error, GoTime, KeyType, PrivateKey, Root, Signed, Snapshot, Targets, keyfile, x509,
 };

@@ -9,7 +9,6 @@ use indicatif::{ProgressBar, ProgressStyle};
 use super::Bridge;
 use crate::error::Error;
 use crate::repo::Repo;
-use crate::storage::NewJob;
 
 pub struct Report {
     pub added: usize,
@@ -26,17 +25,9 @@ pub async fn backfill(
     let store = repo.store().clone();
     let mut added = 0;
     for gun in store.guns()?.into_iter().filter(|g| g.starts_with(prefix)) {
-        let current = repo.current_targets(&gun).await?;
-        let set = super::mirror_set(current.iter().map(|(r, s)| (r.as_str(), &s.data[..])));
+        let set = repo.mirror_set(&gun).await?;
         let mut jobs = Vec::new();
-        for (tag, m) in set {
-            let job = NewJob {
-                action: "sign",
-                tag,
-                digest_hex: m.digest_hex,
-                role: m.role,
-                signers: m.signers,
-            };
+        for job in super::jobs_between(&Default::default(), &set) {
             if redeliver || !store.has_job(&gun, &job)? {
                 jobs.push(job);
             }

@@ -32,30 +32,19 @@ pub fn sha256(data: &[u8]) -> String {
 /// The in-toto Statement for one notary target. cosign puts `-a` annotations into the
 /// subject's `annotations`; ours name the docker reference, the notary role and target, and
 /// the key IDs that signed the role (left out when unknown, as in the legacy payload).
-pub fn statement(
-    reference: &str,
-    digest_hex: &str,
-    tag: &str,
-    role: &str,
-    signers: &str,
-) -> Vec<u8> {
+pub fn statement(c: &super::payload::Claim) -> Vec<u8> {
     let mut annotations = serde_json::Map::new();
     annotations.insert(
         "docker-reference".into(),
-        Value::from(format!("{reference}:{tag}")),
+        Value::from(format!("{}:{}", c.reference, c.tag)),
     );
-    annotations.insert("dev.trustbridge/notary-role".into(), Value::from(role));
-    annotations.insert("dev.trustbridge/notary-target".into(), Value::from(tag));
-    if !signers.is_empty() {
-        annotations.insert(
-            "dev.trustbridge/notary-signers".into(),
-            Value::from(signers),
-        );
+    for (k, v) in c.annotations() {
+        annotations.insert(k.into(), Value::from(v));
     }
     // serde_json's map is ordered by key: the same job always gives the same bytes.
     let v = json!({
         "_type": "https://in-toto.io/Statement/v1",
-        "subject": [{"digest": {"sha256": digest_hex}, "annotations": annotations}],
+        "subject": [{"digest": {"sha256": c.digest_hex}, "annotations": annotations}],
         "predicateType": SIGN_PREDICATE_TYPE,
         "predicate": {},
     });
@@ -115,11 +104,16 @@ mod tests {
 
     #[test]
     fn statement_is_deterministic_and_names_the_digest() {
-        let a = statement("127.0.0.1:5000/app", "ab", "v1", "targets", "k1");
-        assert_eq!(
-            a,
-            statement("127.0.0.1:5000/app", "ab", "v1", "targets", "k1")
-        );
+        let claim = crate::bridge::payload::Claim {
+            reference: "127.0.0.1:5000/app",
+            gun: Some("127.0.0.1:5000/app"),
+            digest_hex: "ab",
+            tag: "v1",
+            role: "targets",
+            signers: "k1",
+        };
+        let a = statement(&claim);
+        assert_eq!(a, statement(&claim));
         let v: Value = serde_json::from_slice(&a).unwrap();
         assert_eq!(v["subject"][0]["digest"]["sha256"], "ab");
         assert_eq!(v["predicateType"], SIGN_PREDICATE_TYPE);
@@ -127,7 +121,15 @@ mod tests {
             v["subject"][0]["annotations"]["docker-reference"],
             "127.0.0.1:5000/app:v1"
         );
-        let old = statement("127.0.0.1:5000/app", "ab", "v1", "targets", "");
+        assert_eq!(
+            v["subject"][0]["annotations"]["dev.trustbridge/notary-gun"],
+            "127.0.0.1:5000/app"
+        );
+        let old = statement(&crate::bridge::payload::Claim {
+            signers: "",
+            gun: None,
+            ..claim
+        });
         let old: Value = serde_json::from_slice(&old).unwrap();
         assert!(
             old["subject"][0]["annotations"]

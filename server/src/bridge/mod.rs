@@ -9,6 +9,9 @@ pub mod bundle;
 pub mod payload;
 mod referrers;
 pub mod registry;
+mod resolution;
+
+pub use resolution::{Mirrored, jobs_between, mirror_set};
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -18,7 +21,8 @@ use base64::Engine as _;
 use oci_client::secrets::RegistryAuth;
 
 use crate::signer_link::SignerLink;
-use crate::storage::{Job, MetaStore};
+use crate::storage::{Finish, Job, MetaStore};
+use registry::{RegistryError, RegistryErrorKind};
 
 /// Per-registry settings (`trustbridge.bridge.registries.<host>`).
 #[derive(Clone, Debug, Default, serde::Deserialize)]
@@ -48,62 +52,13 @@ pub struct BridgeConfig {
     /// Deliveries tried before a job is `dead` (0: retry forever; default 50, about four hours
     /// at the default backoff cap). `trustbridge-server bridge retry` revives dead jobs.
     pub max_attempts: u32,
+    /// Also deliver to any loopback registry not named in `registries` (plain HTTP): dev
+    /// mode's setting. Otherwise only the registries named there are ever contacted.
+    pub allow_loopback: bool,
     /// Also write cosign v3's layout: a Sigstore bundle attached through OCI referrers (the
     /// `sha256-<hex>` fallback index where the registry lacks the API). The legacy `.sig`
     /// layer is always written: every verifier reads it (cosign-bridge.md §5).
     pub new_bundle_format: bool,
-}
-
-/// How one tag is mirrored: the digest, the role it resolved from, and the key IDs that signed
-/// that role's file (comma-separated), all named in the payload.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Mirrored {
-    pub digest_hex: String,
-    pub role: String,
-    pub signers: String,
-}
-
-/// What the bridge mirrors of a repository: each tag as docker resolves it (`targets/releases`
-/// first, then `targets` and its tree, delegation paths applied).
-/// Roles are given as their stored files; ones that do not parse are left out.
-pub fn mirror_set<'a>(
-    files: impl IntoIterator<Item = (&'a str, &'a [u8])>,
-) -> std::collections::BTreeMap<String, Mirrored> {
-    use trustbridge_tuf::{Signed, Targets};
-    let docs: std::collections::BTreeMap<String, Signed<Targets>> = files
-        .into_iter()
-        .filter(|(role, _)| *role == "targets" || role.starts_with("targets/"))
-        .filter_map(|(role, data)| {
-            Signed::<Targets>::from_bytes(role, data)
-                .ok()
-                .map(|d| (role.to_string(), d))
-        })
-        .collect();
-    let roles = docs.iter().map(|(k, d)| (k.clone(), &d.signed)).collect();
-    let (resolved, _) =
-        trustbridge_tuf::resolve::resolve(&roles, trustbridge_tuf::resolve::DOCKER_ORDER);
-    resolved
-        .into_iter()
-        .filter_map(|r| {
-            let digest_hex = hex::encode(r.meta.sha256()?);
-            let mut ids: Vec<&str> = docs[&r.role]
-                .signatures
-                .iter()
-                .map(|s| s.keyid.as_str())
-                .collect();
-            ids.sort_unstable();
-            ids.dedup();
-            let signers = ids.join(",");
-            Some((
-                r.name,
-                Mirrored {
-                    digest_hex,
-                    role: r.role,
-                    signers,
-                },
-            ))
-        })
-        .collect()
 }
 
 /// Where the image of `gun` lives: `gun` after the longest matching rewrite.
@@ -134,12 +89,33 @@ pub struct Bridge {
     store: Arc<dyn MetaStore>,
     signer: SignerLink,
     clients: tokio::sync::Mutex<HashMap<String, Arc<registry::Registry>>>,
+    /// Registries with a delivery under way (the worker loop starts one per registry at a
+    /// time, so a hung or slow registry holds up only its own jobs).
+    busy: std::sync::Mutex<std::collections::HashSet<String>>,
 }
 
 /// Retry delay after `attempts` failures: 1 s doubling, at most `max`.
 fn backoff(attempts: i64, max: Duration) -> Duration {
     Duration::from_secs(1u64 << attempts.clamp(0, 16)).min(max)
 }
+
+/// Whether `host` (`name[:port]`) is this machine: `localhost`, 127.0.0.0/8 or ::1.
+pub fn is_loopback(host: &str) -> bool {
+    let name = match host.strip_prefix('[') {
+        Some(rest) => rest.split(']').next().unwrap_or_default(),
+        None => host.rsplit_once(':').map_or(host, |(h, _)| h),
+    };
+    name == "localhost"
+        || name
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
+}
+
+/// Most registries delivered to at once.
+const MAX_REGISTRIES_AT_ONCE: usize = 16;
+/// Longest one job may take (several registry calls), after which it counts as a transient
+/// failure.
+const JOB_TIMEOUT: Duration = Duration::from_secs(90);
 
 impl Bridge {
     pub fn new(
@@ -154,43 +130,48 @@ impl Bridge {
             store,
             signer,
             clients: tokio::sync::Mutex::new(HashMap::new()),
+            busy: Default::default(),
         }
     }
 
-    async fn client(&self, host: &str) -> Result<Arc<registry::Registry>, String> {
+    /// The registry a GUN's images live in (after rewrites).
+    fn host_of(&self, gun: &str) -> String {
+        split_gun(&image_repository(gun, &self.cfg.rewrite)).0
+    }
+
+    /// The client for `host`, if the config allows it: a `registries` entry, or any loopback
+    /// registry with `allow_loopback` (dev mode), reached over plain HTTP.
+    async fn client(&self, host: &str) -> Result<Arc<registry::Registry>, RegistryError> {
         let mut c = self.clients.lock().await;
         if let Some(r) = c.get(host) {
             return Ok(r.clone());
         }
-        let made = {
-            {
-                // Unconfigured loopback registries are plain HTTP (dev and test setups).
-                let loopback = host.starts_with("127.")
-                    || host.starts_with("localhost")
-                    || host.starts_with("[::1]");
-                let rc = self
-                    .cfg
-                    .registries
-                    .get(host)
-                    .cloned()
-                    .unwrap_or(RegistryConfig {
-                        plain_http: loopback,
-                        ..Default::default()
-                    });
-                let auth = match (rc.username, rc.password) {
-                    (Some(u), Some(p)) => RegistryAuth::Basic(u, p),
-                    _ => RegistryAuth::Anonymous,
-                };
-                let ca =
-                    match &rc.ca_file {
-                        Some(p) => Some(std::fs::read(p).map_err(|e| {
-                            format!("registry {host}: ca_file {}: {e}", p.display())
-                        })?),
-                        None => None,
-                    };
-                Arc::new(registry::Registry::new(rc.plain_http, auth, ca)?)
+        let rc = match self.cfg.registries.get(host) {
+            Some(rc) => rc.clone(),
+            None if self.cfg.allow_loopback && is_loopback(host) => RegistryConfig {
+                plain_http: true,
+                ..Default::default()
+            },
+            None => {
+                return Err(RegistryError::not_configured(format!(
+                    "registry {host} is not configured: add it to trustbridge.bridge.registries (then `trustbridge-server bridge retry`)"
+                )));
             }
         };
+        let auth = match (rc.username, rc.password) {
+            (Some(u), Some(p)) => RegistryAuth::Basic(u, p),
+            _ => RegistryAuth::Anonymous,
+        };
+        let ca = match &rc.ca_file {
+            Some(p) => Some(std::fs::read(p).map_err(|e| {
+                RegistryError::not_configured(format!(
+                    "registry {host}: ca_file {}: {e}",
+                    p.display()
+                ))
+            })?),
+            None => None,
+        };
+        let made = Arc::new(registry::Registry::new(rc.plain_http, auth, ca)?);
         c.insert(host.to_string(), made.clone());
         Ok(made)
     }
@@ -225,44 +206,41 @@ impl Bridge {
         trustbridge_signer::cosign::public_pem(&self.bridge_key().await?).map_err(|e| e.to_string())
     }
 
-    async fn deliver(&self, job: &Job) -> Result<(), String> {
+    async fn deliver(&self, job: &Job) -> Result<(), RegistryError> {
         let (host, repo) = split_gun(&image_repository(&job.gun, &self.cfg.rewrite));
         let reference = format!("{host}/{repo}");
-        let payload = payload::payload(
-            &reference,
-            &job.digest_hex,
-            &job.tag,
-            &job.role,
-            &job.signers,
-        );
-        // cosign v3's statement for the same target, when that layout is on.
-        let statement = self.cfg.new_bundle_format.then(|| {
-            bundle::statement(
-                &reference,
-                &job.digest_hex,
-                &job.tag,
-                &job.role,
-                &job.signers,
-            )
-        });
+        let claim = payload::Claim {
+            reference: &reference,
+            gun: Some(&job.gun),
+            digest_hex: &job.digest_hex,
+            tag: &job.tag,
+            role: &job.role,
+            signers: &job.signers,
+        };
         let registry = self.client(&host).await?;
         if job.action == "revoke" {
-            registry
-                .remove_signature(&host, &repo, &job.digest_hex, &payload)
-                .await?;
-            if let Some(st) = &statement {
+            // Only layers and bundles that name this GUN (see Claim::revocable).
+            for form in claim.revocable() {
                 registry
-                    .remove_bundle(&host, &repo, &job.digest_hex, &bundle::sha256(st))
+                    .remove_signature(&host, &repo, &job.digest_hex, &payload::payload(&form))
                     .await?;
+                if self.cfg.new_bundle_format {
+                    let st = bundle::statement(&form);
+                    registry
+                        .remove_bundle(&host, &repo, &job.digest_hex, &bundle::sha256(&st))
+                        .await?;
+                }
             }
             return Ok(());
         }
+        let payload = payload::payload(&claim);
         let b64 = base64::engine::general_purpose::STANDARD.encode(self.sign_der(&payload).await?);
         registry
             .add_signature(&host, &repo, &job.digest_hex, &payload, &b64)
             .await?;
-        if let Some(st) = &statement {
-            self.attach_bundle(&registry, &host, &repo, &job.digest_hex, st)
+        if self.cfg.new_bundle_format {
+            let st = bundle::statement(&claim);
+            self.attach_bundle(&registry, &host, &repo, &job.digest_hex, &st)
                 .await?;
         }
         Ok(())
@@ -277,7 +255,7 @@ impl Bridge {
         repo: &str,
         digest_hex: &str,
         statement: &[u8],
-    ) -> Result<(), String> {
+    ) -> Result<(), RegistryError> {
         if registry
             .has_bundle(host, repo, digest_hex, &bundle::sha256(statement))
             .await?
@@ -310,43 +288,96 @@ impl Bridge {
             .await
     }
 
-    /// Deliver what is due; returns the outcome (delivered or not) of each job tried.
-    pub async fn run_once(&self) -> Vec<bool> {
-        let jobs = match self.store.due_jobs(32) {
+    /// Deliver one registry's jobs in order (a tag's sign before the revoke of its old
+    /// layer), recording each outcome. A transient failure ends the batch: the registry is
+    /// likely down, and the rest stay due for the next round.
+    async fn deliver_batch(&self, jobs: &[Job]) -> Vec<bool> {
+        let mut outcomes = Vec::with_capacity(jobs.len());
+        for job in jobs {
+            let outcome = match tokio::time::timeout(JOB_TIMEOUT, self.deliver(job)).await {
+                Ok(o) => o,
+                Err(_) => Err(RegistryError::transient(format!(
+                    "no answer within {} s",
+                    JOB_TIMEOUT.as_secs()
+                ))),
+            };
+            outcomes.push(outcome.is_ok());
+            self.metrics.bridge_job(&job.action, outcome.is_ok());
+            let exhausted =
+                self.cfg.max_attempts > 0 && job.attempts + 1 >= self.cfg.max_attempts as i64;
+            let finish = match &outcome {
+                Ok(()) => {
+                    tracing::info!(gun = %job.gun, tag = %job.tag, digest = %job.digest_hex, action = %job.action, "bridge: mirrored");
+                    Finish::Mirrored
+                }
+                Err(e) if e.kind == RegistryErrorKind::NotConfigured => {
+                    tracing::warn!(gun = %job.gun, tag = %job.tag, error = %e, "bridge: registry not configured; not retried");
+                    Finish::NotConfigured(e.to_string())
+                }
+                Err(e) if !e.retryable() => {
+                    tracing::error!(gun = %job.gun, tag = %job.tag, error = %e, "bridge: the registry refused; dead until `trustbridge-server bridge retry`");
+                    Finish::Dead(e.to_string())
+                }
+                Err(e) if exhausted => {
+                    tracing::error!(gun = %job.gun, tag = %job.tag, job = job.id, error = %e, "bridge: giving up after {} attempts; `trustbridge-server bridge retry` requeues it", job.attempts + 1);
+                    Finish::Dead(e.to_string())
+                }
+                Err(e) => {
+                    tracing::warn!(gun = %job.gun, tag = %job.tag, attempts = job.attempts + 1, error = %e, "bridge: mirroring failed, will retry");
+                    Finish::Retry(
+                        e.to_string(),
+                        backoff(job.attempts + 1, self.cfg.max_backoff),
+                    )
+                }
+            };
+            let stop = matches!(finish, Finish::Retry(..));
+            if let Err(e) = self.store.finish_job(job.id, finish) {
+                tracing::warn!(error = %e, "bridge: recording a job failed");
+            }
+            if stop {
+                break;
+            }
+        }
+        outcomes
+    }
+
+    /// Due jobs grouped by registry, oldest first within each (skipping registries in `busy`).
+    fn due_by_registry(&self, busy: &std::collections::HashSet<String>) -> Vec<(String, Vec<Job>)> {
+        let jobs = match self.store.due_jobs(512) {
             Ok(j) => j,
             Err(e) => {
                 tracing::warn!(error = %e, "bridge: reading jobs failed");
                 return vec![];
             }
         };
-        let mut outcomes = Vec::with_capacity(jobs.len());
-        for job in &jobs {
-            let outcome = self.deliver(job).await;
-            outcomes.push(outcome.is_ok());
-            self.metrics.bridge_job(&job.action, outcome.is_ok());
-            if let Err(e) = &outcome {
-                tracing::warn!(gun = %job.gun, tag = %job.tag, attempts = job.attempts + 1, error = %e, "bridge: mirroring failed, will retry");
-            } else {
-                tracing::info!(gun = %job.gun, tag = %job.tag, digest = %job.digest_hex, "bridge: mirrored as a Cosign signature");
+        let mut groups: Vec<(String, Vec<Job>)> = Vec::new();
+        for job in jobs {
+            let host = self.host_of(&job.gun);
+            if busy.contains(&host) {
+                continue;
             }
-            let give_up =
-                self.cfg.max_attempts > 0 && job.attempts + 1 >= self.cfg.max_attempts as i64;
-            if give_up && outcome.is_err() {
-                tracing::error!(gun = %job.gun, tag = %job.tag, job = job.id, "bridge: giving up after {} attempts; `trustbridge-server bridge retry` requeues it", job.attempts + 1);
-            }
-            if let Err(e) = self.store.finish_job(
-                job.id,
-                outcome,
-                backoff(job.attempts + 1, self.cfg.max_backoff),
-                give_up,
-            ) {
-                tracing::warn!(error = %e, "bridge: recording a job failed");
+            match groups.iter_mut().find(|(h, _)| *h == host) {
+                Some((_, g)) => g.push(job),
+                None => groups.push((host, vec![job])),
             }
         }
-        if !jobs.is_empty() {
+        groups
+    }
+
+    /// Deliver what is due now, every registry at once, and wait; returns the outcome
+    /// (delivered or not) of each job tried. For the CLI (backfill) and tests.
+    pub async fn run_once(&self) -> Vec<bool> {
+        let groups = self.due_by_registry(&Default::default());
+        let tried: Vec<bool> =
+            futures_util::future::join_all(groups.iter().map(|(_, jobs)| self.deliver_batch(jobs)))
+                .await
+                .into_iter()
+                .flatten()
+                .collect();
+        if !tried.is_empty() {
             self.refresh_gauges();
         }
-        outcomes
+        tried
     }
 
     /// Read the job counts per state into `/metrics`.
@@ -357,7 +388,9 @@ impl Bridge {
         }
     }
 
-    /// The worker loop: poll every 250 ms while idle.
+    /// The worker loop, while this replica holds the lease: every 250 ms, start one delivery
+    /// task per registry that has due jobs and none under way (at most
+    /// [`MAX_REGISTRIES_AT_ONCE`]), without waiting for the others.
     pub async fn run(self: Arc<Self>) {
         let mut idle = 0u32;
         loop {
@@ -368,16 +401,35 @@ impl Bridge {
                 tokio::time::sleep(Duration::from_secs(1)).await;
                 continue;
             }
-            if self.run_once().await.is_empty() {
-                // Jobs arrive with updates; count them every few seconds while idle.
-                if idle % 20 == 0 {
+            let busy = self.busy.lock().unwrap_or_else(|p| p.into_inner()).clone();
+            let groups = self.due_by_registry(&busy);
+            let room = MAX_REGISTRIES_AT_ONCE.saturating_sub(busy.len());
+            let started = !groups.is_empty() && room > 0;
+            for (host, jobs) in groups.into_iter().take(room) {
+                self.busy
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .insert(host.clone());
+                let me = self.clone();
+                tokio::spawn(async move {
+                    me.deliver_batch(&jobs).await;
+                    me.busy
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .remove(&host);
+                    me.refresh_gauges();
+                });
+            }
+            // Jobs arrive with updates; count them every few seconds while idle.
+            if !started {
+                if idle.is_multiple_of(20) {
                     self.refresh_gauges();
                 }
                 idle = idle.wrapping_add(1);
-                tokio::time::sleep(Duration::from_millis(250)).await;
             } else {
                 idle = 0;
             }
+            tokio::time::sleep(Duration::from_millis(250)).await;
         }
     }
 

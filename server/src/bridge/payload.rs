@@ -9,21 +9,62 @@ use serde_json::Value;
 pub const PAYLOAD_MEDIA_TYPE: &str = "application/vnd.dev.cosign.simplesigning.v1+json";
 pub const SIGNATURE_ANNOTATION: &str = "dev.cosignproject.cosign/signature";
 
-/// The exact payload bytes for one notary target. `signers` (comma-separated key IDs) is
-/// left out when empty, so jobs written before it existed reproduce their payloads.
-pub fn payload(reference: &str, digest_hex: &str, tag: &str, role: &str, signers: &str) -> Vec<u8> {
+/// What one layer (or bundle) of ours says about a notary target.
+#[derive(Clone, Copy, Debug)]
+pub struct Claim<'a> {
+    /// `registry/repository` of the image.
+    pub reference: &'a str,
+    /// The GUN the claim comes from. Several GUNs can name one repository (`alpine`,
+    /// `library/alpine`, `docker.io/library/alpine`), so our layers say which one made them and
+    /// a revoke removes only its own. None gives the form written before this field existed.
+    pub gun: Option<&'a str>,
+    pub digest_hex: &'a str,
+    pub tag: &'a str,
+    pub role: &'a str,
+    /// Key IDs that signed the role (comma-separated); left out when empty, so jobs written
+    /// before it existed reproduce their payloads.
+    pub signers: &'a str,
+}
+
+impl Claim<'_> {
+    /// The forms of this claim a revoke removes: ours, and the older form without a GUN only
+    /// where the image repository is the GUN itself (then that older layer named this GUN).
+    pub fn revocable(&self) -> Vec<Claim<'_>> {
+        let mut forms = vec![*self];
+        if self.gun == Some(self.reference) {
+            forms.push(Claim { gun: None, ..*self });
+        }
+        forms
+    }
+
+    /// The `dev.trustbridge/…` annotations, by key (the order JSON maps keep).
+    pub fn annotations(&self) -> Vec<(&'static str, &str)> {
+        let mut a = Vec::with_capacity(4);
+        if let Some(g) = self.gun {
+            a.push(("dev.trustbridge/notary-gun", g));
+        }
+        a.push(("dev.trustbridge/notary-role", self.role));
+        if !self.signers.is_empty() {
+            a.push(("dev.trustbridge/notary-signers", self.signers));
+        }
+        a.push(("dev.trustbridge/notary-target", self.tag));
+        a
+    }
+}
+
+/// The exact payload bytes for one claim.
+pub fn payload(c: &Claim) -> Vec<u8> {
     let s = |v: &str| Value::from(v).to_string();
-    let signers = if signers.is_empty() {
-        String::new()
-    } else {
-        format!(r#","dev.trustbridge/notary-signers":{}"#, s(signers))
-    };
+    let optional = c
+        .annotations()
+        .iter()
+        .map(|(k, v)| format!("{}:{}", s(k), s(v)))
+        .collect::<Vec<_>>()
+        .join(",");
     format!(
-        r#"{{"critical":{{"identity":{{"docker-reference":{}}},"image":{{"docker-manifest-digest":{}}},"type":"cosign container image signature"}},"optional":{{"dev.trustbridge/notary-role":{}{signers},"dev.trustbridge/notary-target":{}}}}}"#,
-        s(&format!("{reference}:{tag}")),
-        s(&format!("sha256:{digest_hex}")),
-        s(role),
-        s(tag)
+        r#"{{"critical":{{"identity":{{"docker-reference":{}}},"image":{{"docker-manifest-digest":{}}},"type":"cosign container image signature"}},"optional":{{{optional}}}}}"#,
+        s(&format!("{}:{}", c.reference, c.tag)),
+        s(&format!("sha256:{}", c.digest_hex)),
     )
     .into_bytes()
 }
@@ -34,13 +75,15 @@ mod tests {
 
     #[test]
     fn shape_matches_cosign() {
-        let p = payload(
-            "127.0.0.1:5000/app",
-            "ab",
-            "v1",
-            "targets/releases",
-            "k1,k2",
-        );
+        let claim = Claim {
+            reference: "127.0.0.1:5000/app",
+            gun: Some("127.0.0.1:5000/app"),
+            digest_hex: "ab",
+            tag: "v1",
+            role: "targets/releases",
+            signers: "k1,k2",
+        };
+        let p = payload(&claim);
         let v: Value = serde_json::from_slice(&p).unwrap();
         assert_eq!(
             v["critical"]["identity"]["docker-reference"],
@@ -52,7 +95,31 @@ mod tests {
         );
         assert_eq!(v["critical"]["type"], "cosign container image signature");
         assert_eq!(v["optional"]["dev.trustbridge/notary-signers"], "k1,k2");
-        let old = payload("127.0.0.1:5000/app", "ab", "v1", "targets", "");
+        assert_eq!(
+            v["optional"]["dev.trustbridge/notary-gun"],
+            "127.0.0.1:5000/app"
+        );
+        // The form written before GUNs were named, byte for byte.
+        let old = payload(&Claim {
+            gun: None,
+            signers: "",
+            role: "targets",
+            ..claim
+        });
+        assert_eq!(
+            String::from_utf8(old.clone()).unwrap(),
+            r#"{"critical":{"identity":{"docker-reference":"127.0.0.1:5000/app:v1"},"image":{"docker-manifest-digest":"sha256:ab"},"type":"cosign container image signature"},"optional":{"dev.trustbridge/notary-role":"targets","dev.trustbridge/notary-target":"v1"}}"#
+        );
+        assert_eq!(claim.revocable().len(), 2);
+        let other = Claim {
+            gun: Some("alpine"),
+            ..claim
+        };
+        assert_eq!(
+            other.revocable().len(),
+            1,
+            "alpine's revoke never removes the unnamed form"
+        );
         let old: Value = serde_json::from_slice(&old).unwrap();
         assert!(
             old["optional"]

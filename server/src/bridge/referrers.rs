@@ -10,7 +10,7 @@ use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
 use super::bundle::{self, BUNDLE_MEDIA_TYPE, STATEMENT_ANNOTATION};
-use super::registry::Registry;
+use super::registry::{Registry, RegistryError};
 
 const INDEX_TYPE: &str = "application/vnd.oci.image.index.v1+json";
 const MANIFEST_TYPE: &str = "application/vnd.oci.image.manifest.v1+json";
@@ -40,7 +40,7 @@ impl Registry {
         &self,
         url: &str,
         accept: &str,
-    ) -> Result<(StatusCode, Option<String>, bytes::Bytes), String> {
+    ) -> Result<(StatusCode, Option<String>, bytes::Bytes), RegistryError> {
         let resp = self
             .send(Method::GET, url, &[("Accept", accept)], None)
             .await?;
@@ -50,7 +50,7 @@ impl Registry {
             .get(http::header::CONTENT_TYPE)
             .and_then(|v| v.to_str().ok())
             .map(|v| v.split(';').next().unwrap_or(v).trim().to_string());
-        let body = resp.bytes().await.map_err(|e| format!("GET {url}: {e}"))?;
+        let body = super::registry::read_capped(resp, url).await?.into();
         Ok((status, media_type, body))
     }
 
@@ -59,7 +59,7 @@ impl Registry {
         registry: &str,
         repo: &str,
         digest_hex: &str,
-    ) -> Result<Listing, String> {
+    ) -> Result<Listing, RegistryError> {
         let api_url = self.url(registry, repo, &format!("referrers/sha256:{digest_hex}"));
         let (status, _, body) = self.get(&api_url, INDEX_TYPE).await?;
         if status == StatusCode::OK {
@@ -72,7 +72,10 @@ impl Registry {
             });
         }
         if status != StatusCode::NOT_FOUND {
-            return Err(format!("GET {api_url}: HTTP {status}"));
+            return Err(RegistryError::http(
+                status,
+                format!("GET {api_url}: HTTP {status}"),
+            ));
         }
         // No referrers API: the fallback tag.
         let tag_url = self.url(registry, repo, &format!("manifests/sha256-{digest_hex}"));
@@ -93,7 +96,7 @@ impl Registry {
                 entries: vec![],
                 index_digest: None,
             }),
-            s => Err(format!("GET {tag_url}: HTTP {s}")),
+            s => Err(RegistryError::http(s, format!("GET {tag_url}: HTTP {s}"))),
         }
     }
 
@@ -104,7 +107,7 @@ impl Registry {
         repo: &str,
         digest_hex: &str,
         statement_digest: &str,
-    ) -> Result<bool, String> {
+    ) -> Result<bool, RegistryError> {
         let l = self.listing(registry, repo, digest_hex).await?;
         Ok(l.entries.iter().any(|e| is_ours(e, statement_digest)))
     }
@@ -116,21 +119,24 @@ impl Registry {
         registry: &str,
         repo: &str,
         digest_hex: &str,
-    ) -> Result<Value, String> {
+    ) -> Result<Value, RegistryError> {
         let url = self.url(registry, repo, &format!("manifests/sha256:{digest_hex}"));
         let (status, media_type, body) = self.get(&url, IMAGE_TYPES).await?;
         if status == StatusCode::NOT_FOUND {
-            return Err(format!(
+            return Err(RegistryError::transient(format!(
                 "the image sha256:{digest_hex} is not in {registry}/{repo}: a bundle needs its manifest (push the image, the job retries)"
-            ));
+            )));
         }
         if !status.is_success() {
-            return Err(format!("GET {url}: HTTP {status}"));
+            return Err(RegistryError::http(
+                status,
+                format!("GET {url}: HTTP {status}"),
+            ));
         }
         if bundle::sha256(&body) != format!("sha256:{digest_hex}") {
-            return Err(format!(
+            return Err(RegistryError::transient(format!(
                 "{registry}/{repo} served other bytes for sha256:{digest_hex}"
-            ));
+            )));
         }
         let media_type = media_type
             .filter(|m| !m.is_empty() && m != "application/octet-stream")
@@ -156,7 +162,7 @@ impl Registry {
         bundle_json: &[u8],
         subject: &Value,
         annotations: &Value,
-    ) -> Result<(), String> {
+    ) -> Result<(), RegistryError> {
         let reference = self
             .push_ref(&format!("{registry}/{repo}:sha256-{digest_hex}"))
             .await?;
@@ -180,8 +186,16 @@ impl Registry {
         let status = resp.status();
         let api = resp.headers().contains_key("oci-subject");
         if !status.is_success() {
-            let text = resp.text().await.unwrap_or_default();
-            return Err(format!("pushing the bundle manifest: HTTP {status} {text}"));
+            let text = String::from_utf8_lossy(
+                &super::registry::read_capped(resp, &url)
+                    .await
+                    .unwrap_or_default(),
+            )
+            .into_owned();
+            return Err(RegistryError::http(
+                status,
+                format!("pushing the bundle manifest: HTTP {status} {text}"),
+            ));
         }
         if api {
             return Ok(());
@@ -207,7 +221,7 @@ impl Registry {
         repo: &str,
         digest_hex: &str,
         entries: Vec<Value>,
-    ) -> Result<(), String> {
+    ) -> Result<(), RegistryError> {
         let index = serde_json::to_vec(&json!({
             "schemaVersion": 2,
             "mediaType": INDEX_TYPE,
@@ -225,9 +239,15 @@ impl Registry {
             .await?;
         if !resp.status().is_success() {
             let status = resp.status();
-            let text = resp.text().await.unwrap_or_default();
-            return Err(format!(
-                "pushing the fallback index sha256-{digest_hex}: HTTP {status} {text}"
+            let text = String::from_utf8_lossy(
+                &super::registry::read_capped(resp, &url)
+                    .await
+                    .unwrap_or_default(),
+            )
+            .into_owned();
+            return Err(RegistryError::http(
+                status,
+                format!("pushing the fallback index sha256-{digest_hex}: HTTP {status} {text}"),
             ));
         }
         Ok(())
@@ -238,14 +258,17 @@ impl Registry {
         registry: &str,
         repo: &str,
         digest: &str,
-    ) -> Result<(), String> {
+    ) -> Result<(), RegistryError> {
         let url = self.url(registry, repo, &format!("manifests/{digest}"));
         let resp = self.send(Method::DELETE, &url, &[], None).await?;
         let status = resp.status();
         if status.is_success() || status == StatusCode::NOT_FOUND {
             Ok(())
         } else {
-            Err(format!("DELETE {url}: HTTP {status}"))
+            Err(RegistryError::http(
+                status,
+                format!("DELETE {url}: HTTP {status}"),
+            ))
         }
     }
 
@@ -258,7 +281,7 @@ impl Registry {
         repo: &str,
         digest_hex: &str,
         statement_digest: &str,
-    ) -> Result<bool, String> {
+    ) -> Result<bool, RegistryError> {
         let listing = self.listing(registry, repo, digest_hex).await?;
         let (ours, others): (Vec<Value>, Vec<Value>) = listing
             .entries

@@ -20,6 +20,147 @@ fn sha256(data: &[u8]) -> String {
     )
 }
 
+/// The most the bridge reads of one registry answer (distribution caps manifests at 4 MiB).
+pub const MAX_BODY: usize = 4 << 20;
+/// How long one request may take to connect, and in all.
+pub const CONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+pub const REQUEST_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// Whether trying a registry call again can help.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RegistryErrorKind {
+    /// The GUN's registry is not allowed by the config: fixed by the admin, not by time.
+    NotConfigured,
+    /// The registry said no for good (400, 401, 403, 404 on the repository, 405): retrying
+    /// without a config change gives the same answer.
+    Refused,
+    /// Anything that may pass: a 5xx or 429, a timeout, a refused connection, a cut body.
+    Transient,
+}
+
+/// A registry call that failed: its kind and the registry's own message.
+#[derive(Debug, thiserror::Error)]
+#[error("{message}")]
+pub struct RegistryError {
+    pub kind: RegistryErrorKind,
+    message: String,
+}
+
+impl RegistryError {
+    pub fn transient(message: impl Into<String>) -> Self {
+        RegistryError {
+            kind: RegistryErrorKind::Transient,
+            message: message.into(),
+        }
+    }
+
+    pub fn not_configured(message: impl Into<String>) -> Self {
+        RegistryError {
+            kind: RegistryErrorKind::NotConfigured,
+            message: message.into(),
+        }
+    }
+
+    /// An HTTP answer that is not what was asked for, classified by its status.
+    pub fn http(status: reqwest::StatusCode, message: impl Into<String>) -> Self {
+        let refused = matches!(status.as_u16(), 400 | 401 | 403 | 404 | 405);
+        RegistryError {
+            kind: if refused {
+                RegistryErrorKind::Refused
+            } else {
+                RegistryErrorKind::Transient
+            },
+            message: message.into(),
+        }
+    }
+
+    /// As [`Self::http`], naming what the registry said (the messages of its OCI error
+    /// envelope, else the start of its body).
+    pub fn answer(status: reqwest::StatusCode, what: &str, body: &[u8]) -> Self {
+        let said = serde_json::from_slice::<Value>(body)
+            .ok()
+            .and_then(|v| {
+                let msgs: Vec<String> = v["errors"]
+                    .as_array()?
+                    .iter()
+                    .map(|e| {
+                        format!(
+                            "{} {}",
+                            e["code"].as_str().unwrap_or(""),
+                            e["message"].as_str().unwrap_or("")
+                        )
+                    })
+                    .collect();
+                Some(msgs.join("; "))
+            })
+            .unwrap_or_else(|| String::from_utf8_lossy(&body[..body.len().min(200)]).into_owned());
+        Self::http(status, format!("{what}: HTTP {status}: {}", said.trim()))
+    }
+
+    /// An oci-client failure, classified by what the registry answered.
+    pub fn oci(what: &str, e: oci_client::errors::OciDistributionError) -> Self {
+        use oci_client::errors::OciDistributionError as E;
+        let message = format!("{what}: {e}");
+        let refused = match &e {
+            E::UnauthorizedError { .. } | E::AuthenticationFailure(_) => true,
+            E::ServerError { code, .. } => matches!(code, 400 | 401 | 403 | 404 | 405),
+            E::RegistryError { envelope, .. } => envelope.errors.iter().any(|x| {
+                use oci_client::errors::OciErrorCode as C;
+                matches!(
+                    x.code,
+                    C::Denied | C::Unauthorized | C::NameInvalid | C::NameUnknown | C::Unsupported
+                )
+            }),
+            _ => false,
+        };
+        RegistryError {
+            kind: if refused {
+                RegistryErrorKind::Refused
+            } else {
+                RegistryErrorKind::Transient
+            },
+            message,
+        }
+    }
+
+    /// Whether the job should be tried again later.
+    pub fn retryable(&self) -> bool {
+        self.kind == RegistryErrorKind::Transient
+    }
+}
+
+impl From<String> for RegistryError {
+    fn from(message: String) -> Self {
+        RegistryError::transient(message)
+    }
+}
+
+/// A response body, at most [`MAX_BODY`] bytes (more is an error, read no further).
+pub(super) async fn read_capped(
+    mut resp: reqwest::Response,
+    url: &str,
+) -> Result<Vec<u8>, RegistryError> {
+    if resp.content_length().is_some_and(|n| n > MAX_BODY as u64) {
+        return Err(RegistryError::transient(format!(
+            "{url}: the answer is larger than {MAX_BODY} bytes"
+        )));
+    }
+    let mut body = Vec::new();
+    while let Some(chunk) = resp
+        .chunk()
+        .await
+        .map_err(|e| RegistryError::transient(format!("{url}: {e}")))?
+    {
+        if body.len() + chunk.len() > MAX_BODY {
+            return Err(RegistryError::transient(format!(
+                "{url}: the answer is larger than {MAX_BODY} bytes"
+            )));
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body)
+}
+
 /// One registry's client.
 pub struct Registry {
     pub(super) client: Client,
@@ -32,8 +173,14 @@ pub struct Registry {
 
 impl Registry {
     /// `ca`: a PEM bundle to trust instead of the system roots (a private registry's CA).
-    pub fn new(plain_http: bool, auth: RegistryAuth, ca: Option<Vec<u8>>) -> Result<Self, String> {
-        let mut http = reqwest::Client::builder();
+    pub fn new(
+        plain_http: bool,
+        auth: RegistryAuth,
+        ca: Option<Vec<u8>>,
+    ) -> Result<Self, RegistryError> {
+        let mut http = reqwest::Client::builder()
+            .connect_timeout(CONNECT_TIMEOUT)
+            .timeout(REQUEST_TIMEOUT);
         let mut only = Vec::new();
         if let Some(pem) = &ca {
             let certs = reqwest::Certificate::from_pem_bundle(pem)
@@ -51,6 +198,8 @@ impl Registry {
                 ClientProtocol::Https
             },
             tls_certs_only: only,
+            connect_timeout: Some(CONNECT_TIMEOUT),
+            read_timeout: Some(REQUEST_TIMEOUT),
             ..Default::default()
         });
         Ok(Registry {
@@ -73,7 +222,7 @@ impl Registry {
         url: &str,
         headers: &[(&str, &str)],
         body: Option<Vec<u8>>,
-    ) -> Result<reqwest::Response, String> {
+    ) -> Result<reqwest::Response, RegistryError> {
         let request = |token: Option<&str>| {
             let mut r = self.http.request(method.clone(), url);
             for (k, v) in headers {
@@ -108,11 +257,11 @@ impl Registry {
         request(Some(&token))
             .send()
             .await
-            .map_err(|e| format!("{method} {url}: {e}"))
+            .map_err(|e| RegistryError::transient(format!("{method} {url}: {e}")))
     }
 
     /// A bearer token for `challenge` (`realm="…",service="…",scope="…"`).
-    async fn token(&self, challenge: &str) -> Result<String, String> {
+    async fn token(&self, challenge: &str) -> Result<String, RegistryError> {
         let url = token_url(challenge)?;
         let mut r = self.http.get(url.clone());
         if let RegistryAuth::Basic(u, p) = &self.auth {
@@ -123,12 +272,12 @@ impl Registry {
             .await
             .map_err(|e| format!("registry token {url}: {e}"))?;
         let status = resp.status();
-        let body = resp
-            .bytes()
-            .await
-            .map_err(|e| format!("registry token {url}: {e}"))?;
+        let body = read_capped(resp, url.as_str()).await?;
         if !status.is_success() {
-            return Err(format!("registry token {url}: HTTP {status}"));
+            return Err(RegistryError::http(
+                status,
+                format!("registry token {url}: HTTP {status}"),
+            ));
         }
         let v: Value =
             serde_json::from_slice(&body).map_err(|e| format!("registry token {url}: {e}"))?;
@@ -136,48 +285,61 @@ impl Registry {
             .as_str()
             .or(v["access_token"].as_str())
             .map(str::to_string)
-            .ok_or_else(|| format!("registry token {url}: no token in the answer"))
+            .ok_or_else(|| {
+                RegistryError::transient(format!("registry token {url}: no token in the answer"))
+            })
     }
 
     /// `reference` parsed, with oci-client logged in to push there.
-    pub(super) async fn push_ref(&self, reference: &str) -> Result<Reference, String> {
+    pub(super) async fn push_ref(&self, reference: &str) -> Result<Reference, RegistryError> {
         let reference: Reference = reference.parse().map_err(|e| format!("reference: {e}"))?;
         self.client
             .auth(&reference, &self.auth, RegistryOperation::Push)
             .await
-            .map_err(|e| format!("registry auth: {e}"))?;
+            .map_err(|e| RegistryError::oci("registry auth", e))?;
         Ok(reference)
     }
 
-    /// The `.sig` manifest's layers and digest, if it exists.
-    async fn current(&self, reference: &Reference) -> Result<Option<(Vec<Value>, String)>, String> {
-        match self
-            .client
-            .pull_manifest_raw(reference, &self.auth, &[MANIFEST_TYPE])
-            .await
-        {
-            Ok((bytes, digest)) => {
-                let m: Value = serde_json::from_slice(&bytes)
-                    .map_err(|e| format!("existing .sig manifest: {e}"))?;
-                Ok(Some((
-                    m["layers"].as_array().cloned().unwrap_or_default(),
-                    digest,
-                )))
-            }
-            Err(oci_client::errors::OciDistributionError::ImageManifestNotFoundError(_)) => {
-                Ok(None)
-            }
-            // distribution answers a missing tag with the OCI error "manifest unknown".
-            Err(e)
-                if {
-                    let t = e.to_string().to_lowercase();
-                    t.contains("manifest unknown") || t.contains("manifest_unknown")
-                } =>
-            {
-                Ok(None)
-            }
-            Err(e) => Err(format!("reading the .sig manifest: {e}")),
+    /// The `.sig` manifest's layers and digest, if it exists. Read with our own GET so the
+    /// body is capped ([`MAX_BODY`]): a registry cannot make us buffer without end.
+    async fn current(
+        &self,
+        reference: &Reference,
+    ) -> Result<Option<(Vec<Value>, String)>, RegistryError> {
+        let tag = reference.tag().unwrap_or_default();
+        let url = format!(
+            "{}://{}/v2/{}/manifests/{tag}",
+            self.scheme,
+            reference.registry(),
+            reference.repository()
+        );
+        let resp = self
+            .send(
+                reqwest::Method::GET,
+                &url,
+                &[("Accept", MANIFEST_TYPE)],
+                None,
+            )
+            .await?;
+        let status = resp.status();
+        if status == reqwest::StatusCode::NOT_FOUND {
+            // distribution answers a missing tag (and a repository with no tags yet) this way.
+            return Ok(None);
         }
+        let body = read_capped(resp, &url).await?;
+        if !status.is_success() {
+            return Err(RegistryError::answer(
+                status,
+                &format!("reading the .sig manifest {url}"),
+                &body,
+            ));
+        }
+        let m: Value = serde_json::from_slice(&body)
+            .map_err(|e| RegistryError::transient(format!("existing .sig manifest: {e}")))?;
+        Ok(Some((
+            m["layers"].as_array().cloned().unwrap_or_default(),
+            sha256(&body),
+        )))
     }
 
     /// Remove our layer (the one holding `payload`) from the `.sig` manifest; the manifest goes
@@ -188,7 +350,7 @@ impl Registry {
         repo: &str,
         digest_hex: &str,
         payload: &[u8],
-    ) -> Result<bool, String> {
+    ) -> Result<bool, RegistryError> {
         let reference = self
             .push_ref(&format!("{registry}/{repo}:sha256-{digest_hex}.sig"))
             .await?;
@@ -214,9 +376,9 @@ impl Registry {
                 .await
                 .map_err(|e| format!("deleting the .sig manifest: {e}"))?;
             if !resp.status().is_success() && resp.status() != reqwest::StatusCode::NOT_FOUND {
-                return Err(format!(
-                    "deleting the .sig manifest: HTTP {}",
-                    resp.status()
+                return Err(RegistryError::http(
+                    resp.status(),
+                    format!("deleting the .sig manifest: HTTP {}", resp.status()),
                 ));
             }
             return Ok(true);
@@ -225,13 +387,17 @@ impl Registry {
         Ok(true)
     }
 
-    async fn put_manifest(&self, reference: &Reference, layers: Vec<Value>) -> Result<(), String> {
+    async fn put_manifest(
+        &self,
+        reference: &Reference,
+        layers: Vec<Value>,
+    ) -> Result<(), RegistryError> {
         let config = b"{}".to_vec();
         let config_digest = sha256(&config);
         self.client
             .push_blob(reference, config.clone(), &config_digest)
             .await
-            .map_err(|e| format!("pushing the config: {e}"))?;
+            .map_err(|e| RegistryError::oci("pushing the config", e))?;
         let manifest = json!({
             "schemaVersion": 2,
             "mediaType": MANIFEST_TYPE,
@@ -245,7 +411,7 @@ impl Registry {
                 http::HeaderValue::from_static(MANIFEST_TYPE),
             )
             .await
-            .map_err(|e| format!("pushing the .sig manifest: {e}"))?;
+            .map_err(|e| RegistryError::oci("pushing the .sig manifest", e))?;
         Ok(())
     }
 
@@ -258,7 +424,7 @@ impl Registry {
         digest_hex: &str,
         payload: &[u8],
         signature_b64: &str,
-    ) -> Result<bool, String> {
+    ) -> Result<bool, RegistryError> {
         let reference = self
             .push_ref(&format!("{registry}/{repo}:sha256-{digest_hex}.sig"))
             .await?;
@@ -277,7 +443,7 @@ impl Registry {
         self.client
             .push_blob(&reference, payload.to_vec(), &payload_digest)
             .await
-            .map_err(|e| format!("pushing the payload: {e}"))?;
+            .map_err(|e| RegistryError::oci("pushing the payload", e))?;
         layers.push(json!({
             "mediaType": PAYLOAD_MEDIA_TYPE,
             "digest": payload_digest,
@@ -298,7 +464,7 @@ fn challenge_params(challenge: &str) -> Vec<(String, String)> {
 }
 
 /// The realm's URL with the challenge's `service` and `scope` as its query.
-fn token_url(challenge: &str) -> Result<reqwest::Url, String> {
+fn token_url(challenge: &str) -> Result<reqwest::Url, RegistryError> {
     let params = challenge_params(challenge);
     let realm = params
         .iter()
@@ -311,7 +477,7 @@ fn token_url(challenge: &str) -> Result<reqwest::Url, String> {
         .map(|(k, v)| (k.as_str(), v.as_str()))
         .collect();
     reqwest::Url::parse_with_params(realm, &query)
-        .map_err(|e| format!("registry token realm {realm:?}: {e}"))
+        .map_err(|e| RegistryError::transient(format!("registry token realm {realm:?}: {e}")))
 }
 
 #[cfg(test)]

@@ -61,6 +61,17 @@ pub struct Repo {
     locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
 }
 
+impl GunView {
+    fn files(&self) -> impl Iterator<Item = (&str, &[u8])> {
+        self.current.iter().map(|(r, s)| (r.as_str(), &s.data[..]))
+    }
+
+    /// What the Cosign side must say for this view.
+    fn mirror_set(&self) -> BTreeMap<String, crate::bridge::Mirrored> {
+        crate::bridge::mirror_set(self.files())
+    }
+}
+
 /// `signed.expires` of a stored metadata file.
 fn expires_of(data: &[u8]) -> Option<OffsetDateTime> {
     #[derive(serde::Deserialize)]
@@ -271,15 +282,12 @@ impl Repo {
         Ok(view)
     }
 
-    /// The current targets and delegation files of `gun` (for the bridge's backfill).
-    pub async fn current_targets(&self, gun: &str) -> Result<Vec<(String, Stored)>, Error> {
-        let view = self.view(gun, "targets").await?;
-        Ok(view
-            .current
-            .iter()
-            .filter(|(r, _)| *r == "targets" || r.starts_with("targets/"))
-            .map(|(r, s)| (r.clone(), s.clone()))
-            .collect())
+    /// What the Cosign side must say for `gun` now (the bridge's backfill).
+    pub async fn mirror_set(
+        &self,
+        gun: &str,
+    ) -> Result<BTreeMap<String, crate::bridge::Mirrored>, Error> {
+        Ok(self.view(gun, "targets").await?.mirror_set())
     }
 
     /// The current file of `role`. For timestamp and snapshot, renews them first when due
@@ -345,8 +353,7 @@ impl Repo {
             for id in &r.keyids {
                 if let Some(k) = doc.signed.keys.get(id)
                     && self
-                        .signer
-                        .holds(&k.canonical_id().unwrap_or_default())
+                        .may_sign(gun, role, &k.canonical_id().unwrap_or_default())
                         .await?
                 {
                     return Ok(k.clone());
@@ -354,6 +361,15 @@ impl Repo {
             }
         }
         self.signer.create_key(gun, role).await
+    }
+
+    /// Whether the signer holds `canonical_id` as a key made for `role` of `gun`.
+    async fn may_sign(&self, gun: &str, role: &str, canonical_id: &str) -> Result<bool, Error> {
+        Ok(self
+            .signer
+            .owner(canonical_id)
+            .await?
+            .is_some_and(|o| o.may_sign(gun, role)))
     }
 
     /// POST `{role}.key`: always CreateKey (the signer reuses an unused one).
@@ -364,15 +380,24 @@ impl Repo {
     pub async fn delete(&self, gun: &str) -> Result<(), Error> {
         let lock = self.lock_for(gun);
         let _guard = lock.lock().await;
-        let res = self.store.delete(gun);
+        // Nothing is trusted once the repository is gone: revoke every mirrored tag, in the
+        // delete's own transaction.
+        let jobs = if self.mirror {
+            let view = self.resolve_view(gun, &[])?;
+            crate::bridge::jobs_between(&view.mirror_set(), &BTreeMap::new())
+        } else {
+            vec![]
+        };
+        let res = self.store.delete(gun, &jobs);
         self.invalidate(gun);
         res.map(|_| ())
     }
 
     /// Store a repository's history copied from another notary server (`trustbridge
     /// import`), byte-for-byte and in one transaction, for a GUN this server does not have yet.
-    /// The client verified the files; here each is checked for shape. With the bridge on, the
-    /// newest version of each targets role becomes mirror jobs, as an update would.
+    /// The history is verified here too ([`trustbridge_tuf::history`]): a caller cannot store,
+    /// or get mirrored, roles and signers it merely claims. With the bridge on, what a fresh
+    /// client resolves from the newest versions becomes mirror jobs, as an update would.
     pub async fn import(&self, gun: &str, mut files: Vec<Update>) -> Result<usize, Error> {
         use crate::error::ValidationError;
         for f in &files {
@@ -384,29 +409,38 @@ impl Repo {
                 "an import needs root and timestamp files".into(),
             )));
         }
+        // The whole history must verify, version by version, before anything is stored or
+        // mirrored (the same checks the client's import made on the source).
+        let mut history = trustbridge_tuf::history::History::new(gun);
+        let mut checked: Vec<&Update> = files.iter().collect();
+        trustbridge_tuf::history::History::order(&mut checked, |f| (f.role.as_str(), f.version));
+        let now = GoTime::now();
+        for f in checked {
+            history
+                .check(&f.role, f.version, &f.data, &now)
+                .map_err(|e| {
+                    Error::Invalid(ValidationError::Validation(format!(
+                        "{} version {}: {e}",
+                        f.role, f.version
+                    )))
+                })?;
+        }
         crate::import::order(&mut files);
         let lock = self.lock_for(gun);
         let _guard = lock.lock().await;
         if self.store.latest(gun, "root")?.is_some() {
             return Err(Error::OldVersion);
         }
-        let mut jobs = Vec::new();
-        if self.mirror {
+        let jobs = if self.mirror {
             // The newest version of each role is what the repository serves now.
             let mut newest: BTreeMap<&str, &[u8]> = BTreeMap::new();
             for f in &files {
                 newest.insert(&f.role, &f.data);
             }
-            for (tag, m) in crate::bridge::mirror_set(newest) {
-                jobs.push(crate::storage::NewJob {
-                    action: "sign",
-                    tag,
-                    digest_hex: m.digest_hex,
-                    role: m.role,
-                    signers: m.signers,
-                });
-            }
-        }
+            crate::bridge::jobs_between(&BTreeMap::new(), &crate::bridge::mirror_set(newest))
+        } else {
+            vec![]
+        };
         let res = self.store.update_many(gun, &files, &jobs);
         self.invalidate(gun);
         res.map(|_| files.len())

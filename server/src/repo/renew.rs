@@ -60,7 +60,7 @@ impl Repo {
             body.meta
                 .insert("root".into(), FileMeta::from_bytes(&root_bytes.data));
             match self
-                .server_sign("snapshot", &root.signed, body.clone())
+                .server_sign(gun, "snapshot", &root.signed, body.clone())
                 .await?
             {
                 Some(s) => {
@@ -81,7 +81,12 @@ impl Repo {
             }
         }
         let ts = self
-            .make_timestamp(&root.signed, view.current.get("timestamp"), &snapshot_bytes)
+            .make_timestamp(
+                gun,
+                &root.signed,
+                view.current.get("timestamp"),
+                &snapshot_bytes,
+            )
             .await
             .map_err(|e| Error::Unknown(e.to_string()))?;
         updates.push(ts);

@@ -11,50 +11,26 @@ use super::{GunView, Repo};
 use crate::error::{Error, ValidationError};
 use crate::storage::{NewJob, Stored, Update};
 
-/// The mirror jobs of an update: the tags whose resolution (as docker resolves them, see
-/// [`crate::bridge::mirror_set`]) it changes. A tag resolving to a new digest, role or set of
-/// signers gets a
-/// `sign` job; the layer it resolved to before gets a `revoke` job, queued after the signs so
-/// a `.sig` manifest being rewritten is never empty in between.
+/// The mirror jobs of an update: the tags whose resolution by a fresh DCT client it changes
+/// (see [`crate::bridge::mirror_set`]), whatever the update touched (targets, a delegation's
+/// keys, the root).
 fn mirror_jobs(view: &GunView, updates: &[Update]) -> Vec<NewJob> {
-    use crate::bridge::mirror_set;
-    let before = mirror_set(view.current.iter().map(|(r, s)| (r.as_str(), &s.data[..])));
-    let mut after_files: BTreeMap<&str, &[u8]> = view
-        .current
-        .iter()
-        .map(|(r, s)| (r.as_str(), &s.data[..]))
-        .collect();
+    let mut after: BTreeMap<&str, &[u8]> = view.files().collect();
     for u in updates {
-        after_files.insert(&u.role, &u.data);
+        after.insert(&u.role, &u.data);
     }
-    let after = mirror_set(after_files);
-    let job = |action, tag: &str, m: &crate::bridge::Mirrored| NewJob {
-        action,
-        tag: tag.to_string(),
-        digest_hex: m.digest_hex.clone(),
-        role: m.role.clone(),
-        signers: m.signers.clone(),
-    };
-    let mut jobs: Vec<NewJob> = after
-        .iter()
-        .filter(|(tag, now)| before.get(*tag) != Some(now))
-        .map(|(tag, now)| job("sign", tag, now))
-        .collect();
-    jobs.extend(
-        before
-            .iter()
-            .filter(|(tag, was)| after.get(*tag) != Some(was))
-            .map(|(tag, was)| job("revoke", tag, was)),
-    );
-    jobs
+    crate::bridge::jobs_between(&view.mirror_set(), &crate::bridge::mirror_set(after))
 }
 use crate::validation;
 
 impl Repo {
-    /// Sign `body` with every key of `role` in `root` the signer holds; fewer than the
-    /// threshold gives None.
+    /// Sign `body` with every key of `role` in `root` that the signer holds and made for this
+    /// GUN and role (see [`crate::signer_link::KeyOwner::may_sign`]); fewer than the threshold
+    /// gives None. A root naming any other key the signer happens to hold (another
+    /// repository's, the bridge's, the token issuer's) gets no signature from it.
     pub(super) async fn server_sign<T: Role>(
         &self,
+        gun: &str,
         role: &str,
         root: &Root,
         body: T,
@@ -71,6 +47,9 @@ impl Repo {
             let canonical = key
                 .canonical_id()
                 .map_err(|e| Error::Unknown(e.to_string()))?;
+            if !self.may_sign(gun, role, &canonical).await? {
+                continue;
+            }
             if let Some(sig) = self.signer.sign(keyid, &canonical, &msg).await? {
                 sigs.push(sig);
             }
@@ -85,6 +64,7 @@ impl Repo {
 
     pub(super) async fn make_timestamp(
         &self,
+        gun: &str,
         root: &Root,
         prev: Option<&Stored>,
         snapshot: &[u8],
@@ -104,7 +84,7 @@ impl Repo {
             version,
         };
         let signed = self
-            .server_sign("timestamp", root, body)
+            .server_sign(gun, "timestamp", root, body)
             .await
             .map_err(|e| ValidationError::Validation(e.to_string()))?
             .ok_or_else(|| {
@@ -170,7 +150,7 @@ impl Repo {
                     version,
                 };
                 let signed = self
-                    .server_sign("snapshot", &checked.root.signed, body)
+                    .server_sign(gun, "snapshot", &checked.root.signed, body)
                     .await
                     .map_err(|e| ValidationError::Validation(e.to_string()))?
                     .ok_or_else(|| ValidationError::BadHierarchy {
@@ -188,6 +168,7 @@ impl Repo {
         };
         let ts = self
             .make_timestamp(
+                gun,
                 &checked.root.signed,
                 view.current.get("timestamp"),
                 &snapshot_bytes,

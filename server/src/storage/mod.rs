@@ -54,6 +54,35 @@ pub struct NewJob {
     pub signers: String,
 }
 
+/// The job states `/metrics` always shows (0 when none): every state but `dropped`.
+pub const GAUGED_JOB_STATES: &[&str] = &["pending", "failed", "dead", "not-configured", "mirrored"];
+
+/// How a delivery ended.
+#[derive(Clone, Debug)]
+pub enum Finish {
+    /// Done: state `mirrored`.
+    Mirrored,
+    /// Failed, tried again after the delay: state `failed` with the error.
+    Retry(String, std::time::Duration),
+    /// Given up (refused by the registry, or out of attempts): state `dead`, kept and never
+    /// retried until [`MetaStore::requeue`].
+    Dead(String),
+    /// The GUN's registry is not allowed by the config: state `not-configured`, like `dead`.
+    NotConfigured(String),
+}
+
+impl Finish {
+    /// (state, error, retry delay) as stored.
+    pub fn parts(&self) -> (&'static str, Option<&str>, std::time::Duration) {
+        match self {
+            Finish::Mirrored => ("mirrored", None, std::time::Duration::ZERO),
+            Finish::Retry(e, d) => ("failed", Some(e), *d),
+            Finish::Dead(e) => ("dead", Some(e), std::time::Duration::ZERO),
+            Finish::NotConfigured(e) => ("not-configured", Some(e), std::time::Duration::ZERO),
+        }
+    }
+}
+
 /// A job and its state: `pending`, `mirrored`, `failed` (still retried, with the last error),
 /// `dead` (gave up after `max_attempts`) or `dropped` (by an admin).
 #[derive(Clone, Debug)]
@@ -87,18 +116,11 @@ pub trait MetaStore: Send + Sync + 'static {
     ) -> Result<time::OffsetDateTime, Error>;
     /// Jobs not yet mirrored whose retry time has come, oldest first.
     fn due_jobs(&self, limit: i64) -> Result<Vec<Job>, Error>;
-    /// Record a job's outcome; a failure is retried after `retry_in`, or with `give_up` is
-    /// marked `dead` (kept, never retried until [`Self::requeue`]).
-    fn finish_job(
-        &self,
-        id: i64,
-        outcome: Result<(), String>,
-        retry_in: std::time::Duration,
-        give_up: bool,
-    ) -> Result<(), Error>;
+    /// Record a job's outcome.
+    fn finish_job(&self, id: i64, finish: Finish) -> Result<(), Error>;
     /// Jobs per state.
     fn job_states(&self) -> Result<Vec<(String, i64)>, Error>;
-    /// Put `dead` and `failed` jobs of GUNs starting with `prefix` back to `pending`, due now,
+    /// Put `dead`, `not-configured` and `failed` jobs of GUNs starting with `prefix` back to `pending`, due now,
     /// with their attempts reset; returns how many.
     fn requeue(&self, prefix: &str) -> Result<usize, Error>;
     /// Stop job `id` for good (state `dropped`); returns whether it was open.
@@ -114,8 +136,9 @@ pub trait MetaStore: Send + Sync + 'static {
     fn by_checksum(&self, gun: &str, role: &str, sha256: &str) -> Result<Option<Stored>, Error>;
     fn by_version(&self, gun: &str, role: &str, version: i64) -> Result<Option<Stored>, Error>;
     /// Delete every file of `gun` (as tombstones: kept, never served); returns whether any
-    /// existed (then a `deletion` changefeed row is written).
-    fn delete(&self, gun: &str) -> Result<bool, Error>;
+    /// existed (then a `deletion` changefeed row is written). `jobs` (the revocations of what
+    /// was mirrored) are written in the same transaction.
+    fn delete(&self, gun: &str, jobs: &[NewJob]) -> Result<bool, Error>;
     /// Changefeed after `change_id` (exclusive; 0 = from the start, negative = from the end),
     /// `records` rows (negative = that many before `change_id`), oldest first.
     fn changes(

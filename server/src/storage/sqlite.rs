@@ -8,7 +8,7 @@ use std::time::Duration;
 use rusqlite::{Connection, OptionalExtension, Row, params};
 use time::OffsetDateTime;
 
-use super::{Change, Job, MetaStore, NewJob, Stored, Update, sha256_hex};
+use super::{Change, Finish, Job, MetaStore, NewJob, Stored, Update, sha256_hex};
 use crate::error::Error;
 
 const SCHEMA: &str = r#"
@@ -246,31 +246,16 @@ impl MetaStore for SqliteStore {
         rows.collect::<rusqlite::Result<_>>().map_err(storage)
     }
 
-    fn finish_job(
-        &self,
-        id: i64,
-        outcome: Result<(), String>,
-        retry_in: Duration,
-        give_up: bool,
-    ) -> Result<(), Error> {
+    fn finish_job(&self, id: i64, finish: Finish) -> Result<(), Error> {
         let now = now_nanos();
-        let db = self.db();
-        match outcome {
-            Err(e) if give_up => db.execute(
-                "UPDATE bridge_jobs SET state = 'dead', updated_at = ?1, attempts = attempts + 1, last_error = ?2 WHERE id = ?3",
-                params![now, e, id],
-            ),
-            Ok(()) => db.execute(
-                "UPDATE bridge_jobs SET state = 'mirrored', updated_at = ?1, attempts = attempts + 1, last_error = NULL WHERE id = ?2",
-                params![now, id],
-            ),
-            Err(e) => db.execute(
-                "UPDATE bridge_jobs SET state = 'failed', updated_at = ?1, attempts = attempts + 1, last_error = ?2, next_at = ?3 WHERE id = ?4",
-                params![now, e, now + retry_in.as_nanos() as i64, id],
-            ),
-        }
-        .map(|_| ())
-        .map_err(storage)
+        let (state, error, retry_in) = finish.parts();
+        self.db()
+            .execute(
+                "UPDATE bridge_jobs SET state = ?1, updated_at = ?2, attempts = attempts + 1, last_error = ?3, next_at = ?4 WHERE id = ?5",
+                params![state, now, error, now + retry_in.as_nanos() as i64, id],
+            )
+            .map(|_| ())
+            .map_err(storage)
     }
 
     fn job_states(&self) -> Result<Vec<(String, i64)>, Error> {
@@ -289,7 +274,7 @@ impl MetaStore for SqliteStore {
         // GUNs are compared by prefix without LIKE's wildcards.
         self.db()
             .execute(
-                "UPDATE bridge_jobs SET state = 'pending', attempts = 0, next_at = ?1, updated_at = ?1 WHERE state IN ('dead', 'failed') AND substr(gun, 1, length(?2)) = ?2",
+                "UPDATE bridge_jobs SET state = 'pending', attempts = 0, next_at = ?1, updated_at = ?1 WHERE state IN ('dead', 'not-configured', 'failed') AND substr(gun, 1, length(?2)) = ?2",
                 params![now, prefix],
             )
             .map_err(storage)
@@ -359,7 +344,7 @@ impl MetaStore for SqliteStore {
         )
     }
 
-    fn delete(&self, gun: &str) -> Result<bool, Error> {
+    fn delete(&self, gun: &str, jobs: &[NewJob]) -> Result<bool, Error> {
         let mut db = self.db();
         let tx = db.transaction().map_err(storage)?;
         // Tombstones: the rows stay (for audit and recovery) but are never served again.
@@ -376,6 +361,7 @@ impl MetaStore for SqliteStore {
             )
             .map_err(storage)?;
         }
+        insert_jobs(&tx, gun, jobs, now_nanos())?;
         tx.commit().map_err(storage)?;
         Ok(n > 0)
     }

@@ -134,35 +134,46 @@ impl<T: Role> Signed<T> {
         cjson::canonical(&self.signed_value)
     }
 
-    /// Notary's `VerifySignatures`: count distinct keys among `role_keyids` whose signature
-    /// verifies; unknown key IDs and bad signatures are ignored, the count must reach
-    /// `threshold`.
-    pub fn verify_signatures(
+    /// The distinct key IDs among `role_keyids` whose signature verifies over this file
+    /// (unknown key IDs and bad signatures are left out): the role's real signers.
+    pub fn valid_keyids(
         &self,
-        role: &str,
         keys: &BTreeMap<String, PublicKey>,
         role_keyids: &[String],
-        threshold: i64,
-    ) -> Result<(), Error> {
-        if threshold < 1 {
-            return Err(Error::structure(
-                role,
-                format!("invalid threshold {threshold}"),
-            ));
-        }
+    ) -> Result<Vec<String>, Error> {
         let msg = self.signed_message()?;
-        let mut valid: Vec<&str> = Vec::new();
+        let mut valid: Vec<String> = Vec::new();
         for sig in &self.signatures {
-            if valid.contains(&sig.keyid.as_str()) || !role_keyids.contains(&sig.keyid) {
+            if valid.contains(&sig.keyid) || !role_keyids.contains(&sig.keyid) {
                 continue;
             }
             let Some(key) = keys.get(&sig.keyid) else {
                 continue;
             };
             if key.verify(&sig.method, &msg, &sig.sig).is_ok() {
-                valid.push(&sig.keyid);
+                valid.push(sig.keyid.clone());
             }
         }
+        Ok(valid)
+    }
+
+    /// Notary's `VerifySignatures`: count distinct keys among `role_keyids` whose signature
+    /// verifies; unknown key IDs and bad signatures are ignored, the count must reach
+    /// `threshold`. Returns the key IDs that verified.
+    pub fn verify_signatures(
+        &self,
+        role: &str,
+        keys: &BTreeMap<String, PublicKey>,
+        role_keyids: &[String],
+        threshold: i64,
+    ) -> Result<Vec<String>, Error> {
+        if threshold < 1 {
+            return Err(Error::structure(
+                role,
+                format!("invalid threshold {threshold}"),
+            ));
+        }
+        let valid = self.valid_keyids(keys, role_keyids)?;
         if (valid.len() as i64) < threshold {
             return Err(Error::Threshold {
                 role: role.into(),
@@ -176,7 +187,7 @@ impl<T: Role> Signed<T> {
                     .join(","),
             });
         }
-        Ok(())
+        Ok(valid)
     }
 
     /// Notary's `VerifyVersion`.

@@ -22,7 +22,6 @@
 use std::future::Future;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
 use time::{OffsetDateTime, PrimitiveDateTime};
@@ -37,7 +36,7 @@ use replicas::{CHANNEL, listen};
 pub use schema::{DbUrl, parse_url};
 use schema::{SCHEMA, SCHEMA_LOCK};
 
-use super::{Change, Job, MetaStore, NewJob, Stored, Update, Watcher, sha256_hex};
+use super::{Change, Finish, Job, MetaStore, NewJob, Stored, Update, Watcher, sha256_hex};
 use crate::error::Error;
 
 /// The error with its causes: tokio-postgres puts the detail (the server's message, the TLS
@@ -317,12 +316,15 @@ enum Extra {
 enum Param {
     I64(i64),
     Text(String),
+    /// SQL NULL (text column).
+    Null,
 }
 
 impl Param {
     fn as_sql(&self) -> &(dyn tokio_postgres::types::ToSql + Sync) {
         match self {
             Param::I64(v) => v,
+            Param::Null => &None::<String>,
             Param::Text(v) => v,
         }
     }
@@ -406,34 +408,23 @@ impl MetaStore for PgStore {
         })
     }
 
-    fn finish_job(
-        &self,
-        id: i64,
-        outcome: Result<(), String>,
-        retry_in: Duration,
-        give_up: bool,
-    ) -> Result<(), Error> {
+    fn finish_job(&self, id: i64, finish: Finish) -> Result<(), Error> {
         let now = now_nanos();
-        let (sql, params) = match outcome {
-            Err(e) if give_up => (
-                "UPDATE bridge_jobs SET state = 'dead', updated_at = $1, attempts = attempts + 1, last_error = $2 WHERE id = $3",
-                vec![Param::I64(now), Param::Text(e), Param::I64(id)],
-            ),
-            Ok(()) => (
-                "UPDATE bridge_jobs SET state = 'mirrored', updated_at = $1, attempts = attempts + 1, last_error = NULL WHERE id = $2",
-                vec![Param::I64(now), Param::I64(id)],
-            ),
-            Err(e) => (
-                "UPDATE bridge_jobs SET state = 'failed', updated_at = $1, attempts = attempts + 1, last_error = $2, next_at = $3 WHERE id = $4",
-                vec![
-                    Param::I64(now),
-                    Param::Text(e),
-                    Param::I64(now + retry_in.as_nanos() as i64),
-                    Param::I64(id),
-                ],
-            ),
-        };
-        self.count(sql, params).map(|_| ())
+        let (state, error, retry_in) = finish.parts();
+        self.count(
+            "UPDATE bridge_jobs SET state = $1, updated_at = $2, attempts = attempts + 1, last_error = $3, next_at = $4 WHERE id = $5",
+            vec![
+                Param::Text(state.to_string()),
+                Param::I64(now),
+                match error {
+                    Some(e) => Param::Text(e.to_string()),
+                    None => Param::Null,
+                },
+                Param::I64(now + retry_in.as_nanos() as i64),
+                Param::I64(id),
+            ],
+        )
+        .map(|_| ())
     }
 
     fn job_states(&self) -> Result<Vec<(String, i64)>, Error> {
@@ -452,7 +443,7 @@ impl MetaStore for PgStore {
 
     fn requeue(&self, prefix: &str) -> Result<usize, Error> {
         self.count(
-            "UPDATE bridge_jobs SET state = 'pending', attempts = 0, next_at = $1, updated_at = $1 WHERE state IN ('dead', 'failed') AND left(gun, length($2)) = $2",
+            "UPDATE bridge_jobs SET state = 'pending', attempts = 0, next_at = $1, updated_at = $1 WHERE state IN ('dead', 'not-configured', 'failed') AND left(gun, length($2)) = $2",
             vec![Param::I64(now_nanos()), Param::Text(prefix.into())],
         )
         .map(|n| n as usize)
@@ -536,8 +527,8 @@ impl MetaStore for PgStore {
         )
     }
 
-    fn delete(&self, gun: &str) -> Result<bool, Error> {
-        let gun = gun.to_string();
+    fn delete(&self, gun: &str, jobs: &[NewJob]) -> Result<bool, Error> {
+        let (gun, jobs) = (gun.to_string(), jobs.to_vec());
         let note = self.note(&gun);
         self.run(move |pool| async move {
             let mut c = pool.get().await.map_err(pool_err)?;
@@ -571,6 +562,7 @@ impl MetaStore for PgStore {
                 .map_err(pg)?;
                 notify_on_commit(&tx, &note).await?;
             }
+            insert_jobs(&tx, &gun, &jobs, now_nanos()).await?;
             tx.commit().await.map_err(pg)?;
             Ok(n > 0)
         })

@@ -1,0 +1,216 @@
+//! What the Cosign side must say, and the jobs that make it say so.
+//!
+//! The bridge's one rule: **a tag is signed on the Cosign side iff a fresh DCT client, resolving
+//! as docker does, resolves it to that digest.** A fresh client trusts `targets` only when its
+//! signatures meet the current root's `targets` keys and threshold, and a delegation only when
+//! its file meets the keys and threshold its (trusted) parent gives it now; docker then asks for
+//! `targets/releases` first and `targets` (with its tree, paths applied) after. So every change
+//! that moves that resolution — an update, a delegation's keys or threshold changed, a root
+//! rotation that drops a role's keys, a deleted repository, an import — is turned into the sign
+//! and revoke jobs between the set before and the set after, by the same two functions.
+
+use std::collections::BTreeMap;
+
+use trustbridge_tuf::{Root, Signed, Targets};
+
+use crate::storage::NewJob;
+
+/// How one tag is mirrored: the digest, the role it resolved from, and the key IDs whose
+/// signatures on that role's file verified (comma-separated), all named in the payload.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Mirrored {
+    pub digest_hex: String,
+    pub role: String,
+    pub signers: String,
+}
+
+/// The tags a fresh DCT client resolves from a repository's current files (`root`, `targets`
+/// and delegations; other roles are ignored), each with its digest, role and real signers.
+/// Files that do not parse, roles that do not verify, and everything without a root are left
+/// out: a client would not trust them. Expiry is not applied here.
+pub fn mirror_set<'a>(
+    files: impl IntoIterator<Item = (&'a str, &'a [u8])>,
+) -> BTreeMap<String, Mirrored> {
+    let mut root = None;
+    let mut docs: BTreeMap<String, Signed<Targets>> = BTreeMap::new();
+    for (role, data) in files {
+        if role == "root" {
+            root = Signed::<Root>::from_bytes(role, data).ok();
+        } else if (role == "targets" || role.starts_with("targets/"))
+            && let Ok(d) = Signed::<Targets>::from_bytes(role, data)
+        {
+            docs.insert(role.to_string(), d);
+        }
+    }
+    let Some(root) = root else {
+        return BTreeMap::new();
+    };
+    let trusted = trustbridge_tuf::resolve::trusted(&root.signed, &docs);
+    let roles = trusted
+        .keys()
+        .map(|name| (name.clone(), &docs[name].signed))
+        .collect();
+    let (resolved, _) =
+        trustbridge_tuf::resolve::resolve(&roles, trustbridge_tuf::resolve::DOCKER_ORDER);
+    resolved
+        .into_iter()
+        .filter_map(|r| {
+            let digest_hex = hex::encode(r.meta.sha256()?);
+            let signers = trusted[&r.role].join(",");
+            Some((
+                r.name,
+                Mirrored {
+                    digest_hex,
+                    role: r.role,
+                    signers,
+                },
+            ))
+        })
+        .collect()
+}
+
+/// The jobs that take the Cosign side from `before` to `after`: a tag resolving to a new
+/// digest, role or set of signers gets a `sign` job; what it resolved to before gets a
+/// `revoke` job, queued after the signs so a `.sig` manifest being rewritten is never empty in
+/// between.
+pub fn jobs_between(
+    before: &BTreeMap<String, Mirrored>,
+    after: &BTreeMap<String, Mirrored>,
+) -> Vec<NewJob> {
+    let job = |action, tag: &str, m: &Mirrored| NewJob {
+        action,
+        tag: tag.to_string(),
+        digest_hex: m.digest_hex.clone(),
+        role: m.role.clone(),
+        signers: m.signers.clone(),
+    };
+    let mut jobs: Vec<NewJob> = after
+        .iter()
+        .filter(|(tag, now)| before.get(*tag) != Some(now))
+        .map(|(tag, now)| job("sign", tag, now))
+        .collect();
+    jobs.extend(
+        before
+            .iter()
+            .filter(|(tag, was)| after.get(*tag) != Some(was))
+            .map(|(tag, was)| job("revoke", tag, was)),
+    );
+    jobs
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use trustbridge_tuf::metadata::{DelegationRole, FileMeta, Signature};
+    use trustbridge_tuf::{GoTime, KeyType, PrivateKey};
+
+    fn key() -> PrivateKey {
+        PrivateKey::generate(KeyType::Ecdsa).unwrap()
+    }
+
+    fn targets(names: &[&str], delegations: Vec<(String, Vec<&PrivateKey>)>) -> Targets {
+        let mut t = Targets {
+            type_: "Targets".into(),
+            delegations: Default::default(),
+            expires: GoTime::now().plus_years(3),
+            targets: names
+                .iter()
+                .map(|n| (n.to_string(), FileMeta::from_bytes(n.as_bytes())))
+                .collect(),
+            version: 1,
+        };
+        for (name, keys) in delegations {
+            for k in &keys {
+                t.delegations.keys.insert(k.id(), k.public_key().clone());
+            }
+            t.delegations.roles.push(DelegationRole {
+                keyids: keys.iter().map(|k| k.id()).collect(),
+                name,
+                paths: vec![String::new()],
+                path_hash_prefixes: None,
+                threshold: 1,
+            });
+        }
+        t
+    }
+
+    struct Repo {
+        root: Vec<u8>,
+        targets_key: PrivateKey,
+    }
+
+    fn repo() -> Repo {
+        let (r, t, s, ts) = (key(), key(), key(), key());
+        let root = Root::initial([
+            ("root", r.public_key().clone()),
+            ("targets", t.public_key().clone()),
+            ("snapshot", s.public_key().clone()),
+            ("timestamp", ts.public_key().clone()),
+        ]);
+        Repo {
+            root: Signed::sign(root, &[&r]).unwrap().raw().to_vec(),
+            targets_key: t,
+        }
+    }
+
+    fn signed(t: Targets, keys: &[&PrivateKey]) -> Vec<u8> {
+        Signed::sign(t, keys).unwrap().raw().to_vec()
+    }
+
+    #[test]
+    fn signers_are_the_keys_whose_signatures_verified() {
+        let r = repo();
+        let stranger = key();
+        let doc = Signed::sign(targets(&["v1"], vec![]), &[&r.targets_key]).unwrap();
+        // A second entry claiming the stranger's key, with a signature that does not verify,
+        // and one more entry for the real key: neither may count.
+        let mut sigs = doc.signatures.clone();
+        sigs.push(Signature {
+            keyid: stranger.id(),
+            method: "ecdsa".into(),
+            sig: vec![0; 64],
+        });
+        sigs.push(doc.signatures[0].clone());
+        let forged = Signed::from_parts(doc.signed.clone(), sigs).unwrap();
+        let set = mirror_set([("root", &r.root[..]), ("targets", forged.raw())]);
+        assert_eq!(set["v1"].signers, r.targets_key.id());
+    }
+
+    #[test]
+    fn roles_that_do_not_verify_are_not_mirrored() {
+        let r = repo();
+        let (alice, bob) = (key(), key());
+        let releases = signed(targets(&["rel"], vec![]), &[&alice]);
+        // releases signed by alice, delegated to alice: trusted.
+        let tg = signed(
+            targets(&["v1"], vec![("targets/releases".into(), vec![&alice])]),
+            &[&r.targets_key],
+        );
+        let set = mirror_set([
+            ("root", &r.root[..]),
+            ("targets", &tg[..]),
+            ("targets/releases", &releases[..]),
+        ]);
+        assert_eq!(set["rel"].role, "targets/releases");
+        assert_eq!(set["rel"].signers, alice.id());
+        // The delegation now names bob only: alice's file no longer verifies, rel is gone.
+        let rotated = signed(
+            targets(&["v1"], vec![("targets/releases".into(), vec![&bob])]),
+            &[&r.targets_key],
+        );
+        let after = mirror_set([
+            ("root", &r.root[..]),
+            ("targets", &rotated[..]),
+            ("targets/releases", &releases[..]),
+        ]);
+        assert_eq!(after.keys().collect::<Vec<_>>(), ["v1"]);
+        let jobs = jobs_between(&set, &after);
+        assert_eq!(jobs.len(), 1);
+        assert_eq!((jobs[0].action, jobs[0].tag.as_str()), ("revoke", "rel"));
+        // targets signed by a key the root does not name: nothing at all.
+        let other = signed(targets(&["v1"], vec![]), &[&bob]);
+        assert!(mirror_set([("root", &r.root[..]), ("targets", &other[..])]).is_empty());
+        // No root: nothing is trusted.
+        assert!(mirror_set([("targets", &tg[..])]).is_empty());
+    }
+}

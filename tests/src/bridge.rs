@@ -1,0 +1,207 @@
+//! The Cosign bridge's test setup, shared by the e2e tests here and the sigstore-rs tests:
+//! Debian's docker-registry with a sample image (../shared/peers/registry.sh), a stack with
+//! the bridge on for it, a tag signed with the real notary client, and waiting for jobs.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use crate::server::{notary, start_server, write_server_config};
+use crate::signer::{cosign_key_generate, start_ours, write_config};
+use crate::{free_port, https_get, require_bin, run_ok};
+
+/// The reference registry (../shared/peers/registry.sh), stopped on drop.
+pub struct Registry {
+    pub dir: PathBuf,
+    pub port: u16,
+}
+
+pub fn peers_script() -> PathBuf {
+    crate::shared_dir().join("peers/registry.sh")
+}
+
+impl Registry {
+    pub fn start(dir: &Path) -> Registry {
+        require_bin("docker-registry");
+        require_bin("skopeo");
+        let port = free_port();
+        run_ok(
+            "registry.sh start",
+            Command::new("bash")
+                .arg(peers_script())
+                .arg("start")
+                .arg(dir)
+                .env("REGISTRY_PORT", port.to_string()),
+        );
+        Registry {
+            dir: dir.to_path_buf(),
+            port,
+        }
+    }
+
+    /// Push the peers' sample image to `repo:tag`; returns (digest hex, size).
+    pub fn push_sample(&self, repo_tag: &str) -> (String, u64) {
+        let out = run_ok(
+            "registry.sh push-sample",
+            Command::new("bash")
+                .arg(peers_script())
+                .arg("push-sample")
+                .arg(&self.dir)
+                .arg(repo_tag)
+                .env("REGISTRY_PORT", self.port.to_string()),
+        );
+        let text = String::from_utf8_lossy(&out.stdout);
+        let line = text.lines().last().unwrap();
+        let f: Vec<&str> = line.split_whitespace().collect();
+        (
+            f[1].trim_start_matches("sha256:").to_string(),
+            f[2].parse().unwrap(),
+        )
+    }
+}
+
+impl Drop for Registry {
+    fn drop(&mut self) {
+        let _ = Command::new("bash")
+            .arg(peers_script())
+            .arg("stop")
+            .arg(&self.dir)
+            .env("REGISTRY_PORT", self.port.to_string())
+            .status();
+    }
+}
+
+/// trustbridge-signer (with a bridge key) and trustbridge-server with the bridge on for the
+/// registry on `registry_port`.
+pub struct Stack {
+    pub signer: crate::Proc,
+    pub server: crate::Proc,
+    pub config: PathBuf,
+    pub port: u16,
+    pub url: String,
+    pub ca: PathBuf,
+    /// The bridge key's ID in the signer.
+    pub key_id: String,
+}
+
+pub fn start_stack(dir: &Path, registry_port: u16, extra: &str) -> Stack {
+    start_bridge(
+        dir,
+        &format!(r#"{extra},"registries":{{"127.0.0.1:{registry_port}":{{"plain_http":true}}}}"#),
+    )
+}
+
+/// As [`start_stack`], with `fields` (JSON members after `key_id`, each with a leading comma)
+/// as the rest of the bridge's config.
+pub fn start_bridge(dir: &Path, fields: &str) -> Stack {
+    let certs = dir.join("certs");
+    trustbridge_certs::generate(30)
+        .unwrap()
+        .write(&certs)
+        .unwrap();
+    let signer_port = free_port();
+    let sc = write_config(dir, signer_port, "sqlite3");
+    let key_id = cosign_key_generate(&sc);
+    let mut signer = start_ours("trustbridge-signer", &sc, &certs, signer_port);
+    let port = free_port();
+    let config = write_server_config(
+        dir,
+        port,
+        signer_port,
+        &format!(r#","trustbridge":{{"bridge":{{"key_id":"{key_id}"{fields}}}}}"#),
+    );
+    let server = start_server("trustbridge-server", dir, &config, port, &mut [&mut signer]);
+    Stack {
+        signer,
+        server,
+        config,
+        port,
+        url: format!("https://127.0.0.1:{port}"),
+        ca: certs.join("root-ca.crt"),
+        key_id,
+    }
+}
+
+/// The newest job of `gun`'s `tag` (status JSON), once `done` accepts it (30 s at most).
+pub fn wait_status(
+    st: &Stack,
+    gun: &str,
+    tag: &str,
+    done: impl Fn(&serde_json::Value) -> bool,
+) -> serde_json::Value {
+    let start = Instant::now();
+    loop {
+        let (_, body) = https_get(
+            &format!("{}/_trustbridge/v1/status?gun={gun}", st.url),
+            &st.ca,
+        );
+        let v: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
+        if let Some(t) = v["targets"]
+            .as_array()
+            .and_then(|a| a.iter().find(|t| t["tag"] == tag))
+            && done(t)
+        {
+            return t.clone();
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "{gun}:{tag} did not reach the state asked for: {v}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// The real notary client: init `gun` (publishing), add `tag` for the image digest, publish.
+pub fn sign_tag(st: &Stack, trust: &Path, gun: &str, tag: &str, size: u64, digest: &str) {
+    notary(&st.url, &st.ca, trust, &["init", gun, "-p"]);
+    let size = size.to_string();
+    notary(
+        &st.url,
+        &st.ca,
+        trust,
+        &["addhash", gun, tag, &size, "--sha256", digest],
+    );
+    notary(&st.url, &st.ca, trust, &["publish", gun]);
+}
+
+/// Wait until the newest job of `gun`'s `tag` is `state` with `action`.
+pub fn wait_job(st: &Stack, gun: &str, tag: &str, action: &str) {
+    let start = Instant::now();
+    loop {
+        let (_, body) = https_get(
+            &format!("{}/_trustbridge/v1/status?gun={gun}", st.url),
+            &st.ca,
+        );
+        let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        if v["targets"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|t| t["tag"] == tag && t["action"] == action && t["state"] == "mirrored")
+        {
+            return;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "{action} of {tag} not done: {v}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// The number of layers in the `.sig` manifest for `digest` (0 if there is none).
+pub fn sig_layers(registry_port: u16, repo: &str, digest: &str) -> usize {
+    let out = Command::new("curl")
+        .args([
+            "-sS",
+            "-H",
+            "Accept: application/vnd.oci.image.manifest.v1+json",
+        ])
+        .arg(format!(
+            "http://127.0.0.1:{registry_port}/v2/{repo}/manifests/sha256-{digest}.sig"
+        ))
+        .output()
+        .unwrap();
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
+    v["layers"].as_array().map_or(0, |a| a.len())
+}
