@@ -325,6 +325,10 @@ impl Config {
                     None => Default::default(),
                 },
                 max_attempts: number(json, "trustbridge.bridge.max_attempts")?.unwrap_or(50),
+                reconcile_every: match number(json, "trustbridge.bridge.reconcile_seconds")?.unwrap_or(600) {
+                    0 => None,
+                    n => Some(std::time::Duration::from_secs(n.into())),
+                },
                 allow_loopback: match lookup(json, "trustbridge.bridge.allow_loopback").as_deref() {
                     None => false,
                     Some(Value::Bool(b)) => *b,

@@ -28,12 +28,8 @@ use crate::storage::MetaStore;
 use crate::storage::postgres::PgStore;
 use crate::storage::sqlite::SqliteStore;
 
-/// `bridge backfill`: mirror every stored target of GUNs starting with `prefix`.
-pub async fn backfill(
-    config: &Config,
-    prefix: &str,
-    redeliver: bool,
-) -> Result<bridge::backfill::Report, Error> {
+/// The store, signer link, repository and bridge an offline `bridge` command works with.
+fn offline_bridge(config: &Config) -> Result<(Repo, bridge::Bridge), Error> {
     let b = config
         .bridge
         .clone()
@@ -44,14 +40,35 @@ pub async fn backfill(
         config::Storage::Postgres(url) => Arc::new(PgStore::open(url)?),
         config::Storage::Memory => {
             return Err(Error::Start(
-                "the memory backend holds nothing to backfill".into(),
+                "the memory backend holds nothing for an offline bridge command".into(),
             ));
         }
     };
     let signer = SignerLink::new(&config.trust, metrics.clone())?;
     let repo = Repo::new(store.clone(), signer.clone(), config.renewal);
-    let bridge = bridge::Bridge::new(b, store, signer, metrics);
+    Ok((repo, bridge::Bridge::new(b, store, signer, metrics)))
+}
+
+/// `bridge backfill`: mirror every stored target of GUNs starting with `prefix`.
+pub async fn backfill(
+    config: &Config,
+    prefix: &str,
+    redeliver: bool,
+) -> Result<bridge::backfill::Report, Error> {
+    let (repo, bridge) = offline_bridge(config)?;
     bridge::backfill::backfill(&repo, &bridge, prefix, redeliver).await
+}
+
+/// `bridge verify`: one reconcile pass over GUNs starting with `prefix`, then deliver what it
+/// queued (as backfill does); returns the pass's findings and the delivery counts.
+pub async fn verify(
+    config: &Config,
+    prefix: &str,
+) -> Result<(bridge::reconcile::Report, bridge::backfill::Report), Error> {
+    let (repo, bridge) = offline_bridge(config)?;
+    let found = bridge.reconcile(&repo, prefix).await?;
+    let delivered = bridge::backfill::deliver_due(&bridge, repo.store().as_ref()).await?;
+    Ok((found, delivered))
 }
 
 /// Listen on `config.http_addr` and serve until `shutdown` completes. `ready` receives the
@@ -139,6 +156,29 @@ pub async fn run(
             }
         })
     };
+    // The reconciler, on the replica that holds the bridge lease.
+    let reconciler = match (
+        &app.bridge,
+        config.bridge.as_ref().and_then(|b| b.reconcile_every),
+    ) {
+        (Some(bridge), Some(every)) => {
+            let (app, bridge) = (app.clone(), bridge.clone());
+            Some(tokio::spawn(async move {
+                let mut tick = tokio::time::interval(every);
+                tick.tick().await;
+                loop {
+                    tick.tick().await;
+                    if !app.repo.store().bridge_lease() {
+                        continue;
+                    }
+                    if let Err(e) = bridge.reconcile(&app.repo, "").await {
+                        tracing::warn!(error = %e, "bridge: reconciling failed");
+                    }
+                }
+            }))
+        }
+        _ => None,
+    };
     let router = axum::Router::new()
         .fallback(handlers::dispatch)
         .with_state(app);
@@ -162,6 +202,9 @@ pub async fn run(
     ready(local);
     let res = http::serve(listener, tls, router, shutdown).await;
     sweeper.abort();
+    if let Some(r) = reconciler {
+        r.abort();
+    }
     if let Some(w) = bridge_worker {
         w.abort();
     }

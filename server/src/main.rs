@@ -56,7 +56,15 @@ enum BridgeCmd {
         #[arg(long)]
         redeliver: bool,
     },
-    /// Requeue dead (gave up) and failed jobs now, attempts reset (safe while the server runs)
+    /// Read every mirrored tag back from its registry now: re-queue what is missing, remove
+    /// ours that DCT no longer trusts, flag drift (the server also does this every
+    /// `reconcile_seconds`)
+    Verify {
+        /// Only GUNs starting with this
+        #[arg(long, default_value = "")]
+        gun: String,
+    },
+    /// Requeue dead (gave up), not-configured and failed jobs now, attempts reset (safe while the server runs)
     Retry {
         /// Only GUNs starting with this
         #[arg(long, default_value = "")]
@@ -134,6 +142,23 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             println!(
                 "backfill: {} new job(s), {} mirrored, {} failed (retried by the server)",
                 report.added, report.mirrored, report.failed
+            );
+        }
+        Some(Cmd::Bridge(BridgeCmd::Verify { gun })) => {
+            let config = Config::load(&cli.config)?;
+            init_logging("warn", &cli.log_format);
+            let (found, delivered) = rt.block_on(trustbridge_server::verify(&config, &gun))?;
+            println!(
+                "verify: {} tag(s) in {} GUN(s): {} verified, {} re-queued, {} of ours removed, {} drifted, {} unchecked; {} job(s) delivered, {} failed",
+                found.tags,
+                found.guns,
+                found.verified,
+                found.repushed,
+                found.removed,
+                found.drifted,
+                found.unchecked,
+                delivered.mirrored,
+                delivered.failed
             );
         }
         Some(Cmd::Bridge(BridgeCmd::Retry { gun })) => {

@@ -42,6 +42,7 @@ struct Inner {
     bridge: Family<BridgeLabels, Counter>,
     bridge_states: Family<StateLabels, prometheus_client::metrics::gauge::Gauge>,
     bridge_lease: prometheus_client::metrics::gauge::Gauge,
+    bridge_drifted: prometheus_client::metrics::gauge::Gauge,
     registry: Registry,
     requests: Family<RequestLabels, Counter>,
     latency: Family<RouteLabels, Histogram>,
@@ -93,6 +94,12 @@ impl Metrics {
             "Cosign mirror jobs by state (pending, failed: still retried; dead: refused or gave up; not-configured: registry not allowed; mirrored)",
             bridge_states.clone(),
         );
+        let bridge_drifted = prometheus_client::metrics::gauge::Gauge::default();
+        registry.register(
+            "bridge_drifted_tags",
+            "Tags whose registry tag points elsewhere than the digest DCT trusts (last reconcile)",
+            bridge_drifted.clone(),
+        );
         let bridge_lease = prometheus_client::metrics::gauge::Gauge::default();
         registry.register(
             "bridge_lease",
@@ -103,6 +110,7 @@ impl Metrics {
             bridge,
             bridge_states,
             bridge_lease,
+            bridge_drifted,
             registry,
             requests,
             latency,
@@ -159,6 +167,10 @@ impl Metrics {
                 })
                 .set(n);
         }
+    }
+
+    pub fn bridge_drifted(&self, n: i64) {
+        self.0.bridge_drifted.set(n);
     }
 
     pub fn bridge_lease(&self, held: bool) {

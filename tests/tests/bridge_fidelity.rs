@@ -8,9 +8,11 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use trustbridge_e2e::bridge::{Registry, Stack, sign_tag, start_stack, wait_job};
+use trustbridge_e2e::bridge::{
+    Registry, Stack, sig_layers, sign_tag, start_stack, wait_job, wait_status,
+};
 use trustbridge_e2e::server::{delegation_cert, notary, notary_with_input};
-use trustbridge_e2e::{https_get, init};
+use trustbridge_e2e::{https_get, init, run_ok};
 
 /// The real cosign of a Debian suite (`sid`: 3.1.1, `trixie`: 2.5.0). Missing fails the test:
 /// scripts/test.sh installs both with ../shared/peers/debian-extra.sh.
@@ -557,4 +559,133 @@ fn imported_histories_are_verified_before_anything_is_stored() {
     assert_eq!(code, "200", "{body}");
     let job = trustbridge_e2e::bridge::wait_status(&st, gun, "v1", |_| true);
     assert_eq!(job["signers"], targets_key.id(), "{job}");
+}
+
+/// The reconciler reads back what was delivered: our `.sig` deleted behind the bridge's back
+/// is pushed again, and a tag moved in the registry (skopeo) is flagged as drift in status,
+/// metrics and `bridge verify`, and never "fixed" by signing what the registry now has.
+#[test]
+fn the_reconciler_repushes_what_is_missing_and_flags_drift() {
+    init();
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let registry = Registry::start(&dir.join("registry"));
+    let repo = "team/app";
+    let gun = format!("127.0.0.1:{}/{repo}", registry.port);
+    let (d1, s1) = registry.push_sample(&format!("{repo}:v1"));
+    let (d2, _) = registry.push_sample(&format!("{repo}:other"));
+    let st = start_stack(dir, registry.port, r#","reconcile_seconds":1"#);
+    let (_, pem) = https_get(&format!("{}/_trustbridge/v1/cosign.pub", st.url), &st.ca);
+    let key = dir.join("cosign.pub");
+    std::fs::write(&key, &pem).unwrap();
+    let trust = dir.join("owner");
+    sign_tag(&st, &trust, &gun, "v1", s1, &d1);
+    wait_job(&st, &gun, "v1", "sign");
+    let first = wait_status(&st, &gun, "v1", |t| t["verified_at"].is_string());
+    assert_eq!(first["drift"], false, "{first}");
+    assert_eq!(first["registry_digest"], format!("sha256:{d1}"));
+
+    // Someone deletes our signature manifest: the next pass pushes it again.
+    let sig = format!(
+        "http://127.0.0.1:{}/v2/{repo}/manifests/sha256-{d1}.sig",
+        registry.port
+    );
+    let head = Command::new("curl")
+        .args([
+            "-sSI",
+            "-H",
+            "Accept: application/vnd.oci.image.manifest.v1+json",
+            &sig,
+        ])
+        .output()
+        .unwrap();
+    let head = String::from_utf8_lossy(&head.stdout).to_lowercase();
+    let manifest = head
+        .lines()
+        .find_map(|l| l.strip_prefix("docker-content-digest:"))
+        .unwrap_or_else(|| panic!("no digest for the .sig manifest: {head}"))
+        .trim()
+        .to_string();
+    let out = Command::new("curl")
+        .args([
+            "-sS",
+            "-o",
+            "/dev/null",
+            "-w",
+            "%{http_code}",
+            "-X",
+            "DELETE",
+        ])
+        .arg(format!(
+            "http://127.0.0.1:{}/v2/{repo}/manifests/{manifest}",
+            registry.port
+        ))
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "202");
+    assert_eq!(sig_layers(registry.port, repo, &d1), 0);
+    assert!(!cosign_verify("sid", &key, &format!("{gun}:v1"), &[]).0);
+    let start = std::time::Instant::now();
+    while sig_layers(registry.port, repo, &d1) == 0 {
+        assert!(
+            start.elapsed() < std::time::Duration::from_secs(30),
+            "the deleted signature was not pushed again: {}",
+            st.server.log()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(300));
+    }
+    assert_cosign(&key, &format!("{gun}:v1"), true, "pushed again");
+
+    // The tag is moved in the registry behind trust's back: drift, flagged, not re-signed.
+    run_ok(
+        "skopeo copy",
+        Command::new("skopeo").args([
+            "copy",
+            "--src-tls-verify=false",
+            "--dest-tls-verify=false",
+            &format!("docker://127.0.0.1:{}/{repo}:other", registry.port),
+            &format!("docker://127.0.0.1:{}/{repo}:v1", registry.port),
+        ]),
+    );
+    let drift = wait_status(&st, &gun, "v1", |t| t["drift"] == true);
+    assert_eq!(drift["registry_digest"], format!("sha256:{d2}"), "{drift}");
+    assert_eq!(
+        drift["digest"],
+        format!("sha256:{d1}"),
+        "DCT's digest stays"
+    );
+    let (_, metrics) = https_get(&format!("{}/metrics", st.url), &st.ca);
+    let metrics = String::from_utf8_lossy(&metrics);
+    assert!(
+        metrics.contains("trustbridge_bridge_drifted_tags 1"),
+        "{metrics}"
+    );
+    std::thread::sleep(std::time::Duration::from_secs(3));
+    assert_eq!(
+        sig_layers(registry.port, repo, &d2),
+        0,
+        "what the registry has now is never signed for DCT's tag"
+    );
+    assert_cosign(
+        &key,
+        &format!("{gun}:v1"),
+        false,
+        "the tag now names an unsigned image",
+    );
+    // The admin command says the same.
+    let out = run_ok(
+        "trustbridge-server bridge verify",
+        Command::new(trustbridge_e2e::our_bin(
+            "trustbridge-server",
+            "trustbridge-server",
+        ))
+        .args(["--config"])
+        .arg(&st.config)
+        .args(["bridge", "verify", "--gun", &gun]),
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("1 verified") && text.contains("1 drifted"),
+        "{text}"
+    );
 }

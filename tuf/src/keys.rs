@@ -134,6 +134,23 @@ impl PublicKey {
         Ok(PublicKey::new(plain, cert.public_key().raw.to_vec()))
     }
 
+    /// Verify an ECDSA P-256 signature in cosign's encoding (ASN.1 DER `SEQUENCE{r,s}` over
+    /// SHA-256 of `msg`), as Cosign layers and Sigstore bundles carry it; notary's own
+    /// signatures are raw r||s ([`Self::verify`]).
+    pub fn verify_der(&self, msg: &[u8], der: &[u8]) -> Result<(), Error> {
+        let bad = |reason: &str| Error::Key {
+            key_id: self.id(),
+            reason: reason.to_string(),
+        };
+        if !matches!(self.key_type, KeyType::Ecdsa) {
+            return Err(bad("not an ECDSA public key"));
+        }
+        let point = spki_bit_string(&self.public).map_err(|_| bad("invalid ECDSA public key"))?;
+        UnparsedPublicKey::new(&signature::ECDSA_P256_SHA256_ASN1, point)
+            .verify(msg, der)
+            .map_err(|_| bad("ECDSA signature does not verify"))
+    }
+
     /// Verify `sig` over `msg` as notary does for `method` (`tuf/signed/verifiers.go`):
     /// ECDSA raw r||s over SHA-256, Ed25519 over the message, RSA-PSS-SHA256 (salt = 32),
     /// RSA PKCS#1 v1.5 SHA-256.

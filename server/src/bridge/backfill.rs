@@ -9,6 +9,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 use super::Bridge;
 use crate::error::Error;
 use crate::repo::Repo;
+use crate::storage::MetaStore;
 
 pub struct Report {
     pub added: usize,
@@ -35,7 +36,15 @@ pub async fn backfill(
         added += jobs.len();
         store.enqueue(&gun, &jobs)?;
     }
-    let bar = ProgressBar::new(added as u64);
+    let mut report = deliver_due(bridge, store.as_ref()).await?;
+    report.added = added;
+    Ok(report)
+}
+
+/// Deliver what is due in the foreground, with a progress bar, until nothing is (or only
+/// failures remain).
+pub async fn deliver_due(bridge: &Bridge, store: &dyn MetaStore) -> Result<Report, Error> {
+    let bar = ProgressBar::new(store.due_jobs(100_000)?.len() as u64);
     bar.set_style(
         ProgressStyle::with_template("{bar:40} {pos}/{len} mirrored ({elapsed})")
             .unwrap_or_else(|_| ProgressStyle::default_bar()),
@@ -60,7 +69,7 @@ pub async fn backfill(
     }
     bar.finish();
     Ok(Report {
-        added,
+        added: 0,
         mirrored,
         failed,
     })

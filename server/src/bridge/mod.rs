@@ -7,6 +7,7 @@
 pub mod backfill;
 pub mod bundle;
 pub mod payload;
+pub mod reconcile;
 mod referrers;
 pub mod registry;
 mod resolution;
@@ -52,6 +53,9 @@ pub struct BridgeConfig {
     /// Deliveries tried before a job is `dead` (0: retry forever; default 50, about four hours
     /// at the default backoff cap). `trustbridge-server bridge retry` revives dead jobs.
     pub max_attempts: u32,
+    /// How often the reconciler reads every mirrored tag back from its registry (default 10
+    /// minutes; None: only on demand, `trustbridge-server bridge verify`).
+    pub reconcile_every: Option<Duration>,
     /// Also deliver to any loopback registry not named in `registries` (plain HTTP): dev
     /// mode's setting. Otherwise only the registries named there are ever contacted.
     pub allow_loopback: bool,
@@ -433,21 +437,41 @@ impl Bridge {
         }
     }
 
-    /// `GET /_trustbridge/v1/status?gun=`: the mirror state of every target of `gun`.
+    /// `GET /_trustbridge/v1/status?gun=`: the mirror state of every target of `gun` (its
+    /// newest job per tag and role) with what the reconciler last found in the registry
+    /// (`verified_at`, `registry_digest`, `drift`, `check_error`).
     pub fn status(&self, gun: &str) -> Result<serde_json::Value, String> {
         let jobs = self.store.jobs_for(gun).map_err(|e| e.to_string())?;
+        let checks: HashMap<String, crate::storage::TagCheck> = self
+            .store
+            .checks_for(gun)
+            .map_err(|e| e.to_string())?
+            .into_iter()
+            .map(|c| (c.tag.clone(), c))
+            .collect();
+        let time =
+            |t: time::OffsetDateTime| trustbridge_tuf::GoTime::from_offset_datetime(t).to_string();
         let mut seen = std::collections::HashSet::new();
         let rows: Vec<serde_json::Value> = jobs
             .into_iter()
             .filter(|j| seen.insert((j.tag.clone(), j.role.clone())))
             .map(|j| {
-                serde_json::json!({
+                let mut row = serde_json::json!({
                     "id": j.id, "gun": j.gun, "tag": j.tag, "digest": format!("sha256:{}", j.digest_hex),
                     "action": j.action,
                     "role": j.role, "signers": j.signers, "state": j.state, "attempts": j.attempts,
                     "last_error": j.last_error,
-                    "updated_at": trustbridge_tuf::GoTime::from_offset_datetime(j.updated_at).to_string(),
-                })
+                    "updated_at": time(j.updated_at),
+                });
+                if let Some(c) = checks.get(&j.tag).filter(|c| c.digest_hex == j.digest_hex) {
+                    row["verified_at"] = c.verified_at.map(time).into();
+                    row["registry_digest"] =
+                        c.registry_digest.as_ref().map(|d| format!("sha256:{d}")).into();
+                    row["drift"] = c.drift.into();
+                    row["check_error"] = c.error.clone().into();
+                    row["checked_at"] = time(c.checked_at).into();
+                }
+                row
             })
             .collect();
         Ok(serde_json::json!({"gun": gun, "targets": rows}))

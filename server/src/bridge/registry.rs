@@ -302,7 +302,7 @@ impl Registry {
 
     /// The `.sig` manifest's layers and digest, if it exists. Read with our own GET so the
     /// body is capped ([`MAX_BODY`]): a registry cannot make us buffer without end.
-    async fn current(
+    pub(super) async fn current(
         &self,
         reference: &Reference,
     ) -> Result<Option<(Vec<Value>, String)>, RegistryError> {

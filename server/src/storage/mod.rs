@@ -100,6 +100,25 @@ pub struct Job {
     pub updated_at: time::OffsetDateTime,
 }
 
+/// What the reconciler last found in the registry for one tag the Cosign side must sign.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TagCheck {
+    pub tag: String,
+    /// The digest DCT trusts (hex).
+    pub digest_hex: String,
+    /// When our `.sig` layer (and bundle, when on) last read back and verified with the
+    /// bridge key; kept across failed checks of the same digest.
+    pub verified_at: Option<time::OffsetDateTime>,
+    /// What the registry's tag points at (hex), None when the registry has no such tag.
+    pub registry_digest: Option<String>,
+    /// The registry's tag points elsewhere than the digest DCT trusts (never "fixed" by
+    /// signing what the registry has).
+    pub drift: bool,
+    /// Why the last check could not verify.
+    pub error: Option<String>,
+    pub checked_at: time::OffsetDateTime,
+}
+
 /// Told which GUN another process (a replica) changed, or `None` when changes may have been
 /// missed (drop every cached view).
 pub type Watcher = Arc<dyn Fn(Option<&str>) + Send + Sync>;
@@ -131,6 +150,12 @@ pub trait MetaStore: Send + Sync + 'static {
     fn has_job(&self, gun: &str, job: &NewJob) -> Result<bool, Error>;
     /// Every job of `gun`, newest first.
     fn jobs_for(&self, gun: &str) -> Result<Vec<Job>, Error>;
+    /// Replace the reconciler's findings for `gun` (tags not listed are forgotten).
+    fn record_checks(&self, gun: &str, checks: &[TagCheck]) -> Result<(), Error>;
+    /// The reconciler's findings for `gun`, by tag.
+    fn checks_for(&self, gun: &str) -> Result<Vec<TagCheck>, Error>;
+    /// How many tags drifted (indexed).
+    fn drifted(&self) -> Result<i64, Error>;
     /// Highest stored version of `role`.
     fn latest(&self, gun: &str, role: &str) -> Result<Option<Stored>, Error>;
     fn by_checksum(&self, gun: &str, role: &str, sha256: &str) -> Result<Option<Stored>, Error>;

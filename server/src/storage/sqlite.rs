@@ -8,7 +8,7 @@ use std::time::Duration;
 use rusqlite::{Connection, OptionalExtension, Row, params};
 use time::OffsetDateTime;
 
-use super::{Change, Finish, Job, MetaStore, NewJob, Stored, Update, sha256_hex};
+use super::{Change, Finish, Job, MetaStore, NewJob, Stored, TagCheck, Update, sha256_hex};
 use crate::error::Error;
 
 const SCHEMA: &str = r#"
@@ -52,6 +52,18 @@ CREATE TABLE IF NOT EXISTS bridge_jobs (
 );
 CREATE INDEX IF NOT EXISTS idx_bridge_jobs_due ON bridge_jobs (state, next_at);
 CREATE INDEX IF NOT EXISTS idx_bridge_jobs_gun ON bridge_jobs (gun);
+CREATE TABLE IF NOT EXISTS bridge_checks (
+  gun VARCHAR(255) NOT NULL,
+  tag VARCHAR(255) NOT NULL,
+  digest CHAR(64) NOT NULL,
+  verified_at INTEGER NULL,
+  registry_digest CHAR(64) NULL,
+  drift INTEGER NOT NULL DEFAULT 0,
+  error TEXT NULL,
+  checked_at INTEGER NOT NULL,
+  PRIMARY KEY (gun, tag)
+);
+CREATE INDEX IF NOT EXISTS idx_bridge_checks_drift ON bridge_checks (drift);
 "#;
 
 pub struct SqliteStore {
@@ -321,6 +333,63 @@ impl MetaStore for SqliteStore {
             .map_err(storage)?;
         let rows = st.query_map([gun], job).map_err(storage)?;
         rows.collect::<rusqlite::Result<_>>().map_err(storage)
+    }
+
+    fn record_checks(&self, gun: &str, checks: &[TagCheck]) -> Result<(), Error> {
+        let mut db = self.db();
+        let tx = db.transaction().map_err(storage)?;
+        tx.execute("DELETE FROM bridge_checks WHERE gun = ?1", [gun])
+            .map_err(storage)?;
+        for c in checks {
+            tx.execute(
+                "INSERT INTO bridge_checks (gun, tag, digest, verified_at, registry_digest, drift, error, checked_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+                params![
+                    gun,
+                    c.tag,
+                    c.digest_hex,
+                    c.verified_at.map(|t| t.unix_timestamp_nanos() as i64),
+                    c.registry_digest,
+                    c.drift,
+                    c.error,
+                    c.checked_at.unix_timestamp_nanos() as i64
+                ],
+            )
+            .map_err(storage)?;
+        }
+        tx.commit().map_err(storage)
+    }
+
+    fn checks_for(&self, gun: &str) -> Result<Vec<TagCheck>, Error> {
+        let db = self.db();
+        let mut st = db
+            .prepare_cached(
+                "SELECT tag, digest, verified_at, registry_digest, drift, error, checked_at FROM bridge_checks WHERE gun = ?1 ORDER BY tag",
+            )
+            .map_err(storage)?;
+        let rows = st
+            .query_map([gun], |r| {
+                Ok(TagCheck {
+                    tag: r.get(0)?,
+                    digest_hex: r.get(1)?,
+                    verified_at: r.get::<_, Option<i64>>(2)?.map(time_of),
+                    registry_digest: r.get(3)?,
+                    drift: r.get(4)?,
+                    error: r.get(5)?,
+                    checked_at: time_of(r.get(6)?),
+                })
+            })
+            .map_err(storage)?;
+        rows.collect::<rusqlite::Result<_>>().map_err(storage)
+    }
+
+    fn drifted(&self) -> Result<i64, Error> {
+        self.db()
+            .query_row(
+                "SELECT COUNT(*) FROM bridge_checks WHERE drift = 1",
+                [],
+                |r| r.get(0),
+            )
+            .map_err(storage)
     }
 
     fn latest(&self, gun: &str, role: &str) -> Result<Option<Stored>, Error> {

@@ -28,6 +28,7 @@ use time::{OffsetDateTime, PrimitiveDateTime};
 use tokio_postgres::error::SqlState;
 use tokio_postgres::{NoTls, Row};
 
+mod checks;
 mod replicas;
 mod schema;
 mod tls;
@@ -36,7 +37,9 @@ use replicas::{CHANNEL, listen};
 pub use schema::{DbUrl, parse_url};
 use schema::{SCHEMA, SCHEMA_LOCK};
 
-use super::{Change, Finish, Job, MetaStore, NewJob, Stored, Update, Watcher, sha256_hex};
+use super::{
+    Change, Finish, Job, MetaStore, NewJob, Stored, TagCheck, Update, Watcher, sha256_hex,
+};
 use crate::error::Error;
 
 /// The error with its causes: tokio-postgres puts the detail (the server's message, the TLS
@@ -495,6 +498,18 @@ impl MetaStore for PgStore {
                 .map_err(pg)?;
             Ok(rows.iter().map(job).collect())
         })
+    }
+
+    fn record_checks(&self, gun: &str, checks: &[TagCheck]) -> Result<(), Error> {
+        self.put_checks(gun, checks)
+    }
+
+    fn checks_for(&self, gun: &str) -> Result<Vec<TagCheck>, Error> {
+        self.get_checks(gun)
+    }
+
+    fn drifted(&self) -> Result<i64, Error> {
+        self.count_drifted()
     }
 
     fn latest(&self, gun: &str, role: &str) -> Result<Option<Stored>, Error> {

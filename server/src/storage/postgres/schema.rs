@@ -25,6 +25,11 @@ CREATE TABLE IF NOT EXISTS bridge_jobs (
   last_error text NULL, next_at bigint NOT NULL, signers text NOT NULL DEFAULT '');
 CREATE INDEX IF NOT EXISTS idx_bridge_jobs_due ON bridge_jobs (state, next_at);
 CREATE INDEX IF NOT EXISTS idx_bridge_jobs_gun ON bridge_jobs (gun);
+CREATE TABLE IF NOT EXISTS bridge_checks (
+  gun varchar(255) NOT NULL, tag varchar(255) NOT NULL, digest char(64) NOT NULL,
+  verified_at bigint NULL, registry_digest char(64) NULL, drift boolean NOT NULL DEFAULT false,
+  error text NULL, checked_at bigint NOT NULL, PRIMARY KEY (gun, tag));
+CREATE INDEX IF NOT EXISTS idx_bridge_checks_drift ON bridge_checks (drift);
 "#;
 
 /// Held while the schema is created, so replicas starting together do not race.

@@ -1,0 +1,85 @@
+//! The reconciler's findings (`bridge_checks`), one row per (GUN, tag), replaced per GUN.
+
+use time::OffsetDateTime;
+
+use super::{PgStore, pg, pool_err};
+use crate::error::Error;
+use crate::storage::TagCheck;
+
+fn nanos(t: OffsetDateTime) -> i64 {
+    t.unix_timestamp_nanos() as i64
+}
+
+fn time_of(n: i64) -> OffsetDateTime {
+    OffsetDateTime::from_unix_timestamp_nanos(n as i128).unwrap_or(OffsetDateTime::UNIX_EPOCH)
+}
+
+impl PgStore {
+    pub(super) fn put_checks(&self, gun: &str, checks: &[TagCheck]) -> Result<(), Error> {
+        let (gun, checks) = (gun.to_string(), checks.to_vec());
+        self.run(move |pool| async move {
+            let mut c = pool.get().await.map_err(pool_err)?;
+            let tx = c.transaction().await.map_err(pg)?;
+            tx.execute("DELETE FROM bridge_checks WHERE gun = $1", &[&gun])
+                .await
+                .map_err(pg)?;
+            for k in &checks {
+                tx.execute(
+                    "INSERT INTO bridge_checks (gun, tag, digest, verified_at, registry_digest, drift, error, checked_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+                    &[
+                        &gun,
+                        &k.tag,
+                        &k.digest_hex,
+                        &k.verified_at.map(nanos),
+                        &k.registry_digest,
+                        &k.drift,
+                        &k.error,
+                        &nanos(k.checked_at),
+                    ],
+                )
+                .await
+                .map_err(pg)?;
+            }
+            tx.commit().await.map_err(pg)
+        })
+    }
+
+    pub(super) fn get_checks(&self, gun: &str) -> Result<Vec<TagCheck>, Error> {
+        let gun = gun.to_string();
+        self.run(move |pool| async move {
+            let c = pool.get().await.map_err(pool_err)?;
+            let rows = c
+                .query(
+                    "SELECT tag, digest, verified_at, registry_digest, drift, error, checked_at FROM bridge_checks WHERE gun = $1 ORDER BY tag",
+                    &[&gun],
+                )
+                .await
+                .map_err(pg)?;
+            Ok(rows
+                .iter()
+                .map(|r| TagCheck {
+                    tag: r.get(0),
+                    digest_hex: r.get::<_, String>(1).trim().to_string(),
+                    verified_at: r.get::<_, Option<i64>>(2).map(time_of),
+                    registry_digest: r
+                        .get::<_, Option<String>>(3)
+                        .map(|d| d.trim().to_string()),
+                    drift: r.get(4),
+                    error: r.get(5),
+                    checked_at: time_of(r.get(6)),
+                })
+                .collect())
+        })
+    }
+
+    pub(super) fn count_drifted(&self) -> Result<i64, Error> {
+        self.run(move |pool| async move {
+            let c = pool.get().await.map_err(pool_err)?;
+            let row = c
+                .query_one("SELECT COUNT(*) FROM bridge_checks WHERE drift", &[])
+                .await
+                .map_err(pg)?;
+            Ok(row.get(0))
+        })
+    }
+}
