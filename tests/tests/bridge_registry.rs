@@ -275,7 +275,10 @@ fn credentials_and_a_private_ca_then_dead_letter_and_retry() {
     let dead = wait_state(&st, &gun, "v2", "dead");
     assert_eq!(dead["attempts"], 1, "{dead}");
     let err = dead["last_error"].as_str().unwrap().to_lowercase();
-    assert!(err.contains("not authorized"), "{err}");
+    assert!(
+        err.contains("401") && err.contains("authentication required"),
+        "the registry's own refusal: {err}"
+    );
     let d3 = sign(&st, &trust, &gun, "v3");
     let v3 = wait_state(&st, &gun, "v3", "dead");
     let start = Instant::now();

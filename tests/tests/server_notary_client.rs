@@ -128,3 +128,54 @@ fn notary_client_lifecycle() {
     let list = fresh("fresh3", &["list", GUN]);
     assert!(list.contains("fresh") && !list.contains("v3"), "{list}");
 }
+
+/// With the snapshot held by the server, a publish that changes nothing (re-adding a tag with
+/// the same hash) makes the notary client send a multipart body with no parts. Go
+/// notary-server takes it (a new snapshot and timestamp); so must we: the publish succeeds on
+/// both and the next timestamp names the next snapshot.
+#[test]
+fn a_publish_that_changes_nothing_is_taken_as_notary_takes_it() {
+    use trustbridge_e2e::free_port;
+    use trustbridge_e2e::peers::{go_server, go_signer};
+    use trustbridge_tuf::Snapshot;
+    init();
+    let tmp = tempfile::tempdir().unwrap();
+    let ours = start_stack(tmp.path());
+    let go_dir = tmp.path().join("go");
+    std::fs::create_dir_all(&go_dir).unwrap();
+    trustbridge_certs::generate(30)
+        .unwrap()
+        .write(&go_dir.join("certs"))
+        .unwrap();
+    let signer_port = free_port();
+    let _signer = go_signer(&go_dir, signer_port, r#"{"backend":"memory"}"#);
+    let go_port = free_port();
+    let _server = go_server(&go_dir, go_port, signer_port, "");
+    let go_url = format!("https://127.0.0.1:{go_port}");
+    let go_ca = go_dir.join("certs/root-ca.crt");
+    for (name, url, ca) in [
+        ("notary-server", go_url.as_str(), go_ca.as_path()),
+        ("trustbridge-server", ours.url.as_str(), ours.ca.as_path()),
+    ] {
+        let trust = tmp.path().join(format!("trust-{name}"));
+        println!("against {name}");
+        let n = |args: &[&str]| notary(url, ca, &trust, args);
+        let hash = "a".repeat(64);
+        n(&["init", GUN, "-p"]);
+        n(&["key", "rotate", GUN, "snapshot", "-r"]);
+        n(&["addhash", GUN, "v1", "3", "--sha256", &hash]);
+        n(&["publish", GUN]);
+        let snapshot = |url: &str| {
+            let (_, body) = https_get(&format!("{url}/v2/{GUN}/_trust/tuf/snapshot.json"), ca);
+            Signed::<Snapshot>::from_bytes("snapshot", &body)
+                .unwrap()
+                .signed
+                .version
+        };
+        let before = snapshot(url);
+        n(&["addhash", GUN, "v1", "3", "--sha256", &hash]);
+        n(&["publish", GUN]);
+        assert_eq!(snapshot(url), before + 1, "{name}: a new snapshot");
+        assert!(n(&["list", GUN]).contains("v1"), "{name}");
+    }
+}
