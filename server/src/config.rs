@@ -325,6 +325,12 @@ impl Config {
                     None => Default::default(),
                 },
                 max_attempts: number(json, "trustbridge.bridge.max_attempts")?.unwrap_or(50),
+                on_expiry: match string(json, "trustbridge.bridge.on_expiry") {
+                    None => crate::bridge::OnExpiry::Keep,
+                    Some(v) => crate::bridge::OnExpiry::parse(&v).ok_or_else(|| {
+                        format!("trustbridge.bridge.on_expiry {v:?}: use \"keep\" or \"revoke\"")
+                    })?,
+                },
                 reconcile_every: match number(json, "trustbridge.bridge.reconcile_seconds")?.unwrap_or(600) {
                     0 => None,
                     n => Some(std::time::Duration::from_secs(n.into())),

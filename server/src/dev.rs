@@ -152,6 +152,7 @@ pub fn prepare(data: &Path, addr: &str) -> Result<(Config, DevSigner), Error> {
         bridge: Some(crate::bridge::BridgeConfig {
             key_id: bridge_key,
             allow_loopback: true,
+            on_expiry: Default::default(),
             reconcile_every: Some(std::time::Duration::from_secs(600)),
             registries: Default::default(),
             max_backoff: std::time::Duration::from_secs(60),

@@ -125,7 +125,8 @@ pub async fn run(
         bridge,
         auth,
         issuer,
-        repo: Repo::new(store, signer, config.renewal).with_mirror(config.bridge.is_some()),
+        repo: Repo::new(store, signer, config.renewal)
+            .with_mirror(config.bridge.as_ref().map(|b| b.on_expiry)),
         metrics,
         max_age_current: config.max_age_current,
         max_age_consistent: config.max_age_consistent,

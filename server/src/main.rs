@@ -149,13 +149,14 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             init_logging("warn", &cli.log_format);
             let (found, delivered) = rt.block_on(trustbridge_server::verify(&config, &gun))?;
             println!(
-                "verify: {} tag(s) in {} GUN(s): {} verified, {} re-queued, {} of ours removed, {} drifted, {} unchecked; {} job(s) delivered, {} failed",
+                "verify: {} tag(s) in {} GUN(s): {} verified, {} re-queued, {} of ours removed, {} drifted, {} of expired roles, {} unchecked; {} job(s) delivered, {} failed",
                 found.tags,
                 found.guns,
                 found.verified,
                 found.repushed,
                 found.removed,
                 found.drifted,
+                found.expired,
                 found.unchecked,
                 delivered.mirrored,
                 delivered.failed

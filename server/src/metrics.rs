@@ -43,6 +43,7 @@ struct Inner {
     bridge_states: Family<StateLabels, prometheus_client::metrics::gauge::Gauge>,
     bridge_lease: prometheus_client::metrics::gauge::Gauge,
     bridge_drifted: prometheus_client::metrics::gauge::Gauge,
+    bridge_expired: prometheus_client::metrics::gauge::Gauge,
     registry: Registry,
     requests: Family<RequestLabels, Counter>,
     latency: Family<RouteLabels, Histogram>,
@@ -100,6 +101,12 @@ impl Metrics {
             "Tags whose registry tag points elsewhere than the digest DCT trusts (last reconcile)",
             bridge_drifted.clone(),
         );
+        let bridge_expired = prometheus_client::metrics::gauge::Gauge::default();
+        registry.register(
+            "bridge_expired_tags",
+            "Mirrored tags whose notary role has expired (DCT clients refuse them; last reconcile)",
+            bridge_expired.clone(),
+        );
         let bridge_lease = prometheus_client::metrics::gauge::Gauge::default();
         registry.register(
             "bridge_lease",
@@ -111,6 +118,7 @@ impl Metrics {
             bridge_states,
             bridge_lease,
             bridge_drifted,
+            bridge_expired,
             registry,
             requests,
             latency,
@@ -169,8 +177,10 @@ impl Metrics {
         }
     }
 
-    pub fn bridge_drifted(&self, n: i64) {
-        self.0.bridge_drifted.set(n);
+    /// The reconciler's counts: drifted tags, tags of expired roles.
+    pub fn bridge_checks(&self, drifted: i64, expired: i64) {
+        self.0.bridge_drifted.set(drifted);
+        self.0.bridge_expired.set(expired);
     }
 
     pub fn bridge_lease(&self, held: bool) {

@@ -52,6 +52,9 @@ struct Gun {
     in_releases: BTreeSet<String>,
     /// Whether a releases file was published (witness needs one).
     releases_published: bool,
+    /// The releases delegation was removed: its stored versions stay, so a new releases v1
+    /// would be refused as an old version (notary-server's rule too) until the GUN is deleted.
+    releases_retired: bool,
     /// The delegation certificates made so far (the newest is the delegation's key).
     certs: usize,
 }
@@ -221,6 +224,7 @@ fn cosign_and_dct_agree_after_every_step() {
                 in_targets: BTreeSet::new(),
                 in_releases: BTreeSet::new(),
                 releases_published: false,
+                releases_retired: false,
                 certs: 0,
             }
         })
@@ -232,123 +236,144 @@ fn cosign_and_dct_agree_after_every_step() {
         let gi = rng.below(guns.len());
         let g = &mut guns[gi];
         let gun = g.name.clone();
-        let n = |args: &[&str]| notary(&st.url, &st.ca, &trust, args);
+        let n = |args: &[&str]| {
+            println!("step {step}: notary {}", args.join(" "));
+            notary(&st.url, &st.ca, &trust, args)
+        };
         let (digest, size) = g.images[rng.below(g.images.len())].clone();
         let size = size.to_string();
         let tag = TAGS[rng.below(TAGS.len())];
-        let what = if !g.exists {
-            n(&["init", &gun, "-p"]);
-            g.exists = true;
-            g.releases = false;
-            g.in_targets.clear();
-            g.in_releases.clear();
-            "init".to_string()
-        } else {
-            match rng.below(100) {
-                30..=41 if g.in_targets.contains(tag) => {
-                    n(&["remove", &gun, tag]);
-                    n(&["publish", &gun]);
-                    g.in_targets.remove(tag);
-                    format!("targets: remove {tag}")
+        let op = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            if !g.exists {
+                n(&["init", &gun, "-p"]);
+                g.exists = true;
+                g.releases = false;
+                g.releases_retired = false;
+                g.in_targets.clear();
+                g.in_releases.clear();
+                "init".to_string()
+            } else {
+                match rng.below(100) {
+                    30..=41 if g.in_targets.contains(tag) => {
+                        n(&["remove", &gun, tag]);
+                        n(&["publish", &gun]);
+                        g.in_targets.remove(tag);
+                        format!("targets: remove {tag}")
+                    }
+                    42..=59 if g.releases && g.releases_valid => {
+                        let r = "targets/releases";
+                        n(&[
+                            "addhash", &gun, tag, &size, "--sha256", &digest, "--roles", r,
+                        ]);
+                        n(&["publish", &gun]);
+                        g.in_releases.insert(tag.to_string());
+                        g.releases_published = true;
+                        format!("releases: {tag} -> {}", &digest[..12])
+                    }
+                    60..=65 if g.releases_valid && g.in_releases.contains(tag) => {
+                        n(&["remove", &gun, tag, "--roles", "targets/releases"]);
+                        n(&["publish", &gun]);
+                        g.in_releases.remove(tag);
+                        format!("releases: remove {tag}")
+                    }
+                    66..=73 if !g.releases && !g.releases_retired => {
+                        g.certs += 1;
+                        let (k, c) = delegation_cert(dir, &format!("g{gi}-signer{}", g.certs));
+                        let (k, c) = (k.to_str().unwrap(), c.to_str().unwrap());
+                        n(&["key", "import", k, "--role", "targets/releases"]);
+                        n(&[
+                            "delegation",
+                            "add",
+                            &gun,
+                            "targets/releases",
+                            c,
+                            "--all-paths",
+                        ]);
+                        n(&["publish", &gun]);
+                        g.releases = true;
+                        g.releases_valid = true;
+                        g.releases_published = false;
+                        g.in_releases.clear();
+                        "delegation add targets/releases".to_string()
+                    }
+                    66..=73 if g.releases => {
+                        // The delegation's key is replaced; its file verifies for nobody until it
+                        // is signed again (witness).
+                        let listed = n(&["delegation", "list", &gun]);
+                        let old: Vec<String> = listed
+                            .split_whitespace()
+                            .filter(|w| w.len() == 64 && w.chars().all(|c| c.is_ascii_hexdigit()))
+                            .map(str::to_string)
+                            .collect();
+                        g.certs += 1;
+                        let (k, c) = delegation_cert(dir, &format!("g{gi}-signer{}", g.certs));
+                        let (k, c) = (k.to_str().unwrap(), c.to_str().unwrap());
+                        n(&["key", "import", k, "--role", "targets/releases"]);
+                        n(&[
+                            "delegation",
+                            "add",
+                            &gun,
+                            "targets/releases",
+                            c,
+                            "--all-paths",
+                        ]);
+                        let mut args =
+                            vec!["delegation", "remove", gun.as_str(), "targets/releases"];
+                        args.extend(old.iter().map(String::as_str));
+                        notary_with_input(&st.url, &st.ca, &trust, &args, "y\n");
+                        n(&["publish", &gun]);
+                        g.releases_valid = false;
+                        format!("delegation key replaced (old {old:?})")
+                    }
+                    74..=78 if g.releases => {
+                        let args = ["delegation", "remove", &gun, "targets/releases"];
+                        notary_with_input(&st.url, &st.ca, &trust, &args, "yes\n");
+                        n(&["publish", &gun]);
+                        g.releases = false;
+                        g.releases_retired = true;
+                        g.in_releases.clear();
+                        "delegation remove targets/releases".to_string()
+                    }
+                    79..=84 if g.releases && g.releases_published => {
+                        n(&["witness", &gun, "targets/releases"]);
+                        n(&["publish", &gun]);
+                        g.releases_valid = true;
+                        "witness targets/releases".to_string()
+                    }
+                    85..=89 => {
+                        n(&["key", "rotate", &gun, "targets"]);
+                        "key rotate targets".to_string()
+                    }
+                    90..=92 => {
+                        n(&["key", "rotate", &gun, "snapshot", "-r"]);
+                        "key rotate snapshot -r".to_string()
+                    }
+                    93..=96 => {
+                        n(&["delete", &gun, "--remote"]);
+                        g.exists = false;
+                        g.releases = false;
+                        "delete --remote".to_string()
+                    }
+                    _ => {
+                        n(&["addhash", &gun, tag, &size, "--sha256", &digest]);
+                        n(&["publish", &gun]);
+                        g.in_targets.insert(tag.to_string());
+                        format!("targets: {tag} -> {}", &digest[..12])
+                    }
                 }
-                42..=59 if g.releases && g.releases_valid => {
-                    let r = "targets/releases";
-                    n(&[
-                        "addhash", &gun, tag, &size, "--sha256", &digest, "--roles", r,
-                    ]);
-                    n(&["publish", &gun]);
-                    g.in_releases.insert(tag.to_string());
-                    g.releases_published = true;
-                    format!("releases: {tag} -> {}", &digest[..12])
-                }
-                60..=65 if g.releases_valid && g.in_releases.contains(tag) => {
-                    n(&["remove", &gun, tag, "--roles", "targets/releases"]);
-                    n(&["publish", &gun]);
-                    g.in_releases.remove(tag);
-                    format!("releases: remove {tag}")
-                }
-                66..=73 if !g.releases => {
-                    g.certs += 1;
-                    let (k, c) = delegation_cert(dir, &format!("g{gi}-signer{}", g.certs));
-                    let (k, c) = (k.to_str().unwrap(), c.to_str().unwrap());
-                    n(&["key", "import", k, "--role", "targets/releases"]);
-                    n(&[
-                        "delegation",
-                        "add",
-                        &gun,
-                        "targets/releases",
-                        c,
-                        "--all-paths",
-                    ]);
-                    n(&["publish", &gun]);
-                    g.releases = true;
-                    g.releases_valid = true;
-                    g.releases_published = false;
-                    g.in_releases.clear();
-                    "delegation add targets/releases".to_string()
-                }
-                66..=73 => {
-                    // The delegation's key is replaced; its file verifies for nobody until it
-                    // is signed again (witness).
-                    let listed = n(&["delegation", "list", &gun]);
-                    let old: Vec<String> = listed
-                        .split_whitespace()
-                        .filter(|w| w.len() == 64 && w.chars().all(|c| c.is_ascii_hexdigit()))
-                        .map(str::to_string)
-                        .collect();
-                    g.certs += 1;
-                    let (k, c) = delegation_cert(dir, &format!("g{gi}-signer{}", g.certs));
-                    let (k, c) = (k.to_str().unwrap(), c.to_str().unwrap());
-                    n(&["key", "import", k, "--role", "targets/releases"]);
-                    n(&[
-                        "delegation",
-                        "add",
-                        &gun,
-                        "targets/releases",
-                        c,
-                        "--all-paths",
-                    ]);
-                    let mut args = vec!["delegation", "remove", gun.as_str(), "targets/releases"];
-                    args.extend(old.iter().map(String::as_str));
-                    notary_with_input(&st.url, &st.ca, &trust, &args, "y\n");
-                    n(&["publish", &gun]);
-                    g.releases_valid = false;
-                    format!("delegation key replaced (old {old:?})")
-                }
-                74..=78 if g.releases => {
-                    let args = ["delegation", "remove", &gun, "targets/releases"];
-                    notary_with_input(&st.url, &st.ca, &trust, &args, "yes\n");
-                    n(&["publish", &gun]);
-                    g.releases = false;
-                    g.in_releases.clear();
-                    "delegation remove targets/releases".to_string()
-                }
-                79..=84 if g.releases && g.releases_published => {
-                    n(&["witness", &gun, "targets/releases"]);
-                    n(&["publish", &gun]);
-                    g.releases_valid = true;
-                    "witness targets/releases".to_string()
-                }
-                85..=89 => {
-                    n(&["key", "rotate", &gun, "targets"]);
-                    "key rotate targets".to_string()
-                }
-                90..=92 => {
-                    n(&["key", "rotate", &gun, "snapshot", "-r"]);
-                    "key rotate snapshot -r".to_string()
-                }
-                93..=96 => {
-                    n(&["delete", &gun, "--remote"]);
-                    g.exists = false;
-                    g.releases = false;
-                    "delete --remote".to_string()
-                }
-                _ => {
-                    n(&["addhash", &gun, tag, &size, "--sha256", &digest]);
-                    n(&["publish", &gun]);
-                    g.in_targets.insert(tag.to_string());
-                    format!("targets: {tag} -> {}", &digest[..12])
-                }
+            }
+        }));
+        let what = match op {
+            Ok(w) => w,
+            Err(e) => {
+                let server = st.server.log();
+                let tail: Vec<&str> = server.lines().rev().take(15).collect();
+                eprintln!(
+                    "seed {seed}, step {step} on {gun} failed; steps before:\n{}\nserver log (newest first):\n{}",
+                    log.join("\n"),
+                    tail.join("\n")
+                );
+                std::panic::resume_unwind(e)
             }
         };
         log.push(format!("step {step}: {gun}: {what}"));
@@ -396,7 +421,10 @@ fn cosign_and_dct_agree_after_every_step() {
     let mut kinds: BTreeMap<String, usize> = BTreeMap::new();
     for l in &log {
         let what = l.splitn(3, ": ").nth(2).unwrap_or_default();
-        let kind = what.split([' ', '(']).take(2).collect::<Vec<_>>().join(" ");
+        let kind = match what.split_once(':') {
+            Some((k, _)) => k.to_string(),
+            None => what.split([' ', '(']).take(2).collect::<Vec<_>>().join(" "),
+        };
         *kinds.entry(kind).or_default() += 1;
     }
     println!("seed {seed}: {steps} steps agreed: {kinds:?}");

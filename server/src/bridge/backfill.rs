@@ -26,7 +26,7 @@ pub async fn backfill(
     let store = repo.store().clone();
     let mut added = 0;
     for gun in store.guns()?.into_iter().filter(|g| g.starts_with(prefix)) {
-        let set = repo.mirror_set(&gun).await?;
+        let (set, _) = repo.mirror_set(&gun, bridge.cfg.on_expiry).await?;
         let mut jobs = Vec::new();
         for job in super::jobs_between(&Default::default(), &set) {
             if redeliver || !store.has_job(&gun, &job)? {

@@ -12,7 +12,7 @@ mod referrers;
 pub mod registry;
 mod resolution;
 
-pub use resolution::{Mirrored, jobs_between, mirror_set};
+pub use resolution::{Mirrored, OnExpiry, jobs_between, mirror_set, role_expiry};
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -56,6 +56,8 @@ pub struct BridgeConfig {
     /// How often the reconciler reads every mirrored tag back from its registry (default 10
     /// minutes; None: only on demand, `trustbridge-server bridge verify`).
     pub reconcile_every: Option<Duration>,
+    /// Whether tags of expired roles stay signed (default) or are revoked as DCT refuses them.
+    pub on_expiry: OnExpiry,
     /// Also deliver to any loopback registry not named in `registries` (plain HTTP): dev
     /// mode's setting. Otherwise only the registries named there are ever contacted.
     pub allow_loopback: bool,
@@ -470,6 +472,9 @@ impl Bridge {
                     row["drift"] = c.drift.into();
                     row["check_error"] = c.error.clone().into();
                     row["checked_at"] = time(c.checked_at).into();
+                    row["expires"] = c.expires.map(time).into();
+                    row["expired"] =
+                        c.expires.is_some_and(|t| t < time::OffsetDateTime::now_utc()).into();
                 }
                 row
             })

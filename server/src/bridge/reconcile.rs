@@ -32,6 +32,8 @@ pub struct Report {
     /// Revoke jobs queued for layers of ours that should not be there.
     pub removed: usize,
     pub drifted: usize,
+    /// Tags kept signed although their role expired (`on_expiry: keep`).
+    pub expired: usize,
     /// Tags that could not be checked (registry unreachable, not configured).
     pub unchecked: usize,
 }
@@ -132,8 +134,8 @@ impl Bridge {
             report.guns += 1;
             self.reconcile_gun(repo, &gun, &mut report).await?;
         }
-        let drifted = self.store.drifted()?;
-        self.metrics.bridge_drifted(drifted);
+        let (drifted, expired) = self.store.check_counts(OffsetDateTime::now_utc())?;
+        self.metrics.bridge_checks(drifted, expired);
         tracing::info!(?report, "bridge: reconciled with the registries");
         Ok(report)
     }
@@ -144,7 +146,7 @@ impl Bridge {
         gun: &str,
         report: &mut Report,
     ) -> Result<(), Error> {
-        let expected = repo.mirror_set(gun).await?;
+        let (expected, expiry) = repo.mirror_set(gun, self.cfg.on_expiry).await?;
         let jobs = self.store.jobs_for(gun)?;
         let before: BTreeMap<String, TagCheck> = self
             .store
@@ -188,7 +190,12 @@ impl Bridge {
                 drift: false,
                 error: None,
                 checked_at: now,
+                expires: expiry.get(&m.role).copied(),
             };
+            if check.expires.is_some_and(|t| t < now) {
+                report.expired += 1;
+                tracing::warn!(%gun, %tag, role = %m.role, "bridge: the role this tag resolves from has expired: DCT clients refuse it, the Cosign side keeps it (trustbridge.bridge.on_expiry)");
+            }
             let job = |action| NewJob {
                 action,
                 tag: tag.clone(),

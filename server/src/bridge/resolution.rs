@@ -11,7 +11,7 @@
 
 use std::collections::BTreeMap;
 
-use trustbridge_tuf::{Root, Signed, Targets};
+use trustbridge_tuf::{GoTime, Root, Signed, Targets};
 
 use crate::storage::NewJob;
 
@@ -24,12 +24,51 @@ pub struct Mirrored {
     pub signers: String,
 }
 
+/// What the Cosign side does with tags of an expired role (`trustbridge.bridge.on_expiry`).
+/// A DCT client refuses an expired root or `targets` outright and skips an expired
+/// delegation; `Keep` (the default) leaves such tags signed, since an expired role is an
+/// owner's oversight more often than a revocation, and flags them (status `expired`,
+/// `trustbridge_bridge_expired_tags`); `Revoke` follows DCT exactly.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum OnExpiry {
+    #[default]
+    Keep,
+    Revoke,
+}
+
+impl OnExpiry {
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "keep" => Some(OnExpiry::Keep),
+            "revoke" => Some(OnExpiry::Revoke),
+            _ => None,
+        }
+    }
+}
+
+/// `signed.expires` of each role among `files` that parses.
+pub fn role_expiry<'a>(
+    files: impl IntoIterator<Item = (&'a str, &'a [u8])>,
+) -> BTreeMap<String, time::OffsetDateTime> {
+    files
+        .into_iter()
+        .filter(|(role, _)| *role == "targets" || role.starts_with("targets/"))
+        .filter_map(|(role, data)| {
+            Signed::<Targets>::from_bytes(role, data)
+                .ok()
+                .map(|d| (role.to_string(), d.signed.expires.as_offset_datetime()))
+        })
+        .collect()
+}
+
 /// The tags a fresh DCT client resolves from a repository's current files (`root`, `targets`
 /// and delegations; other roles are ignored), each with its digest, role and real signers.
 /// Files that do not parse, roles that do not verify, and everything without a root are left
-/// out: a client would not trust them. Expiry is not applied here.
+/// out: a client would not trust them. With [`OnExpiry::Revoke`], expired roles are left out
+/// too (an expired root or `targets`: everything).
 pub fn mirror_set<'a>(
     files: impl IntoIterator<Item = (&'a str, &'a [u8])>,
+    on_expiry: OnExpiry,
 ) -> BTreeMap<String, Mirrored> {
     let mut root = None;
     let mut docs: BTreeMap<String, Signed<Targets>> = BTreeMap::new();
@@ -45,6 +84,13 @@ pub fn mirror_set<'a>(
     let Some(root) = root else {
         return BTreeMap::new();
     };
+    if on_expiry == OnExpiry::Revoke {
+        let now = GoTime::now();
+        if root.signed.expires.is_before(&now) {
+            return BTreeMap::new();
+        }
+        docs.retain(|_, d| !d.signed.expires.is_before(&now));
+    }
     let trusted = trustbridge_tuf::resolve::trusted(&root.signed, &docs);
     let roles = trusted
         .keys()
@@ -172,7 +218,10 @@ mod tests {
         });
         sigs.push(doc.signatures[0].clone());
         let forged = Signed::from_parts(doc.signed.clone(), sigs).unwrap();
-        let set = mirror_set([("root", &r.root[..]), ("targets", forged.raw())]);
+        let set = mirror_set(
+            [("root", &r.root[..]), ("targets", forged.raw())],
+            OnExpiry::Keep,
+        );
         assert_eq!(set["v1"].signers, r.targets_key.id());
     }
 
@@ -186,11 +235,14 @@ mod tests {
             targets(&["v1"], vec![("targets/releases".into(), vec![&alice])]),
             &[&r.targets_key],
         );
-        let set = mirror_set([
-            ("root", &r.root[..]),
-            ("targets", &tg[..]),
-            ("targets/releases", &releases[..]),
-        ]);
+        let set = mirror_set(
+            [
+                ("root", &r.root[..]),
+                ("targets", &tg[..]),
+                ("targets/releases", &releases[..]),
+            ],
+            OnExpiry::Keep,
+        );
         assert_eq!(set["rel"].role, "targets/releases");
         assert_eq!(set["rel"].signers, alice.id());
         // The delegation now names bob only: alice's file no longer verifies, rel is gone.
@@ -198,19 +250,45 @@ mod tests {
             targets(&["v1"], vec![("targets/releases".into(), vec![&bob])]),
             &[&r.targets_key],
         );
-        let after = mirror_set([
-            ("root", &r.root[..]),
-            ("targets", &rotated[..]),
-            ("targets/releases", &releases[..]),
-        ]);
+        let after = mirror_set(
+            [
+                ("root", &r.root[..]),
+                ("targets", &rotated[..]),
+                ("targets/releases", &releases[..]),
+            ],
+            OnExpiry::Keep,
+        );
         assert_eq!(after.keys().collect::<Vec<_>>(), ["v1"]);
         let jobs = jobs_between(&set, &after);
         assert_eq!(jobs.len(), 1);
         assert_eq!((jobs[0].action, jobs[0].tag.as_str()), ("revoke", "rel"));
         // targets signed by a key the root does not name: nothing at all.
         let other = signed(targets(&["v1"], vec![]), &[&bob]);
-        assert!(mirror_set([("root", &r.root[..]), ("targets", &other[..])]).is_empty());
+        assert!(
+            mirror_set(
+                [("root", &r.root[..]), ("targets", &other[..])],
+                OnExpiry::Keep
+            )
+            .is_empty()
+        );
+        // An expired delegation: kept by default, left out (with its tags) under Revoke.
+        let mut old = targets(&["rel"], vec![]);
+        old.expires = GoTime::parse("2020-01-01T00:00:00Z").unwrap();
+        let expired = signed(old, &[&alice]);
+        let files = [
+            ("root", &r.root[..]),
+            ("targets", &tg[..]),
+            ("targets/releases", &expired[..]),
+        ];
+        assert!(mirror_set(files, OnExpiry::Keep).contains_key("rel"));
+        assert_eq!(
+            mirror_set(files, OnExpiry::Revoke)
+                .keys()
+                .collect::<Vec<_>>(),
+            ["v1"]
+        );
+        assert!(role_expiry(files)["targets/releases"] < time::OffsetDateTime::now_utc());
         // No root: nothing is trusted.
-        assert!(mirror_set([("targets", &tg[..])]).is_empty());
+        assert!(mirror_set([("targets", &tg[..])], OnExpiry::Keep).is_empty());
     }
 }

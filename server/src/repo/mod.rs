@@ -54,8 +54,9 @@ pub struct Repo {
     store: Arc<dyn MetaStore>,
     signer: SignerLink,
     renewal: Renewal,
-    /// Whether accepted targets become Cosign mirror jobs.
-    mirror: bool,
+    /// Whether accepted targets become Cosign mirror jobs (the bridge is configured), and
+    /// what expired roles mean for them.
+    mirror: Option<crate::bridge::OnExpiry>,
     cache: RwLock<HashMap<String, Arc<GunView>>>,
     /// One writer per GUN at a time (updates, renewals, deletes).
     locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
@@ -67,10 +68,16 @@ impl GunView {
     }
 
     /// What the Cosign side must say for this view.
-    fn mirror_set(&self) -> BTreeMap<String, crate::bridge::Mirrored> {
-        crate::bridge::mirror_set(self.files())
+    fn mirror_set(
+        &self,
+        on_expiry: crate::bridge::OnExpiry,
+    ) -> BTreeMap<String, crate::bridge::Mirrored> {
+        crate::bridge::mirror_set(self.files(), on_expiry)
     }
 }
+
+/// Tag → what the Cosign side must say for it.
+type MirrorSet = BTreeMap<String, crate::bridge::Mirrored>;
 
 /// `signed.expires` of a stored metadata file.
 fn expires_of(data: &[u8]) -> Option<OffsetDateTime> {
@@ -93,14 +100,14 @@ impl Repo {
             store,
             signer,
             renewal,
-            mirror: false,
+            mirror: None,
             cache: RwLock::new(HashMap::new()),
             locks: Mutex::new(HashMap::new()),
         }
     }
 
     /// Turn Cosign mirror jobs on (the bridge is configured).
-    pub fn with_mirror(mut self, on: bool) -> Self {
+    pub fn with_mirror(mut self, on: Option<crate::bridge::OnExpiry>) -> Self {
         self.mirror = on;
         self
     }
@@ -282,12 +289,18 @@ impl Repo {
         Ok(view)
     }
 
-    /// What the Cosign side must say for `gun` now (the bridge's backfill).
+    /// What the Cosign side must say for `gun` now, and when each targets role expires (the
+    /// bridge's backfill and reconciler).
     pub async fn mirror_set(
         &self,
         gun: &str,
-    ) -> Result<BTreeMap<String, crate::bridge::Mirrored>, Error> {
-        Ok(self.view(gun, "targets").await?.mirror_set())
+        on_expiry: crate::bridge::OnExpiry,
+    ) -> Result<(MirrorSet, BTreeMap<String, OffsetDateTime>), Error> {
+        let view = self.view(gun, "targets").await?;
+        Ok((
+            view.mirror_set(on_expiry),
+            crate::bridge::role_expiry(view.files()),
+        ))
     }
 
     /// The current file of `role`. For timestamp and snapshot, renews them first when due
@@ -382,9 +395,9 @@ impl Repo {
         let _guard = lock.lock().await;
         // Nothing is trusted once the repository is gone: revoke every mirrored tag, in the
         // delete's own transaction.
-        let jobs = if self.mirror {
+        let jobs = if let Some(on_expiry) = self.mirror {
             let view = self.resolve_view(gun, &[])?;
-            crate::bridge::jobs_between(&view.mirror_set(), &BTreeMap::new())
+            crate::bridge::jobs_between(&view.mirror_set(on_expiry), &BTreeMap::new())
         } else {
             vec![]
         };
@@ -431,13 +444,16 @@ impl Repo {
         if self.store.latest(gun, "root")?.is_some() {
             return Err(Error::OldVersion);
         }
-        let jobs = if self.mirror {
+        let jobs = if let Some(on_expiry) = self.mirror {
             // The newest version of each role is what the repository serves now.
             let mut newest: BTreeMap<&str, &[u8]> = BTreeMap::new();
             for f in &files {
                 newest.insert(&f.role, &f.data);
             }
-            crate::bridge::jobs_between(&BTreeMap::new(), &crate::bridge::mirror_set(newest))
+            crate::bridge::jobs_between(
+                &BTreeMap::new(),
+                &crate::bridge::mirror_set(newest, on_expiry),
+            )
         } else {
             vec![]
         };

@@ -14,12 +14,19 @@ use crate::storage::{NewJob, Stored, Update};
 /// The mirror jobs of an update: the tags whose resolution by a fresh DCT client it changes
 /// (see [`crate::bridge::mirror_set`]), whatever the update touched (targets, a delegation's
 /// keys, the root).
-fn mirror_jobs(view: &GunView, updates: &[Update]) -> Vec<NewJob> {
+fn mirror_jobs(
+    view: &GunView,
+    updates: &[Update],
+    on_expiry: crate::bridge::OnExpiry,
+) -> Vec<NewJob> {
     let mut after: BTreeMap<&str, &[u8]> = view.files().collect();
     for u in updates {
         after.insert(&u.role, &u.data);
     }
-    crate::bridge::jobs_between(&view.mirror_set(), &crate::bridge::mirror_set(after))
+    crate::bridge::jobs_between(
+        &view.mirror_set(on_expiry),
+        &crate::bridge::mirror_set(after, on_expiry),
+    )
 }
 use crate::validation;
 
@@ -175,10 +182,9 @@ impl Repo {
             )
             .await?;
         updates.push(ts);
-        let jobs = if self.mirror {
-            mirror_jobs(&view, &updates)
-        } else {
-            vec![]
+        let jobs = match self.mirror {
+            Some(on_expiry) => mirror_jobs(&view, &updates, on_expiry),
+            None => vec![],
         };
         self.store_and_remember(gun, &view, updates, jobs).await
     }

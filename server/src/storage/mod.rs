@@ -117,6 +117,8 @@ pub struct TagCheck {
     /// Why the last check could not verify.
     pub error: Option<String>,
     pub checked_at: time::OffsetDateTime,
+    /// When the role the tag resolves from expires (a DCT client refuses it after).
+    pub expires: Option<time::OffsetDateTime>,
 }
 
 /// Told which GUN another process (a replica) changed, or `None` when changes may have been
@@ -154,8 +156,8 @@ pub trait MetaStore: Send + Sync + 'static {
     fn record_checks(&self, gun: &str, checks: &[TagCheck]) -> Result<(), Error>;
     /// The reconciler's findings for `gun`, by tag.
     fn checks_for(&self, gun: &str) -> Result<Vec<TagCheck>, Error>;
-    /// How many tags drifted (indexed).
-    fn drifted(&self) -> Result<i64, Error>;
+    /// How many tags drifted, and how many resolve from a role expired at `now` (indexed).
+    fn check_counts(&self, now: time::OffsetDateTime) -> Result<(i64, i64), Error>;
     /// Highest stored version of `role`.
     fn latest(&self, gun: &str, role: &str) -> Result<Option<Stored>, Error>;
     fn by_checksum(&self, gun: &str, role: &str, sha256: &str) -> Result<Option<Stored>, Error>;

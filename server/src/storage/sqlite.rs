@@ -61,9 +61,11 @@ CREATE TABLE IF NOT EXISTS bridge_checks (
   drift INTEGER NOT NULL DEFAULT 0,
   error TEXT NULL,
   checked_at INTEGER NOT NULL,
+  expires INTEGER NULL,
   PRIMARY KEY (gun, tag)
 );
 CREATE INDEX IF NOT EXISTS idx_bridge_checks_drift ON bridge_checks (drift);
+CREATE INDEX IF NOT EXISTS idx_bridge_checks_expires ON bridge_checks (expires);
 "#;
 
 pub struct SqliteStore {
@@ -342,7 +344,7 @@ impl MetaStore for SqliteStore {
             .map_err(storage)?;
         for c in checks {
             tx.execute(
-                "INSERT INTO bridge_checks (gun, tag, digest, verified_at, registry_digest, drift, error, checked_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+                "INSERT INTO bridge_checks (gun, tag, digest, verified_at, registry_digest, drift, error, checked_at, expires) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
                 params![
                     gun,
                     c.tag,
@@ -351,7 +353,8 @@ impl MetaStore for SqliteStore {
                     c.registry_digest,
                     c.drift,
                     c.error,
-                    c.checked_at.unix_timestamp_nanos() as i64
+                    c.checked_at.unix_timestamp_nanos() as i64,
+                    c.expires.map(|t| t.unix_timestamp_nanos() as i64)
                 ],
             )
             .map_err(storage)?;
@@ -363,7 +366,7 @@ impl MetaStore for SqliteStore {
         let db = self.db();
         let mut st = db
             .prepare_cached(
-                "SELECT tag, digest, verified_at, registry_digest, drift, error, checked_at FROM bridge_checks WHERE gun = ?1 ORDER BY tag",
+                "SELECT tag, digest, verified_at, registry_digest, drift, error, checked_at, expires FROM bridge_checks WHERE gun = ?1 ORDER BY tag",
             )
             .map_err(storage)?;
         let rows = st
@@ -376,20 +379,30 @@ impl MetaStore for SqliteStore {
                     drift: r.get(4)?,
                     error: r.get(5)?,
                     checked_at: time_of(r.get(6)?),
+                    expires: r.get::<_, Option<i64>>(7)?.map(time_of),
                 })
             })
             .map_err(storage)?;
         rows.collect::<rusqlite::Result<_>>().map_err(storage)
     }
 
-    fn drifted(&self) -> Result<i64, Error> {
-        self.db()
+    fn check_counts(&self, now: OffsetDateTime) -> Result<(i64, i64), Error> {
+        let db = self.db();
+        let drifted = db
             .query_row(
                 "SELECT COUNT(*) FROM bridge_checks WHERE drift = 1",
                 [],
                 |r| r.get(0),
             )
-            .map_err(storage)
+            .map_err(storage)?;
+        let expired = db
+            .query_row(
+                "SELECT COUNT(*) FROM bridge_checks WHERE expires < ?1",
+                [now.unix_timestamp_nanos() as i64],
+                |r| r.get(0),
+            )
+            .map_err(storage)?;
+        Ok((drifted, expired))
     }
 
     fn latest(&self, gun: &str, role: &str) -> Result<Option<Stored>, Error> {

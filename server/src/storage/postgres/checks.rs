@@ -25,7 +25,7 @@ impl PgStore {
                 .map_err(pg)?;
             for k in &checks {
                 tx.execute(
-                    "INSERT INTO bridge_checks (gun, tag, digest, verified_at, registry_digest, drift, error, checked_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+                    "INSERT INTO bridge_checks (gun, tag, digest, verified_at, registry_digest, drift, error, checked_at, expires) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
                     &[
                         &gun,
                         &k.tag,
@@ -35,6 +35,7 @@ impl PgStore {
                         &k.drift,
                         &k.error,
                         &nanos(k.checked_at),
+                        &k.expires.map(nanos),
                     ],
                 )
                 .await
@@ -50,7 +51,7 @@ impl PgStore {
             let c = pool.get().await.map_err(pool_err)?;
             let rows = c
                 .query(
-                    "SELECT tag, digest, verified_at, registry_digest, drift, error, checked_at FROM bridge_checks WHERE gun = $1 ORDER BY tag",
+                    "SELECT tag, digest, verified_at, registry_digest, drift, error, checked_at, expires FROM bridge_checks WHERE gun = $1 ORDER BY tag",
                     &[&gun],
                 )
                 .await
@@ -67,19 +68,24 @@ impl PgStore {
                     drift: r.get(4),
                     error: r.get(5),
                     checked_at: time_of(r.get(6)),
+                    expires: r.get::<_, Option<i64>>(7).map(time_of),
                 })
                 .collect())
         })
     }
 
-    pub(super) fn count_drifted(&self) -> Result<i64, Error> {
+    pub(super) fn count_checks(&self, now: OffsetDateTime) -> Result<(i64, i64), Error> {
+        let now = nanos(now);
         self.run(move |pool| async move {
             let c = pool.get().await.map_err(pool_err)?;
             let row = c
-                .query_one("SELECT COUNT(*) FROM bridge_checks WHERE drift", &[])
+                .query_one(
+                    "SELECT COUNT(*) FILTER (WHERE drift), COUNT(*) FILTER (WHERE expires < $1) FROM bridge_checks",
+                    &[&now],
+                )
                 .await
                 .map_err(pg)?;
-            Ok(row.get(0))
+            Ok((row.get(0), row.get(1)))
         })
     }
 }

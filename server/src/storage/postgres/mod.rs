@@ -508,8 +508,8 @@ impl MetaStore for PgStore {
         self.get_checks(gun)
     }
 
-    fn drifted(&self) -> Result<i64, Error> {
-        self.count_drifted()
+    fn check_counts(&self, now: OffsetDateTime) -> Result<(i64, i64), Error> {
+        self.count_checks(now)
     }
 
     fn latest(&self, gun: &str, role: &str) -> Result<Option<Stored>, Error> {

@@ -28,8 +28,9 @@ CREATE INDEX IF NOT EXISTS idx_bridge_jobs_gun ON bridge_jobs (gun);
 CREATE TABLE IF NOT EXISTS bridge_checks (
   gun varchar(255) NOT NULL, tag varchar(255) NOT NULL, digest char(64) NOT NULL,
   verified_at bigint NULL, registry_digest char(64) NULL, drift boolean NOT NULL DEFAULT false,
-  error text NULL, checked_at bigint NOT NULL, PRIMARY KEY (gun, tag));
+  error text NULL, checked_at bigint NOT NULL, expires bigint NULL, PRIMARY KEY (gun, tag));
 CREATE INDEX IF NOT EXISTS idx_bridge_checks_drift ON bridge_checks (drift);
+CREATE INDEX IF NOT EXISTS idx_bridge_checks_expires ON bridge_checks (expires);
 "#;
 
 /// Held while the schema is created, so replicas starting together do not race.
