@@ -7,6 +7,11 @@
 use base64::Engine as _;
 use x509_parser::prelude::FromDer as _;
 
+use trustbridge_cosign::media::{
+    BUNDLE, INTOTO_PAYLOAD, OCI_INDEX, OCI_MANIFEST, SIGN_PREDICATE, SIGNATURE_ANNOTATION,
+};
+use trustbridge_cosign::names::{fallback_tag, sig_tag, split_repository};
+
 use crate::error::{Error, Result};
 use crate::registry::RegistryReader;
 
@@ -34,24 +39,15 @@ pub fn split_image(image: &str) -> Result<(String, String, String)> {
         Some((n, t)) if !t.contains('/') => (n, t),
         _ => return Err(Error::Usage(format!("{image}: give IMAGE:TAG"))),
     };
-    let (first, rest) = name.split_once('/').unwrap_or(("", name));
-    if first.contains('.') || first.contains(':') || first == "localhost" {
-        Ok((first.into(), rest.into(), tag.into()))
-    } else {
-        let repo = if name.contains('/') {
-            name.to_string()
-        } else {
-            format!("library/{name}")
-        };
-        Ok(("docker.io".into(), repo, tag.into()))
-    }
+    let (registry, repo) = split_repository(name);
+    Ok((registry, repo, tag.into()))
 }
 
 /// The Cosign layers for `digest_hex`, each verified with `point`.
 pub fn layers(reg: &RegistryReader, digest_hex: &str, point: &[u8]) -> Result<Vec<Layer>> {
     let Some(manifest) = reg.get(
-        &format!("manifests/sha256-{digest_hex}.sig"),
-        Some("application/vnd.oci.image.manifest.v1+json"),
+        &format!("manifests/{}", sig_tag(digest_hex)),
+        Some(OCI_MANIFEST),
     )?
     else {
         return Ok(vec![]);
@@ -61,7 +57,7 @@ pub fn layers(reg: &RegistryReader, digest_hex: &str, point: &[u8]) -> Result<Ve
         ring::signature::UnparsedPublicKey::new(&ring::signature::ECDSA_P256_SHA256_ASN1, point);
     let mut out = Vec::new();
     for l in manifest["layers"].as_array().cloned().unwrap_or_default() {
-        let Some(sig) = l["annotations"]["dev.cosignproject.cosign/signature"].as_str() else {
+        let Some(sig) = l["annotations"][SIGNATURE_ANNOTATION].as_str() else {
             continue;
         };
         let digest = l["digest"].as_str().unwrap_or_default().to_string();
@@ -99,16 +95,16 @@ pub struct Bundle {
     pub verified: bool,
 }
 
-const BUNDLE_TYPE: &str = "application/vnd.dev.sigstore.bundle.v0.3+json";
-const INDEX_TYPE: &str = "application/vnd.oci.image.index.v1+json";
-
 /// The Sigstore bundles among the image's referrers (the referrers API, or the
 /// `sha256-<hex>` fallback index where the registry has none), each verified with `point`:
 /// the DSSE signature, an in-toto statement with cosign's sign predicate, and its subjects.
 pub fn bundles(reg: &RegistryReader, digest_hex: &str, point: &[u8]) -> Result<Vec<Bundle>> {
-    let index = match reg.get(&format!("referrers/sha256:{digest_hex}"), Some(INDEX_TYPE))? {
+    let index = match reg.get(&format!("referrers/sha256:{digest_hex}"), Some(OCI_INDEX))? {
         Some(i) => Some(i),
-        None => reg.get(&format!("manifests/sha256-{digest_hex}"), Some(INDEX_TYPE))?,
+        None => reg.get(
+            &format!("manifests/{}", fallback_tag(digest_hex)),
+            Some(OCI_INDEX),
+        )?,
     };
     let Some(index) = index else {
         return Ok(vec![]);
@@ -122,17 +118,13 @@ pub fn bundles(reg: &RegistryReader, digest_hex: &str, point: &[u8]) -> Result<V
         let Some(md) = e["digest"].as_str() else {
             continue;
         };
-        let Some(m) = reg.get(
-            &format!("manifests/{md}"),
-            Some("application/vnd.oci.image.manifest.v1+json"),
-        )?
-        else {
+        let Some(m) = reg.get(&format!("manifests/{md}"), Some(OCI_MANIFEST))? else {
             continue;
         };
         let m: serde_json::Value = serde_json::from_slice(&m).unwrap_or_default();
         let Some(layer) = m["layers"]
             .as_array()
-            .and_then(|l| l.iter().find(|l| l["mediaType"] == BUNDLE_TYPE))
+            .and_then(|l| l.iter().find(|l| l["mediaType"] == BUNDLE))
             .and_then(|l| l["digest"].as_str())
         else {
             continue; // another tool's referrer (an SBOM, an attestation)
@@ -161,8 +153,8 @@ pub fn bundles(reg: &RegistryReader, digest_hex: &str, point: &[u8]) -> Result<V
                     .map(|h| format!("sha256:{h}"))
             })
             .collect();
-        let verified = payload_type == "application/vnd.in-toto+json"
-            && statement["predicateType"] == "https://sigstore.dev/cosign/sign/v1"
+        let verified = payload_type == INTOTO_PAYLOAD
+            && statement["predicateType"] == SIGN_PREDICATE
             && key
                 .verify(&trustbridge_tuf::dsse::pae(payload_type, &payload), &sig)
                 .is_ok();

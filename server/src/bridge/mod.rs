@@ -5,8 +5,6 @@
 //! in the signer (Sign RPC, r||s converted to DER).
 
 pub mod backfill;
-pub mod bundle;
-pub mod payload;
 pub mod reconcile;
 mod referrers;
 pub mod registry;
@@ -20,6 +18,8 @@ use std::time::Duration;
 
 use base64::Engine as _;
 use oci_client::secrets::RegistryAuth;
+
+use trustbridge_cosign::{bundle, payload};
 
 use crate::signer_link::SignerLink;
 use crate::storage::{Finish, Job, MetaStore};
@@ -77,17 +77,9 @@ pub fn image_repository(gun: &str, rewrite: &[(String, String)]) -> String {
         .unwrap_or_else(|| gun.to_string())
 }
 
-/// `registry.example:5000/team/app` → (`registry.example:5000`, `team/app`); a GUN without a
-/// registry host is Docker Hub's (`docker.io`, `library/` for single names).
-pub fn split_gun(gun: &str) -> (String, String) {
-    match gun.split_once('/') {
-        Some((host, rest)) if host.contains('.') || host.contains(':') || host == "localhost" => {
-            (host.to_string(), rest.to_string())
-        }
-        _ if gun.contains('/') => ("docker.io".into(), gun.to_string()),
-        _ => ("docker.io".into(), format!("library/{gun}")),
-    }
-}
+/// The registry and repository a GUN's images live in (see
+/// [`trustbridge_cosign::names::split_repository`]).
+pub use trustbridge_cosign::names::split_repository as split_gun;
 
 pub struct Bridge {
     metrics: crate::metrics::Metrics,
@@ -272,7 +264,7 @@ impl Bridge {
         let key = self.bridge_key().await?;
         let der = self
             .sign_der(&trustbridge_tuf::dsse::pae(
-                bundle::INTOTO_PAYLOAD_TYPE,
+                trustbridge_cosign::media::INTOTO_PAYLOAD,
                 statement,
             ))
             .await?;
@@ -519,26 +511,6 @@ mod tests {
         assert_eq!(
             split_gun(&image_repository("docker.io/library/alpine", &rw)),
             ("mirror.example".into(), "official/alpine".into())
-        );
-    }
-
-    #[test]
-    fn guns_name_their_registry() {
-        assert_eq!(
-            split_gun("127.0.0.1:5000/library/app"),
-            ("127.0.0.1:5000".into(), "library/app".into())
-        );
-        assert_eq!(
-            split_gun("docker.io/library/alpine"),
-            ("docker.io".into(), "library/alpine".into())
-        );
-        assert_eq!(
-            split_gun("team/app"),
-            ("docker.io".into(), "team/app".into())
-        );
-        assert_eq!(
-            split_gun("alpine"),
-            ("docker.io".into(), "library/alpine".into())
         );
     }
 }

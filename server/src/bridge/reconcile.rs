@@ -14,9 +14,13 @@ use base64::Engine as _;
 use oci_client::Reference;
 use time::OffsetDateTime;
 
-use super::payload::{self, Claim, SIGNATURE_ANNOTATION};
+use trustbridge_cosign::bundle;
+use trustbridge_cosign::media::{IMAGE_ACCEPT, SIGNATURE_ANNOTATION};
+use trustbridge_cosign::names::sig_tag;
+use trustbridge_cosign::payload::{self, Claim};
+
 use super::registry::{Registry, RegistryError};
-use super::{Bridge, bundle, image_repository, split_gun};
+use super::{Bridge, image_repository, split_gun};
 use crate::error::Error;
 use crate::repo::Repo;
 use crate::storage::{NewJob, TagCheck};
@@ -47,8 +51,6 @@ enum Layer {
     Invalid,
 }
 
-const MANIFEST_ACCEPT: &str = "application/vnd.oci.image.index.v1+json, application/vnd.oci.image.manifest.v1+json, application/vnd.docker.distribution.manifest.list.v2+json, application/vnd.docker.distribution.manifest.v2+json";
-
 impl Registry {
     /// Whether the `.sig` manifest of `digest_hex` holds `payload` with a signature `key`
     /// verifies.
@@ -60,7 +62,7 @@ impl Registry {
         payload: &[u8],
         key: &trustbridge_tuf::PublicKey,
     ) -> Result<Layer, RegistryError> {
-        let reference: Reference = format!("{host}/{repo}:sha256-{digest_hex}.sig")
+        let reference: Reference = format!("{host}/{repo}:{}", sig_tag(digest_hex))
             .parse()
             .map_err(|e| RegistryError::transient(format!("reference: {e}")))?;
         let Some((layers, _)) = self.current(&reference).await? else {
@@ -93,7 +95,7 @@ impl Registry {
             .send(
                 reqwest::Method::HEAD,
                 &url,
-                &[("Accept", MANIFEST_ACCEPT)],
+                &[("Accept", IMAGE_ACCEPT)],
                 None,
             )
             .await?;

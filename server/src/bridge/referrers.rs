@@ -9,13 +9,12 @@
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
-use super::bundle::{self, BUNDLE_MEDIA_TYPE, STATEMENT_ANNOTATION};
 use super::registry::{Registry, RegistryError};
-
-const INDEX_TYPE: &str = "application/vnd.oci.image.index.v1+json";
-const MANIFEST_TYPE: &str = "application/vnd.oci.image.manifest.v1+json";
-/// What a signed image's manifest may be (the subject descriptor needs its media type).
-const IMAGE_TYPES: &str = "application/vnd.oci.image.manifest.v1+json, application/vnd.oci.image.index.v1+json, application/vnd.docker.distribution.manifest.v2+json, application/vnd.docker.distribution.manifest.list.v2+json";
+use trustbridge_cosign::bundle;
+use trustbridge_cosign::media::{
+    BUNDLE, IMAGE_ACCEPT, OCI_INDEX, OCI_MANIFEST, STATEMENT_ANNOTATION,
+};
+use trustbridge_cosign::names::fallback_tag;
 
 /// The referrers of one digest as the registry keeps them.
 struct Listing {
@@ -61,7 +60,7 @@ impl Registry {
         digest_hex: &str,
     ) -> Result<Listing, RegistryError> {
         let api_url = self.url(registry, repo, &format!("referrers/sha256:{digest_hex}"));
-        let (status, _, body) = self.get(&api_url, INDEX_TYPE).await?;
+        let (status, _, body) = self.get(&api_url, OCI_INDEX).await?;
         if status == StatusCode::OK {
             let v: Value = serde_json::from_slice(&body)
                 .map_err(|e| format!("the referrers API answered no index: {e}"))?;
@@ -78,8 +77,12 @@ impl Registry {
             ));
         }
         // No referrers API: the fallback tag.
-        let tag_url = self.url(registry, repo, &format!("manifests/sha256-{digest_hex}"));
-        let (status, _, body) = self.get(&tag_url, INDEX_TYPE).await?;
+        let tag_url = self.url(
+            registry,
+            repo,
+            &format!("manifests/{}", fallback_tag(digest_hex)),
+        );
+        let (status, _, body) = self.get(&tag_url, OCI_INDEX).await?;
         match status {
             StatusCode::OK => {
                 let v: Value = serde_json::from_slice(&body).map_err(|e| {
@@ -121,7 +124,7 @@ impl Registry {
         digest_hex: &str,
     ) -> Result<Value, RegistryError> {
         let url = self.url(registry, repo, &format!("manifests/sha256:{digest_hex}"));
-        let (status, media_type, body) = self.get(&url, IMAGE_TYPES).await?;
+        let (status, media_type, body) = self.get(&url, IMAGE_ACCEPT).await?;
         if status == StatusCode::NOT_FOUND {
             return Err(RegistryError::transient(format!(
                 "the image sha256:{digest_hex} is not in {registry}/{repo}: a bundle needs its manifest (push the image, the job retries)"
@@ -145,7 +148,7 @@ impl Registry {
                     .ok()
                     .and_then(|v| v["mediaType"].as_str().map(str::to_string))
             })
-            .unwrap_or_else(|| MANIFEST_TYPE.to_string());
+            .unwrap_or_else(|| OCI_MANIFEST.to_string());
         Ok(
             json!({"mediaType": media_type, "digest": format!("sha256:{digest_hex}"), "size": body.len()}),
         )
@@ -164,7 +167,7 @@ impl Registry {
         annotations: &Value,
     ) -> Result<(), RegistryError> {
         let reference = self
-            .push_ref(&format!("{registry}/{repo}:sha256-{digest_hex}"))
+            .push_ref(&format!("{registry}/{repo}:{}", fallback_tag(digest_hex)))
             .await?;
         for blob in [b"{}".as_slice(), bundle_json] {
             self.client
@@ -179,7 +182,7 @@ impl Registry {
             .send(
                 Method::PUT,
                 &url,
-                &[("Content-Type", MANIFEST_TYPE)],
+                &[("Content-Type", OCI_MANIFEST)],
                 Some(manifest.clone()),
             )
             .await?;
@@ -205,10 +208,10 @@ impl Registry {
             .entries
             .retain(|e| e["digest"] != manifest_digest.as_str());
         listing.entries.push(json!({
-            "mediaType": MANIFEST_TYPE,
+            "mediaType": OCI_MANIFEST,
             "digest": manifest_digest,
             "size": manifest.len(),
-            "artifactType": BUNDLE_MEDIA_TYPE,
+            "artifactType": BUNDLE,
             "annotations": annotations,
         }));
         self.put_index(registry, repo, digest_hex, listing.entries)
@@ -224,16 +227,20 @@ impl Registry {
     ) -> Result<(), RegistryError> {
         let index = serde_json::to_vec(&json!({
             "schemaVersion": 2,
-            "mediaType": INDEX_TYPE,
+            "mediaType": OCI_INDEX,
             "manifests": entries,
         }))
         .map_err(|e| e.to_string())?;
-        let url = self.url(registry, repo, &format!("manifests/sha256-{digest_hex}"));
+        let url = self.url(
+            registry,
+            repo,
+            &format!("manifests/{}", fallback_tag(digest_hex)),
+        );
         let resp = self
             .send(
                 Method::PUT,
                 &url,
-                &[("Content-Type", INDEX_TYPE)],
+                &[("Content-Type", OCI_INDEX)],
                 Some(index),
             )
             .await?;

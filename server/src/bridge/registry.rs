@@ -8,17 +8,10 @@ use oci_client::secrets::RegistryAuth;
 use oci_client::{Client, Reference, RegistryOperation};
 use serde_json::{Value, json};
 
-use super::payload::{PAYLOAD_MEDIA_TYPE, SIGNATURE_ANNOTATION};
+use trustbridge_cosign::media::{OCI_CONFIG, OCI_MANIFEST, SIGNATURE_ANNOTATION, SIMPLE_SIGNING};
+use trustbridge_cosign::names::sig_tag;
 
-const MANIFEST_TYPE: &str = "application/vnd.oci.image.manifest.v1+json";
-const CONFIG_TYPE: &str = "application/vnd.oci.image.config.v1+json";
-
-fn sha256(data: &[u8]) -> String {
-    format!(
-        "sha256:{}",
-        hex::encode(ring::digest::digest(&ring::digest::SHA256, data))
-    )
-}
+use trustbridge_cosign::sha256;
 
 /// The most the bridge reads of one registry answer (distribution caps manifests at 4 MiB).
 pub const MAX_BODY: usize = 4 << 20;
@@ -317,7 +310,7 @@ impl Registry {
             .send(
                 reqwest::Method::GET,
                 &url,
-                &[("Accept", MANIFEST_TYPE)],
+                &[("Accept", OCI_MANIFEST)],
                 None,
             )
             .await?;
@@ -352,7 +345,7 @@ impl Registry {
         payload: &[u8],
     ) -> Result<bool, RegistryError> {
         let reference = self
-            .push_ref(&format!("{registry}/{repo}:sha256-{digest_hex}.sig"))
+            .push_ref(&format!("{registry}/{repo}:{}", sig_tag(digest_hex)))
             .await?;
         let Some((layers, manifest_digest)) = self.current(&reference).await? else {
             return Ok(false);
@@ -400,15 +393,15 @@ impl Registry {
             .map_err(|e| RegistryError::oci("pushing the config", e))?;
         let manifest = json!({
             "schemaVersion": 2,
-            "mediaType": MANIFEST_TYPE,
-            "config": {"mediaType": CONFIG_TYPE, "digest": config_digest, "size": config.len()},
+            "mediaType": OCI_MANIFEST,
+            "config": {"mediaType": OCI_CONFIG, "digest": config_digest, "size": config.len()},
             "layers": layers,
         });
         self.client
             .push_manifest_raw(
                 reference,
                 serde_json::to_vec(&manifest).map_err(|e| e.to_string())?,
-                http::HeaderValue::from_static(MANIFEST_TYPE),
+                http::HeaderValue::from_static(OCI_MANIFEST),
             )
             .await
             .map_err(|e| RegistryError::oci("pushing the .sig manifest", e))?;
@@ -426,7 +419,7 @@ impl Registry {
         signature_b64: &str,
     ) -> Result<bool, RegistryError> {
         let reference = self
-            .push_ref(&format!("{registry}/{repo}:sha256-{digest_hex}.sig"))
+            .push_ref(&format!("{registry}/{repo}:{}", sig_tag(digest_hex)))
             .await?;
         let mut layers = self
             .current(&reference)
@@ -445,7 +438,7 @@ impl Registry {
             .await
             .map_err(|e| RegistryError::oci("pushing the payload", e))?;
         layers.push(json!({
-            "mediaType": PAYLOAD_MEDIA_TYPE,
+            "mediaType": SIMPLE_SIGNING,
             "digest": payload_digest,
             "size": payload.len(),
             "annotations": {SIGNATURE_ANNOTATION: signature_b64},

@@ -6,9 +6,6 @@
 
 use serde_json::Value;
 
-pub const PAYLOAD_MEDIA_TYPE: &str = "application/vnd.dev.cosign.simplesigning.v1+json";
-pub const SIGNATURE_ANNOTATION: &str = "dev.cosignproject.cosign/signature";
-
 /// What one layer (or bundle) of ours says about a notary target.
 #[derive(Clone, Copy, Debug)]
 pub struct Claim<'a> {

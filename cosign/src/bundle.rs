@@ -13,26 +13,17 @@
 use base64::Engine as _;
 use serde_json::{Value, json};
 
-pub const BUNDLE_MEDIA_TYPE: &str = "application/vnd.dev.sigstore.bundle.v0.3+json";
-pub const INTOTO_PAYLOAD_TYPE: &str = "application/vnd.in-toto+json";
-pub const SIGN_PREDICATE_TYPE: &str = "https://sigstore.dev/cosign/sign/v1";
-pub const EMPTY_MEDIA_TYPE: &str = "application/vnd.oci.empty.v1+json";
-/// Our annotation on the bundle manifest (and its index entry): `sha256:<hex>` of the
-/// statement, which identifies the job's bundle for idempotent delivery and for revocation.
-pub const STATEMENT_ANNOTATION: &str = "dev.trustbridge/statement-digest";
-const B64: base64::engine::GeneralPurpose = base64::engine::general_purpose::STANDARD;
+use crate::media::{
+    BUNDLE, INTOTO_PAYLOAD, OCI_EMPTY, OCI_MANIFEST, SIGN_PREDICATE, STATEMENT_ANNOTATION,
+};
+pub use crate::sha256;
 
-pub fn sha256(data: &[u8]) -> String {
-    format!(
-        "sha256:{}",
-        hex::encode(ring::digest::digest(&ring::digest::SHA256, data))
-    )
-}
+const B64: base64::engine::GeneralPurpose = base64::engine::general_purpose::STANDARD;
 
 /// The in-toto Statement for one notary target. cosign puts `-a` annotations into the
 /// subject's `annotations`; ours name the docker reference, the notary role and target, and
 /// the key IDs that signed the role (left out when unknown, as in the legacy payload).
-pub fn statement(c: &super::payload::Claim) -> Vec<u8> {
+pub fn statement(c: &crate::payload::Claim) -> Vec<u8> {
     let mut annotations = serde_json::Map::new();
     annotations.insert(
         "docker-reference".into(),
@@ -45,7 +36,7 @@ pub fn statement(c: &super::payload::Claim) -> Vec<u8> {
     let v = json!({
         "_type": "https://in-toto.io/Statement/v1",
         "subject": [{"digest": {"sha256": c.digest_hex}, "annotations": annotations}],
-        "predicateType": SIGN_PREDICATE_TYPE,
+        "predicateType": SIGN_PREDICATE,
         "predicate": {},
     });
     serde_json::to_vec(&v).expect("a JSON value serialises")
@@ -58,14 +49,14 @@ pub fn key_hint(spki_der: &[u8]) -> String {
 
 /// The bundle JSON (protojson field names; empty tlog entries and timestamps omitted, as Go's
 /// protojson writes them). `sig_der`: the ECDSA signature over the statement's DSSE PAE
-/// ([`trustbridge_tuf::dsse::pae`]) in ASN.1 DER.
+/// (DSSE's pre-authentication encoding) in ASN.1 DER.
 pub fn bundle(statement: &[u8], sig_der: &[u8], spki_der: &[u8]) -> Vec<u8> {
     let v = json!({
-        "mediaType": BUNDLE_MEDIA_TYPE,
+        "mediaType": BUNDLE,
         "verificationMaterial": {"publicKey": {"hint": key_hint(spki_der)}},
         "dsseEnvelope": {
             "payload": B64.encode(statement),
-            "payloadType": INTOTO_PAYLOAD_TYPE,
+            "payloadType": INTOTO_PAYLOAD,
             "signatures": [{"sig": B64.encode(sig_der)}],
         },
     });
@@ -77,7 +68,7 @@ pub fn bundle(statement: &[u8], sig_der: &[u8], spki_der: &[u8]) -> Vec<u8> {
 pub fn annotations(statement: &[u8], created: &str) -> Value {
     json!({
         "dev.sigstore.bundle.content": "dsse-envelope",
-        "dev.sigstore.bundle.predicateType": SIGN_PREDICATE_TYPE,
+        "dev.sigstore.bundle.predicateType": SIGN_PREDICATE,
         "org.opencontainers.image.created": created,
         STATEMENT_ANNOTATION: sha256(statement),
     })
@@ -88,10 +79,10 @@ pub fn annotations(statement: &[u8], created: &str) -> Value {
 pub fn manifest(bundle: &[u8], subject: &Value, annotations: &Value) -> Vec<u8> {
     let v = json!({
         "schemaVersion": 2,
-        "mediaType": "application/vnd.oci.image.manifest.v1+json",
-        "artifactType": BUNDLE_MEDIA_TYPE,
-        "config": {"mediaType": EMPTY_MEDIA_TYPE, "digest": sha256(b"{}"), "size": 2},
-        "layers": [{"mediaType": BUNDLE_MEDIA_TYPE, "digest": sha256(bundle), "size": bundle.len()}],
+        "mediaType": OCI_MANIFEST,
+        "artifactType": BUNDLE,
+        "config": {"mediaType": OCI_EMPTY, "digest": sha256(b"{}"), "size": 2},
+        "layers": [{"mediaType": BUNDLE, "digest": sha256(bundle), "size": bundle.len()}],
         "subject": subject,
         "annotations": annotations,
     });
@@ -104,7 +95,7 @@ mod tests {
 
     #[test]
     fn statement_is_deterministic_and_names_the_digest() {
-        let claim = crate::bridge::payload::Claim {
+        let claim = crate::payload::Claim {
             reference: "127.0.0.1:5000/app",
             gun: Some("127.0.0.1:5000/app"),
             digest_hex: "ab",
@@ -116,7 +107,7 @@ mod tests {
         assert_eq!(a, statement(&claim));
         let v: Value = serde_json::from_slice(&a).unwrap();
         assert_eq!(v["subject"][0]["digest"]["sha256"], "ab");
-        assert_eq!(v["predicateType"], SIGN_PREDICATE_TYPE);
+        assert_eq!(v["predicateType"], SIGN_PREDICATE);
         assert_eq!(
             v["subject"][0]["annotations"]["docker-reference"],
             "127.0.0.1:5000/app:v1"
@@ -125,7 +116,7 @@ mod tests {
             v["subject"][0]["annotations"]["dev.trustbridge/notary-gun"],
             "127.0.0.1:5000/app"
         );
-        let old = statement(&crate::bridge::payload::Claim {
+        let old = statement(&crate::payload::Claim {
             signers: "",
             gun: None,
             ..claim
@@ -141,10 +132,10 @@ mod tests {
     #[test]
     fn manifest_carries_subject_and_bundle() {
         let b = bundle(b"{}", b"sig", b"key");
-        let subject = json!({"mediaType": "application/vnd.oci.image.manifest.v1+json", "digest": "sha256:00", "size": 1});
+        let subject = json!({"mediaType": OCI_MANIFEST, "digest": "sha256:00", "size": 1});
         let m: Value =
             serde_json::from_slice(&manifest(&b, &subject, &annotations(b"{}", "now"))).unwrap();
-        assert_eq!(m["artifactType"], BUNDLE_MEDIA_TYPE);
+        assert_eq!(m["artifactType"], BUNDLE);
         assert_eq!(m["layers"][0]["digest"], sha256(&b));
         assert_eq!(
             m["config"]["digest"],
