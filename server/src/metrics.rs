@@ -162,16 +162,16 @@ impl Metrics {
     }
 
     /// The job counts per state, as the worker last read them.
-    pub fn bridge_states(&self, counts: &[(String, i64)]) {
-        for &state in crate::storage::GAUGED_JOB_STATES {
+    pub fn bridge_states(&self, counts: &[(crate::storage::JobState, i64)]) {
+        for state in crate::storage::JobState::GAUGED {
             let n = counts
                 .iter()
-                .find(|(s, _)| s == state)
+                .find(|(s, _)| *s == state)
                 .map_or(0, |(_, n)| *n);
             self.0
                 .bridge_states
                 .get_or_create(&StateLabels {
-                    state: state.into(),
+                    state: state.as_str().into(),
                 })
                 .set(n);
         }

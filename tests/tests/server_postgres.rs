@@ -12,7 +12,7 @@ use trustbridge_e2e::{init, run_ok};
 use trustbridge_server::error::Error;
 use trustbridge_server::storage::postgres::PgStore;
 use trustbridge_server::storage::sqlite::SqliteStore;
-use trustbridge_server::storage::{Finish, MetaStore, NewJob, Update};
+use trustbridge_server::storage::{Action, Finish, MetaStore, NewJob, Update};
 
 fn file(role: &str, version: i64, body: &str) -> Update {
     Update {
@@ -24,7 +24,7 @@ fn file(role: &str, version: i64, body: &str) -> Update {
 
 fn job(tag: &str) -> NewJob {
     NewJob {
-        action: "sign",
+        action: Action::Sign,
         tag: tag.into(),
         digest_hex: "ab".repeat(32),
         role: "targets".into(),

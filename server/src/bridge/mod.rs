@@ -22,7 +22,7 @@ use oci_client::secrets::RegistryAuth;
 use trustbridge_cosign::{bundle, payload};
 
 use crate::signer_link::SignerLink;
-use crate::storage::{Finish, Job, MetaStore};
+use crate::storage::{Action, Finish, Job, MetaStore};
 use registry::{RegistryError, RegistryErrorKind};
 
 /// Per-registry settings (`trustbridge.bridge.registries.<host>`).
@@ -216,7 +216,7 @@ impl Bridge {
             signers: &job.signers,
         };
         let registry = self.client(&host).await?;
-        if job.action == "revoke" {
+        if job.action == Action::Revoke {
             // Only layers and bundles that name this GUN (see Claim::revocable).
             for form in claim.revocable() {
                 registry
@@ -300,7 +300,8 @@ impl Bridge {
                 ))),
             };
             outcomes.push(outcome.is_ok());
-            self.metrics.bridge_job(&job.action, outcome.is_ok());
+            self.metrics
+                .bridge_job(job.action.as_str(), outcome.is_ok());
             let exhausted =
                 self.cfg.max_attempts > 0 && job.attempts + 1 >= self.cfg.max_attempts as i64;
             let finish = match &outcome {
@@ -452,8 +453,8 @@ impl Bridge {
             .map(|j| {
                 let mut row = serde_json::json!({
                     "id": j.id, "gun": j.gun, "tag": j.tag, "digest": format!("sha256:{}", j.digest_hex),
-                    "action": j.action,
-                    "role": j.role, "signers": j.signers, "state": j.state, "attempts": j.attempts,
+                    "action": j.action.as_str(),
+                    "role": j.role, "signers": j.signers, "state": j.state.as_str(), "attempts": j.attempts,
                     "last_error": j.last_error,
                     "updated_at": time(j.updated_at),
                 });

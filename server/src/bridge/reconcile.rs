@@ -23,7 +23,7 @@ use super::registry::{Registry, RegistryError};
 use super::{Bridge, image_repository, split_gun};
 use crate::error::Error;
 use crate::repo::Repo;
-use crate::storage::{NewJob, TagCheck};
+use crate::storage::{Action, NewJob, TagCheck};
 
 /// What one pass found.
 #[derive(Debug, Default, Clone, Copy)]
@@ -156,12 +156,9 @@ impl Bridge {
             .into_iter()
             .map(|c| (c.tag.clone(), c))
             .collect();
-        let open = |action: &str, tag: &str, digest: &str| {
+        let open = |action: Action, tag: &str, digest: &str| {
             jobs.iter().any(|j| {
-                j.action == action
-                    && j.tag == tag
-                    && j.digest_hex == digest
-                    && (j.state == "pending" || j.state == "failed")
+                j.action == action && j.tag == tag && j.digest_hex == digest && j.state.is_open()
             })
         };
         let (host, image_repo) = split_gun(&image_repository(gun, &self.cfg.rewrite));
@@ -198,13 +195,7 @@ impl Bridge {
                 report.expired += 1;
                 tracing::warn!(%gun, %tag, role = %m.role, "bridge: the role this tag resolves from has expired: DCT clients refuse it, the Cosign side keeps it (trustbridge.bridge.on_expiry)");
             }
-            let job = |action| NewJob {
-                action,
-                tag: tag.clone(),
-                digest_hex: m.digest_hex.clone(),
-                role: m.role.clone(),
-                signers: m.signers.clone(),
-            };
+            let job = |action| NewJob::new(action, tag, m);
             let found = match &registry {
                 Ok(r) => self.check_tag(r, &host, &image_repo, &claim, &key).await,
                 Err(e) => Err(RegistryError::not_configured(e.to_string())),
@@ -222,12 +213,12 @@ impl Bridge {
                     if layer == Layer::Valid && bundled {
                         check.verified_at = Some(now);
                         report.verified += 1;
-                    } else if !open("sign", tag, &m.digest_hex) {
+                    } else if !open(Action::Sign, tag, &m.digest_hex) {
                         if layer == Layer::Invalid {
                             // Ours is there but does not verify: take it out, then sign anew.
-                            queue.push(job("revoke"));
+                            queue.push(job(Action::Revoke));
                         }
-                        queue.push(job("sign"));
+                        queue.push(job(Action::Sign));
                         report.repushed += 1;
                         tracing::warn!(%gun, %tag, ?layer, bundled, "bridge: the registry lacks our signature; queued again");
                     }
@@ -244,7 +235,7 @@ impl Bridge {
         if let Ok(r) = &registry {
             let stale: BTreeSet<(&str, &str, &str, &str)> = jobs
                 .iter()
-                .filter(|j| j.action == "sign")
+                .filter(|j| j.action == Action::Sign)
                 .filter(|j| {
                     expected.get(&j.tag).is_none_or(|m| {
                         (m.digest_hex.as_str(), m.role.as_str(), m.signers.as_str())
@@ -279,9 +270,9 @@ impl Bridge {
                     )
                     .await
                     .is_ok_and(|l| l != Layer::Missing);
-                if there && !open("revoke", tag, digest_hex) {
+                if there && !open(Action::Revoke, tag, digest_hex) {
                     queue.push(NewJob {
-                        action: "revoke",
+                        action: Action::Revoke,
                         tag: tag.to_string(),
                         digest_hex: digest_hex.to_string(),
                         role: role.to_string(),

@@ -13,7 +13,7 @@ use std::collections::BTreeMap;
 
 use trustbridge_tuf::{GoTime, Root, Signed, Targets};
 
-use crate::storage::NewJob;
+use crate::storage::{Action, NewJob};
 
 /// How one tag is mirrored: the digest, the role it resolved from, and the key IDs whose
 /// signatures on that role's file verified (comma-separated), all named in the payload.
@@ -123,23 +123,16 @@ pub fn jobs_between(
     before: &BTreeMap<String, Mirrored>,
     after: &BTreeMap<String, Mirrored>,
 ) -> Vec<NewJob> {
-    let job = |action, tag: &str, m: &Mirrored| NewJob {
-        action,
-        tag: tag.to_string(),
-        digest_hex: m.digest_hex.clone(),
-        role: m.role.clone(),
-        signers: m.signers.clone(),
-    };
     let mut jobs: Vec<NewJob> = after
         .iter()
         .filter(|(tag, now)| before.get(*tag) != Some(now))
-        .map(|(tag, now)| job("sign", tag, now))
+        .map(|(tag, now)| NewJob::new(Action::Sign, tag, now))
         .collect();
     jobs.extend(
         before
             .iter()
             .filter(|(tag, was)| after.get(*tag) != Some(was))
-            .map(|(tag, was)| job("revoke", tag, was)),
+            .map(|(tag, was)| NewJob::new(Action::Revoke, tag, was)),
     );
     jobs
 }
@@ -261,7 +254,10 @@ mod tests {
         assert_eq!(after.keys().collect::<Vec<_>>(), ["v1"]);
         let jobs = jobs_between(&set, &after);
         assert_eq!(jobs.len(), 1);
-        assert_eq!((jobs[0].action, jobs[0].tag.as_str()), ("revoke", "rel"));
+        assert_eq!(
+            (jobs[0].action, jobs[0].tag.as_str()),
+            (Action::Revoke, "rel")
+        );
         // targets signed by a key the root does not name: nothing at all.
         let other = signed(targets(&["v1"], vec![]), &[&bob]);
         assert!(

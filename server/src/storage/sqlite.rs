@@ -8,7 +8,10 @@ use std::time::Duration;
 use rusqlite::{Connection, OptionalExtension, Row, params};
 use time::OffsetDateTime;
 
-use super::{Change, Finish, Job, MetaStore, NewJob, Stored, TagCheck, Update, sha256_hex};
+use super::outbox::unknown;
+use super::{
+    Change, Finish, Job, JobState, MetaStore, NewJob, Outbox, Stored, TagCheck, Update, sha256_hex,
+};
 use crate::error::Error;
 
 const SCHEMA: &str = r#"
@@ -99,7 +102,7 @@ fn insert_jobs(tx: &Connection, gun: &str, jobs: &[NewJob], now: i64) -> Result<
             j.tag,
             j.digest_hex,
             j.role,
-            j.action,
+            j.action.as_str(),
             j.signers
         ])
         .map_err(storage)?;
@@ -110,6 +113,17 @@ fn insert_jobs(tx: &Connection, gun: &str, jobs: &[NewJob], now: i64) -> Result<
 const JOB_COLS: &str =
     "id, gun, tag, digest, role, state, attempts, last_error, updated_at, action, signers";
 
+/// A stored name read back as its enum; an unknown one is a conversion error.
+fn known<T>(i: usize, v: String, parse: fn(&str) -> Option<T>) -> rusqlite::Result<T> {
+    parse(&v).ok_or_else(|| {
+        rusqlite::Error::FromSqlConversionFailure(
+            i,
+            rusqlite::types::Type::Text,
+            unknown("value", &v).to_string().into(),
+        )
+    })
+}
+
 fn job(r: &Row<'_>) -> rusqlite::Result<Job> {
     Ok(Job {
         id: r.get(0)?,
@@ -117,11 +131,11 @@ fn job(r: &Row<'_>) -> rusqlite::Result<Job> {
         tag: r.get(2)?,
         digest_hex: r.get(3)?,
         role: r.get(4)?,
-        state: r.get(5)?,
+        state: known(5, r.get(5)?, JobState::parse)?,
         attempts: r.get(6)?,
         last_error: r.get(7)?,
         updated_at: time_of(r.get(8)?),
-        action: r.get(9)?,
+        action: known(9, r.get(9)?, super::Action::parse)?,
         signers: r.get(10)?,
     })
 }
@@ -247,164 +261,6 @@ impl MetaStore for SqliteStore {
         Ok(time_of(now))
     }
 
-    fn due_jobs(&self, limit: i64) -> Result<Vec<Job>, Error> {
-        let db = self.db();
-        let mut st = db
-            .prepare_cached(&format!(
-                "SELECT {JOB_COLS} FROM bridge_jobs WHERE state IN ('pending', 'failed') AND next_at <= ?1 ORDER BY id LIMIT ?2"
-            ))
-            .map_err(storage)?;
-        let rows = st
-            .query_map(params![now_nanos(), limit], job)
-            .map_err(storage)?;
-        rows.collect::<rusqlite::Result<_>>().map_err(storage)
-    }
-
-    fn finish_job(&self, id: i64, finish: Finish) -> Result<(), Error> {
-        let now = now_nanos();
-        let (state, error, retry_in) = finish.parts();
-        self.db()
-            .execute(
-                "UPDATE bridge_jobs SET state = ?1, updated_at = ?2, attempts = attempts + 1, last_error = ?3, next_at = ?4 WHERE id = ?5",
-                params![state, now, error, now + retry_in.as_nanos() as i64, id],
-            )
-            .map(|_| ())
-            .map_err(storage)
-    }
-
-    fn job_states(&self) -> Result<Vec<(String, i64)>, Error> {
-        let db = self.db();
-        let mut st = db
-            .prepare_cached("SELECT state, COUNT(*) FROM bridge_jobs GROUP BY state")
-            .map_err(storage)?;
-        let rows = st
-            .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
-            .map_err(storage)?;
-        rows.collect::<rusqlite::Result<_>>().map_err(storage)
-    }
-
-    fn requeue(&self, prefix: &str) -> Result<usize, Error> {
-        let now = now_nanos();
-        // GUNs are compared by prefix without LIKE's wildcards.
-        self.db()
-            .execute(
-                "UPDATE bridge_jobs SET state = 'pending', attempts = 0, next_at = ?1, updated_at = ?1 WHERE state IN ('dead', 'not-configured', 'failed') AND substr(gun, 1, length(?2)) = ?2",
-                params![now, prefix],
-            )
-            .map_err(storage)
-    }
-
-    fn drop_job(&self, id: i64) -> Result<bool, Error> {
-        let now = now_nanos();
-        self.db()
-            .execute(
-                "UPDATE bridge_jobs SET state = 'dropped', updated_at = ?1 WHERE id = ?2 AND state IN ('pending', 'failed', 'dead')",
-                params![now, id],
-            )
-            .map(|n| n > 0)
-            .map_err(storage)
-    }
-
-    fn enqueue(&self, gun: &str, jobs: &[NewJob]) -> Result<(), Error> {
-        let mut db = self.db();
-        let tx = db.transaction().map_err(storage)?;
-        insert_jobs(&tx, gun, jobs, now_nanos())?;
-        tx.commit().map_err(storage)
-    }
-
-    fn has_job(&self, gun: &str, job: &NewJob) -> Result<bool, Error> {
-        self.db()
-            .prepare_cached(
-                "SELECT EXISTS(SELECT 1 FROM bridge_jobs WHERE gun = ?1 AND tag = ?2 AND role = ?3 AND digest = ?4 AND action = ?5 AND signers = ?6)",
-            )
-            .and_then(|mut st| {
-                st.query_row(
-                    params![gun, job.tag, job.role, job.digest_hex, job.action, job.signers],
-                    |r| r.get(0),
-                )
-            })
-            .map_err(storage)
-    }
-
-    fn jobs_for(&self, gun: &str) -> Result<Vec<Job>, Error> {
-        let db = self.db();
-        let mut st = db
-            .prepare_cached(&format!(
-                "SELECT {JOB_COLS} FROM bridge_jobs WHERE gun = ?1 ORDER BY id DESC"
-            ))
-            .map_err(storage)?;
-        let rows = st.query_map([gun], job).map_err(storage)?;
-        rows.collect::<rusqlite::Result<_>>().map_err(storage)
-    }
-
-    fn record_checks(&self, gun: &str, checks: &[TagCheck]) -> Result<(), Error> {
-        let mut db = self.db();
-        let tx = db.transaction().map_err(storage)?;
-        tx.execute("DELETE FROM bridge_checks WHERE gun = ?1", [gun])
-            .map_err(storage)?;
-        for c in checks {
-            tx.execute(
-                "INSERT INTO bridge_checks (gun, tag, digest, verified_at, registry_digest, drift, error, checked_at, expires) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
-                params![
-                    gun,
-                    c.tag,
-                    c.digest_hex,
-                    c.verified_at.map(|t| t.unix_timestamp_nanos() as i64),
-                    c.registry_digest,
-                    c.drift,
-                    c.error,
-                    c.checked_at.unix_timestamp_nanos() as i64,
-                    c.expires.map(|t| t.unix_timestamp_nanos() as i64)
-                ],
-            )
-            .map_err(storage)?;
-        }
-        tx.commit().map_err(storage)
-    }
-
-    fn checks_for(&self, gun: &str) -> Result<Vec<TagCheck>, Error> {
-        let db = self.db();
-        let mut st = db
-            .prepare_cached(
-                "SELECT tag, digest, verified_at, registry_digest, drift, error, checked_at, expires FROM bridge_checks WHERE gun = ?1 ORDER BY tag",
-            )
-            .map_err(storage)?;
-        let rows = st
-            .query_map([gun], |r| {
-                Ok(TagCheck {
-                    tag: r.get(0)?,
-                    digest_hex: r.get(1)?,
-                    verified_at: r.get::<_, Option<i64>>(2)?.map(time_of),
-                    registry_digest: r.get(3)?,
-                    drift: r.get(4)?,
-                    error: r.get(5)?,
-                    checked_at: time_of(r.get(6)?),
-                    expires: r.get::<_, Option<i64>>(7)?.map(time_of),
-                })
-            })
-            .map_err(storage)?;
-        rows.collect::<rusqlite::Result<_>>().map_err(storage)
-    }
-
-    fn check_counts(&self, now: OffsetDateTime) -> Result<(i64, i64), Error> {
-        let db = self.db();
-        let drifted = db
-            .query_row(
-                "SELECT COUNT(*) FROM bridge_checks WHERE drift = 1",
-                [],
-                |r| r.get(0),
-            )
-            .map_err(storage)?;
-        let expired = db
-            .query_row(
-                "SELECT COUNT(*) FROM bridge_checks WHERE expires < ?1",
-                [now.unix_timestamp_nanos() as i64],
-                |r| r.get(0),
-            )
-            .map_err(storage)?;
-        Ok((drifted, expired))
-    }
-
     fn latest(&self, gun: &str, role: &str) -> Result<Option<Stored>, Error> {
         self.one(
             &format!("SELECT {FILE_COLS} FROM tuf_files WHERE gun = ?1 AND role = ?2 AND deleted_at IS NULL ORDER BY version DESC LIMIT 1"),
@@ -510,5 +366,180 @@ impl MetaStore for SqliteStore {
             })
             .map(|_| ())
             .map_err(storage)
+    }
+}
+
+impl Outbox for SqliteStore {
+    fn due_jobs(&self, limit: i64) -> Result<Vec<Job>, Error> {
+        let db = self.db();
+        let mut st = db
+            .prepare_cached(&format!(
+                "SELECT {JOB_COLS} FROM bridge_jobs WHERE state IN ('pending', 'failed') AND next_at <= ?1 ORDER BY id LIMIT ?2"
+            ))
+            .map_err(storage)?;
+        let rows = st
+            .query_map(params![now_nanos(), limit], job)
+            .map_err(storage)?;
+        rows.collect::<rusqlite::Result<_>>().map_err(storage)
+    }
+
+    fn finish_job(&self, id: i64, finish: Finish) -> Result<(), Error> {
+        let now = now_nanos();
+        let (state, error, retry_in) = finish.parts();
+        self.db()
+            .execute(
+                "UPDATE bridge_jobs SET state = ?1, updated_at = ?2, attempts = attempts + 1, last_error = ?3, next_at = ?4 WHERE id = ?5",
+                params![
+                    state.as_str(),
+                    now,
+                    error,
+                    now + retry_in.as_nanos() as i64,
+                    id
+                ],
+            )
+            .map(|_| ())
+            .map_err(storage)
+    }
+
+    fn job_states(&self) -> Result<Vec<(JobState, i64)>, Error> {
+        let db = self.db();
+        let mut st = db
+            .prepare_cached("SELECT state, COUNT(*) FROM bridge_jobs GROUP BY state")
+            .map_err(storage)?;
+        let rows = st
+            .query_map([], |r| {
+                Ok((known(0, r.get(0)?, JobState::parse)?, r.get(1)?))
+            })
+            .map_err(storage)?;
+        rows.collect::<rusqlite::Result<_>>().map_err(storage)
+    }
+
+    fn requeue(&self, prefix: &str) -> Result<usize, Error> {
+        let now = now_nanos();
+        // GUNs are compared by prefix without LIKE's wildcards.
+        self.db()
+            .execute(
+                "UPDATE bridge_jobs SET state = 'pending', attempts = 0, next_at = ?1, updated_at = ?1 WHERE state IN ('dead', 'not-configured', 'failed') AND substr(gun, 1, length(?2)) = ?2",
+                params![now, prefix],
+            )
+            .map_err(storage)
+    }
+
+    fn drop_job(&self, id: i64) -> Result<bool, Error> {
+        let now = now_nanos();
+        self.db()
+            .execute(
+                "UPDATE bridge_jobs SET state = 'dropped', updated_at = ?1 WHERE id = ?2 AND state IN ('pending', 'failed', 'dead')",
+                params![now, id],
+            )
+            .map(|n| n > 0)
+            .map_err(storage)
+    }
+
+    fn enqueue(&self, gun: &str, jobs: &[NewJob]) -> Result<(), Error> {
+        let mut db = self.db();
+        let tx = db.transaction().map_err(storage)?;
+        insert_jobs(&tx, gun, jobs, now_nanos())?;
+        tx.commit().map_err(storage)
+    }
+
+    fn has_job(&self, gun: &str, job: &NewJob) -> Result<bool, Error> {
+        self.db()
+            .prepare_cached(
+                "SELECT EXISTS(SELECT 1 FROM bridge_jobs WHERE gun = ?1 AND tag = ?2 AND role = ?3 AND digest = ?4 AND action = ?5 AND signers = ?6)",
+            )
+            .and_then(|mut st| {
+                st.query_row(
+                    params![
+                        gun,
+                        job.tag,
+                        job.role,
+                        job.digest_hex,
+                        job.action.as_str(),
+                        job.signers
+                    ],
+                    |r| r.get(0),
+                )
+            })
+            .map_err(storage)
+    }
+
+    fn jobs_for(&self, gun: &str) -> Result<Vec<Job>, Error> {
+        let db = self.db();
+        let mut st = db
+            .prepare_cached(&format!(
+                "SELECT {JOB_COLS} FROM bridge_jobs WHERE gun = ?1 ORDER BY id DESC"
+            ))
+            .map_err(storage)?;
+        let rows = st.query_map([gun], job).map_err(storage)?;
+        rows.collect::<rusqlite::Result<_>>().map_err(storage)
+    }
+
+    fn record_checks(&self, gun: &str, checks: &[TagCheck]) -> Result<(), Error> {
+        let mut db = self.db();
+        let tx = db.transaction().map_err(storage)?;
+        tx.execute("DELETE FROM bridge_checks WHERE gun = ?1", [gun])
+            .map_err(storage)?;
+        for c in checks {
+            tx.execute(
+                "INSERT INTO bridge_checks (gun, tag, digest, verified_at, registry_digest, drift, error, checked_at, expires) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+                params![
+                    gun,
+                    c.tag,
+                    c.digest_hex,
+                    c.verified_at.map(|t| t.unix_timestamp_nanos() as i64),
+                    c.registry_digest,
+                    c.drift,
+                    c.error,
+                    c.checked_at.unix_timestamp_nanos() as i64,
+                    c.expires.map(|t| t.unix_timestamp_nanos() as i64)
+                ],
+            )
+            .map_err(storage)?;
+        }
+        tx.commit().map_err(storage)
+    }
+
+    fn checks_for(&self, gun: &str) -> Result<Vec<TagCheck>, Error> {
+        let db = self.db();
+        let mut st = db
+            .prepare_cached(
+                "SELECT tag, digest, verified_at, registry_digest, drift, error, checked_at, expires FROM bridge_checks WHERE gun = ?1 ORDER BY tag",
+            )
+            .map_err(storage)?;
+        let rows = st
+            .query_map([gun], |r| {
+                Ok(TagCheck {
+                    tag: r.get(0)?,
+                    digest_hex: r.get(1)?,
+                    verified_at: r.get::<_, Option<i64>>(2)?.map(time_of),
+                    registry_digest: r.get(3)?,
+                    drift: r.get(4)?,
+                    error: r.get(5)?,
+                    checked_at: time_of(r.get(6)?),
+                    expires: r.get::<_, Option<i64>>(7)?.map(time_of),
+                })
+            })
+            .map_err(storage)?;
+        rows.collect::<rusqlite::Result<_>>().map_err(storage)
+    }
+
+    fn check_counts(&self, now: OffsetDateTime) -> Result<(i64, i64), Error> {
+        let db = self.db();
+        let drifted = db
+            .query_row(
+                "SELECT COUNT(*) FROM bridge_checks WHERE drift = 1",
+                [],
+                |r| r.get(0),
+            )
+            .map_err(storage)?;
+        let expired = db
+            .query_row(
+                "SELECT COUNT(*) FROM bridge_checks WHERE expires < ?1",
+                [now.unix_timestamp_nanos() as i64],
+                |r| r.get(0),
+            )
+            .map_err(storage)?;
+        Ok((drifted, expired))
     }
 }

@@ -37,8 +37,10 @@ use replicas::{CHANNEL, listen};
 pub use schema::{DbUrl, parse_url};
 use schema::{SCHEMA, SCHEMA_LOCK};
 
+use super::outbox::unknown;
 use super::{
-    Change, Finish, Job, MetaStore, NewJob, Stored, TagCheck, Update, Watcher, sha256_hex,
+    Change, Finish, Job, JobState, MetaStore, NewJob, Outbox, Stored, TagCheck, Update, Watcher,
+    sha256_hex,
 };
 use crate::error::Error;
 
@@ -104,20 +106,22 @@ fn stored(r: &Row) -> Stored {
 const JOB_COLS: &str =
     "id, gun, tag, digest, role, state, attempts, last_error, updated_at, action, signers";
 
-fn job(r: &Row) -> Job {
-    Job {
+fn job(r: &Row) -> Result<Job, Error> {
+    let state: String = r.get(5);
+    let action: String = r.get(9);
+    Ok(Job {
         id: r.get(0),
         gun: r.get(1),
         tag: r.get(2),
         digest_hex: r.get::<_, String>(3).trim().to_string(),
         role: r.get(4),
-        state: r.get(5),
+        state: JobState::parse(&state).ok_or_else(|| unknown("state", &state))?,
         attempts: r.get(6),
         last_error: r.get(7),
         updated_at: time_of(r.get(8)),
-        action: r.get(9),
+        action: super::Action::parse(&action).ok_or_else(|| unknown("action", &action))?,
         signers: r.get(10),
-    }
+    })
 }
 
 async fn insert_jobs(
@@ -144,7 +148,7 @@ async fn insert_jobs(
                 &j.tag,
                 &j.digest_hex,
                 &j.role,
-                &j.action,
+                &j.action.as_str(),
                 &j.signers,
             ],
         )
@@ -397,121 +401,6 @@ impl MetaStore for PgStore {
         })
     }
 
-    fn due_jobs(&self, limit: i64) -> Result<Vec<Job>, Error> {
-        self.run(move |pool| async move {
-            let c = pool.get().await.map_err(pool_err)?;
-            let rows = c
-                .query(
-                    &format!("SELECT {JOB_COLS} FROM bridge_jobs WHERE state IN ('pending', 'failed') AND next_at <= $1 ORDER BY id LIMIT $2"),
-                    &[&now_nanos(), &limit],
-                )
-                .await
-                .map_err(pg)?;
-            Ok(rows.iter().map(job).collect())
-        })
-    }
-
-    fn finish_job(&self, id: i64, finish: Finish) -> Result<(), Error> {
-        let now = now_nanos();
-        let (state, error, retry_in) = finish.parts();
-        self.count(
-            "UPDATE bridge_jobs SET state = $1, updated_at = $2, attempts = attempts + 1, last_error = $3, next_at = $4 WHERE id = $5",
-            vec![
-                Param::Text(state.to_string()),
-                Param::I64(now),
-                match error {
-                    Some(e) => Param::Text(e.to_string()),
-                    None => Param::Null,
-                },
-                Param::I64(now + retry_in.as_nanos() as i64),
-                Param::I64(id),
-            ],
-        )
-        .map(|_| ())
-    }
-
-    fn job_states(&self) -> Result<Vec<(String, i64)>, Error> {
-        self.run(move |pool| async move {
-            let c = pool.get().await.map_err(pool_err)?;
-            let rows = c
-                .query(
-                    "SELECT state, COUNT(*) FROM bridge_jobs GROUP BY state",
-                    &[],
-                )
-                .await
-                .map_err(pg)?;
-            Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
-        })
-    }
-
-    fn requeue(&self, prefix: &str) -> Result<usize, Error> {
-        self.count(
-            "UPDATE bridge_jobs SET state = 'pending', attempts = 0, next_at = $1, updated_at = $1 WHERE state IN ('dead', 'not-configured', 'failed') AND left(gun, length($2)) = $2",
-            vec![Param::I64(now_nanos()), Param::Text(prefix.into())],
-        )
-        .map(|n| n as usize)
-    }
-
-    fn drop_job(&self, id: i64) -> Result<bool, Error> {
-        self.count(
-            "UPDATE bridge_jobs SET state = 'dropped', updated_at = $1 WHERE id = $2 AND state IN ('pending', 'failed', 'dead')",
-            vec![Param::I64(now_nanos()), Param::I64(id)],
-        )
-        .map(|n| n > 0)
-    }
-
-    fn enqueue(&self, gun: &str, jobs: &[NewJob]) -> Result<(), Error> {
-        let (gun, jobs) = (gun.to_string(), jobs.to_vec());
-        self.run(move |pool| async move {
-            let mut c = pool.get().await.map_err(pool_err)?;
-            let tx = c.transaction().await.map_err(pg)?;
-            insert_jobs(&tx, &gun, &jobs, now_nanos()).await?;
-            tx.commit().await.map_err(pg)
-        })
-    }
-
-    fn has_job(&self, gun: &str, job: &NewJob) -> Result<bool, Error> {
-        let (gun, job) = (gun.to_string(), job.clone());
-        self.run(move |pool| async move {
-            let c = pool.get().await.map_err(pool_err)?;
-            let r = c
-                .query_one(
-                    "SELECT EXISTS(SELECT 1 FROM bridge_jobs WHERE gun = $1 AND tag = $2 AND role = $3 AND digest = $4 AND action = $5 AND signers = $6)",
-                    &[&gun, &job.tag, &job.role, &job.digest_hex, &job.action, &job.signers],
-                )
-                .await
-                .map_err(pg)?;
-            Ok(r.get(0))
-        })
-    }
-
-    fn jobs_for(&self, gun: &str) -> Result<Vec<Job>, Error> {
-        let gun = gun.to_string();
-        self.run(move |pool| async move {
-            let c = pool.get().await.map_err(pool_err)?;
-            let rows = c
-                .query(
-                    &format!("SELECT {JOB_COLS} FROM bridge_jobs WHERE gun = $1 ORDER BY id DESC"),
-                    &[&gun],
-                )
-                .await
-                .map_err(pg)?;
-            Ok(rows.iter().map(job).collect())
-        })
-    }
-
-    fn record_checks(&self, gun: &str, checks: &[TagCheck]) -> Result<(), Error> {
-        self.put_checks(gun, checks)
-    }
-
-    fn checks_for(&self, gun: &str) -> Result<Vec<TagCheck>, Error> {
-        self.get_checks(gun)
-    }
-
-    fn check_counts(&self, now: OffsetDateTime) -> Result<(i64, i64), Error> {
-        self.count_checks(now)
-    }
-
     fn latest(&self, gun: &str, role: &str) -> Result<Option<Stored>, Error> {
         self.one(
             format!("SELECT {FILE_COLS} FROM tuf_files WHERE gun = $1 AND role = $2 AND deleted_at IS NULL ORDER BY version DESC LIMIT 1"),
@@ -666,5 +555,136 @@ impl MetaStore for PgStore {
 
     fn bridge_lease(&self) -> bool {
         self.lease.load(Ordering::Relaxed)
+    }
+}
+
+impl Outbox for PgStore {
+    fn due_jobs(&self, limit: i64) -> Result<Vec<Job>, Error> {
+        self.run(move |pool| async move {
+            let c = pool.get().await.map_err(pool_err)?;
+            let rows = c
+                .query(
+                    &format!("SELECT {JOB_COLS} FROM bridge_jobs WHERE state IN ('pending', 'failed') AND next_at <= $1 ORDER BY id LIMIT $2"),
+                    &[&now_nanos(), &limit],
+                )
+                .await
+                .map_err(pg)?;
+            rows.iter().map(job).collect()
+        })
+    }
+
+    fn finish_job(&self, id: i64, finish: Finish) -> Result<(), Error> {
+        let now = now_nanos();
+        let (state, error, retry_in) = finish.parts();
+        self.count(
+            "UPDATE bridge_jobs SET state = $1, updated_at = $2, attempts = attempts + 1, last_error = $3, next_at = $4 WHERE id = $5",
+            vec![
+                Param::Text(state.as_str().to_string()),
+                Param::I64(now),
+                match error {
+                    Some(e) => Param::Text(e.to_string()),
+                    None => Param::Null,
+                },
+                Param::I64(now + retry_in.as_nanos() as i64),
+                Param::I64(id),
+            ],
+        )
+        .map(|_| ())
+    }
+
+    fn job_states(&self) -> Result<Vec<(JobState, i64)>, Error> {
+        self.run(move |pool| async move {
+            let c = pool.get().await.map_err(pool_err)?;
+            let rows = c
+                .query(
+                    "SELECT state, COUNT(*) FROM bridge_jobs GROUP BY state",
+                    &[],
+                )
+                .await
+                .map_err(pg)?;
+            rows.iter()
+                .map(|r| {
+                    let state: String = r.get(0);
+                    JobState::parse(&state)
+                        .map(|st| (st, r.get(1)))
+                        .ok_or_else(|| unknown("state", &state))
+                })
+                .collect()
+        })
+    }
+
+    fn requeue(&self, prefix: &str) -> Result<usize, Error> {
+        self.count(
+            "UPDATE bridge_jobs SET state = 'pending', attempts = 0, next_at = $1, updated_at = $1 WHERE state IN ('dead', 'not-configured', 'failed') AND left(gun, length($2)) = $2",
+            vec![Param::I64(now_nanos()), Param::Text(prefix.into())],
+        )
+        .map(|n| n as usize)
+    }
+
+    fn drop_job(&self, id: i64) -> Result<bool, Error> {
+        self.count(
+            "UPDATE bridge_jobs SET state = 'dropped', updated_at = $1 WHERE id = $2 AND state IN ('pending', 'failed', 'dead')",
+            vec![Param::I64(now_nanos()), Param::I64(id)],
+        )
+        .map(|n| n > 0)
+    }
+
+    fn enqueue(&self, gun: &str, jobs: &[NewJob]) -> Result<(), Error> {
+        let (gun, jobs) = (gun.to_string(), jobs.to_vec());
+        self.run(move |pool| async move {
+            let mut c = pool.get().await.map_err(pool_err)?;
+            let tx = c.transaction().await.map_err(pg)?;
+            insert_jobs(&tx, &gun, &jobs, now_nanos()).await?;
+            tx.commit().await.map_err(pg)
+        })
+    }
+
+    fn has_job(&self, gun: &str, job: &NewJob) -> Result<bool, Error> {
+        let (gun, job) = (gun.to_string(), job.clone());
+        self.run(move |pool| async move {
+            let c = pool.get().await.map_err(pool_err)?;
+            let r = c
+                .query_one(
+                    "SELECT EXISTS(SELECT 1 FROM bridge_jobs WHERE gun = $1 AND tag = $2 AND role = $3 AND digest = $4 AND action = $5 AND signers = $6)",
+                    &[
+                        &gun,
+                        &job.tag,
+                        &job.role,
+                        &job.digest_hex,
+                        &job.action.as_str(),
+                        &job.signers,
+                    ],
+                )
+                .await
+                .map_err(pg)?;
+            Ok(r.get(0))
+        })
+    }
+
+    fn jobs_for(&self, gun: &str) -> Result<Vec<Job>, Error> {
+        let gun = gun.to_string();
+        self.run(move |pool| async move {
+            let c = pool.get().await.map_err(pool_err)?;
+            let rows = c
+                .query(
+                    &format!("SELECT {JOB_COLS} FROM bridge_jobs WHERE gun = $1 ORDER BY id DESC"),
+                    &[&gun],
+                )
+                .await
+                .map_err(pg)?;
+            rows.iter().map(job).collect()
+        })
+    }
+
+    fn record_checks(&self, gun: &str, checks: &[TagCheck]) -> Result<(), Error> {
+        self.put_checks(gun, checks)
+    }
+
+    fn checks_for(&self, gun: &str) -> Result<Vec<TagCheck>, Error> {
+        self.get_checks(gun)
+    }
+
+    fn check_counts(&self, now: OffsetDateTime) -> Result<(i64, i64), Error> {
+        self.count_checks(now)
     }
 }
