@@ -492,6 +492,28 @@ mod tests {
     use super::*;
 
     #[test]
+    fn only_this_machine_is_loopback() {
+        for yes in [
+            "127.0.0.1:5000",
+            "127.9.9.9",
+            "localhost:5000",
+            "localhost",
+            "[::1]:5000",
+        ] {
+            assert!(is_loopback(yes), "{yes}");
+        }
+        for no in [
+            "localhost.evil.example:5000",
+            "localhostx:5000",
+            "10.0.0.1:5000",
+            "registry.example",
+            "[::2]:5000",
+        ] {
+            assert!(!is_loopback(no), "{no}");
+        }
+    }
+
+    #[test]
     fn rewrites_pick_the_longest_prefix() {
         let rw = vec![
             ("docker.io/".to_string(), "mirror.example/hub/".to_string()),
