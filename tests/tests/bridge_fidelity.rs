@@ -689,3 +689,82 @@ fn the_reconciler_repushes_what_is_missing_and_flags_drift() {
         "{text}"
     );
 }
+
+/// Two GUNs whose images live in one repository (here by rewrite; on Docker Hub `alpine`,
+/// `library/alpine` and `docker.io/library/alpine`), signing the same digest with the same
+/// targets key: each gets a layer of its own (the payload names the GUN), and one GUN's
+/// revoke leaves the other's signature in place.
+#[test]
+fn two_guns_on_one_repository_revoke_only_their_own() {
+    use trustbridge_tuf::metadata::FileMeta;
+    use trustbridge_tuf::{GoTime, KeyType, PrivateKey, Root, Signed, Targets, x509};
+    init();
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let registry = Registry::start(&dir.join("registry"));
+    let (digest, size) = registry.push_sample("team/app:v1");
+    let port = registry.port;
+    let st = trustbridge_e2e::bridge::start_bridge(
+        dir,
+        &format!(
+            r#","rewrite":{{"a.example/":"127.0.0.1:{port}/","b.example/":"127.0.0.1:{port}/"}},"registries":{{"127.0.0.1:{port}":{{"plain_http":true}}}}"#
+        ),
+    );
+    let (_, pem) = https_get(&format!("{}/_trustbridge/v1/cosign.pub", st.url), &st.ca);
+    let key = dir.join("cosign.pub");
+    std::fs::write(&key, &pem).unwrap();
+    let targets_key = PrivateKey::generate(KeyType::Ecdsa).unwrap();
+    let hashes = FileMeta {
+        custom: None,
+        hashes: [("sha256".to_string(), hex::decode(&digest).unwrap())].into(),
+        length: size as i64,
+    };
+    let targets = |version: i64, with_v1: bool| {
+        let body = Targets {
+            type_: "Targets".into(),
+            delegations: Default::default(),
+            expires: GoTime::now().plus_years(3),
+            targets: if with_v1 {
+                [("v1".to_string(), hashes.clone())].into()
+            } else {
+                Default::default()
+            },
+            version,
+        };
+        Signed::sign(body, &[&targets_key]).unwrap().raw().to_vec()
+    };
+    for gun in ["a.example/team/app", "b.example/team/app"] {
+        let root_key = PrivateKey::generate(KeyType::Ecdsa).unwrap();
+        let cert = x509::generate_root_certificate(gun, &root_key, 10).unwrap();
+        let root = Root::initial([
+            ("root", cert.clone()),
+            ("targets", targets_key.public_key().clone()),
+            ("snapshot", server_key(&st, gun, "snapshot")),
+            ("timestamp", server_key(&st, gun, "timestamp")),
+        ]);
+        let root = Signed::sign_with_ids(root, vec![(cert.id(), &root_key)]).unwrap();
+        let (code, body) = post(
+            &st,
+            gun,
+            &[("root", root.raw().to_vec()), ("targets", targets(1, true))],
+        );
+        assert_eq!(code, 200, "{gun}: {body}");
+        wait_job(&st, gun, "v1", "sign");
+    }
+    assert_eq!(
+        sig_layers(port, "team/app", &digest),
+        2,
+        "one layer per GUN"
+    );
+    // a.example drops v1: its layer goes, b.example's stays and still verifies.
+    let (code, body) = post(&st, "a.example/team/app", &[("targets", targets(2, false))]);
+    assert_eq!(code, 200, "{body}");
+    wait_job(&st, "a.example/team/app", "v1", "revoke");
+    assert_eq!(sig_layers(port, "team/app", &digest), 1);
+    assert_cosign(
+        &key,
+        &format!("127.0.0.1:{port}/team/app:v1"),
+        true,
+        "b.example still trusts v1",
+    );
+}
