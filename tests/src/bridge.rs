@@ -1,6 +1,7 @@
 //! The Cosign bridge's test setup, shared by the e2e tests here and the sigstore-rs tests:
 //! Debian's docker-registry with a sample image (../shared/peers/registry.sh), a stack with
-//! the bridge on for it, a tag signed with the real notary client, and waiting for jobs.
+//! the bridge on for it, a tag signed with the real notary client, waiting for jobs, the real
+//! cosign CLI, and raw updates for repositories built by hand.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -204,4 +205,101 @@ pub fn sig_layers(registry_port: u16, repo: &str, digest: &str) -> usize {
         .unwrap();
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
     v["layers"].as_array().map_or(0, |a| a.len())
+}
+
+/// The real cosign of a Debian suite (`sid`: 3.1.1, `trixie`: 2.5.0). Missing fails the test:
+/// scripts/test.sh installs both with ../shared/peers/debian-extra.sh.
+pub fn cosign(suite: &str) -> PathBuf {
+    let dir = std::env::var_os("TRUSTBRIDGE_PEERS")
+        .map_or_else(|| PathBuf::from("/usr/local/lib/peers"), PathBuf::from);
+    let p = dir.join(suite).join("cosign");
+    assert!(
+        p.is_file(),
+        "{} is missing: run scripts/test.sh (it fetches cosign with shared/peers/debian-extra.sh)",
+        p.display()
+    );
+    p
+}
+
+/// `cosign verify` of `image` with `key`, no transparency log, plain HTTP; whether it passed,
+/// and what it printed.
+pub fn cosign_verify(suite: &str, key: &Path, image: &str, extra: &[&str]) -> (bool, String) {
+    let out = Command::new(cosign(suite))
+        .args(["verify", "--key"])
+        .arg(key)
+        .args([
+            "--insecure-ignore-tlog=true",
+            "--allow-http-registry=true",
+            "--output",
+            "json",
+        ])
+        .args(extra)
+        .arg(image)
+        .env("HOME", key.parent().unwrap())
+        .env("SIGSTORE_NO_CACHE", "true")
+        .output()
+        .unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.success(), text)
+}
+
+/// Every way we ask cosign: 2.5.0 on the legacy `.sig`, 3.1.1 on the legacy `.sig`, and 3.1.1
+/// on cosign v3's bundle (its default). All must give the same answer, `want`.
+pub fn assert_cosign(key: &Path, image: &str, want: bool, why: &str) {
+    for (suite, extra) in [
+        ("trixie", &[][..]),
+        ("sid", &["--new-bundle-format=false"][..]),
+        ("sid", &["--new-bundle-format=true"][..]),
+    ] {
+        let (ok, text) = cosign_verify(suite, key, image, extra);
+        assert_eq!(
+            ok,
+            want,
+            "cosign ({suite} {extra:?}) on {image}: expected {}, {why}\n{text}",
+            if want { "accepted" } else { "refused" }
+        );
+    }
+}
+
+/// POST an update (multipart, one part per role); (status, body).
+pub fn post(st: &Stack, gun: &str, parts: &[(&str, Vec<u8>)]) -> (u16, String) {
+    let rt = crate::signer::rt();
+    let ca = std::fs::read(&st.ca).unwrap();
+    rt.block_on(async {
+        let c = reqwest::Client::builder()
+            .tls_certs_only([reqwest::Certificate::from_pem(&ca).unwrap()])
+            .build()
+            .unwrap();
+        let mut form = reqwest::multipart::Form::new();
+        for (role, data) in parts {
+            form = form.part(
+                "files",
+                reqwest::multipart::Part::bytes(data.clone())
+                    .file_name(role.to_string())
+                    .mime_str("application/octet-stream")
+                    .unwrap(),
+            );
+        }
+        let r = c
+            .post(format!("{}/v2/{gun}/_trust/tuf/", st.url))
+            .multipart(form)
+            .send()
+            .await
+            .unwrap();
+        (r.status().as_u16(), r.text().await.unwrap_or_default())
+    })
+}
+
+/// A server key of `gun` (`GET {role}.key`: made by the signer for that GUN and role).
+pub fn server_key(st: &Stack, gun: &str, role: &str) -> trustbridge_tuf::PublicKey {
+    let (code, body) = https_get(
+        &format!("{}/v2/{gun}/_trust/tuf/{role}.key", st.url),
+        &st.ca,
+    );
+    assert_eq!(code, 200, "{}", String::from_utf8_lossy(&body));
+    serde_json::from_slice(&body).unwrap()
 }

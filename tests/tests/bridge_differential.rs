@@ -11,12 +11,11 @@
 //! failure names the step and what was done.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use base64::Engine as _;
-use trustbridge_e2e::bridge::{Registry, Stack, start_stack};
+use trustbridge_e2e::bridge::{Registry, Stack, cosign_verify, start_stack};
 use trustbridge_e2e::server::{delegation_cert, notary, notary_cmd, notary_with_input};
 use trustbridge_e2e::{https_get, init};
 
@@ -149,31 +148,6 @@ fn cosign_side(
         }
         out
     })
-}
-
-fn cosign_verifies(key: &Path, image: &str) -> bool {
-    let dir = std::env::var_os("TRUSTBRIDGE_PEERS")
-        .map_or_else(|| PathBuf::from("/usr/local/lib/peers"), PathBuf::from);
-    let bin = dir.join("sid/cosign");
-    assert!(
-        bin.is_file(),
-        "{} is missing: run scripts/test.sh",
-        bin.display()
-    );
-    Command::new(bin)
-        .args(["verify", "--key"])
-        .arg(key)
-        .args([
-            "--insecure-ignore-tlog=true",
-            "--allow-http-registry=true",
-            "--new-bundle-format=false",
-            image,
-        ])
-        .env("HOME", key.parent().unwrap())
-        .output()
-        .unwrap()
-        .status
-        .success()
 }
 
 #[test]
@@ -408,7 +382,7 @@ fn cosign_and_dct_agree_after_every_step() {
                 for (digest, _) in &g.images {
                     let image = format!("{}@sha256:{digest}", g.name);
                     assert_eq!(
-                        cosign_verifies(&key_file, &image),
+                        cosign_verify("sid", &key_file, &image, &["--new-bundle-format=false"]).0,
                         trusted.contains(digest),
                         "seed {seed}, after step {step}: cosign on {image} (DCT trusts {trusted:?})\n{}",
                         log.join("\n")
