@@ -97,12 +97,11 @@ fn notary_config_file_client_certificates_and_pinning() {
     let (okay, out, err) = run(&mut ours(&["-c", &c, "list", gun]));
     assert!(okay && out.contains("v1"), "{err}");
     // Without the client certificate the server refuses us.
-    let (okay, _, err) =
-        run(
-            &mut ours(&["-s", &s.url, "--tlscacert", s.ca.to_str().unwrap(), "-d"])
-                .arg(dir.join("t0"))
-                .args(["list", gun]),
-        );
+    let (okay, _, err) = run(
+        ours(&["-s", &s.url, "--tlscacert", s.ca.to_str().unwrap(), "-d"])
+            .arg(dir.join("t0"))
+            .args(["list", gun]),
+    );
     assert!(!okay, "{err}");
 
     // Pinning: a root key ID that is not this repository's is refused before anything is cached.

@@ -265,10 +265,8 @@ fn parse_sec1(der: &[u8]) -> Result<(Zeroizing<Vec<u8>>, Vec<u8>), Error> {
     while !r.is_empty() {
         let (tag, body) = r.next()?;
         match tag {
-            0xa0 => {
-                if Reader::new(body).expect(asn1::TAG_OID, "curve")? != asn1::OID_P256 {
-                    return Err(pk_err("only P-256 ECDSA keys are supported"));
-                }
+            0xa0 if Reader::new(body).expect(asn1::TAG_OID, "curve")? != asn1::OID_P256 => {
+                return Err(pk_err("only P-256 ECDSA keys are supported"));
             }
             0xa1 => {
                 let bits = Reader::new(body).expect(asn1::TAG_BIT_STRING, "publicKey")?;

@@ -141,12 +141,12 @@ pub fn validate_certificate(der: &[u8], check_expiry: bool, now: &GoTime) -> Res
             "certificate with CN {cn} uses invalid SHA1 signature algorithm"
         )));
     }
-    if let Ok(x509_parser::public_key::PublicKey::RSA(rsa)) = cert.public_key().parsed() {
-        if rsa.key_size() < 2048 {
-            return Err(Error::Certificate(format!(
-                "certificate with CN {cn}: RSA bit length is too short"
-            )));
-        }
+    if let Ok(x509_parser::public_key::PublicKey::RSA(rsa)) = cert.public_key().parsed()
+        && rsa.key_size() < 2048
+    {
+        return Err(Error::Certificate(format!(
+            "certificate with CN {cn}: RSA bit length is too short"
+        )));
     }
     if check_expiry {
         let now_s = now.as_offset_datetime().unix_timestamp();

@@ -116,7 +116,7 @@ fn ecdsa_signatures_are_raw_r_s_and_verify_under_notarys_rules() {
     // a DER-encoded signature is refused as notary refuses it
     let der = ring::signature::EcdsaKeyPair::from_pkcs8(
         &ring::signature::ECDSA_P256_SHA256_ASN1_SIGNING,
-        &ring::signature::EcdsaKeyPair::generate_pkcs8(
+        ring::signature::EcdsaKeyPair::generate_pkcs8(
             &ring::signature::ECDSA_P256_SHA256_ASN1_SIGNING,
             &ring::rand::SystemRandom::new(),
         )

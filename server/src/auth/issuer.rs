@@ -52,8 +52,11 @@ pub struct Issuer {
     issuer: String,
     signer: SignerLink,
     kid: tokio::sync::OnceCell<String>,
-    failures: Mutex<HashMap<(String, Option<IpAddr>), (u32, Instant)>>,
+    failures: Mutex<HashMap<FailureKey, (u32, Instant)>>,
 }
+
+/// Failed logins are counted per (user, client address).
+type FailureKey = (String, Option<IpAddr>);
 
 /// Parse an htpasswd file of bcrypt entries (`user:$2y$...`).
 pub fn load_htpasswd(path: &std::path::Path) -> Result<HashMap<String, String>, String> {
