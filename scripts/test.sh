@@ -84,6 +84,7 @@ for bad in aws-lc-rs openssl-sys; do
 done
 
 cargo fmt --all -- --check
+python3 scripts/check-import-cycles.py
 # Product crates and their tests (the default members).
 status=0
 cargo test --no-fail-fast || status=$?

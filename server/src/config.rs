@@ -8,23 +8,10 @@ use serde_json::Value;
 
 use crate::error::Error as StartError;
 
+pub use crate::http::TlsFiles;
+pub use crate::signer_link::TrustService;
+
 pub const ENV_PREFIX: &str = "NOTARY_SERVER_";
-
-#[derive(Clone, Debug)]
-pub struct TlsFiles {
-    pub cert: PathBuf,
-    pub key: PathBuf,
-}
-
-/// Where the signer is and how to reach it (`trust_service`, type `remote`).
-#[derive(Clone, Debug)]
-pub struct TrustService {
-    pub hostname: String,
-    pub port: u16,
-    pub key_algorithm: String,
-    pub ca_file: PathBuf,
-    pub client_cert: Option<TlsFiles>,
-}
 
 /// notary-server's `auth.options` for `type: token` (reference §7.1).
 #[derive(Clone, Debug)]
@@ -326,8 +313,8 @@ impl Config {
                 },
                 max_attempts: number(json, "trustbridge.bridge.max_attempts")?.unwrap_or(50),
                 on_expiry: match string(json, "trustbridge.bridge.on_expiry") {
-                    None => crate::bridge::OnExpiry::Keep,
-                    Some(v) => crate::bridge::OnExpiry::parse(&v).ok_or_else(|| {
+                    None => crate::mirror::OnExpiry::Keep,
+                    Some(v) => crate::mirror::OnExpiry::parse(&v).ok_or_else(|| {
                         format!("trustbridge.bridge.on_expiry {v:?}: use \"keep\" or \"revoke\"")
                     })?,
                 },

@@ -51,25 +51,11 @@ pub async fn dispatch(State(app): State<Arc<App>>, req: Request) -> Response {
     resp
 }
 
-/// Percent-decoding (Go matches routes against the decoded path; query values too).
-pub(crate) fn percent_decode(p: &str) -> String {
-    let b = p.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        if b[i] == b'%'
-            && i + 2 < b.len()
-            && let Ok(v) =
-                u8::from_str_radix(std::str::from_utf8(&b[i + 1..i + 3]).unwrap_or(""), 16)
-        {
-            out.push(v);
-            i += 3;
-            continue;
-        }
-        out.push(b[i]);
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
+/// Percent-decoding: Go matches routes against the decoded path.
+fn percent_decode(p: &str) -> String {
+    percent_encoding::percent_decode_str(p)
+        .decode_utf8_lossy()
+        .into_owned()
 }
 
 fn allowed(app: &App, gun: &str) -> bool {
@@ -427,15 +413,9 @@ async fn changefeed(app: &App, gun: Option<String>, query: Option<&str>) -> Resp
     }
 }
 
+/// A query string's pairs, decoded as Go's `url.ParseQuery` does (`+` is a space).
 fn form_urlencoded(q: &str) -> Vec<(String, String)> {
-    q.split('&')
-        .filter(|p| !p.is_empty())
-        .map(|p| {
-            let (k, v) = p.split_once('=').unwrap_or((p, ""));
-            let dec = |s: &str| percent_decode(&s.replace('+', " "));
-            (dec(k), dec(v))
-        })
-        .collect()
+    form_urlencoded::parse(q.as_bytes()).into_owned().collect()
 }
 
 /// "DB operational" and "Trust operational", as notary-server reports them.

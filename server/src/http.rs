@@ -2,6 +2,7 @@
 //! HTTP when no certificate is configured, until the shutdown future completes.
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use hyper_util::rt::{TokioExecutor, TokioIo};
@@ -10,8 +11,15 @@ use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
 use tokio_rustls::TlsAcceptor;
 
-use crate::config::TlsFiles;
 use crate::error::Error;
+
+/// A certificate chain and its key, as PEM files (the HTTPS listener's, a client
+/// certificate's).
+#[derive(Clone, Debug)]
+pub struct TlsFiles {
+    pub cert: PathBuf,
+    pub key: PathBuf,
+}
 
 /// The HTTPS acceptor; with `client_ca` (notary's `server.client_ca_file`) every client must
 /// present a certificate chaining to it (rustls' WebPKI verifier, refused at the handshake).

@@ -9,6 +9,7 @@ pub mod handlers;
 pub mod http;
 pub mod import;
 pub mod metrics;
+pub mod mirror;
 pub mod repo;
 pub mod routes;
 pub mod signer_link;

@@ -4,6 +4,7 @@
 //! itself; calls fail fast while the signer is down, so reads keep serving and writes return
 //! a clear error until it is back.
 
+use std::path::PathBuf;
 use std::time::Duration;
 
 use tonic::Code;
@@ -14,8 +15,8 @@ use trustbridge_signer::proto::{CreateKeyRequest, KeyId, SignatureRequest};
 use trustbridge_tuf::metadata::Signature;
 use trustbridge_tuf::{KeyType, PublicKey};
 
-use crate::config::TrustService;
 use crate::error::Error;
+use crate::http::TlsFiles;
 use crate::metrics::Metrics;
 
 /// Health names notary-signer registers; notary-server checks both.
@@ -35,6 +36,16 @@ fn public_key(
         .unwrap_or_default();
     let key_type = KeyType::parse(&alg).map_err(|e| Error::Signer(e.to_string()))?;
     Ok(PublicKey::new(key_type, public))
+}
+
+/// Where the signer is and how to reach it (`trust_service`, type `remote`).
+#[derive(Clone, Debug)]
+pub struct TrustService {
+    pub hostname: String,
+    pub port: u16,
+    pub key_algorithm: String,
+    pub ca_file: PathBuf,
+    pub client_cert: Option<TlsFiles>,
 }
 
 /// What a key was created for, as the signer reports it (GetKeyInfo): its role, and its GUN

@@ -4,7 +4,7 @@
 //! delegation's `paths` / `path_hash_prefixes`.
 //!
 //! This module only checks; generating the snapshot and timestamp needs the signer and lives
-//! in [`crate::repo`].
+//! in the repository service (`repo`).
 
 use std::collections::BTreeMap;
 use std::sync::Arc;

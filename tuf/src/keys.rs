@@ -128,7 +128,7 @@ impl PublicKey {
             KeyType::RsaX509 => KeyType::Rsa,
             _ => return Ok(self.clone()),
         };
-        let der = crate::x509::first_certificate_der(&self.public)?;
+        let der = crate::certpem::first_certificate_der(&self.public)?;
         let (_, cert) = X509Certificate::from_der(&der)
             .map_err(|e| Error::Certificate(format!("cannot parse certificate: {e}")))?;
         Ok(PublicKey::new(plain, cert.public_key().raw.to_vec()))
@@ -225,7 +225,7 @@ pub(crate) fn spki_bit_string(spki: &[u8]) -> Result<&[u8], Error> {
 #[derive(Serialize, Deserialize)]
 struct KeyVal {
     private: Option<serde_json::Value>,
-    #[serde(with = "crate::metadata::b64")]
+    #[serde(with = "crate::b64::bytes")]
     public: Vec<u8>,
 }
 

@@ -25,6 +25,8 @@
 //! only.
 
 mod asn1;
+mod b64;
+mod certpem;
 pub mod cjson;
 pub mod dsse;
 mod error;

@@ -22,26 +22,7 @@ use crate::keys::{KeyType, PublicKey};
 use crate::metadata::{Root, Signed};
 use crate::private::PrivateKey;
 
-/// DER of every CERTIFICATE block in `pem_text`, in order.
-pub fn certificate_ders(pem_text: &[u8]) -> Result<Vec<Vec<u8>>, Error> {
-    let blocks =
-        ::pem::parse_many(pem_text).map_err(|e| Error::Certificate(format!("invalid PEM: {e}")))?;
-    let ders: Vec<Vec<u8>> = blocks
-        .into_iter()
-        .filter(|b| b.tag() == "CERTIFICATE")
-        .map(|b| b.into_contents())
-        .collect();
-    if ders.is_empty() {
-        return Err(Error::Certificate(
-            "no certificates found in PEM data".into(),
-        ));
-    }
-    Ok(ders)
-}
-
-pub(crate) fn first_certificate_der(pem_text: &[u8]) -> Result<Vec<u8>, Error> {
-    Ok(certificate_ders(pem_text)?.remove(0))
-}
+pub use crate::certpem::certificate_ders;
 
 /// PEM text as Go's `pem.EncodeToMemory` writes it (64-column base64, `\n` line ends).
 pub fn certificates_to_pem(ders: &[Vec<u8>]) -> Vec<u8> {

@@ -221,10 +221,8 @@ impl Issuer {
         }
         let mut service = String::new();
         let mut scopes: Vec<String> = Vec::new();
-        for pair in query.unwrap_or("").split('&') {
-            let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
-            let v = crate::handlers::percent_decode(&v.replace('+', " "));
-            match k {
+        for (k, v) in form_urlencoded::parse(query.unwrap_or("").as_bytes()).into_owned() {
+            match k.as_str() {
                 "service" => service = v,
                 "scope" => {
                     scopes.extend(v.split(' ').filter(|s| !s.is_empty()).map(str::to_string))

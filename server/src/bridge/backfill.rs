@@ -28,7 +28,7 @@ pub async fn backfill(
     for gun in store.guns()?.into_iter().filter(|g| g.starts_with(prefix)) {
         let (set, _) = repo.mirror_set(&gun, bridge.cfg.on_expiry).await?;
         let mut jobs = Vec::new();
-        for job in super::jobs_between(&Default::default(), &set) {
+        for job in crate::mirror::jobs_between(&Default::default(), &set) {
             if redeliver || !store.has_job(&gun, &job)? {
                 jobs.push(job);
             }

@@ -8,9 +8,8 @@ pub mod backfill;
 pub mod reconcile;
 mod referrers;
 pub mod registry;
-mod resolution;
 
-pub use resolution::{Mirrored, OnExpiry, jobs_between, mirror_set, role_expiry};
+pub use crate::mirror::OnExpiry;
 
 use std::collections::HashMap;
 use std::sync::Arc;

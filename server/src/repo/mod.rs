@@ -56,7 +56,7 @@ pub struct Repo {
     renewal: Renewal,
     /// Whether accepted targets become Cosign mirror jobs (the bridge is configured), and
     /// what expired roles mean for them.
-    mirror: Option<crate::bridge::OnExpiry>,
+    mirror: Option<crate::mirror::OnExpiry>,
     cache: RwLock<HashMap<String, Arc<GunView>>>,
     /// One writer per GUN at a time (updates, renewals, deletes).
     locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
@@ -70,14 +70,14 @@ impl GunView {
     /// What the Cosign side must say for this view.
     fn mirror_set(
         &self,
-        on_expiry: crate::bridge::OnExpiry,
-    ) -> BTreeMap<String, crate::bridge::Mirrored> {
-        crate::bridge::mirror_set(self.files(), on_expiry)
+        on_expiry: crate::mirror::OnExpiry,
+    ) -> BTreeMap<String, crate::storage::Mirrored> {
+        crate::mirror::mirror_set(self.files(), on_expiry)
     }
 }
 
 /// Tag → what the Cosign side must say for it.
-type MirrorSet = BTreeMap<String, crate::bridge::Mirrored>;
+type MirrorSet = BTreeMap<String, crate::storage::Mirrored>;
 
 /// `signed.expires` of a stored metadata file.
 fn expires_of(data: &[u8]) -> Option<OffsetDateTime> {
@@ -107,7 +107,7 @@ impl Repo {
     }
 
     /// Turn Cosign mirror jobs on (the bridge is configured).
-    pub fn with_mirror(mut self, on: Option<crate::bridge::OnExpiry>) -> Self {
+    pub fn with_mirror(mut self, on: Option<crate::mirror::OnExpiry>) -> Self {
         self.mirror = on;
         self
     }
@@ -294,12 +294,12 @@ impl Repo {
     pub async fn mirror_set(
         &self,
         gun: &str,
-        on_expiry: crate::bridge::OnExpiry,
+        on_expiry: crate::mirror::OnExpiry,
     ) -> Result<(MirrorSet, BTreeMap<String, OffsetDateTime>), Error> {
         let view = self.view(gun, "targets").await?;
         Ok((
             view.mirror_set(on_expiry),
-            crate::bridge::role_expiry(view.files()),
+            crate::mirror::role_expiry(view.files()),
         ))
     }
 
@@ -397,7 +397,7 @@ impl Repo {
         // delete's own transaction.
         let jobs = if let Some(on_expiry) = self.mirror {
             let view = self.resolve_view(gun, &[])?;
-            crate::bridge::jobs_between(&view.mirror_set(on_expiry), &BTreeMap::new())
+            crate::mirror::jobs_between(&view.mirror_set(on_expiry), &BTreeMap::new())
         } else {
             vec![]
         };
@@ -450,9 +450,9 @@ impl Repo {
             for f in &files {
                 newest.insert(&f.role, &f.data);
             }
-            crate::bridge::jobs_between(
+            crate::mirror::jobs_between(
                 &BTreeMap::new(),
-                &crate::bridge::mirror_set(newest, on_expiry),
+                &crate::mirror::mirror_set(newest, on_expiry),
             )
         } else {
             vec![]

@@ -12,20 +12,20 @@ use crate::error::{Error, ValidationError};
 use crate::storage::{NewJob, Stored, Update};
 
 /// The mirror jobs of an update: the tags whose resolution by a fresh DCT client it changes
-/// (see [`crate::bridge::mirror_set`]), whatever the update touched (targets, a delegation's
+/// (see [`crate::mirror::mirror_set`]), whatever the update touched (targets, a delegation's
 /// keys, the root).
 fn mirror_jobs(
     view: &GunView,
     updates: &[Update],
-    on_expiry: crate::bridge::OnExpiry,
+    on_expiry: crate::mirror::OnExpiry,
 ) -> Vec<NewJob> {
     let mut after: BTreeMap<&str, &[u8]> = view.files().collect();
     for u in updates {
         after.insert(&u.role, &u.data);
     }
-    crate::bridge::jobs_between(
+    crate::mirror::jobs_between(
         &view.mirror_set(on_expiry),
-        &crate::bridge::mirror_set(after, on_expiry),
+        &crate::mirror::mirror_set(after, on_expiry),
     )
 }
 use crate::validation;

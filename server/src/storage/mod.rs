@@ -8,7 +8,7 @@ pub mod outbox;
 pub mod postgres;
 pub mod sqlite;
 
-pub use outbox::{Action, Finish, Job, JobState, NewJob, Outbox, TagCheck};
+pub use outbox::{Action, Finish, Job, JobState, Mirrored, NewJob, Outbox, TagCheck};
 
 use std::sync::Arc;
 

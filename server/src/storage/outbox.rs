@@ -101,6 +101,15 @@ impl std::fmt::Display for JobState {
     }
 }
 
+/// How one tag is mirrored: the digest, the role it resolved from, and the key IDs whose
+/// signatures on that role's file verified (comma-separated), all named in the payload.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Mirrored {
+    pub digest_hex: String,
+    pub role: String,
+    pub signers: String,
+}
+
 /// A Cosign mirror job to write.
 #[derive(Clone, Debug)]
 pub struct NewJob {
@@ -115,7 +124,7 @@ pub struct NewJob {
 
 impl NewJob {
     /// The one way to make a job: `action` for what the Cosign side says of `tag`.
-    pub fn new(action: Action, tag: &str, m: &crate::bridge::Mirrored) -> Self {
+    pub fn new(action: Action, tag: &str, m: &Mirrored) -> Self {
         NewJob {
             action,
             tag: tag.to_string(),

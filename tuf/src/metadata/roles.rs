@@ -52,7 +52,7 @@ pub struct FileMeta {
     /// Go's `*json.RawMessage` with omitempty: `null` and absence are the same.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub custom: Option<Value>,
-    #[serde(with = "super::b64_map")]
+    #[serde(with = "crate::b64::map")]
     pub hashes: Hashes,
     pub length: i64,
 }

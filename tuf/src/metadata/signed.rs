@@ -17,7 +17,7 @@ use crate::private::PrivateKey;
 pub struct Signature {
     pub keyid: String,
     pub method: String,
-    #[serde(with = "super::b64")]
+    #[serde(with = "crate::b64::bytes")]
     pub sig: Vec<u8>,
 }
 

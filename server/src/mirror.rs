@@ -13,16 +13,7 @@ use std::collections::BTreeMap;
 
 use trustbridge_tuf::{GoTime, Root, Signed, Targets};
 
-use crate::storage::{Action, NewJob};
-
-/// How one tag is mirrored: the digest, the role it resolved from, and the key IDs whose
-/// signatures on that role's file verified (comma-separated), all named in the payload.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Mirrored {
-    pub digest_hex: String,
-    pub role: String,
-    pub signers: String,
-}
+use crate::storage::{Action, Mirrored, NewJob};
 
 /// What the Cosign side does with tags of an expired role (`trustbridge.bridge.on_expiry`).
 /// A DCT client refuses an expired root or `targets` outright and skips an expired

@@ -1,0 +1,55 @@
+//! Serde helpers for Go's base64-encoded byte fields (standard alphabet, padded), used by the
+//! metadata and the key types alike.
+
+/// Serde helpers for Go's `[]byte`: standard base64 with padding.
+pub(crate) mod bytes {
+    use base64::Engine as _;
+    use base64::engine::general_purpose::STANDARD;
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(bytes: &[u8], s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&STANDARD.encode(bytes))
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<u8>, D::Error> {
+        let s = Option::<String>::deserialize(d)?.unwrap_or_default();
+        STANDARD
+            .decode(s.as_bytes())
+            .map_err(serde::de::Error::custom)
+    }
+}
+
+/// Serde helper for `map[string][]byte` (hashes).
+pub(crate) mod map {
+    use std::collections::BTreeMap;
+
+    use base64::Engine as _;
+    use base64::engine::general_purpose::STANDARD;
+    use serde::ser::SerializeMap;
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(
+        map: &BTreeMap<String, Vec<u8>>,
+        s: S,
+    ) -> Result<S::Ok, S::Error> {
+        let mut m = s.serialize_map(Some(map.len()))?;
+        for (k, v) in map {
+            m.serialize_entry(k, &STANDARD.encode(v))?;
+        }
+        m.end()
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(
+        d: D,
+    ) -> Result<BTreeMap<String, Vec<u8>>, D::Error> {
+        let raw = Option::<BTreeMap<String, String>>::deserialize(d)?.unwrap_or_default();
+        raw.into_iter()
+            .map(|(k, v)| {
+                STANDARD
+                    .decode(v.as_bytes())
+                    .map(|b| (k, b))
+                    .map_err(serde::de::Error::custom)
+            })
+            .collect()
+    }
+}
