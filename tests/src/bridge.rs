@@ -123,6 +123,20 @@ pub fn start_bridge(dir: &Path, fields: &str) -> Stack {
     }
 }
 
+impl Stack {
+    /// `/_trustbridge/v1/cosign.pub`, written to `dir/cosign.pub` for `cosign verify --key`.
+    pub fn cosign_pub(&self, dir: &Path) -> PathBuf {
+        let (code, pem) = https_get(
+            &format!("{}/_trustbridge/v1/cosign.pub", self.url),
+            &self.ca,
+        );
+        assert_eq!(code, 200, "{}", String::from_utf8_lossy(&pem));
+        let path = dir.join("cosign.pub");
+        std::fs::write(&path, &pem).unwrap();
+        path
+    }
+}
+
 /// The newest job of `gun`'s `tag` (status JSON), once `done` accepts it (30 s at most).
 pub fn wait_status(
     st: &Stack,

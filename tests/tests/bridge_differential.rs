@@ -173,12 +173,12 @@ fn cosign_and_dct_agree_after_every_step() {
     let dir = tmp.path();
     let registry = Registry::start(&dir.join("registry"));
     let st = start_stack(dir, registry.port, "");
-    let (_, pem) = https_get(&format!("{}/_trustbridge/v1/cosign.pub", st.url), &st.ca);
-    let key_file = dir.join("cosign.pub");
-    std::fs::write(&key_file, &pem).unwrap();
+    let key_file = st.cosign_pub(dir);
     let key = trustbridge_tuf::PublicKey::new(
         trustbridge_tuf::KeyType::Ecdsa,
-        pem::parse(&pem).unwrap().into_contents(),
+        pem::parse(std::fs::read(&key_file).unwrap())
+            .unwrap()
+            .into_contents(),
     );
     let rt = trustbridge_e2e::signer::rt();
     let http = reqwest::Client::new();
@@ -213,6 +213,21 @@ fn cosign_and_dct_agree_after_every_step() {
         let n = |args: &[&str]| {
             println!("step {step}: notary {}", args.join(" "));
             notary(&st.url, &st.ca, &trust, args)
+        };
+        // A new signer for targets/releases: its key imported, its certificate delegated to.
+        let add_signer = |g: &mut Gun| {
+            g.certs += 1;
+            let (k, c) = delegation_cert(dir, &format!("g{gi}-signer{}", g.certs));
+            let (k, c) = (k.to_str().unwrap(), c.to_str().unwrap());
+            n(&["key", "import", k, "--role", "targets/releases"]);
+            n(&[
+                "delegation",
+                "add",
+                &gun,
+                "targets/releases",
+                c,
+                "--all-paths",
+            ]);
         };
         let (digest, size) = g.images[rng.below(g.images.len())].clone();
         let size = size.to_string();
@@ -251,18 +266,7 @@ fn cosign_and_dct_agree_after_every_step() {
                         format!("releases: remove {tag}")
                     }
                     66..=73 if !g.releases && !g.releases_retired => {
-                        g.certs += 1;
-                        let (k, c) = delegation_cert(dir, &format!("g{gi}-signer{}", g.certs));
-                        let (k, c) = (k.to_str().unwrap(), c.to_str().unwrap());
-                        n(&["key", "import", k, "--role", "targets/releases"]);
-                        n(&[
-                            "delegation",
-                            "add",
-                            &gun,
-                            "targets/releases",
-                            c,
-                            "--all-paths",
-                        ]);
+                        add_signer(g);
                         n(&["publish", &gun]);
                         g.releases = true;
                         g.releases_valid = true;
@@ -279,18 +283,7 @@ fn cosign_and_dct_agree_after_every_step() {
                             .filter(|w| w.len() == 64 && w.chars().all(|c| c.is_ascii_hexdigit()))
                             .map(str::to_string)
                             .collect();
-                        g.certs += 1;
-                        let (k, c) = delegation_cert(dir, &format!("g{gi}-signer{}", g.certs));
-                        let (k, c) = (k.to_str().unwrap(), c.to_str().unwrap());
-                        n(&["key", "import", k, "--role", "targets/releases"]);
-                        n(&[
-                            "delegation",
-                            "add",
-                            &gun,
-                            "targets/releases",
-                            c,
-                            "--all-paths",
-                        ]);
+                        add_signer(g);
                         let mut args =
                             vec!["delegation", "remove", gun.as_str(), "targets/releases"];
                         args.extend(old.iter().map(String::as_str));

@@ -47,9 +47,7 @@ fn cosign_accepts_exactly_what_dct_trusts() {
     let (d2, s2) = registry.push_sample(&format!("{repo}:rel"));
     assert_ne!(d1, d2);
     let st = start_stack(dir, registry.port, r#","new_bundle_format":true"#);
-    let (_, pem) = https_get(&format!("{}/_trustbridge/v1/cosign.pub", st.url), &st.ca);
-    let key = dir.join("cosign.pub");
-    std::fs::write(&key, &pem).unwrap();
+    let key = st.cosign_pub(dir);
     let other = dir.join("other.pub");
     std::fs::write(&other, rcgen::KeyPair::generate().unwrap().public_key_pem()).unwrap();
     let (v1, rel) = (format!("{gun}:v1"), format!("{gun}:rel"));
@@ -159,9 +157,7 @@ fn the_reconciler_repushes_what_is_missing_and_flags_drift() {
     let (d1, s1) = registry.push_sample(&format!("{repo}:v1"));
     let (d2, _) = registry.push_sample(&format!("{repo}:other"));
     let st = start_stack(dir, registry.port, r#","reconcile_seconds":1"#);
-    let (_, pem) = https_get(&format!("{}/_trustbridge/v1/cosign.pub", st.url), &st.ca);
-    let key = dir.join("cosign.pub");
-    std::fs::write(&key, &pem).unwrap();
+    let key = st.cosign_pub(dir);
     let trust = dir.join("owner");
     sign_tag(&st, &trust, &gun, "v1", s1, &d1);
     wait_job(&st, &gun, "v1", "sign");
@@ -294,9 +290,7 @@ fn two_guns_on_one_repository_revoke_only_their_own() {
             r#","rewrite":{{"a.example/":"127.0.0.1:{port}/","b.example/":"127.0.0.1:{port}/"}},"registries":{{"127.0.0.1:{port}":{{"plain_http":true}}}}"#
         ),
     );
-    let (_, pem) = https_get(&format!("{}/_trustbridge/v1/cosign.pub", st.url), &st.ca);
-    let key = dir.join("cosign.pub");
-    std::fs::write(&key, &pem).unwrap();
+    let key = st.cosign_pub(dir);
     let targets_key = PrivateKey::generate(KeyType::Ecdsa).unwrap();
     let hashes = FileMeta {
         custom: None,

@@ -189,15 +189,13 @@ impl Registry {
         let status = resp.status();
         let api = resp.headers().contains_key("oci-subject");
         if !status.is_success() {
-            let text = String::from_utf8_lossy(
-                &super::registry::read_capped(resp, &url)
-                    .await
-                    .unwrap_or_default(),
-            )
-            .into_owned();
-            return Err(RegistryError::http(
+            let body = super::registry::read_capped(resp, &url)
+                .await
+                .unwrap_or_default();
+            return Err(RegistryError::answer(
                 status,
-                format!("pushing the bundle manifest: HTTP {status} {text}"),
+                "pushing the bundle manifest",
+                &body,
             ));
         }
         if api {
@@ -246,15 +244,13 @@ impl Registry {
             .await?;
         if !resp.status().is_success() {
             let status = resp.status();
-            let text = String::from_utf8_lossy(
-                &super::registry::read_capped(resp, &url)
-                    .await
-                    .unwrap_or_default(),
-            )
-            .into_owned();
-            return Err(RegistryError::http(
+            let body = super::registry::read_capped(resp, &url)
+                .await
+                .unwrap_or_default();
+            return Err(RegistryError::answer(
                 status,
-                format!("pushing the fallback index sha256-{digest_hex}: HTTP {status} {text}"),
+                &format!("pushing the fallback index sha256-{digest_hex}"),
+                &body,
             ));
         }
         Ok(())
