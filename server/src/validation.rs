@@ -115,6 +115,24 @@ fn load_targets(
     Ok(doc)
 }
 
+/// trustbridge's extra rule (notary did not check it): every key is listed under its own key
+/// ID. Otherwise one key listed under two IDs counts twice toward a threshold, and a key ID
+/// names a key it is not.
+fn key_ids_match(
+    role: &str,
+    keys: &BTreeMap<String, trustbridge_tuf::PublicKey>,
+) -> Result<(), String> {
+    for (id, key) in keys {
+        let own = key.id();
+        if *id != own {
+            return Err(format!(
+                "{role}: key ID {id} is not the ID of the key it lists ({own})"
+            ));
+        }
+    }
+    Ok(())
+}
+
 /// trustbridge's extra rule: every target of a delegation lies under one of its `paths`
 /// (prefixes; `""` allows all) or, when set, its `path_hash_prefixes` (hex SHA-256 of the
 /// target name). Notary left this to clients, which silently dropped such targets.
@@ -166,6 +184,7 @@ pub fn check(
         }
         let bad = |e: String| Error::from(ValidationError::BadRoot(e));
         let new = Signed::<Root>::from_bytes("root", bytes).map_err(|e| bad(e.to_string()))?;
+        key_ids_match("root", &new.signed.keys).map_err(bad)?;
         x509::validate_root(gun, &new, stored_root.as_ref(), now)
             .map_err(|e| bad(e.to_string()))?;
         new.check_version("root", current_version)
@@ -219,6 +238,7 @@ pub fn check(
         let (version, bytes) = &uploads[name];
         let doc = load_targets(name, bytes, &root.signed, &loaded, false, now)
             .map_err(ValidationError::BadTargets)?;
+        key_ids_match(name, &doc.signed.delegations.keys).map_err(ValidationError::BadTargets)?;
         loaded.insert(name.clone(), doc);
         loaded_bytes.insert(name.clone(), bytes.clone());
         updates.push(Update {

@@ -170,6 +170,24 @@ fn every_rule_refuses_and_nothing_changes() {
         Signed::sign_with_ids(nr, vec![(root_id.clone(), &root_key)]).unwrap()
     };
 
+    // The targets key listed a second time under a key ID that is not its own, so that one
+    // key would meet a threshold of 2.
+    let alias = "ab".repeat(32);
+    let doubled_root = {
+        let mut nr = r.clone();
+        nr.version += 1;
+        let tk = r.roles["targets"].keyids[0].clone();
+        nr.keys.insert(alias.clone(), r.keys[&tk].clone());
+        nr.roles.insert(
+            "targets".into(),
+            RootRole {
+                keyids: vec![tk, alias.clone()],
+                threshold: 2,
+            },
+        );
+        Signed::sign_with_ids(nr, vec![(root_id.clone(), &root_key)]).unwrap()
+    };
+
     // A delegation restricted to "allowed/" holding a target outside it.
     let deleg_key = PrivateKey::generate(KeyType::Ecdsa).unwrap();
     let with_deleg = next_targets(
@@ -187,6 +205,23 @@ fn every_rule_refuses_and_nothing_changes() {
         },
         &targets_key,
     );
+    let aliased_deleg = next_targets(
+        &|t| {
+            t.delegations
+                .keys
+                .insert(alias.clone(), deleg_key.public_key().clone());
+            t.delegations.roles.push(DelegationRole {
+                keyids: vec![alias.clone()],
+                name: "targets/team".into(),
+                paths: vec!["".into()],
+                path_hash_prefixes: None,
+                threshold: 1,
+            });
+        },
+        &targets_key,
+    );
+    let aliased_deleg_snap = snapshot_for(&[("targets", aliased_deleg.raw())], 1);
+    let doubled_root_snap = snapshot_for(&[("root", doubled_root.raw())], 1);
     let outside = {
         let mut t = targets.signed.clone();
         t.version = 1;
@@ -239,6 +274,22 @@ fn every_rule_refuses_and_nothing_changes() {
             "root rotation not signed by the old root",
             vec![("root", rogue_root.raw().to_vec())],
             "ErrBadRoot",
+        ),
+        invalid(
+            "root key under a key ID that is not its own",
+            vec![
+                ("root", doubled_root.raw().to_vec()),
+                ("snapshot", doubled_root_snap.raw().to_vec()),
+            ],
+            "ErrBadRoot",
+        ),
+        invalid(
+            "delegation key under a key ID that is not its own",
+            vec![
+                ("targets", aliased_deleg.raw().to_vec()),
+                ("snapshot", aliased_deleg_snap.raw().to_vec()),
+            ],
+            "ErrBadTargets",
         ),
         invalid(
             "root version jump",
