@@ -25,12 +25,15 @@ pub struct Layer {
     pub verified: bool,
 }
 
-/// The uncompressed P-256 point of a PEM `PUBLIC KEY` (cosign.pub).
-pub fn p256_point(pem_text: &[u8]) -> Result<Vec<u8>> {
+/// The key of a PEM `PUBLIC KEY` (cosign.pub), checked to be a SubjectPublicKeyInfo.
+pub fn public_key(pem_text: &[u8]) -> Result<trustbridge_tuf::PublicKey> {
     let p = pem::parse(pem_text).map_err(|e| Error::Usage(format!("cosign public key: {e}")))?;
-    let (_, spki) = x509_parser::x509::SubjectPublicKeyInfo::from_der(p.contents())
+    x509_parser::x509::SubjectPublicKeyInfo::from_der(p.contents())
         .map_err(|e| Error::Usage(format!("cosign public key: {e}")))?;
-    Ok(spki.subject_public_key.data.to_vec())
+    Ok(trustbridge_tuf::PublicKey::new(
+        trustbridge_tuf::KeyType::Ecdsa,
+        p.into_contents(),
+    ))
 }
 
 /// Split `host[:port]/path/repo:tag` into (registry, repository, tag).
@@ -43,8 +46,12 @@ pub fn split_image(image: &str) -> Result<(String, String, String)> {
     Ok((registry, repo, tag.into()))
 }
 
-/// The Cosign layers for `digest_hex`, each verified with `point`.
-pub fn layers(reg: &RegistryReader, digest_hex: &str, point: &[u8]) -> Result<Vec<Layer>> {
+/// The Cosign layers for `digest_hex`, each verified with `key`.
+pub fn layers(
+    reg: &RegistryReader,
+    digest_hex: &str,
+    key: &trustbridge_tuf::PublicKey,
+) -> Result<Vec<Layer>> {
     let Some(manifest) = reg.get(
         &format!("manifests/{}", sig_tag(digest_hex)),
         Some(OCI_MANIFEST),
@@ -53,8 +60,6 @@ pub fn layers(reg: &RegistryReader, digest_hex: &str, point: &[u8]) -> Result<Ve
         return Ok(vec![]);
     };
     let manifest: serde_json::Value = serde_json::from_slice(&manifest).unwrap_or_default();
-    let key =
-        ring::signature::UnparsedPublicKey::new(&ring::signature::ECDSA_P256_SHA256_ASN1, point);
     let mut out = Vec::new();
     for l in manifest["layers"].as_array().cloned().unwrap_or_default() {
         let Some(sig) = l["annotations"][SIGNATURE_ANNOTATION].as_str() else {
@@ -78,7 +83,7 @@ pub fn layers(reg: &RegistryReader, digest_hex: &str, point: &[u8]) -> Result<Ve
                 .as_str()
                 .unwrap_or_default()
                 .into(),
-            verified: key.verify(&payload, &sig).is_ok(),
+            verified: key.verify_der(&payload, &sig).is_ok(),
         });
     }
     Ok(out)
@@ -96,9 +101,13 @@ pub struct Bundle {
 }
 
 /// The Sigstore bundles among the image's referrers (the referrers API, or the
-/// `sha256-<hex>` fallback index where the registry has none), each verified with `point`:
+/// `sha256-<hex>` fallback index where the registry has none), each verified with `key`:
 /// the DSSE signature, an in-toto statement with cosign's sign predicate, and its subjects.
-pub fn bundles(reg: &RegistryReader, digest_hex: &str, point: &[u8]) -> Result<Vec<Bundle>> {
+pub fn bundles(
+    reg: &RegistryReader,
+    digest_hex: &str,
+    key: &trustbridge_tuf::PublicKey,
+) -> Result<Vec<Bundle>> {
     let index = match reg.get(&format!("referrers/sha256:{digest_hex}"), Some(OCI_INDEX))? {
         Some(i) => Some(i),
         None => reg.get(
@@ -110,8 +119,6 @@ pub fn bundles(reg: &RegistryReader, digest_hex: &str, point: &[u8]) -> Result<V
         return Ok(vec![]);
     };
     let index: serde_json::Value = serde_json::from_slice(&index).unwrap_or_default();
-    let key =
-        ring::signature::UnparsedPublicKey::new(&ring::signature::ECDSA_P256_SHA256_ASN1, point);
     let b64 = base64::engine::general_purpose::STANDARD;
     let mut out = Vec::new();
     for e in index["manifests"].as_array().cloned().unwrap_or_default() {
@@ -156,7 +163,7 @@ pub fn bundles(reg: &RegistryReader, digest_hex: &str, point: &[u8]) -> Result<V
         let verified = payload_type == INTOTO_PAYLOAD
             && statement["predicateType"] == SIGN_PREDICATE
             && key
-                .verify(&trustbridge_tuf::dsse::pae(payload_type, &payload), &sig)
+                .verify_der(&trustbridge_tuf::dsse::pae(payload_type, &payload), &sig)
                 .is_ok();
         out.push(Bundle {
             manifest: md.into(),

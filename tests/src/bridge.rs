@@ -137,7 +137,8 @@ impl Stack {
     }
 }
 
-/// The newest job of `gun`'s `tag` (status JSON), once `done` accepts it (30 s at most).
+/// A status row of `gun`'s `tag` (its newest job per role) that `done` accepts, waiting 30 s
+/// at most.
 pub fn wait_status(
     st: &Stack,
     gun: &str,
@@ -153,8 +154,7 @@ pub fn wait_status(
         let v: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
         if let Some(t) = v["targets"]
             .as_array()
-            .and_then(|a| a.iter().find(|t| t["tag"] == tag))
-            && done(t)
+            .and_then(|a| a.iter().find(|t| t["tag"] == tag && done(t)))
         {
             return t.clone();
         }
@@ -179,29 +179,11 @@ pub fn sign_tag(st: &Stack, trust: &Path, gun: &str, tag: &str, size: u64, diges
     notary(&st.url, &st.ca, trust, &["publish", gun]);
 }
 
-/// Wait until the newest job of `gun`'s `tag` is `state` with `action`.
+/// Wait until a job with `action` for `gun`'s `tag` is mirrored.
 pub fn wait_job(st: &Stack, gun: &str, tag: &str, action: &str) {
-    let start = Instant::now();
-    loop {
-        let (_, body) = https_get(
-            &format!("{}/_trustbridge/v1/status?gun={gun}", st.url),
-            &st.ca,
-        );
-        let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
-        if v["targets"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .any(|t| t["tag"] == tag && t["action"] == action && t["state"] == "mirrored")
-        {
-            return;
-        }
-        assert!(
-            start.elapsed() < Duration::from_secs(30),
-            "{action} of {tag} not done: {v}"
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    }
+    wait_status(st, gun, tag, |t| {
+        t["action"] == action && t["state"] == "mirrored"
+    });
 }
 
 /// The number of layers in the `.sig` manifest for `digest` (0 if there is none).

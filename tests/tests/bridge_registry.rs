@@ -183,8 +183,13 @@ fn assert_signed(st: &Stack, dir: &Path, registry_port: u16, repo: &str, digest:
         )
         .unwrap();
     let (_, pem_text) = https_get(&format!("{}/_trustbridge/v1/cosign.pub", st.url), &st.ca);
-    let point = trustbridge_client::cosign::p256_point(&pem_text).unwrap();
-    ring::signature::UnparsedPublicKey::new(&ring::signature::ECDSA_P256_SHA256_ASN1, &point)
+    let spki = trustbridge_client::cosign::public_key(&pem_text)
+        .unwrap()
+        .public;
+    // Checked with ring directly, not our verifier: a P-256 SubjectPublicKeyInfo ends with
+    // the 65-byte uncompressed point.
+    let point = &spki[spki.len() - 65..];
+    ring::signature::UnparsedPublicKey::new(&ring::signature::ECDSA_P256_SHA256_ASN1, point)
         .verify(&payload, &sig)
         .expect("the mirrored signature verifies with cosign.pub");
     let p: serde_json::Value = serde_json::from_slice(&payload).unwrap();

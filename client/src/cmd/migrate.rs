@@ -163,10 +163,10 @@ pub(super) fn verify_both(
                 Error::Usage(format!("{} serves no cosign.pub; pass --key", ctx.server))
             })?,
     };
-    let point = cosign::p256_point(&pem_text)?;
+    let key = cosign::public_key(&pem_text)?;
     let reg = RegistryReader::new(&registry, &repository, registry_ca)?;
-    let layers = cosign::layers(&reg, &t.sha256, &point)?;
-    let bundles = cosign::bundles(&reg, &t.sha256, &point)?;
+    let layers = cosign::layers(&reg, &t.sha256, &key)?;
+    let bundles = cosign::bundles(&reg, &t.sha256, &key)?;
     let want = format!("sha256:{}", t.sha256);
     let agree = layers.iter().any(|l| l.verified && l.signed_digest == want);
     let bundle_agrees = bundles

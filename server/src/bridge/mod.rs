@@ -131,9 +131,9 @@ impl Bridge {
         }
     }
 
-    /// The registry a GUN's images live in (after rewrites).
-    fn host_of(&self, gun: &str) -> String {
-        split_gun(&image_repository(gun, &self.cfg.rewrite)).0
+    /// The registry and repository a GUN's images live in (after rewrites).
+    fn repository_of(&self, gun: &str) -> (String, String) {
+        split_gun(&image_repository(gun, &self.cfg.rewrite))
     }
 
     /// The client for `host`, if the config allows it: a `registries` entry, or any loopback
@@ -204,7 +204,7 @@ impl Bridge {
     }
 
     async fn deliver(&self, job: &Job) -> Result<(), RegistryError> {
-        let (host, repo) = split_gun(&image_repository(&job.gun, &self.cfg.rewrite));
+        let (host, repo) = self.repository_of(&job.gun);
         let reference = format!("{host}/{repo}");
         let claim = payload::Claim {
             reference: &reference,
@@ -350,7 +350,7 @@ impl Bridge {
         };
         let mut groups: Vec<(String, Vec<Job>)> = Vec::new();
         for job in jobs {
-            let host = self.host_of(&job.gun);
+            let (host, _) = self.repository_of(&job.gun);
             if busy.contains(&host) {
                 continue;
             }

@@ -19,8 +19,8 @@ use trustbridge_cosign::media::{IMAGE_ACCEPT, SIGNATURE_ANNOTATION};
 use trustbridge_cosign::names::sig_tag;
 use trustbridge_cosign::payload::{self, Claim};
 
+use super::Bridge;
 use super::registry::{Registry, RegistryError};
-use super::{Bridge, image_repository, split_gun};
 use crate::error::Error;
 use crate::repo::Repo;
 use crate::storage::{Action, NewJob, TagCheck};
@@ -161,7 +161,7 @@ impl Bridge {
                 j.action == action && j.tag == tag && j.digest_hex == digest && j.state.is_open()
             })
         };
-        let (host, image_repo) = split_gun(&image_repository(gun, &self.cfg.rewrite));
+        let (host, image_repo) = self.repository_of(gun);
         let reference = format!("{host}/{image_repo}");
         let now = OffsetDateTime::now_utc();
         let mut queue: Vec<NewJob> = Vec::new();

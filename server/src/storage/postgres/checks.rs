@@ -2,16 +2,12 @@
 
 use time::OffsetDateTime;
 
-use super::{PgStore, pg, pool_err};
+use super::{PgStore, pg, pool_err, time_of};
 use crate::error::Error;
 use crate::storage::TagCheck;
 
 fn nanos(t: OffsetDateTime) -> i64 {
     t.unix_timestamp_nanos() as i64
-}
-
-fn time_of(n: i64) -> OffsetDateTime {
-    OffsetDateTime::from_unix_timestamp_nanos(n as i128).unwrap_or(OffsetDateTime::UNIX_EPOCH)
 }
 
 impl PgStore {
