@@ -53,6 +53,9 @@ pub struct Config {
     pub token_issuer: Option<crate::auth::issuer::IssuerConfig>,
     /// Our own section: `trustbridge.renew.{timestamp,snapshot}_before_seconds`.
     pub renewal: crate::repo::Renewal,
+    /// Our own section: `trustbridge.migration` (status page horizon, usage flushing,
+    /// brownouts, read-only GUNs).
+    pub migration: crate::migration::MigrationConfig,
 }
 
 fn lookup<'a>(json: &'a Value, key: &str) -> Option<std::borrow::Cow<'a, Value>> {
@@ -341,6 +344,10 @@ impl Config {
             auth,
             token_issuer,
             renewal,
+            migration: match lookup(json, "trustbridge.migration") {
+                None => Default::default(),
+                Some(v) => crate::migration::MigrationConfig::from_value(v.into_owned())?,
+            },
             http_addr,
             tls,
             trust: TrustService {

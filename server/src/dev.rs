@@ -146,6 +146,7 @@ pub fn prepare(data: &Path, addr: &str) -> Result<(Config, DevSigner), Error> {
         gun_prefixes: vec![],
         log_level: "info".into(),
         renewal: Default::default(),
+        migration: Default::default(),
         auth: None,
         client_ca_file: None,
         // The Cosign bridge is on for loopback registries only, over plain HTTP.

@@ -9,6 +9,7 @@ pub mod handlers;
 pub mod http;
 pub mod import;
 pub mod metrics;
+pub mod migration;
 pub mod mirror;
 pub mod repo;
 pub mod routes;
@@ -122,7 +123,14 @@ pub async fn run(
         ))
     });
     let bridge_worker = bridge.clone().map(|b| tokio::spawn(b.run()));
+    let control = Arc::new(migration::ControlRoom::new(
+        store.clone(),
+        config.migration.clone(),
+        metrics.clone(),
+        bridge.is_some(),
+    ));
     let app = Arc::new(App {
+        control: control.clone(),
         bridge,
         auth,
         issuer,
@@ -155,6 +163,34 @@ pub async fn run(
                 if renewed + failed > 0 {
                     tracing::info!(renewed, failed, "renewal sweep");
                 }
+            }
+        })
+    };
+    // DCT usage, counted in memory on the read path, written in batches.
+    let flusher = {
+        let control = control.clone();
+        let every = std::time::Duration::from_secs(config.migration.usage_flush_seconds.max(1));
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(every);
+            tick.tick().await;
+            loop {
+                tick.tick().await;
+                let c = control.clone();
+                let _ = tokio::task::spawn_blocking(move || c.flush_usage()).await;
+            }
+        })
+    };
+    // The expiry watchdog: shortly after start, then every watchdog_seconds.
+    let watchdog = {
+        let control = control.clone();
+        let every = std::time::Duration::from_secs(config.migration.watchdog_seconds.max(60));
+        tokio::spawn(async move {
+            tokio::time::sleep(std::time::Duration::from_secs(5)).await;
+            let mut tick = tokio::time::interval(every);
+            loop {
+                tick.tick().await;
+                let c = control.clone();
+                let _ = tokio::task::spawn_blocking(move || c.watch_expiry()).await;
             }
         })
     };
@@ -203,6 +239,10 @@ pub async fn run(
     tracing::info!(addr = %local, tls = tls.is_some(), "trustbridge-server serving");
     ready(local);
     let res = http::serve(listener, tls, router, shutdown).await;
+    flusher.abort();
+    watchdog.abort();
+    // What was counted since the last flush is not lost on a clean stop.
+    let _ = tokio::task::spawn_blocking(move || control.flush_usage()).await;
     sweeper.abort();
     if let Some(r) = reconciler {
         r.abort();

@@ -34,6 +34,12 @@ struct BridgeLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ClientLabels {
+    client: &'static str,
+    major: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct StateLabels {
     state: String,
 }
@@ -44,6 +50,9 @@ struct Inner {
     bridge_lease: prometheus_client::metrics::gauge::Gauge,
     bridge_drifted: prometheus_client::metrics::gauge::Gauge,
     bridge_expired: prometheus_client::metrics::gauge::Gauge,
+    dct_reads: Family<ClientLabels, Counter>,
+    roles_expired: prometheus_client::metrics::gauge::Gauge,
+    roles_expiring: prometheus_client::metrics::gauge::Gauge,
     registry: Registry,
     requests: Family<RequestLabels, Counter>,
     latency: Family<RouteLabels, Histogram>,
@@ -113,7 +122,28 @@ impl Metrics {
             "Whether this replica runs the Cosign bridge worker now (1) or another one does (0)",
             bridge_lease.clone(),
         );
+        let dct_reads = Family::<ClientLabels, Counter>::default();
+        registry.register(
+            "dct_reads",
+            "DCT trust data reads by client kind (docker, go: the notary CLI or another Go client, trustbridge, other) and major version",
+            dct_reads.clone(),
+        );
+        let roles_expired = prometheus_client::metrics::gauge::Gauge::default();
+        registry.register(
+            "dct_roles_expired",
+            "root, targets and delegation files already expired (the server cannot renew them)",
+            roles_expired.clone(),
+        );
+        let roles_expiring = prometheus_client::metrics::gauge::Gauge::default();
+        registry.register(
+            "dct_roles_expiring",
+            "root, targets and delegation files that expire within trustbridge.migration.horizon_days",
+            roles_expiring.clone(),
+        );
         Metrics(Arc::new(Inner {
+            dct_reads,
+            roles_expired,
+            roles_expiring,
             bridge,
             bridge_states,
             bridge_lease,
@@ -181,6 +211,22 @@ impl Metrics {
     pub fn bridge_checks(&self, drifted: i64, expired: i64) {
         self.0.bridge_drifted.set(drifted);
         self.0.bridge_expired.set(expired);
+    }
+
+    pub fn dct_read(&self, client: &'static str, major: &str) {
+        self.0
+            .dct_reads
+            .get_or_create(&ClientLabels {
+                client,
+                major: major.to_string(),
+            })
+            .inc();
+    }
+
+    /// The expiry watchdog's counts.
+    pub fn roles_expiry(&self, expired: i64, expiring: i64) {
+        self.0.roles_expired.set(expired);
+        self.0.roles_expiring.set(expiring);
     }
 
     pub fn bridge_lease(&self, held: bool) {

@@ -106,6 +106,35 @@ pub fn mirror_set<'a>(
         .collect()
 }
 
+/// What the control room keeps of a GUN's trust (`trust_tags`, `trust_roles`): the tags of
+/// `set` with their role's expiry, and when root, targets and each delegation among `files`
+/// expire (what the server cannot renew).
+pub fn trust_state<'a>(
+    files: impl IntoIterator<Item = (&'a str, &'a [u8])> + Clone,
+    set: &BTreeMap<String, Mirrored>,
+) -> crate::storage::TrustState {
+    let mut roles = role_expiry(files.clone());
+    let tags = set
+        .iter()
+        .map(|(tag, m)| crate::storage::Trusted {
+            tag: tag.clone(),
+            digest_hex: m.digest_hex.clone(),
+            role: m.role.clone(),
+            signers: m.signers.clone(),
+            expires: roles.get(&m.role).copied(),
+        })
+        .collect();
+    if let Some((_, data)) = files.into_iter().find(|(role, _)| *role == "root")
+        && let Ok(root) = Signed::<Root>::from_bytes("root", data)
+    {
+        roles.insert("root".into(), root.signed.expires.as_offset_datetime());
+    }
+    crate::storage::TrustState {
+        tags,
+        roles: roles.into_iter().collect(),
+    }
+}
+
 /// The jobs that take the Cosign side from `before` to `after`: a tag resolving to a new
 /// digest, role or set of signers gets a `sign` job; what it resolved to before gets a
 /// `revoke` job, queued after the signs so a `.sig` manifest being rewritten is never empty in

@@ -55,12 +55,58 @@ pub enum Route {
     Import {
         gun: String,
     },
+    /// The migration control room: the status page and its JSON (see [`crate::migration`]).
+    Control(Control),
     /// notary's catch-all: 404 METADATA_NOT_FOUND for GET/POST/PUT/HEAD/DELETE.
     NotFound,
     MethodNotAllowed,
 }
 
+/// What of the control room a GET asks for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Control {
+    /// `/_trustbridge/`: overview and a page of GUNs (HTML).
+    Page,
+    /// `/_trustbridge/gun?gun=`: one GUN (HTML).
+    GunPage,
+    /// `/_trustbridge/v1/migration`
+    Overview,
+    /// `/_trustbridge/v1/migration/guns`
+    Guns,
+    /// `/_trustbridge/v1/migration/gun?gun=`
+    Gun,
+    /// `/_trustbridge/v1/migration/usage`
+    Usage,
+    /// `/_trustbridge/v1/migration/expiring`
+    Expiring,
+}
+
+impl Control {
+    fn of_path(path: &str) -> Option<Control> {
+        Some(match path {
+            "/_trustbridge/" | "/_trustbridge" => Control::Page,
+            "/_trustbridge/gun" => Control::GunPage,
+            "/_trustbridge/v1/migration" => Control::Overview,
+            "/_trustbridge/v1/migration/guns" => Control::Guns,
+            "/_trustbridge/v1/migration/gun" => Control::Gun,
+            "/_trustbridge/v1/migration/usage" => Control::Usage,
+            "/_trustbridge/v1/migration/expiring" => Control::Expiring,
+            _ => return None,
+        })
+    }
+}
+
 impl Route {
+    /// A DCT client reading trust data (counted as DCT usage; refused during a brownout).
+    pub fn dct_read(&self) -> Option<&str> {
+        match self {
+            Route::ByChecksum { gun, .. }
+            | Route::ByVersion { gun, .. }
+            | Route::Current { gun, .. } => Some(gun),
+            _ => None,
+        }
+    }
+
     /// The label used in metrics (never the GUN).
     pub fn name(&self) -> &'static str {
         match self {
@@ -80,6 +126,7 @@ impl Route {
             Route::CosignPub => "cosign_pub",
             Route::BridgeStatus => "bridge_status",
             Route::Import { .. } => "import",
+            Route::Control(_) => "migration",
             Route::NotFound => "not_found",
             Route::MethodNotAllowed => "method_not_allowed",
         }
@@ -204,6 +251,9 @@ pub fn route(method: &http::Method, path: &str) -> Route {
             "/_trustbridge/v1/cosign.pub" => return Route::CosignPub,
             "/_trustbridge/v1/status" => return Route::BridgeStatus,
             _ => {}
+        }
+        if let Some(c) = Control::of_path(path) {
+            return Route::Control(c);
         }
     }
     if [M::GET, M::POST, M::PUT, M::HEAD, M::DELETE].contains(method) {

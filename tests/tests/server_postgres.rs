@@ -47,6 +47,7 @@ fn scenario(s: &dyn MetaStore) -> Vec<String> {
             file("timestamp", 1, "x"),
         ],
         &[job("v1")],
+        None,
     );
     log("first update", format!("{:?}", r.map(|_| ())));
     // A conflicting version anywhere in the batch stores nothing of it.
@@ -54,6 +55,7 @@ fn scenario(s: &dyn MetaStore) -> Vec<String> {
         g,
         &[file("targets", 2, "t2"), file("snapshot", 1, "s-again")],
         &[job("v2")],
+        None,
     );
     log(
         "stale snapshot",
@@ -66,19 +68,25 @@ fn scenario(s: &dyn MetaStore) -> Vec<String> {
             s.by_version(g, "targets", 2).unwrap().map(|f| f.version)
         ),
     );
-    let r = s.update_many(g, &[file("targets", 3, "a"), file("targets", 3, "b")], &[]);
+    let r = s.update_many(
+        g,
+        &[file("targets", 3, "a"), file("targets", 3, "b")],
+        &[],
+        None,
+    );
     log(
         "duplicate in batch",
         format!("{}", matches!(r, Err(Error::OldVersion))),
     );
     for v in 2..=4 {
-        s.update_many(g, &[file("timestamp", v, &format!("x{v}"))], &[])
+        s.update_many(g, &[file("timestamp", v, &format!("x{v}"))], &[], None)
             .unwrap();
     }
     s.update_many(
         "other/app",
         &[file("root", 1, "o"), file("timestamp", 1, "o")],
         &[],
+        None,
     )
     .unwrap();
     let latest = s.latest(g, "timestamp").unwrap().unwrap();
@@ -140,7 +148,8 @@ fn scenario(s: &dyn MetaStore) -> Vec<String> {
             s.update_many(
                 g,
                 &[file("root", 1, "new"), file("timestamp", 1, "new")],
-                &[]
+                &[],
+                None
             )
             .map(|_| ())
         ),
@@ -262,7 +271,7 @@ fn tls_to_postgres_is_verified_against_sslrootcert() {
     };
     let store = PgStore::open(&url(snakeoil)).expect("TLS to PostgreSQL");
     store
-        .update_many("example.com/tls", &[file("root", 1, "r")], &[])
+        .update_many("example.com/tls", &[file("root", 1, "r")], &[], None)
         .unwrap();
     let (tls, all) = tls_sessions(&db.name);
     assert!(tls >= 1 && tls == all, "{tls} of {all} sessions on TLS");

@@ -50,7 +50,7 @@ pub fn required(route: &Route) -> Vec<Access> {
     };
     match route {
         Route::Health | Route::Metrics | Route::Token | Route::CosignPub => vec![],
-        Route::BridgeStatus => catalog(),
+        Route::BridgeStatus | Route::Control(_) => catalog(),
         Route::Update { gun } | Route::GetKey { gun, .. } => repo(gun, &["push", "pull"]),
         Route::ByChecksum { gun, .. }
         | Route::ByVersion { gun, .. }

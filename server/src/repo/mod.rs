@@ -444,20 +444,18 @@ impl Repo {
         if self.store.latest(gun, "root")?.is_some() {
             return Err(Error::OldVersion);
         }
-        let jobs = if let Some(on_expiry) = self.mirror {
-            // The newest version of each role is what the repository serves now.
-            let mut newest: BTreeMap<&str, &[u8]> = BTreeMap::new();
-            for f in &files {
-                newest.insert(&f.role, &f.data);
-            }
-            crate::mirror::jobs_between(
-                &BTreeMap::new(),
-                &crate::mirror::mirror_set(newest, on_expiry),
-            )
-        } else {
-            vec![]
+        // The newest version of each role is what the repository serves now.
+        let mut newest: BTreeMap<&str, &[u8]> = BTreeMap::new();
+        for f in &files {
+            newest.insert(&f.role, &f.data);
+        }
+        let set = crate::mirror::mirror_set(newest.clone(), self.mirror.unwrap_or_default());
+        let trust = crate::mirror::trust_state(newest, &set);
+        let jobs = match self.mirror {
+            Some(_) => crate::mirror::jobs_between(&BTreeMap::new(), &set),
+            None => vec![],
         };
-        let res = self.store.update_many(gun, &files, &jobs);
+        let res = self.store.update_many(gun, &files, &jobs, Some(&trust));
         self.invalidate(gun);
         res.map(|_| files.len())
     }

@@ -4,10 +4,12 @@
 //! bytes, `update_many` all-or-nothing and refusing a version ≤ a stored one, a changefeed row
 //! per stored timestamp, and a GUN delete leaving one `deletion` row.
 
+pub mod migration;
 pub mod outbox;
 pub mod postgres;
 pub mod sqlite;
 
+pub use migration::{Migration, TrustState, Trusted};
 pub use outbox::{Action, Finish, Job, JobState, Mirrored, NewJob, Outbox, TagCheck};
 
 use std::sync::Arc;
@@ -49,17 +51,20 @@ pub struct Change {
 /// missed (drop every cached view).
 pub type Watcher = Arc<dyn Fn(Option<&str>) + Send + Sync>;
 
-/// Metadata storage; every store is also the bridge's [`Outbox`], so jobs are written in the
-/// transaction of the update (or delete) that causes them.
-pub trait MetaStore: Outbox + Send + Sync + 'static {
+/// Metadata storage; every store is also the bridge's [`Outbox`] and the control room's
+/// [`Migration`] tables, so jobs and trust are written in the transaction of the update (or
+/// delete) that causes them.
+pub trait MetaStore: Outbox + Migration + Send + Sync + 'static {
     /// Store `updates` for `gun` in one transaction. Fails with [`Error::OldVersion`] if any
     /// role already has a version ≥ the new one (nothing is written then). A timestamp among
-    /// the updates writes a changefeed row. Returns the storage time recorded.
+    /// the updates writes a changefeed row. `trust` (when the update changes what DCT trusts)
+    /// replaces the GUN's trust rows. Returns the storage time recorded.
     fn update_many(
         &self,
         gun: &str,
         updates: &[Update],
         jobs: &[NewJob],
+        trust: Option<&TrustState>,
     ) -> Result<time::OffsetDateTime, Error>;
     /// Highest stored version of `role`.
     fn latest(&self, gun: &str, role: &str) -> Result<Option<Stored>, Error>;

@@ -37,6 +37,7 @@ impl PgStore {
                 .await
                 .map_err(pg)?;
             }
+            super::migration::refresh(&tx, &gun).await?;
             tx.commit().await.map_err(pg)
         })
     }

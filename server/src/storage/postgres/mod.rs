@@ -29,6 +29,7 @@ use tokio_postgres::error::SqlState;
 use tokio_postgres::{NoTls, Row};
 
 mod checks;
+mod migration;
 mod replicas;
 mod schema;
 mod tls;
@@ -39,8 +40,8 @@ use schema::{SCHEMA, SCHEMA_LOCK};
 
 use super::outbox::unknown;
 use super::{
-    Change, Finish, Job, JobState, MetaStore, NewJob, Outbox, Stored, TagCheck, Update, Watcher,
-    sha256_hex,
+    Change, Finish, Job, JobState, MetaStore, NewJob, Outbox, Stored, TagCheck, TrustState, Update,
+    Watcher, sha256_hex,
 };
 use crate::error::Error;
 
@@ -236,6 +237,9 @@ impl PgStore {
                 .await
                 .map_err(pg)?;
             tx.batch_execute(SCHEMA).await.map_err(pg)?;
+            tx.batch_execute(crate::storage::migration::SCHEMA)
+                .await
+                .map_err(pg)?;
             tx.commit().await.map_err(pg)
         })?;
         let (lease, watchers, instance) = (
@@ -302,15 +306,6 @@ impl PgStore {
             Ok(row.as_ref().map(stored))
         })
     }
-
-    fn count(&self, sql: &'static str, params: Vec<Param>) -> Result<u64, Error> {
-        self.run(move |pool| async move {
-            let c = pool.get().await.map_err(pool_err)?;
-            let refs: Vec<&(dyn tokio_postgres::types::ToSql + Sync)> =
-                params.iter().map(Param::as_sql).collect();
-            c.execute(sql, &refs).await.map_err(pg)
-        })
-    }
 }
 
 enum Extra {
@@ -343,6 +338,7 @@ impl MetaStore for PgStore {
         gun: &str,
         updates: &[Update],
         jobs: &[NewJob],
+        trust: Option<&TrustState>,
     ) -> Result<OffsetDateTime, Error> {
         for (i, u) in updates.iter().enumerate() {
             if updates[..i]
@@ -353,6 +349,7 @@ impl MetaStore for PgStore {
             }
         }
         let (gun, updates, jobs) = (gun.to_string(), updates.to_vec(), jobs.to_vec());
+        let trust = trust.cloned();
         let note = self.note(&gun);
         self.run(move |pool| async move {
             let mut c = pool.get().await.map_err(pool_err)?;
@@ -395,6 +392,12 @@ impl MetaStore for PgStore {
                 }
             }
             insert_jobs(&tx, &gun, &jobs, now_nanos()).await?;
+            if let Some(trust) = &trust {
+                migration::write_trust(&tx, &gun, trust).await?;
+            }
+            if trust.is_some() || !jobs.is_empty() {
+                migration::refresh(&tx, &gun).await?;
+            }
             notify_on_commit(&tx, &note).await?;
             tx.commit().await.map_err(pg)?;
             Ok(now.assume_utc())
@@ -467,6 +470,7 @@ impl MetaStore for PgStore {
                 notify_on_commit(&tx, &note).await?;
             }
             insert_jobs(&tx, &gun, &jobs, now_nanos()).await?;
+            migration::refresh(&tx, &gun).await?;
             tx.commit().await.map_err(pg)?;
             Ok(n > 0)
         })
@@ -576,8 +580,8 @@ impl Outbox for PgStore {
     fn finish_job(&self, id: i64, finish: Finish) -> Result<(), Error> {
         let now = now_nanos();
         let (state, error, retry_in) = finish.parts();
-        self.count(
-            "UPDATE bridge_jobs SET state = $1, updated_at = $2, attempts = attempts + 1, last_error = $3, next_at = $4 WHERE id = $5",
+        self.update_jobs(
+            "UPDATE bridge_jobs SET state = $1, updated_at = $2, attempts = attempts + 1, last_error = $3, next_at = $4 WHERE id = $5 RETURNING gun",
             vec![
                 Param::Text(state.as_str().to_string()),
                 Param::I64(now),
@@ -614,16 +618,16 @@ impl Outbox for PgStore {
     }
 
     fn requeue(&self, prefix: &str) -> Result<usize, Error> {
-        self.count(
-            "UPDATE bridge_jobs SET state = 'pending', attempts = 0, next_at = $1, updated_at = $1 WHERE state IN ('dead', 'not-configured', 'failed') AND left(gun, length($2)) = $2",
+        self.update_jobs(
+            "UPDATE bridge_jobs SET state = 'pending', attempts = 0, next_at = $1, updated_at = $1 WHERE state IN ('dead', 'not-configured', 'failed') AND left(gun, length($2)) = $2 RETURNING gun",
             vec![Param::I64(now_nanos()), Param::Text(prefix.into())],
         )
         .map(|n| n as usize)
     }
 
     fn drop_job(&self, id: i64) -> Result<bool, Error> {
-        self.count(
-            "UPDATE bridge_jobs SET state = 'dropped', updated_at = $1 WHERE id = $2 AND state IN ('pending', 'failed', 'dead')",
+        self.update_jobs(
+            "UPDATE bridge_jobs SET state = 'dropped', updated_at = $1 WHERE id = $2 AND state IN ('pending', 'failed', 'dead') RETURNING gun",
             vec![Param::I64(now_nanos()), Param::I64(id)],
         )
         .map(|n| n > 0)
@@ -635,6 +639,7 @@ impl Outbox for PgStore {
             let mut c = pool.get().await.map_err(pool_err)?;
             let tx = c.transaction().await.map_err(pg)?;
             insert_jobs(&tx, &gun, &jobs, now_nanos()).await?;
+            migration::refresh(&tx, &gun).await?;
             tx.commit().await.map_err(pg)
         })
     }

@@ -1,6 +1,8 @@
 //! Thin HTTP handlers: match notary's route, parse the request, call one [`Repo`] function,
 //! and write notary's response (status, headers, bytes) or its error envelope.
 
+mod migration;
+
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Instant;
@@ -28,11 +30,13 @@ pub struct App {
     pub max_age_current: u32,
     pub max_age_consistent: u32,
     pub gun_prefixes: Vec<String>,
+    /// The migration control room (status page, DCT usage, brownouts, read-only GUNs).
+    pub control: Arc<crate::migration::ControlRoom>,
 }
 
 const MAX_UPLOAD: usize = 64 << 20;
 const TEXT: &str = "text/plain; charset=utf-8";
-const JSON: &str = "application/json; charset=utf-8";
+pub(crate) const JSON: &str = "application/json; charset=utf-8";
 
 /// Every request comes here: route, handle, record metrics.
 pub async fn dispatch(State(app): State<Arc<App>>, req: Request) -> Response {
@@ -41,7 +45,23 @@ pub async fn dispatch(State(app): State<Arc<App>>, req: Request) -> Response {
     let path = percent_decode(req.uri().path());
     let r = route(&method, &path);
     let name = r.name();
+    // A DCT read is counted (by GUN, client and day) once it is answered.
+    let read = r.dct_read().map(|gun| {
+        (
+            gun.to_string(),
+            req.headers().get(header::USER_AGENT).cloned(),
+        )
+    });
     let resp = handle(&app, r, req).await;
+    if let Some((gun, ua)) = read
+        && resp.status() == StatusCode::OK
+    {
+        app.control.usage.record(
+            &gun,
+            ua.as_ref().and_then(|v| v.to_str().ok()),
+            OffsetDateTime::now_utc(),
+        );
+    }
     app.metrics.request(
         name,
         method.as_str(),
@@ -91,7 +111,15 @@ async fn handle(app: &App, r: Route, req: Request) -> Response {
             return resp;
         }
     }
+    if let Some(gun) = r.dct_read()
+        && let Some(b) = app.control.config.brownout(gun, OffsetDateTime::now_utc())
+    {
+        return migration::brownout(b);
+    }
     match r {
+        Route::Control(view) => {
+            migration::control(app.control.clone(), view, req.uri().query().unwrap_or("")).await
+        }
         Route::Token => match &app.issuer {
             Some(issuer) => {
                 let addr = req
@@ -141,6 +169,15 @@ async fn handle(app: &App, r: Route, req: Request) -> Response {
             }
         }
         Route::V2Root => text(StatusCode::OK, b"{}".to_vec()),
+        Route::Update { gun } if app.control.config.read_only(&gun) => {
+            let _ = axum::body::to_bytes(req.into_body(), MAX_UPLOAD).await;
+            tracing::info!(%gun, "update refused: DCT is read-only for this repository");
+            Error::Invalid(crate::error::ValidationError::Validation(format!(
+                "{gun} has moved to Cosign: DCT publishing is switched off for it (trustbridge.migration.read_only); sign with cosign instead"
+            )))
+            .for_update()
+            .into_response()
+        }
         Route::Update { gun } => match update(app, &gun, req).await {
             Ok(()) => StatusCode::OK.into_response(),
             Err(e) => {
@@ -414,7 +451,7 @@ async fn changefeed(app: &App, gun: Option<String>, query: Option<&str>) -> Resp
 }
 
 /// A query string's pairs, decoded as Go's `url.ParseQuery` does (`+` is a space).
-fn form_urlencoded(q: &str) -> Vec<(String, String)> {
+pub(crate) fn form_urlencoded(q: &str) -> Vec<(String, String)> {
     form_urlencoded::parse(q.as_bytes()).into_owned().collect()
 }
 

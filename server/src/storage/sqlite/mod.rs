@@ -8,9 +8,12 @@ use std::time::Duration;
 use rusqlite::{Connection, OptionalExtension, Row, params};
 use time::OffsetDateTime;
 
+mod migration;
+
 use super::outbox::unknown;
 use super::{
-    Change, Finish, Job, JobState, MetaStore, NewJob, Outbox, Stored, TagCheck, Update, sha256_hex,
+    Change, Finish, Job, JobState, MetaStore, NewJob, Outbox, Stored, TagCheck, TrustState, Update,
+    sha256_hex,
 };
 use crate::error::Error;
 
@@ -110,6 +113,13 @@ fn insert_jobs(tx: &Connection, gun: &str, jobs: &[NewJob], now: i64) -> Result<
     Ok(())
 }
 
+/// Run a job `UPDATE ... RETURNING gun`; the GUNs of the rows it changed.
+fn job_guns(tx: &Connection, sql: &str, p: impl rusqlite::Params) -> Result<Vec<String>, Error> {
+    let mut st = tx.prepare_cached(sql).map_err(storage)?;
+    let rows = st.query_map(p, |r| r.get(0)).map_err(storage)?;
+    rows.collect::<rusqlite::Result<_>>().map_err(storage)
+}
+
 const JOB_COLS: &str =
     "id, gun, tag, digest, role, state, attempts, last_error, updated_at, action, signers";
 
@@ -177,6 +187,8 @@ impl SqliteStore {
     fn init(conn: Connection) -> Result<Self, Error> {
         conn.busy_timeout(Duration::from_secs(5)).map_err(storage)?;
         conn.execute_batch(SCHEMA).map_err(storage)?;
+        conn.execute_batch(&super::migration::sqlite_schema())
+            .map_err(storage)?;
         // Stores made before jobs named their signers get the column (empty: payloads of
         // those jobs carry no signer list, so their layers are still found on revoke).
         let has_signers: bool = conn
@@ -215,6 +227,7 @@ impl MetaStore for SqliteStore {
         gun: &str,
         updates: &[Update],
         jobs: &[NewJob],
+        trust: Option<&TrustState>,
     ) -> Result<OffsetDateTime, Error> {
         let mut db = self.db();
         let tx = db.transaction().map_err(storage)?;
@@ -257,6 +270,12 @@ impl MetaStore for SqliteStore {
             }
         }
         insert_jobs(&tx, gun, jobs, now)?;
+        if let Some(trust) = trust {
+            migration::write_trust(&tx, gun, trust)?;
+        }
+        if trust.is_some() || !jobs.is_empty() {
+            migration::refresh(&tx, gun)?;
+        }
         tx.commit().map_err(storage)?;
         Ok(time_of(now))
     }
@@ -300,6 +319,7 @@ impl MetaStore for SqliteStore {
             .map_err(storage)?;
         }
         insert_jobs(&tx, gun, jobs, now_nanos())?;
+        migration::refresh(&tx, gun)?;
         tx.commit().map_err(storage)?;
         Ok(n > 0)
     }
@@ -386,19 +406,21 @@ impl Outbox for SqliteStore {
     fn finish_job(&self, id: i64, finish: Finish) -> Result<(), Error> {
         let now = now_nanos();
         let (state, error, retry_in) = finish.parts();
-        self.db()
-            .execute(
-                "UPDATE bridge_jobs SET state = ?1, updated_at = ?2, attempts = attempts + 1, last_error = ?3, next_at = ?4 WHERE id = ?5",
-                params![
-                    state.as_str(),
-                    now,
-                    error,
-                    now + retry_in.as_nanos() as i64,
-                    id
-                ],
-            )
-            .map(|_| ())
-            .map_err(storage)
+        let mut db = self.db();
+        let tx = db.transaction().map_err(storage)?;
+        let guns = job_guns(
+            &tx,
+            "UPDATE bridge_jobs SET state = ?1, updated_at = ?2, attempts = attempts + 1, last_error = ?3, next_at = ?4 WHERE id = ?5 RETURNING gun",
+            params![
+                state.as_str(),
+                now,
+                error,
+                now + retry_in.as_nanos() as i64,
+                id
+            ],
+        )?;
+        migration::refresh_guns(&tx, &guns)?;
+        tx.commit().map_err(storage)
     }
 
     fn job_states(&self) -> Result<Vec<(JobState, i64)>, Error> {
@@ -417,29 +439,37 @@ impl Outbox for SqliteStore {
     fn requeue(&self, prefix: &str) -> Result<usize, Error> {
         let now = now_nanos();
         // GUNs are compared by prefix without LIKE's wildcards.
-        self.db()
-            .execute(
-                "UPDATE bridge_jobs SET state = 'pending', attempts = 0, next_at = ?1, updated_at = ?1 WHERE state IN ('dead', 'not-configured', 'failed') AND substr(gun, 1, length(?2)) = ?2",
-                params![now, prefix],
-            )
-            .map_err(storage)
+        let mut db = self.db();
+        let tx = db.transaction().map_err(storage)?;
+        let guns = job_guns(
+            &tx,
+            "UPDATE bridge_jobs SET state = 'pending', attempts = 0, next_at = ?1, updated_at = ?1 WHERE state IN ('dead', 'not-configured', 'failed') AND substr(gun, 1, length(?2)) = ?2 RETURNING gun",
+            params![now, prefix],
+        )?;
+        migration::refresh_guns(&tx, &guns)?;
+        tx.commit().map_err(storage)?;
+        Ok(guns.len())
     }
 
     fn drop_job(&self, id: i64) -> Result<bool, Error> {
         let now = now_nanos();
-        self.db()
-            .execute(
-                "UPDATE bridge_jobs SET state = 'dropped', updated_at = ?1 WHERE id = ?2 AND state IN ('pending', 'failed', 'dead')",
-                params![now, id],
-            )
-            .map(|n| n > 0)
-            .map_err(storage)
+        let mut db = self.db();
+        let tx = db.transaction().map_err(storage)?;
+        let guns = job_guns(
+            &tx,
+            "UPDATE bridge_jobs SET state = 'dropped', updated_at = ?1 WHERE id = ?2 AND state IN ('pending', 'failed', 'dead') RETURNING gun",
+            params![now, id],
+        )?;
+        migration::refresh_guns(&tx, &guns)?;
+        tx.commit().map_err(storage)?;
+        Ok(!guns.is_empty())
     }
 
     fn enqueue(&self, gun: &str, jobs: &[NewJob]) -> Result<(), Error> {
         let mut db = self.db();
         let tx = db.transaction().map_err(storage)?;
         insert_jobs(&tx, gun, jobs, now_nanos())?;
+        migration::refresh(&tx, gun)?;
         tx.commit().map_err(storage)
     }
 
@@ -497,6 +527,7 @@ impl Outbox for SqliteStore {
             )
             .map_err(storage)?;
         }
+        migration::refresh(&tx, gun)?;
         tx.commit().map_err(storage)
     }
 

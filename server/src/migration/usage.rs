@@ -1,0 +1,276 @@
+//! DCT usage: who still reads trust data, by GUN, client kind and version, per day — the
+//! question Docker answered for Docker Hub before switching DCT off.
+//!
+//! The read path only counts in memory (a sharded map keyed by a hash, so a repeated read
+//! allocates nothing); [`Recorder::drain`] hands the counts to a flusher that writes them in
+//! one transaction every `usage_flush_seconds`. Prometheus gets counters by client kind and
+//! major version only, never by GUN, and at most [`MAX_SERIES`] of them.
+
+use std::collections::HashMap;
+use std::hash::{Hash, Hasher};
+use std::sync::Mutex;
+
+use time::OffsetDateTime;
+
+use crate::metrics::Metrics;
+use crate::storage::migration::{Usage, day_of};
+
+/// Which client read: docker CLI (`Docker-Client/<version> (<os>)`), the notary CLI and other
+/// Go clients (`Go-http-client/<proto>`: notary sends Go's default), our own CLI, anything else.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Client {
+    Docker,
+    Go,
+    Trustbridge,
+    Other,
+}
+
+impl Client {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Client::Docker => "docker",
+            Client::Go => "go",
+            Client::Trustbridge => "trustbridge",
+            Client::Other => "other",
+        }
+    }
+
+    /// What the page says of a client kind.
+    pub fn describe(kind: &str) -> &'static str {
+        match kind {
+            "docker" => "docker CLI",
+            "go" => "notary CLI or another Go client",
+            "trustbridge" => "trustbridge CLI",
+            _ => "other client",
+        }
+    }
+}
+
+/// At most this many (client, major version) series on `/metrics`; later ones count as
+/// major `other`.
+pub const MAX_SERIES: usize = 32;
+
+/// The client kind and version a `User-Agent` names (the version cut to 32 safe characters).
+pub fn parse_agent(ua: &str) -> (Client, &str) {
+    let version_after = |marker: &str| -> Option<&str> {
+        let at = ua.find(marker)? + marker.len();
+        let rest = &ua[at..];
+        let end = rest
+            .find(|c: char| !(c.is_ascii_alphanumeric() || ".+-_~".contains(c)))
+            .unwrap_or(rest.len())
+            .min(32);
+        Some(&rest[..end])
+    };
+    if let Some(v) = version_after("Docker-Client/") {
+        (Client::Docker, v)
+    } else if let Some(v) = ua
+        .strip_prefix("Go-http-client/")
+        .and(version_after("Go-http-client/"))
+    {
+        (Client::Go, v)
+    } else if let Some(v) = ua
+        .strip_prefix("trustbridge/")
+        .and(version_after("trustbridge/"))
+    {
+        (Client::Trustbridge, v)
+    } else {
+        (Client::Other, "")
+    }
+}
+
+/// The major version for metrics: up to three digits, else `other`.
+fn major(version: &str) -> &str {
+    let m = version.split('.').next().unwrap_or("");
+    if !m.is_empty() && m.len() <= 3 && m.bytes().all(|b| b.is_ascii_digit()) {
+        m
+    } else {
+        "other"
+    }
+}
+
+struct Count {
+    gun: String,
+    day: i64,
+    client: Client,
+    version: String,
+    reads: i64,
+    last_seen: OffsetDateTime,
+}
+
+const SHARDS: usize = 16;
+
+/// Reads counted since the last flush.
+pub struct Recorder {
+    shards: Vec<Mutex<HashMap<u64, Vec<Count>>>>,
+    metrics: Metrics,
+    series: std::sync::RwLock<std::collections::HashSet<(Client, String)>>,
+}
+
+impl Recorder {
+    pub fn new(metrics: Metrics) -> Self {
+        Recorder {
+            shards: (0..SHARDS).map(|_| Mutex::new(HashMap::new())).collect(),
+            metrics,
+            series: std::sync::RwLock::new(Default::default()),
+        }
+    }
+
+    /// Count one read of `gun`'s trust data by the client `user_agent` names.
+    pub fn record(&self, gun: &str, user_agent: Option<&str>, now: OffsetDateTime) {
+        let (client, version) = parse_agent(user_agent.unwrap_or(""));
+        let day = day_of(now);
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        (gun, day, client, version).hash(&mut h);
+        let key = h.finish();
+        {
+            let mut shard = self.shards[(key as usize) % SHARDS]
+                .lock()
+                .unwrap_or_else(|p| p.into_inner());
+            let bucket = shard.entry(key).or_default();
+            match bucket.iter_mut().find(|c| {
+                c.gun == gun && c.day == day && c.client == client && c.version == version
+            }) {
+                Some(c) => {
+                    c.reads += 1;
+                    c.last_seen = now;
+                }
+                None => bucket.push(Count {
+                    gun: gun.to_string(),
+                    day,
+                    client,
+                    version: version.to_string(),
+                    reads: 1,
+                    last_seen: now,
+                }),
+            }
+        }
+        self.count_metric(client, major(version));
+    }
+
+    fn count_metric(&self, client: Client, major: &str) {
+        let key = (client, major.to_string());
+        let known = self
+            .series
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .contains(&key);
+        let major = if known {
+            major
+        } else {
+            let mut series = self.series.write().unwrap_or_else(|p| p.into_inner());
+            if series.len() < MAX_SERIES {
+                series.insert(key);
+                major
+            } else {
+                "other"
+            }
+        };
+        self.metrics.dct_read(client.as_str(), major);
+    }
+
+    /// Everything counted since the last drain.
+    pub fn drain(&self) -> Vec<Usage> {
+        let mut out = Vec::new();
+        for shard in &self.shards {
+            let taken = std::mem::take(&mut *shard.lock().unwrap_or_else(|p| p.into_inner()));
+            out.extend(taken.into_values().flatten().map(|c| Usage {
+                gun: c.gun,
+                day: c.day,
+                client: c.client.as_str().to_string(),
+                version: c.version,
+                reads: c.reads,
+                last_seen: c.last_seen,
+            }));
+        }
+        out
+    }
+
+    /// Put back a batch that could not be written, to be tried with the next one.
+    pub fn restore(&self, batch: Vec<Usage>) {
+        for u in batch {
+            let client = match u.client.as_str() {
+                "docker" => Client::Docker,
+                "go" => Client::Go,
+                "trustbridge" => Client::Trustbridge,
+                _ => Client::Other,
+            };
+            let mut h = std::collections::hash_map::DefaultHasher::new();
+            (u.gun.as_str(), u.day, client, u.version.as_str()).hash(&mut h);
+            let key = h.finish();
+            let mut shard = self.shards[(key as usize) % SHARDS]
+                .lock()
+                .unwrap_or_else(|p| p.into_inner());
+            let bucket = shard.entry(key).or_default();
+            match bucket.iter_mut().find(|c| {
+                c.gun == u.gun && c.day == u.day && c.client == client && c.version == u.version
+            }) {
+                Some(c) => {
+                    c.reads += u.reads;
+                    c.last_seen = c.last_seen.max(u.last_seen);
+                }
+                None => bucket.push(Count {
+                    gun: u.gun,
+                    day: u.day,
+                    client,
+                    version: u.version,
+                    reads: u.reads,
+                    last_seen: u.last_seen,
+                }),
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn agents_name_their_clients() {
+        assert_eq!(
+            parse_agent("Docker-Client/28.2.2 (linux)"),
+            (Client::Docker, "28.2.2")
+        );
+        assert_eq!(
+            parse_agent("docker/28.2.2 go/go1.24 UpstreamClient(Docker-Client/28.2.2 \\(linux\\))"),
+            (Client::Docker, "28.2.2")
+        );
+        assert_eq!(parse_agent("Go-http-client/1.1"), (Client::Go, "1.1"));
+        assert_eq!(
+            parse_agent("trustbridge/0.1.0"),
+            (Client::Trustbridge, "0.1.0")
+        );
+        assert_eq!(parse_agent("curl/8.0"), (Client::Other, ""));
+        assert_eq!(parse_agent("x Go-http-client/1.1"), (Client::Other, ""));
+        let long = format!("Docker-Client/{}<script>", "9".repeat(80));
+        let (_, v) = parse_agent(&long);
+        assert_eq!(v.len(), 32);
+        assert_eq!(major("28.2.2"), "28");
+        assert_eq!(major("99999"), "other");
+        assert_eq!(major(""), "other");
+    }
+
+    #[test]
+    fn reads_add_up_per_gun_client_and_day_and_drain_once() {
+        let r = Recorder::new(Metrics::new());
+        let now = OffsetDateTime::now_utc();
+        for _ in 0..3 {
+            r.record("a/b", Some("Docker-Client/28.2.2 (linux)"), now);
+        }
+        r.record("a/b", Some("Go-http-client/1.1"), now);
+        r.record("a/c", None, now);
+        let mut got = r.drain();
+        got.sort_by(|a, b| (&a.gun, &a.client).cmp(&(&b.gun, &b.client)));
+        let short: Vec<_> = got
+            .iter()
+            .map(|u| (u.gun.as_str(), u.client.as_str(), u.reads))
+            .collect();
+        assert_eq!(
+            short,
+            [("a/b", "docker", 3), ("a/b", "go", 1), ("a/c", "other", 1)]
+        );
+        assert!(r.drain().is_empty());
+        r.restore(got);
+        assert_eq!(r.drain().iter().map(|u| u.reads).sum::<i64>(), 5);
+    }
+}

@@ -1,0 +1,296 @@
+//! The control room's tables in PostgreSQL (see [`crate::storage::migration`]): written
+//! inside the store's own transactions, read with the shared SQL.
+
+use deadpool_postgres::Transaction;
+use time::OffsetDateTime;
+use tokio_postgres::Row;
+
+use super::{Param, PgStore, now_nanos, pg, pool_err};
+use crate::error::Error;
+use crate::storage::migration::{
+    self as m, Expiring, GunSummary, Migration, PageQuery, Totals, TrustState, Trusted, Usage,
+};
+
+/// Replace `gun`'s trust rows.
+pub(super) async fn write_trust(
+    tx: &Transaction<'_>,
+    gun: &str,
+    trust: &TrustState,
+) -> Result<(), Error> {
+    tx.execute(m::DELETE_TAGS, &[&gun]).await.map_err(pg)?;
+    tx.execute(m::DELETE_ROLES, &[&gun]).await.map_err(pg)?;
+    if !trust.tags.is_empty() {
+        let st = tx.prepare_cached(m::INSERT_TAG).await.map_err(pg)?;
+        for t in &trust.tags {
+            tx.execute(
+                &st,
+                &[
+                    &gun,
+                    &t.tag,
+                    &t.digest_hex,
+                    &t.role,
+                    &t.signers,
+                    &t.expires.map(m::nanos),
+                ],
+            )
+            .await
+            .map_err(pg)?;
+        }
+    }
+    if !trust.roles.is_empty() {
+        let st = tx.prepare_cached(m::INSERT_ROLE).await.map_err(pg)?;
+        for (role, expires) in &trust.roles {
+            tx.execute(&st, &[&gun, role, &m::nanos(*expires)])
+                .await
+                .map_err(pg)?;
+        }
+    }
+    Ok(())
+}
+
+/// Recompute `gun`'s summary (or drop it when the GUN has no live metadata).
+pub(super) async fn refresh(tx: &Transaction<'_>, gun: &str) -> Result<(), Error> {
+    let live: bool = tx
+        .query_one(m::GUN_EXISTS, &[&gun])
+        .await
+        .map_err(pg)?
+        .get(0);
+    if live {
+        let st = tx.prepare_cached(m::REFRESH).await.map_err(pg)?;
+        tx.execute(&st, &[&gun, &now_nanos()]).await.map_err(pg)?;
+    } else {
+        for sql in [m::DELETE_SUMMARY, m::DELETE_TAGS, m::DELETE_ROLES] {
+            tx.execute(sql, &[&gun]).await.map_err(pg)?;
+        }
+    }
+    Ok(())
+}
+
+fn summary(r: &Row) -> GunSummary {
+    GunSummary {
+        gun: r.get(0),
+        tags: r.get(1),
+        mirrored: r.get(2),
+        verified: r.get(3),
+        queued: r.get(4),
+        dead: r.get(5),
+        drift: r.get(6),
+        expires: r.get::<_, Option<i64>>(7).map(m::time_of),
+        last_read: r.get(8),
+    }
+}
+
+impl PgStore {
+    /// Run a job `UPDATE ... RETURNING gun` and refresh the summaries of the GUNs it touched,
+    /// in one transaction; returns how many rows it changed.
+    pub(super) fn update_jobs(&self, sql: &'static str, params: Vec<Param>) -> Result<u64, Error> {
+        self.run(move |pool| async move {
+            let mut c = pool.get().await.map_err(pool_err)?;
+            let tx = c.transaction().await.map_err(pg)?;
+            let refs: Vec<&(dyn tokio_postgres::types::ToSql + Sync)> =
+                params.iter().map(Param::as_sql).collect();
+            let rows = tx.query(sql, &refs).await.map_err(pg)?;
+            let guns: std::collections::BTreeSet<String> = rows.iter().map(|r| r.get(0)).collect();
+            for g in &guns {
+                refresh(&tx, g).await?;
+            }
+            tx.commit().await.map_err(pg)?;
+            Ok(rows.len() as u64)
+        })
+    }
+}
+
+impl Migration for PgStore {
+    fn set_trust(&self, gun: &str, trust: &TrustState) -> Result<(), Error> {
+        let (gun, trust) = (gun.to_string(), trust.clone());
+        self.run(move |pool| async move {
+            let mut c = pool.get().await.map_err(pool_err)?;
+            let tx = c.transaction().await.map_err(pg)?;
+            super::lock_gun(&tx, &gun).await?;
+            write_trust(&tx, &gun, &trust).await?;
+            refresh(&tx, &gun).await?;
+            tx.commit().await.map_err(pg)
+        })
+    }
+
+    fn trust_of(&self, gun: &str) -> Result<Vec<Trusted>, Error> {
+        let gun = gun.to_string();
+        self.run(move |pool| async move {
+            let c = pool.get().await.map_err(pool_err)?;
+            let rows = c.query(m::TAGS_OF, &[&gun]).await.map_err(pg)?;
+            Ok(rows
+                .iter()
+                .map(|r| Trusted {
+                    tag: r.get(0),
+                    digest_hex: r.get::<_, String>(1).trim().to_string(),
+                    role: r.get(2),
+                    signers: r.get(3),
+                    expires: r.get::<_, Option<i64>>(4).map(m::time_of),
+                })
+                .collect())
+        })
+    }
+
+    fn summary(&self, gun: &str) -> Result<Option<GunSummary>, Error> {
+        let gun = gun.to_string();
+        self.run(move |pool| async move {
+            let c = pool.get().await.map_err(pool_err)?;
+            let row = c.query_opt(m::ONE, &[&gun]).await.map_err(pg)?;
+            Ok(row.as_ref().map(summary))
+        })
+    }
+
+    fn summaries(&self, q: &PageQuery) -> Result<Vec<GunSummary>, Error> {
+        let q = q.clone();
+        self.run(move |pool| async move {
+            let c = pool.get().await.map_err(pool_err)?;
+            let st = c.prepare_cached(m::PAGE).await.map_err(pg)?;
+            let rows = c
+                .query(
+                    &st,
+                    &[
+                        &q.prefix,
+                        &m::upper_bound(&q.prefix),
+                        &q.after,
+                        &q.limit,
+                        &q.ready.map(i64::from),
+                    ],
+                )
+                .await
+                .map_err(pg)?;
+            Ok(rows.iter().map(summary).collect())
+        })
+    }
+
+    fn totals(
+        &self,
+        now: OffsetDateTime,
+        horizon: OffsetDateTime,
+        day_7: i64,
+        day_30: i64,
+    ) -> Result<Totals, Error> {
+        self.run(move |pool| async move {
+            let c = pool.get().await.map_err(pool_err)?;
+            let r = c
+                .query_one(m::TOTALS, &[&day_7, &day_30])
+                .await
+                .map_err(pg)?;
+            let roles = c
+                .query_one(m::ROLE_COUNTS, &[&m::nanos(now), &m::nanos(horizon)])
+                .await
+                .map_err(pg)?;
+            let (expired, within): (i64, i64) = (roles.get(0), roles.get(1));
+            Ok(Totals {
+                guns: r.get(0),
+                tags: r.get(1),
+                mirrored: r.get(2),
+                verified: r.get(3),
+                queued: r.get(4),
+                dead: r.get(5),
+                drift: r.get(6),
+                ready_guns: r.get(7),
+                read_7d: r.get(8),
+                read_30d: r.get(9),
+                expired_roles: expired,
+                expiring_roles: within - expired,
+            })
+        })
+    }
+
+    fn expiring(
+        &self,
+        prefix: &str,
+        horizon: OffsetDateTime,
+        limit: i64,
+    ) -> Result<Vec<Expiring>, Error> {
+        let prefix = prefix.to_string();
+        self.run(move |pool| async move {
+            let c = pool.get().await.map_err(pool_err)?;
+            let rows = c
+                .query(
+                    m::EXPIRING,
+                    &[
+                        &prefix,
+                        &m::upper_bound(&prefix),
+                        &m::nanos(horizon),
+                        &limit,
+                    ],
+                )
+                .await
+                .map_err(pg)?;
+            Ok(rows
+                .iter()
+                .map(|r| Expiring {
+                    gun: r.get(0),
+                    role: r.get(1),
+                    expires: m::time_of(r.get(2)),
+                })
+                .collect())
+        })
+    }
+
+    fn add_usage(&self, batch: &[Usage]) -> Result<(), Error> {
+        let batch = batch.to_vec();
+        self.run(move |pool| async move {
+            let mut c = pool.get().await.map_err(pool_err)?;
+            let tx = c.transaction().await.map_err(pg)?;
+            let add = tx.prepare_cached(m::ADD_USAGE).await.map_err(pg)?;
+            let mark = tx.prepare_cached(m::MARK_READ).await.map_err(pg)?;
+            for u in &batch {
+                tx.execute(
+                    &add,
+                    &[
+                        &u.gun,
+                        &u.day,
+                        &u.client,
+                        &u.version,
+                        &u.reads,
+                        &m::nanos(u.last_seen),
+                    ],
+                )
+                .await
+                .map_err(pg)?;
+                tx.execute(&mark, &[&u.gun, &u.day]).await.map_err(pg)?;
+            }
+            tx.commit().await.map_err(pg)
+        })
+    }
+
+    fn usage(
+        &self,
+        prefix: &str,
+        exact: bool,
+        since_day: i64,
+        limit: i64,
+    ) -> Result<Vec<Usage>, Error> {
+        let prefix = prefix.to_string();
+        self.run(move |pool| async move {
+            let c = pool.get().await.map_err(pool_err)?;
+            let exact_gun = exact.then(|| prefix.clone());
+            let rows = c
+                .query(
+                    m::USAGE,
+                    &[
+                        &prefix,
+                        &m::upper_bound(&prefix),
+                        &since_day,
+                        &limit,
+                        &exact_gun,
+                    ],
+                )
+                .await
+                .map_err(pg)?;
+            Ok(rows
+                .iter()
+                .map(|r| Usage {
+                    gun: r.get(0),
+                    day: r.get(1),
+                    client: r.get(2),
+                    version: r.get(3),
+                    reads: r.get(4),
+                    last_seen: m::time_of(r.get(5)),
+                })
+                .collect())
+        })
+    }
+}

@@ -1,0 +1,254 @@
+//! The control room's tables in SQLite (see [`crate::storage::migration`]): written inside the
+//! store's own transactions, read with the shared SQL.
+
+use rusqlite::{Connection, OptionalExtension, Row, params};
+use time::OffsetDateTime;
+
+use super::{SqliteStore, now_nanos, storage};
+use crate::error::Error;
+use crate::storage::migration::{
+    self as m, Expiring, GunSummary, Migration, PageQuery, Totals, TrustState, Trusted, Usage,
+};
+
+fn sql(s: &str) -> String {
+    m::sqlite_sql(s)
+}
+
+/// Replace `gun`'s trust rows.
+pub(super) fn write_trust(tx: &Connection, gun: &str, trust: &TrustState) -> Result<(), Error> {
+    tx.execute(&sql(m::DELETE_TAGS), [gun]).map_err(storage)?;
+    tx.execute(&sql(m::DELETE_ROLES), [gun]).map_err(storage)?;
+    let mut st = tx.prepare_cached(&sql(m::INSERT_TAG)).map_err(storage)?;
+    for t in &trust.tags {
+        st.execute(params![
+            gun,
+            t.tag,
+            t.digest_hex,
+            t.role,
+            t.signers,
+            t.expires.map(m::nanos)
+        ])
+        .map_err(storage)?;
+    }
+    let mut st = tx.prepare_cached(&sql(m::INSERT_ROLE)).map_err(storage)?;
+    for (role, expires) in &trust.roles {
+        st.execute(params![gun, role, m::nanos(*expires)])
+            .map_err(storage)?;
+    }
+    Ok(())
+}
+
+/// Recompute `gun`'s summary (or drop it when the GUN has no live metadata).
+pub(super) fn refresh(tx: &Connection, gun: &str) -> Result<(), Error> {
+    let live: bool = tx
+        .prepare_cached(&sql(m::GUN_EXISTS))
+        .and_then(|mut st| st.query_row([gun], |r| r.get(0)))
+        .map_err(storage)?;
+    if live {
+        tx.prepare_cached(&sql(m::REFRESH))
+            .and_then(|mut st| st.execute(params![gun, now_nanos()]))
+            .map_err(storage)?;
+    } else {
+        tx.execute(&sql(m::DELETE_SUMMARY), [gun])
+            .map_err(storage)?;
+        tx.execute(&sql(m::DELETE_TAGS), [gun]).map_err(storage)?;
+        tx.execute(&sql(m::DELETE_ROLES), [gun]).map_err(storage)?;
+    }
+    Ok(())
+}
+
+/// Refresh every GUN a job statement touched (`gun` column of `ids`' rows).
+pub(super) fn refresh_guns(tx: &Connection, guns: &[String]) -> Result<(), Error> {
+    let mut seen = std::collections::BTreeSet::new();
+    for g in guns {
+        if seen.insert(g) {
+            refresh(tx, g)?;
+        }
+    }
+    Ok(())
+}
+
+fn summary(r: &Row<'_>) -> rusqlite::Result<GunSummary> {
+    Ok(GunSummary {
+        gun: r.get(0)?,
+        tags: r.get(1)?,
+        mirrored: r.get(2)?,
+        verified: r.get(3)?,
+        queued: r.get(4)?,
+        dead: r.get(5)?,
+        drift: r.get(6)?,
+        expires: r.get::<_, Option<i64>>(7)?.map(m::time_of),
+        last_read: r.get(8)?,
+    })
+}
+
+impl Migration for SqliteStore {
+    fn set_trust(&self, gun: &str, trust: &TrustState) -> Result<(), Error> {
+        let mut db = self.db();
+        let tx = db.transaction().map_err(storage)?;
+        write_trust(&tx, gun, trust)?;
+        refresh(&tx, gun)?;
+        tx.commit().map_err(storage)
+    }
+
+    fn trust_of(&self, gun: &str) -> Result<Vec<Trusted>, Error> {
+        let db = self.db();
+        let mut st = db.prepare_cached(&sql(m::TAGS_OF)).map_err(storage)?;
+        let rows = st
+            .query_map([gun], |r| {
+                Ok(Trusted {
+                    tag: r.get(0)?,
+                    digest_hex: r.get(1)?,
+                    role: r.get(2)?,
+                    signers: r.get(3)?,
+                    expires: r.get::<_, Option<i64>>(4)?.map(m::time_of),
+                })
+            })
+            .map_err(storage)?;
+        rows.collect::<rusqlite::Result<_>>().map_err(storage)
+    }
+
+    fn summary(&self, gun: &str) -> Result<Option<GunSummary>, Error> {
+        self.db()
+            .prepare_cached(&sql(m::ONE))
+            .and_then(|mut st| st.query_row([gun], summary).optional())
+            .map_err(storage)
+    }
+
+    fn summaries(&self, q: &PageQuery) -> Result<Vec<GunSummary>, Error> {
+        let db = self.db();
+        let mut st = db.prepare_cached(&sql(m::PAGE)).map_err(storage)?;
+        let rows = st
+            .query_map(
+                params![
+                    q.prefix,
+                    m::upper_bound(&q.prefix),
+                    q.after,
+                    q.limit,
+                    q.ready.map(i64::from)
+                ],
+                summary,
+            )
+            .map_err(storage)?;
+        rows.collect::<rusqlite::Result<_>>().map_err(storage)
+    }
+
+    fn totals(
+        &self,
+        now: OffsetDateTime,
+        horizon: OffsetDateTime,
+        day_7: i64,
+        day_30: i64,
+    ) -> Result<Totals, Error> {
+        let db = self.db();
+        let mut t = db
+            .prepare_cached(&sql(m::TOTALS))
+            .and_then(|mut st| {
+                st.query_row(params![day_7, day_30], |r| {
+                    Ok(Totals {
+                        guns: r.get(0)?,
+                        tags: r.get(1)?,
+                        mirrored: r.get(2)?,
+                        verified: r.get(3)?,
+                        queued: r.get(4)?,
+                        dead: r.get(5)?,
+                        drift: r.get(6)?,
+                        ready_guns: r.get(7)?,
+                        read_7d: r.get(8)?,
+                        read_30d: r.get(9)?,
+                        ..Totals::default()
+                    })
+                })
+            })
+            .map_err(storage)?;
+        let (expired, within): (i64, i64) = db
+            .prepare_cached(&sql(m::ROLE_COUNTS))
+            .and_then(|mut st| {
+                st.query_row(params![m::nanos(now), m::nanos(horizon)], |r| {
+                    Ok((r.get(0)?, r.get(1)?))
+                })
+            })
+            .map_err(storage)?;
+        t.expired_roles = expired;
+        t.expiring_roles = within - expired;
+        Ok(t)
+    }
+
+    fn expiring(
+        &self,
+        prefix: &str,
+        horizon: OffsetDateTime,
+        limit: i64,
+    ) -> Result<Vec<Expiring>, Error> {
+        let db = self.db();
+        let mut st = db.prepare_cached(&sql(m::EXPIRING)).map_err(storage)?;
+        let rows = st
+            .query_map(
+                params![prefix, m::upper_bound(prefix), m::nanos(horizon), limit],
+                |r| {
+                    Ok(Expiring {
+                        gun: r.get(0)?,
+                        role: r.get(1)?,
+                        expires: m::time_of(r.get(2)?),
+                    })
+                },
+            )
+            .map_err(storage)?;
+        rows.collect::<rusqlite::Result<_>>().map_err(storage)
+    }
+
+    fn add_usage(&self, batch: &[Usage]) -> Result<(), Error> {
+        let mut db = self.db();
+        let tx = db.transaction().map_err(storage)?;
+        {
+            let mut add = tx.prepare_cached(&sql(m::ADD_USAGE)).map_err(storage)?;
+            let mut mark = tx.prepare_cached(&sql(m::MARK_READ)).map_err(storage)?;
+            for u in batch {
+                add.execute(params![
+                    u.gun,
+                    u.day,
+                    u.client,
+                    u.version,
+                    u.reads,
+                    m::nanos(u.last_seen)
+                ])
+                .map_err(storage)?;
+                mark.execute(params![u.gun, u.day]).map_err(storage)?;
+            }
+        }
+        tx.commit().map_err(storage)
+    }
+
+    fn usage(
+        &self,
+        prefix: &str,
+        exact: bool,
+        since_day: i64,
+        limit: i64,
+    ) -> Result<Vec<Usage>, Error> {
+        let db = self.db();
+        let mut st = db.prepare_cached(&sql(m::USAGE)).map_err(storage)?;
+        let rows = st
+            .query_map(
+                params![
+                    prefix,
+                    m::upper_bound(prefix),
+                    since_day,
+                    limit,
+                    exact.then_some(prefix)
+                ],
+                |r| {
+                    Ok(Usage {
+                        gun: r.get(0)?,
+                        day: r.get(1)?,
+                        client: r.get(2)?,
+                        version: r.get(3)?,
+                        reads: r.get(4)?,
+                        last_seen: m::time_of(r.get(5)?),
+                    })
+                },
+            )
+            .map_err(storage)?;
+        rows.collect::<rusqlite::Result<_>>().map_err(storage)
+    }
+}
