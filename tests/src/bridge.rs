@@ -95,6 +95,12 @@ pub fn start_stack(dir: &Path, registry_port: u16, extra: &str) -> Stack {
 /// As [`start_stack`], with `fields` (JSON members after `key_id`, each with a leading comma)
 /// as the rest of the bridge's config.
 pub fn start_bridge(dir: &Path, fields: &str) -> Stack {
+    start_bridge_with(dir, fields, "")
+}
+
+/// As [`start_bridge`], with `sections` (JSON members, each with a leading comma) beside
+/// `bridge` in the `trustbridge` section (`,"migration":{...}`).
+pub fn start_bridge_with(dir: &Path, fields: &str, sections: &str) -> Stack {
     let certs = dir.join("certs");
     trustbridge_certs::generate(30)
         .unwrap()
@@ -109,7 +115,7 @@ pub fn start_bridge(dir: &Path, fields: &str) -> Stack {
         dir,
         port,
         signer_port,
-        &format!(r#","trustbridge":{{"bridge":{{"key_id":"{key_id}"{fields}}}}}"#),
+        &format!(r#","trustbridge":{{"bridge":{{"key_id":"{key_id}"{fields}}}{sections}}}"#),
     );
     let server = start_server("trustbridge-server", dir, &config, port, &mut [&mut signer]);
     Stack {

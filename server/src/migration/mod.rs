@@ -56,7 +56,11 @@ impl Default for MigrationConfig {
 }
 
 /// A brownout: from `start` to `end` (RFC 3339), DCT reads of GUNs starting with `prefix`
-/// are answered with `status` (503 by default) and `message`.
+/// are answered with `status` and `message`. The default is notary's 400 with the message as
+/// a validation detail, because that is what legacy clients print: the notary client shows
+/// "An error occurred during validation: <message>", while on a 503 it prints only "unable to
+/// reach trust server at this time: 503." (docker trust prints "no signatures or cannot
+/// access" for either). `503` makes a brownout look like an outage to monitoring instead.
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Brownout {
@@ -76,7 +80,7 @@ impl Brownout {
         "Docker Content Trust is being retired for this repository: verify with cosign (see your migration notice)".into()
     }
     fn default_status() -> u16 {
-        503
+        400
     }
     pub fn active(&self, now: OffsetDateTime) -> bool {
         self.start <= now && now < self.end
