@@ -239,10 +239,28 @@ pub enum KeyCmd {
 
 #[derive(Subcommand)]
 pub enum MigrationCmd {
-    /// The server's Cosign mirror state per target
+    /// How far the migration is: per GUN (under --prefix), or tag by tag for --gun
     Status {
+        /// One GUN, tag by tag (DCT and Cosign state)
         #[arg(long)]
         gun: Option<String>,
+        /// GUNs starting with this
+        #[arg(long, default_value = "")]
+        prefix: String,
+    },
+    /// Who still reads through DCT: reads per GUN, day and client
+    Usage {
+        #[arg(long, default_value = "")]
+        prefix: String,
+        #[arg(long, default_value_t = 30)]
+        days: u32,
+    },
+    /// Whether DCT can be switched off (exit 1 when any GUN is not ready)
+    Ready {
+        #[arg(long)]
+        gun: Option<String>,
+        #[arg(long, default_value = "")]
+        prefix: String,
     },
 }
 

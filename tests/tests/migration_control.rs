@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 use time::OffsetDateTime;
 use trustbridge_e2e::bridge::{Registry, Stack, sign_tag, start_bridge_with};
-use trustbridge_e2e::server::{CLIENT_PASS, notary_cmd};
+use trustbridge_e2e::server::{CLIENT_PASS, notary_cmd, trustbridge_cmd};
 use trustbridge_e2e::{free_port, https_get, init, require_bin};
 
 const HOST: &str = "notary-server";
@@ -155,7 +155,7 @@ fn control_room_shows_every_state_attributes_reads_and_switches_dct_off() {
     let st = start_bridge_with(
         tmp.path(),
         &format!(
-            r#","registries":{{"{r}":{{"plain_http":true}},"{down}":{{"plain_http":true}}}},"reconcile_seconds":2,"max_backoff_seconds":1"#
+            r#","registries":{{"{r}":{{"plain_http":true}},"{down}":{{"plain_http":true}}}},"reconcile_seconds":2,"max_backoff_seconds":1,"max_attempts":0"#
         ),
         &format!(
             r#","migration":{{"horizon_days":1100,"usage_flush_seconds":1,
@@ -377,6 +377,51 @@ fn control_room_shows_every_state_attributes_reads_and_switches_dct_off() {
             .iter()
             .all(|g| g["ready"] == false)
     );
+
+    // The CLI: status, usage, ready (exit 1 while any repository is not ready).
+    let cli = |args: &[&str]| {
+        let out = trustbridge_cmd(&st.url, &st.ca, &trust, args)
+            .output()
+            .unwrap();
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into_owned()
+                + &String::from_utf8_lossy(&out.stderr),
+        )
+    };
+    let (ok, out) = cli(&["migration", "status", "--prefix", &format!("{r}/team/")]);
+    assert!(
+        ok && out.contains("2 of 3 tag(s) verified in the registry, 3 mirrored, in 3 repositories"),
+        "{out}"
+    );
+    let (ok, out) = cli(&["migration", "status", "--gun", &drift]);
+    assert!(
+        ok && out.contains("drift") && out.contains("not ready"),
+        "{out}"
+    );
+    let (ok, out) = cli(&["migration", "usage", "--prefix", &read]);
+    assert!(
+        ok && out.contains("docker CLI") && out.contains("28."),
+        "{out}"
+    );
+    let (ok, out) = cli(&["migration", "ready", "--gun", &mirrored]);
+    assert!(ok && out.contains("ready: every tag"), "{out}");
+    let (ok, out) = cli(&["migration", "ready", "--prefix", &format!("{r}/team/")]);
+    assert!(
+        !ok && out.contains("1 tag(s) drifted")
+            && out.contains("1 of 3 repositories are not ready"),
+        "{out}"
+    );
+    let out = trustbridge_cmd(
+        &st.url,
+        &st.ca,
+        &trust,
+        &["--json", "migration", "ready", "--gun", &read],
+    )
+    .output()
+    .unwrap();
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
+    assert!(!out.status.success() && v["ready"] == false, "{v}");
 
     // The page in real Chromium: the same numbers, each state, search, paging, escaping.
     let profile = tmp.path().join("chromium");

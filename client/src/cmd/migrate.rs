@@ -1,4 +1,5 @@
-//! The migration verbs: `import`, `migration status`, `verify-both`.
+//! The migration verbs: `import`, `verify-both` (`migration status|usage|ready` are in
+//! [`super::control`]).
 
 use std::path::Path;
 
@@ -78,55 +79,7 @@ pub(super) fn import_cmd(
     Ok(())
 }
 
-pub(super) fn migration_status(ctx: &Ctx, prefix: Option<&str>) -> Result<()> {
-    let remote = ctx.remote()?;
-    let q: String = url_query("prefix", prefix.unwrap_or(""));
-    let body = remote
-        .get(&format!("/_trustbridge/v1/status?{q}"), 64 << 20)?
-        .ok_or_else(|| {
-            Error::Usage(format!(
-                "{} has no Cosign bridge status (is the bridge configured?)",
-                ctx.server
-            ))
-        })?;
-    let v: serde_json::Value =
-        serde_json::from_slice(&body).map_err(|e| Error::Usage(format!("status: {e}")))?;
-    if ctx.json {
-        print_json(&v);
-        return Ok(());
-    }
-    let (mut total, mut mirrored) = (0, 0);
-    println!(
-        "{:<40}{:<16}{:<20}{:<18}{:<10}UPDATED",
-        "GUN", "TAG", "DIGEST", "ROLE", "STATE"
-    );
-    for g in v["guns"].as_array().cloned().unwrap_or_default() {
-        for t in g["targets"].as_array().cloned().unwrap_or_default() {
-            let s = |k: &str| t[k].as_str().unwrap_or("").to_string();
-            total += 1;
-            if s("state") == "mirrored" {
-                mirrored += 1;
-            }
-            let digest = s("digest");
-            println!(
-                "{:<40}{:<16}{:<20}{:<18}{:<10}{}",
-                s("gun"),
-                s("tag"),
-                &digest[..digest.len().min(19)],
-                s("role"),
-                s("state"),
-                s("updated_at")
-            );
-            if let Some(e) = t["last_error"].as_str() {
-                println!("    last error: {e}");
-            }
-        }
-    }
-    println!("\n{mirrored} of {total} target(s) mirrored as Cosign signatures");
-    Ok(())
-}
-
-fn url_query(k: &str, v: &str) -> String {
+pub(super) fn url_query(k: &str, v: &str) -> String {
     let enc: String = v
         .bytes()
         .map(|b| match b {

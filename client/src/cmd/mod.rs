@@ -15,10 +15,11 @@ use trustbridge_tuf::metadata::FileMeta;
 
 use crate::{Cli, Command, MigrationCmd};
 
+mod control;
 mod keys;
 mod migrate;
 use keys::{delegation, key};
-use migrate::{import_cmd, migration_status, verify_both};
+use migrate::{import_cmd, verify_both};
 
 pub(crate) struct Ctx {
     pub(crate) server: String,
@@ -362,7 +363,15 @@ pub fn run(cli: Cli) -> Result<()> {
             from_ca,
             guns,
         } => import_cmd(&ctx, &from, from_ca.as_deref(), &guns)?,
-        Command::Migration(MigrationCmd::Status { gun }) => migration_status(&ctx, gun.as_deref())?,
+        Command::Migration(MigrationCmd::Status { gun, prefix }) => {
+            control::status(&ctx, gun.as_deref(), &prefix)?
+        }
+        Command::Migration(MigrationCmd::Usage { prefix, days }) => {
+            control::usage(&ctx, &prefix, days)?
+        }
+        Command::Migration(MigrationCmd::Ready { gun, prefix }) => {
+            control::ready(&ctx, gun.as_deref(), &prefix)?
+        }
         Command::VerifyBoth {
             image,
             key,
