@@ -147,8 +147,14 @@ pub enum Command {
         /// CA bundle of the source server
         #[arg(long = "from-tlscacert")]
         from_ca: Option<PathBuf>,
-        #[arg(long = "gun", required = true)]
+        #[arg(long = "gun", required_unless_present_any = ["all", "guns_from"])]
         guns: Vec<String>,
+        /// Every GUN of the source (its global changefeed; needs `*` there); resumable
+        #[arg(long, conflicts_with_all = ["guns", "guns_from"])]
+        all: bool,
+        /// The GUNs listed in FILE (one per line); resumable
+        #[arg(long = "guns-from", conflicts_with = "guns")]
+        guns_from: Option<PathBuf>,
     },
     /// Migration
     #[command(subcommand)]

@@ -362,7 +362,16 @@ pub fn run(cli: Cli) -> Result<()> {
             from,
             from_ca,
             guns,
-        } => import_cmd(&ctx, &from, from_ca.as_deref(), &guns)?,
+            all,
+            guns_from,
+        } => {
+            let batch = match (&guns_from, all) {
+                (Some(f), _) => Some(migrate::Batch::File(f)),
+                (None, true) => Some(migrate::Batch::All),
+                (None, false) => None,
+            };
+            import_cmd(&ctx, &from, from_ca.as_deref(), &guns, batch)?
+        }
         Command::Migration(MigrationCmd::Status { gun, prefix }) => {
             control::status(&ctx, gun.as_deref(), &prefix)?
         }
