@@ -166,6 +166,23 @@ pub async fn run(
             }
         })
     };
+    // GUNs stored before the control room's tables existed (or written by notary-server on
+    // the same database) get their trust rows, in the background.
+    let adopter = {
+        let app = app.clone();
+        tokio::spawn(async move {
+            match app.repo.adopt_trust().await {
+                Ok(0) => {}
+                Ok(n) => tracing::info!(
+                    guns = n,
+                    "migration: adopted stored repositories into the status tables"
+                ),
+                Err(e) => {
+                    tracing::warn!(error = %e, "migration: adopting stored repositories failed")
+                }
+            }
+        })
+    };
     // DCT usage, counted in memory on the read path, written in batches.
     let flusher = {
         let control = control.clone();
@@ -241,6 +258,7 @@ pub async fn run(
     let res = http::serve(listener, tls, router, shutdown).await;
     flusher.abort();
     watchdog.abort();
+    adopter.abort();
     // What was counted since the last flush is not lost on a clean stop.
     let _ = tokio::task::spawn_blocking(move || control.flush_usage()).await;
     sweeper.abort();

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 use time::OffsetDateTime;
 use trustbridge_e2e::bridge::{Registry, Stack, sign_tag, start_bridge_with};
-use trustbridge_e2e::server::{CLIENT_PASS, notary_cmd, trustbridge_cmd};
+use trustbridge_e2e::server::{CLIENT_PASS, notary_cmd, start_server, trustbridge_cmd};
 use trustbridge_e2e::{free_port, https_get, init, require_bin};
 
 const HOST: &str = "notary-server";
@@ -503,4 +503,28 @@ fn control_room_shows_every_state_attributes_reads_and_switches_dct_off() {
         dom.contains("data-client=\"docker\""),
         "docker reads not shown"
     );
+
+    // A store written before the status tables (here: their rows dropped while the server is
+    // down) is adopted on the next start.
+    let mut st = st;
+    st.server.stop();
+    let db = rusqlite::Connection::open(tmp.path().join("server.db")).unwrap();
+    db.execute_batch(
+        "DELETE FROM migration_guns; DELETE FROM trust_tags; DELETE FROM trust_roles;",
+    )
+    .unwrap();
+    drop(db);
+    st.server = start_server(
+        "trustbridge-server",
+        tmp.path(),
+        &st.config,
+        st.port,
+        &mut [&mut st.signer],
+    );
+    let again = wait_gun(&st, &mirrored, "adopted", |d| {
+        tag_state(d, "v1") == "verified"
+    });
+    assert_eq!(again["tags"][0]["digest"], format!("sha256:{digest}"));
+    let ov = get(&st, "/_trustbridge/v1/migration");
+    assert_eq!(ov["totals"]["guns"], t["guns"], "{ov}");
 }

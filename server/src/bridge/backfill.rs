@@ -27,6 +27,7 @@ pub async fn backfill(
     let mut added = 0;
     for gun in store.guns()?.into_iter().filter(|g| g.starts_with(prefix)) {
         let (set, _) = repo.mirror_set(&gun, bridge.cfg.on_expiry).await?;
+        store.set_trust(&gun, &repo.trust_state(&gun).await?)?;
         let mut jobs = Vec::new();
         for job in crate::mirror::jobs_between(&Default::default(), &set) {
             if redeliver || !store.has_job(&gun, &job)? {

@@ -63,7 +63,7 @@ pub struct Repo {
 }
 
 impl GunView {
-    fn files(&self) -> impl Iterator<Item = (&str, &[u8])> {
+    fn files(&self) -> impl Iterator<Item = (&str, &[u8])> + Clone {
         self.current.iter().map(|(r, s)| (r.as_str(), &s.data[..]))
     }
 
@@ -301,6 +301,29 @@ impl Repo {
             view.mirror_set(on_expiry),
             crate::mirror::role_expiry(view.files()),
         ))
+    }
+
+    /// `gun`'s DCT trust now, as the control room keeps it (see [`crate::mirror::trust_state`]).
+    pub async fn trust_state(&self, gun: &str) -> Result<crate::storage::TrustState, Error> {
+        let view = self.view(gun, "targets").await?;
+        let set = view.mirror_set(self.mirror.unwrap_or_default());
+        Ok(crate::mirror::trust_state(view.files(), &set))
+    }
+
+    /// Give every stored GUN without a control-room summary its trust rows (GUNs stored
+    /// before the tables existed, or by another server on the same database); returns how
+    /// many were adopted.
+    pub async fn adopt_trust(&self) -> Result<usize, Error> {
+        let mut adopted = 0;
+        for gun in self.store.guns()? {
+            if self.store.summary(&gun)?.is_some() {
+                continue;
+            }
+            let trust = self.trust_state(&gun).await?;
+            self.store.set_trust(&gun, &trust)?;
+            adopted += 1;
+        }
+        Ok(adopted)
     }
 
     /// The current file of `role`. For timestamp and snapshot, renews them first when due
