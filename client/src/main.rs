@@ -261,6 +261,13 @@ pub enum MigrationCmd {
         #[arg(long, default_value_t = 30)]
         days: u32,
     },
+    /// Switch DCT publishing to GUN off (it has moved to Cosign), or back on with --off
+    ReadOnly {
+        gun: String,
+        /// Switch DCT publishing back on
+        #[arg(long)]
+        off: bool,
+    },
     /// Whether DCT can be switched off (exit 1 when any GUN is not ready)
     Ready {
         #[arg(long)]

@@ -426,6 +426,18 @@ impl Remote {
         }
         Ok(serde_json::from_slice(&body).unwrap_or_default())
     }
+
+    /// DELETE a trustbridge path; returns the JSON answer.
+    pub fn delete_json(&self, path: &str) -> Result<serde_json::Value> {
+        let url = format!("{}{path}", self.base);
+        let resp = self.send(&|| self.http.delete(&url))?;
+        let status = resp.status();
+        let body = self.read_limited(resp, 1 << 20)?;
+        if status != StatusCode::OK {
+            return Err(self.fail(&format!("DELETE {path}"), status, &body));
+        }
+        Ok(serde_json::from_slice(&body).unwrap_or_default())
+    }
 }
 
 impl Remote {

@@ -57,6 +57,12 @@ pub enum Route {
     },
     /// The migration control room: the status page and its JSON (see [`crate::migration`]).
     Control(Control),
+    /// `POST` (switch DCT publishing off) or `DELETE` (back on)
+    /// `/_trustbridge/v1/read-only/<gun>`.
+    ReadOnly {
+        gun: String,
+        on: bool,
+    },
     /// notary's catch-all: 404 METADATA_NOT_FOUND for GET/POST/PUT/HEAD/DELETE.
     NotFound,
     MethodNotAllowed,
@@ -127,6 +133,7 @@ impl Route {
             Route::BridgeStatus => "bridge_status",
             Route::Import { .. } => "import",
             Route::Control(_) => "migration",
+            Route::ReadOnly { .. } => "read_only",
             Route::NotFound => "not_found",
             Route::MethodNotAllowed => "method_not_allowed",
         }
@@ -143,6 +150,7 @@ impl Route {
             | Route::RotateKey { gun, .. }
             | Route::Delete { gun }
             | Route::Import { gun }
+            | Route::ReadOnly { gun, .. }
             | Route::GunChangefeed { gun } => Some(gun),
             _ => None,
         }
@@ -233,6 +241,16 @@ pub fn route(method: &http::Method, path: &str) -> Route {
         && !gun.contains('*')
     {
         return Route::Import { gun: gun.into() };
+    }
+    if (post || method == M::DELETE)
+        && let Some(gun) = path.strip_prefix("/_trustbridge/v1/read-only/")
+        && !gun.is_empty()
+        && !gun.contains('*')
+    {
+        return Route::ReadOnly {
+            gun: gun.into(),
+            on: post,
+        };
     }
     if method == M::DELETE
         && let Some(c) = cap(&p.tuf_dir)

@@ -325,6 +325,46 @@ fn control_room_shows_every_state_attributes_reads_and_switches_dct_off() {
         "publish to a read-only GUN: {out}"
     );
 
+    // The per-GUN switch: DCT publishing to a GUN goes off and on again, by the CLI.
+    let ro = format!("{r}/ro/app");
+    sign_tag(&st, &trust, &ro, "v1", size, &digest);
+    let switch = |args: &[&str]| {
+        let out = trustbridge_cmd(&st.url, &st.ca, &trust, args)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let size_s = size.to_string();
+    let add_later = ["addhash", &ro, "later", &size_s, "--sha256", &digest];
+    let (ok, out) = notary_try(&st, &trust, &add_later);
+    assert!(ok, "{out}");
+    let out = switch(&["migration", "read-only", &ro]);
+    assert!(out.contains("switched off"), "{out}");
+    let (ok, out) = notary_try(&st, &trust, &["publish", &ro]);
+    assert!(
+        !ok && out.contains("moved to Cosign"),
+        "publish while read-only: {out}"
+    );
+    assert_eq!(
+        get(
+            &st,
+            &format!("/_trustbridge/v1/migration/gun?gun={}", q(&ro))
+        )["read_only"],
+        true
+    );
+    let out = switch(&["migration", "read-only", &ro, "--off"]);
+    assert!(out.contains("switched on again"), "{out}");
+    let (ok, out) = notary_try(&st, &trust, &["publish", &ro]);
+    assert!(ok, "publish after the switch is back on: {out}");
+    wait_gun(&st, &ro, "verified both tags", |d| {
+        d["summary"]["tags"] == 2 && d["summary"]["verified"] == 2
+    });
+
     // The overview's numbers are the sums of every page; paging and prefix search.
     let ov = get(&st, "/_trustbridge/v1/migration");
     let t = &ov["totals"];

@@ -223,3 +223,28 @@ pub(super) fn ready(ctx: &Ctx, gun: Option<&str>, prefix: &str) -> Result<()> {
         )))
     }
 }
+
+/// `migration read-only GUN [--off]`: refuse (or allow again) DCT publishes to GUN.
+pub(super) fn read_only(ctx: &Ctx, gun: &str, on: bool) -> Result<()> {
+    let remote = ctx.remote()?;
+    let path = format!("/_trustbridge/v1/read-only/{gun}");
+    let v = if on {
+        remote.post_json(&path, &serde_json::json!({}))?
+    } else {
+        remote.delete_json(&path)?
+    };
+    if ctx.json {
+        print_json(&v);
+    } else if v["read_only"] == true && !on {
+        println!(
+            "{gun}: still read-only: the server's config lists it (trustbridge.migration.read_only)"
+        );
+    } else if v["read_only"] == true {
+        println!(
+            "{gun}: DCT publishing is switched off; DCT reads go on (see brownouts to switch those off)"
+        );
+    } else {
+        println!("{gun}: DCT publishing is switched on again");
+    }
+    Ok(())
+}

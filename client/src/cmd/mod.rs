@@ -378,6 +378,9 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Migration(MigrationCmd::Usage { prefix, days }) => {
             control::usage(&ctx, &prefix, days)?
         }
+        Command::Migration(MigrationCmd::ReadOnly { gun, off }) => {
+            control::read_only(&ctx, &gun, !off)?
+        }
         Command::Migration(MigrationCmd::Ready { gun, prefix }) => {
             control::ready(&ctx, gun.as_deref(), &prefix)?
         }

@@ -56,9 +56,10 @@ pub fn required(route: &Route) -> Vec<Access> {
         | Route::ByVersion { gun, .. }
         | Route::Current { gun, .. }
         | Route::GunChangefeed { gun } => repo(gun, &["pull"]),
-        Route::RotateKey { gun, .. } | Route::Delete { gun } | Route::Import { gun } => {
-            repo(gun, &["*"])
-        }
+        Route::RotateKey { gun, .. }
+        | Route::Delete { gun }
+        | Route::Import { gun }
+        | Route::ReadOnly { gun, .. } => repo(gun, &["*"]),
         Route::V2Root | Route::Changefeed | Route::NotFound | Route::MethodNotAllowed => catalog(),
     }
 }

@@ -128,6 +128,15 @@ pub async fn control(cr: std::sync::Arc<ControlRoom>, view: Control, query: &str
     }
 }
 
+/// `POST`/`DELETE /_trustbridge/v1/read-only/<gun>`.
+pub async fn read_only(cr: std::sync::Arc<ControlRoom>, gun: String, on: bool) -> Response {
+    match tokio::task::spawn_blocking(move || cr.switch_read_only(&gun, on)).await {
+        Ok(Ok(v)) => json(v),
+        Ok(Err(e)) => e.for_read().into_response(),
+        Err(e) => Error::Unknown(e.to_string()).for_read().into_response(),
+    }
+}
+
 /// What a DCT read gets during a brownout: notary's error envelope with the migration's
 /// message, also as a validation detail (the notary client prints that detail on a 400).
 pub fn brownout(b: &Brownout) -> Response {

@@ -169,11 +169,12 @@ async fn handle(app: &App, r: Route, req: Request) -> Response {
             }
         }
         Route::V2Root => text(StatusCode::OK, b"{}".to_vec()),
-        Route::Update { gun } if app.control.config.read_only(&gun) => {
+        Route::ReadOnly { gun, on } => migration::read_only(app.control.clone(), gun, on).await,
+        Route::Update { gun } if app.control.read_only(&gun).unwrap_or(false) => {
             let _ = axum::body::to_bytes(req.into_body(), MAX_UPLOAD).await;
             tracing::info!(%gun, "update refused: DCT is read-only for this repository");
             Error::Invalid(crate::error::ValidationError::Validation(format!(
-                "{gun} has moved to Cosign: DCT publishing is switched off for it (trustbridge.migration.read_only); sign with cosign instead"
+                "{gun} has moved to Cosign: DCT publishing is switched off for it; sign with cosign instead"
             )))
             .for_update()
             .into_response()

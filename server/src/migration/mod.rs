@@ -116,7 +116,7 @@ impl MigrationConfig {
             .find(|b| gun.starts_with(b.prefix.as_str()) && b.active(now))
     }
 
-    /// Whether DCT publishes to `gun` are switched off.
+    /// Whether the config switches DCT publishes to `gun` off.
     pub fn read_only(&self, gun: &str) -> bool {
         self.read_only.iter().any(|r| {
             if r.ends_with('/') {
@@ -188,6 +188,25 @@ impl ControlRoom {
             metrics,
             bridge_on,
         }
+    }
+
+    /// Whether DCT publishes to `gun` are refused: by the config, or switched off for it with
+    /// `POST /_trustbridge/v1/read-only/<gun>` (`trustbridge migration read-only`).
+    pub fn read_only(&self, gun: &str) -> Result<bool, Error> {
+        Ok(self.config.read_only(gun) || self.store.read_only_since(gun)?.is_some())
+    }
+
+    /// Switch DCT publishing to `gun` off or back on (a GUN the config lists stays off).
+    pub fn switch_read_only(&self, gun: &str, on: bool) -> Result<Value, Error> {
+        if self.store.summary(gun)?.is_none() && on {
+            return Err(Error::NotFound);
+        }
+        let changed = self.store.set_read_only(gun, on)?;
+        tracing::info!(%gun, read_only = on, changed, "migration: DCT publishing switched");
+        Ok(
+            json!({"gun": gun, "read_only": self.read_only(gun)?, "changed": changed,
+                  "by_config": self.config.read_only(gun)}),
+        )
     }
 
     fn horizon(&self, now: OffsetDateTime) -> OffsetDateTime {
@@ -308,7 +327,8 @@ impl ControlRoom {
             "schema": SCHEMA_VERSION,
             "gun": gun,
             "summary": summary_json(&summary, now),
-            "read_only": self.config.read_only(gun),
+            "read_only": self.read_only(gun)?,
+            "read_only_since": self.store.read_only_since(gun)?.map(wire_time),
             "tags": tags,
             "roles": roles,
             "usage": usage,

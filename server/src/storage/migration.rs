@@ -155,6 +155,10 @@ pub trait Migration: Send + Sync {
         since_day: i64,
         limit: i64,
     ) -> Result<Vec<Usage>, Error>;
+    /// Switch DCT publishing to `gun` off (`on`) or back on; returns whether it changed.
+    fn set_read_only(&self, gun: &str, on: bool) -> Result<bool, Error>;
+    /// Since when DCT publishing to `gun` is switched off, if it is.
+    fn read_only_since(&self, gun: &str) -> Result<Option<OffsetDateTime>, Error>;
 }
 
 /// The tables, for both backends (PostgreSQL compares GUNs bytewise, as SQLite does, so a
@@ -178,6 +182,8 @@ CREATE TABLE IF NOT EXISTS dct_usage (
   PRIMARY KEY (gun, day, client, version));
 CREATE INDEX IF NOT EXISTS idx_dct_usage_day ON dct_usage (day);
 CREATE INDEX IF NOT EXISTS idx_bridge_jobs_tag ON bridge_jobs (gun, tag, id);
+CREATE TABLE IF NOT EXISTS dct_read_only (
+  gun varchar(255) COLLATE "C" PRIMARY KEY, since bigint NOT NULL);
 "#;
 
 /// SQLite spells `COLLATE "C"` as `COLLATE BINARY` (its default).
@@ -254,6 +260,12 @@ pub const MARK_READ: &str = "UPDATE migration_guns SET last_read = $2 WHERE gun 
 
 /// `$1` prefix, `$2` upper bound, `$3` since day, `$4` limit, `$5` exact GUN (or NULL).
 pub const USAGE: &str = "SELECT gun, day, client, version, reads, last_seen FROM dct_usage WHERE day >= $3 AND gun >= $1 AND ($2 IS NULL OR gun < $2) AND ($5 IS NULL OR gun = $5) ORDER BY day DESC, gun, client, version LIMIT $4";
+
+/// `$1` gun, `$2` now.
+pub const SET_READ_ONLY: &str =
+    "INSERT INTO dct_read_only (gun, since) VALUES ($1, $2) ON CONFLICT (gun) DO NOTHING";
+pub const CLEAR_READ_ONLY: &str = "DELETE FROM dct_read_only WHERE gun = $1";
+pub const READ_ONLY_SINCE: &str = "SELECT since FROM dct_read_only WHERE gun = $1";
 
 /// The least string greater than every string starting with `prefix` (None: no bound), so
 /// a prefix is an index range.

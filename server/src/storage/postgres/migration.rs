@@ -256,6 +256,29 @@ impl Migration for PgStore {
         })
     }
 
+    fn set_read_only(&self, gun: &str, on: bool) -> Result<bool, Error> {
+        let gun = gun.to_string();
+        self.run(move |pool| async move {
+            let c = pool.get().await.map_err(pool_err)?;
+            let n = if on {
+                c.execute(m::SET_READ_ONLY, &[&gun, &now_nanos()]).await
+            } else {
+                c.execute(m::CLEAR_READ_ONLY, &[&gun]).await
+            }
+            .map_err(pg)?;
+            Ok(n > 0)
+        })
+    }
+
+    fn read_only_since(&self, gun: &str) -> Result<Option<OffsetDateTime>, Error> {
+        let gun = gun.to_string();
+        self.run(move |pool| async move {
+            let c = pool.get().await.map_err(pool_err)?;
+            let row = c.query_opt(m::READ_ONLY_SINCE, &[&gun]).await.map_err(pg)?;
+            Ok(row.map(|r| m::time_of(r.get(0))))
+        })
+    }
+
     fn usage(
         &self,
         prefix: &str,

@@ -219,6 +219,25 @@ impl Migration for SqliteStore {
         tx.commit().map_err(storage)
     }
 
+    fn set_read_only(&self, gun: &str, on: bool) -> Result<bool, Error> {
+        let db = self.db();
+        let n = if on {
+            db.execute(&sql(m::SET_READ_ONLY), params![gun, now_nanos()])
+        } else {
+            db.execute(&sql(m::CLEAR_READ_ONLY), [gun])
+        }
+        .map_err(storage)?;
+        Ok(n > 0)
+    }
+
+    fn read_only_since(&self, gun: &str) -> Result<Option<OffsetDateTime>, Error> {
+        self.db()
+            .prepare_cached(&sql(m::READ_ONLY_SINCE))
+            .and_then(|mut st| st.query_row([gun], |r| r.get::<_, i64>(0)).optional())
+            .map(|t| t.map(m::time_of))
+            .map_err(storage)
+    }
+
     fn usage(
         &self,
         prefix: &str,
