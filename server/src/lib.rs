@@ -200,7 +200,7 @@ pub async fn run(
     // The expiry watchdog: shortly after start, then every watchdog_seconds.
     let watchdog = {
         let control = control.clone();
-        let every = std::time::Duration::from_secs(config.migration.watchdog_seconds.max(60));
+        let every = std::time::Duration::from_secs(config.migration.watchdog_seconds.max(1));
         tokio::spawn(async move {
             tokio::time::sleep(std::time::Duration::from_secs(5)).await;
             let mut tick = tokio::time::interval(every);

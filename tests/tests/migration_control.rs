@@ -158,7 +158,7 @@ fn control_room_shows_every_state_attributes_reads_and_switches_dct_off() {
             r#","registries":{{"{r}":{{"plain_http":true}},"{down}":{{"plain_http":true}}}},"reconcile_seconds":2,"max_backoff_seconds":1,"max_attempts":0"#
         ),
         &format!(
-            r#","migration":{{"horizon_days":1100,"usage_flush_seconds":1,
+            r#","migration":{{"horizon_days":1100,"usage_flush_seconds":1,"watchdog_seconds":2,
                 "brownouts":[
                   {{"prefix":"{r}/brown/","start":"{}","end":"{}","message":"brown is moving to Sigstore: verify with cosign"}},
                   {{"prefix":"{r}/brown503/","start":"{}","end":"{}","status":503,"message":"brown503 is moving to Sigstore"}},

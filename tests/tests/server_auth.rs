@@ -426,6 +426,46 @@ fn non_admin_token_on_the_global_changefeed() {
     );
 }
 
+/// The control room (ours alone): the page and its JSON need `registry:catalog:*`, as the
+/// global changefeed does; the read-only switch needs `*` on its GUN.
+#[test]
+fn the_control_room_needs_catalog_access() {
+    let p = start_pair(None);
+    let repo_admin = p.tca.grant(GUN, &["*"]);
+    let catalog = p.tca.token(
+        p.tca.header(),
+        json!({"iss": ISSUER, "aud": SERVICE, "exp": now() + 300, "nbf": now() - 10,
+        "access": [{"type": "registry", "name": "catalog", "actions": ["*"]}]}),
+    );
+    for path in [
+        "/_trustbridge/",
+        "/_trustbridge/v1/migration",
+        "/_trustbridge/v1/migration/guns?prefix=example.com/",
+        "/_trustbridge/v1/migration/usage",
+    ] {
+        let (status, _, error) = ask(&p.ours, &p.ca, "GET", path, None);
+        assert_eq!(
+            (status, error.as_str()),
+            (401, ""),
+            "{path} without a token"
+        );
+        let (status, _, error) = ask(&p.ours, &p.ca, "GET", path, Some(&repo_admin));
+        assert_eq!(
+            (status, error.as_str()),
+            (401, "insufficient_scope"),
+            "{path} with a repository token"
+        );
+        let (status, _, _) = ask(&p.ours, &p.ca, "GET", path, Some(&catalog));
+        assert_eq!(status, 200, "{path} with catalog access");
+    }
+    let switch = format!("/_trustbridge/v1/read-only/{GUN}");
+    let pull = p.tca.grant(GUN, &["pull", "push"]);
+    let (status, _, error) = ask(&p.ours, &p.ca, "DELETE", &switch, Some(&pull));
+    assert_eq!((status, error.as_str()), (401, "insufficient_scope"));
+    let (status, _, _) = ask(&p.ours, &p.ca, "DELETE", &switch, Some(&repo_admin));
+    assert_eq!(status, 200, "the read-only switch with * on the GUN");
+}
+
 #[test]
 fn built_in_issuer_serves_notary_and_docker() {
     let rules = r#"[{"gun_prefix":"","users":["alice"],"actions":["*"]},{"gun_prefix":"registry.example:5000/","users":["bob"],"actions":["pull"]}]"#;
