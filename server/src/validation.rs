@@ -133,6 +133,34 @@ fn key_ids_match(
     Ok(())
 }
 
+/// trustbridge's extra rule (TUF's, which notary did not enforce): every target entry has a
+/// non-negative length and at least one hash, and a SHA-256 or SHA-512 of the right size — a
+/// client cannot check a download against anything less.
+fn check_entries(role: &str, t: &Targets) -> Result<(), String> {
+    for (name, m) in &t.targets {
+        if m.length < 0 {
+            return Err(format!(
+                "{role}: target {name:?} has a negative length {}",
+                m.length
+            ));
+        }
+        if m.hashes.is_empty() {
+            return Err(format!("{role}: target {name:?} has no hashes"));
+        }
+        for (alg, size) in [("sha256", 32), ("sha512", 64)] {
+            if let Some(h) = m.hashes.get(alg)
+                && h.len() != size
+            {
+                return Err(format!(
+                    "{role}: target {name:?} has a {alg} of {} bytes, not {size}",
+                    h.len()
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
 /// trustbridge's extra rule: every target of a delegation lies under one of its `paths`
 /// (prefixes; `""` allows all) or, when set, its `path_hash_prefixes` (hex SHA-256 of the
 /// target name). Notary left this to clients, which silently dropped such targets.
@@ -153,9 +181,22 @@ fn check_paths(role: &str, t: &Targets, entry: &DelegationRole) -> Result<(), St
     Ok(())
 }
 
-/// Check an update for `gun`. `uploads` maps role → (version, bytes) (a duplicate part has
-/// already replaced the earlier one, as in notary); `current` reads the stored current file
-/// of a role.
+/// Check an update for `gun`. `uploads` maps role → (version, bytes) (an update with two
+/// parts for one role was refused before: see [`duplicate_part`]); `current` reads the stored
+/// current file of a role.
+/// Two parts of one update for the same role: notary kept the last one silently; we refuse
+/// the update with the error notary gives a bad file of that role.
+pub fn duplicate_part(role: &str) -> Error {
+    let why = format!("the update has two parts for {role}");
+    match role {
+        "root" => ValidationError::BadRoot(why),
+        "snapshot" => ValidationError::BadSnapshot(why),
+        r if r == "targets" || r.starts_with("targets/") => ValidationError::BadTargets(why),
+        _ => ValidationError::Validation(why),
+    }
+    .into()
+}
+
 pub fn check(
     gun: &str,
     uploads: &BTreeMap<String, (i64, Arc<[u8]>)>,
@@ -238,6 +279,7 @@ pub fn check(
         let (version, bytes) = &uploads[name];
         let doc = load_targets(name, bytes, &root.signed, &loaded, false, now)
             .map_err(ValidationError::BadTargets)?;
+        check_entries(name, &doc.signed).map_err(ValidationError::BadTargets)?;
         key_ids_match(name, &doc.signed.delegations.keys).map_err(ValidationError::BadTargets)?;
         loaded.insert(name.clone(), doc);
         loaded_bytes.insert(name.clone(), bytes.clone());
@@ -279,6 +321,19 @@ pub fn check(
         check("root", root.raw())?;
         for (role, data) in &loaded_bytes {
             check(role, data)?;
+        }
+        // Every role it names exists: uploaded now or stored (TUF's snapshot lists the
+        // repository's own files, never roles nobody can sign).
+        for role in snap.signed.meta.keys() {
+            let exists = role == "root"
+                || loaded_bytes.contains_key(role)
+                || ((role == "targets" || role.starts_with("targets/"))
+                    && current(role)?.is_some());
+            if !exists {
+                return Err(bad(format!(
+                    "snapshot: names {role}, which is not a role of this repository"
+                )));
+            }
         }
         updates.push(Update {
             role: "snapshot".into(),

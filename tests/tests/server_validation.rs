@@ -238,6 +238,30 @@ fn every_rule_refuses_and_nothing_changes() {
         1,
     );
 
+    // Target entries TUF forbids: no hashes, a negative length, a SHA-256 of 16 bytes.
+    let bad_entry = |f: &dyn Fn(&mut FileMeta)| {
+        let t = next_targets(
+            &|t| {
+                let mut m = FileMeta::from_bytes(b"bad");
+                f(&mut m);
+                t.targets.insert("bad".into(), m);
+            },
+            &targets_key,
+        );
+        let sn = snapshot_for(&[("targets", t.raw())], 1);
+        (t, sn)
+    };
+    let (no_hashes, no_hashes_snap) = bad_entry(&|m| m.hashes.clear());
+    let (negative, negative_snap) = bad_entry(&|m| m.length = -1);
+    let (short_sha, short_sha_snap) = bad_entry(&|m| {
+        m.hashes.insert("sha256".into(), vec![7u8; 16]);
+    });
+    // A snapshot naming a delegation that exists nowhere.
+    let ghost_snap = snapshot_for(
+        &[("targets", good_targets.raw()), ("targets/ghost", b"{}")],
+        1,
+    );
+
     let invalid = |name, parts, detail| Case {
         name,
         parts,
@@ -320,6 +344,47 @@ fn every_rule_refuses_and_nothing_changes() {
                 ("targets", with_deleg.raw().to_vec()),
                 ("targets/team", outside.raw().to_vec()),
                 ("snapshot", outside_snap.raw().to_vec()),
+            ],
+            "ErrBadTargets",
+        ),
+        invalid(
+            "target without hashes",
+            vec![
+                ("targets", no_hashes.raw().to_vec()),
+                ("snapshot", no_hashes_snap.raw().to_vec()),
+            ],
+            "ErrBadTargets",
+        ),
+        invalid(
+            "target with a negative length",
+            vec![
+                ("targets", negative.raw().to_vec()),
+                ("snapshot", negative_snap.raw().to_vec()),
+            ],
+            "ErrBadTargets",
+        ),
+        invalid(
+            "target with a 16-byte SHA-256",
+            vec![
+                ("targets", short_sha.raw().to_vec()),
+                ("snapshot", short_sha_snap.raw().to_vec()),
+            ],
+            "ErrBadTargets",
+        ),
+        invalid(
+            "snapshot naming a role that does not exist",
+            vec![
+                ("targets", good_targets.raw().to_vec()),
+                ("snapshot", ghost_snap.raw().to_vec()),
+            ],
+            "ErrBadSnapshot",
+        ),
+        invalid(
+            "two parts for targets (notary kept the last)",
+            vec![
+                ("targets", tampered.clone()),
+                ("targets", good_targets.raw().to_vec()),
+                ("snapshot", good_snapshot.raw().to_vec()),
             ],
             "ErrBadTargets",
         ),

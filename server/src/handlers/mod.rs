@@ -373,6 +373,9 @@ async fn update(app: &App, gun: &str, req: Request) -> Result<(), Error> {
             .await
             .map_err(|e| Error::MalformedUpload(e.to_string()))?;
         let version = envelope_version(&data)?;
+        if uploads.contains_key(&role) {
+            return Err(crate::validation::duplicate_part(&role));
+        }
         uploads.insert(role, (version, Arc::from(&data[..])));
     }
     // No parts at all is what the notary client sends for a publish that changed nothing
