@@ -187,6 +187,30 @@ fn patterns() -> &'static Patterns {
     })
 }
 
+/// The path gorilla/mux routes (Go's `path.Clean`, keeping a trailing slash), when it differs
+/// from `path`: notary's router answers such a request with a 301 to the clean path before
+/// any route sees it, so `a/../b` never names a repository.
+pub fn clean_path(path: &str) -> Option<String> {
+    if path.is_empty() {
+        return Some("/".into());
+    }
+    let mut parts: Vec<&str> = Vec::new();
+    for seg in path.split('/') {
+        match seg {
+            "" | "." => {}
+            ".." => {
+                parts.pop();
+            }
+            s => parts.push(s),
+        }
+    }
+    let mut clean = format!("/{}", parts.join("/"));
+    if path.ends_with('/') && clean != "/" {
+        clean.push('/');
+    }
+    (clean != path).then_some(clean)
+}
+
 /// Match `method` and `path` (already percent-decoded) against notary's route table.
 pub fn route(method: &http::Method, path: &str) -> Route {
     use http::Method as M;
@@ -285,6 +309,23 @@ pub fn route(method: &http::Method, path: &str) -> Route {
 mod tests {
     use super::*;
     use http::Method;
+
+    #[test]
+    fn paths_are_cleaned_as_gorilla_mux_does() {
+        assert_eq!(clean_path("/v2/a/_trust/tuf/root.json"), None);
+        assert_eq!(clean_path("/v2/a/_trust/tuf/"), None);
+        assert_eq!(
+            clean_path("/v2/a/../b/_trust/tuf/root.json").as_deref(),
+            Some("/v2/b/_trust/tuf/root.json")
+        );
+        assert_eq!(
+            clean_path("/v2/a/./b//_trust/tuf/").as_deref(),
+            Some("/v2/a/b/_trust/tuf/")
+        );
+        assert_eq!(clean_path("/../../etc").as_deref(), Some("/etc"));
+        assert_eq!(clean_path("/v2/..").as_deref(), Some("/"));
+        assert_eq!(clean_path("/_trustbridge/"), None);
+    }
 
     #[test]
     fn notary_route_table() {

@@ -35,6 +35,8 @@ pub struct App {
 }
 
 const MAX_UPLOAD: usize = 64 << 20;
+/// How much of a refused request's body is read before answering.
+const DRAIN: usize = 1 << 20;
 const TEXT: &str = "text/plain; charset=utf-8";
 pub(crate) const JSON: &str = "application/json; charset=utf-8";
 
@@ -43,6 +45,18 @@ pub async fn dispatch(State(app): State<Arc<App>>, req: Request) -> Response {
     let start = Instant::now();
     let method = req.method().clone();
     let path = percent_decode(req.uri().path());
+    if let Some(clean) = crate::routes::clean_path(&path) {
+        let resp = redirect(&clean, req.uri().query());
+        // Read (a little of) what the client is sending, so it sees the 301 and not a reset.
+        let _ = axum::body::to_bytes(req.into_body(), DRAIN).await;
+        app.metrics.request(
+            "redirect",
+            method.as_str(),
+            resp.status().as_u16(),
+            start.elapsed().as_secs_f64(),
+        );
+        return resp;
+    }
     let r = route(&method, &path);
     let name = r.name();
     // A DCT read is counted (by GUN, client and day) once it is answered.
@@ -71,6 +85,34 @@ pub async fn dispatch(State(app): State<Arc<App>>, req: Request) -> Response {
     resp
 }
 
+/// notary's 301 to the clean path (Go's `http.Redirect` body), query kept.
+fn redirect(clean: &str, query: Option<&str>) -> Response {
+    let encoded: String = percent_encoding::utf8_percent_encode(clean, PATH_CHARS).to_string();
+    let location = match query {
+        Some(q) => format!("{encoded}?{q}"),
+        None => encoded,
+    };
+    let mut resp = Response::new(Body::empty());
+    *resp.status_mut() = StatusCode::MOVED_PERMANENTLY;
+    if let Ok(v) = HeaderValue::from_str(&location) {
+        resp.headers_mut().insert(header::LOCATION, v);
+    }
+    resp
+}
+
+/// What a path keeps unescaped in a `Location` (Go's `url.URL.EscapedPath`).
+const PATH_CHARS: &percent_encoding::AsciiSet = &percent_encoding::CONTROLS
+    .add(b' ')
+    .add(b'"')
+    .add(b'#')
+    .add(b'%')
+    .add(b'<')
+    .add(b'>')
+    .add(b'?')
+    .add(b'`')
+    .add(b'{')
+    .add(b'}');
+
 /// Percent-decoding: Go matches routes against the decoded path.
 fn percent_decode(p: &str) -> String {
     percent_encoding::percent_decode_str(p)
@@ -89,7 +131,7 @@ async fn handle(app: &App, r: Route, req: Request) -> Response {
         let e = Error::InvalidGun(app.gun_prefixes.clone());
         return match r {
             Route::Update { .. } => {
-                let _ = axum::body::to_bytes(req.into_body(), MAX_UPLOAD).await;
+                let _ = axum::body::to_bytes(req.into_body(), DRAIN).await;
                 e.for_update().into_response()
             }
             _ => ApiError::new("METADATA_NOT_FOUND", None).into_response(),
@@ -106,8 +148,9 @@ async fn handle(app: &App, r: Route, req: Request) -> Response {
                 .get(header::HOST)
                 .and_then(|h| h.to_str().ok());
             let resp = auth.challenge(&r, &refusal, host);
-            // Read what the client is sending first, so it sees the 401 and not a reset.
-            let _ = axum::body::to_bytes(req.into_body(), MAX_UPLOAD).await;
+            // Read what the client is sending first (at most DRAIN: an unauthenticated
+            // client gets no more of our time), so it sees the 401 and not a reset.
+            let _ = axum::body::to_bytes(req.into_body(), DRAIN).await;
             return resp;
         }
     }
