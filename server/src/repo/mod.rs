@@ -58,6 +58,10 @@ pub struct Repo {
     /// what expired roles mean for them.
     mirror: Option<crate::mirror::OnExpiry>,
     cache: RwLock<HashMap<String, Arc<GunView>>>,
+    /// Bumped (under the cache's write lock) by every write to the cache: a reader that
+    /// resolved a view from storage caches it only if no write happened meanwhile, so a slow
+    /// reader never puts back metadata older than a concurrent update or delete.
+    generation: std::sync::atomic::AtomicU64,
     /// One writer per GUN at a time (updates, renewals, deletes).
     locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
 }
@@ -102,6 +106,7 @@ impl Repo {
             renewal,
             mirror: None,
             cache: RwLock::new(HashMap::new()),
+            generation: Default::default(),
             locks: Mutex::new(HashMap::new()),
         }
     }
@@ -132,6 +137,7 @@ impl Repo {
     /// Drop the cached view of `gun`, or of every GUN (another replica wrote).
     pub fn forget(&self, gun: Option<&str>) {
         let mut c = self.cache.write().unwrap_or_else(|p| p.into_inner());
+        self.bump();
         match gun {
             Some(g) => {
                 c.remove(g);
@@ -141,10 +147,14 @@ impl Repo {
     }
 
     fn invalidate(&self, gun: &str) {
-        self.cache
-            .write()
-            .unwrap_or_else(|p| p.into_inner())
-            .remove(gun);
+        let mut c = self.cache.write().unwrap_or_else(|p| p.into_inner());
+        self.bump();
+        c.remove(gun);
+    }
+
+    fn bump(&self) {
+        self.generation
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
     }
 
     /// The current files of `gun` read from storage.
@@ -251,10 +261,9 @@ impl Repo {
     }
 
     fn remember(&self, gun: &str, view: GunView) {
-        self.cache
-            .write()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert(gun.to_string(), Arc::new(view));
+        let mut c = self.cache.write().unwrap_or_else(|p| p.into_inner());
+        self.bump();
+        c.insert(gun.to_string(), Arc::new(view));
     }
 
     /// The cached view of `gun` if complete, else one resolved from storage.
@@ -281,11 +290,16 @@ impl Repo {
         {
             return Ok(v.clone());
         }
+        let before = self.generation.load(std::sync::atomic::Ordering::SeqCst);
         let view = Arc::new(self.resolve_view(gun, &[role.to_string()])?);
-        self.cache
-            .write()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert(gun.to_string(), view.clone());
+        // Only GUNs that exist are cached (a GET of any name must not grow memory), and only
+        // when nothing was written since the read began.
+        if !view.current.is_empty() {
+            let mut c = self.cache.write().unwrap_or_else(|p| p.into_inner());
+            if self.generation.load(std::sync::atomic::Ordering::SeqCst) == before {
+                c.insert(gun.to_string(), view.clone());
+            }
+        }
         Ok(view)
     }
 
