@@ -544,13 +544,13 @@ fn control_room_shows_every_state_attributes_reads_and_switches_dct_off() {
         "docker reads not shown"
     );
 
-    // A store written before the status tables (here: their rows dropped while the server is
-    // down) is adopted on the next start.
+    // A store written before the status tables (here: dropped while the server is down) is
+    // adopted on the next start.
     let mut st = st;
     st.server.stop();
     let db = rusqlite::Connection::open(tmp.path().join("server.db")).unwrap();
     db.execute_batch(
-        "DELETE FROM migration_guns; DELETE FROM trust_tags; DELETE FROM trust_roles;",
+        "DROP TABLE migration_guns; DROP TABLE trust_tags; DROP TABLE trust_roles; DROP TABLE migration_totals;",
     )
     .unwrap();
     drop(db);
@@ -566,5 +566,14 @@ fn control_room_shows_every_state_attributes_reads_and_switches_dct_off() {
     });
     assert_eq!(again["tags"][0]["digest"], format!("sha256:{digest}"));
     let ov = get(&st, "/_trustbridge/v1/migration");
-    assert_eq!(ov["totals"]["guns"], t["guns"], "{ov}");
+    for k in [
+        "guns",
+        "tags",
+        "mirrored",
+        "verified",
+        "drift",
+        "ready_guns",
+    ] {
+        assert_eq!(ov["totals"][k], t[k], "{k} after adoption: {ov}");
+    }
 }

@@ -202,11 +202,141 @@ fn scenario(s: &dyn MetaStore) -> Vec<String> {
             .collect::<Vec<_>>()
             .join(","),
     );
+    control_room(s, &mut log);
     log(
         "health",
         format!("{:?}", s.check_health().map_err(|e| e.to_string())),
     );
     out
+}
+
+/// The control room's tables through the trait: trust, summaries and pages, totals, expiry,
+/// usage, the read-only switch.
+fn control_room(s: &dyn MetaStore, log: &mut dyn FnMut(&str, String)) {
+    use time::OffsetDateTime;
+    use trustbridge_server::storage::migration::PageQuery;
+    use trustbridge_server::storage::{TrustState, Trusted};
+    let t0 = OffsetDateTime::from_unix_timestamp(1_900_000_000).unwrap();
+    let day = |d: i64| t0 + time::Duration::days(d);
+    for (i, gun) in ["cr.example/a", "cr.example/b", "cr.example/c", "other/x"]
+        .iter()
+        .enumerate()
+    {
+        s.update_many(gun, &[file("root", 1, gun)], &[], None)
+            .unwrap();
+        let trust = TrustState {
+            tags: (0..=i)
+                .map(|k| Trusted {
+                    tag: format!("v{k}"),
+                    digest_hex: "cd".repeat(32),
+                    role: "targets".into(),
+                    signers: "k1,k2".into(),
+                    expires: Some(day(10 * i as i64)),
+                })
+                .collect(),
+            roles: vec![
+                ("root".into(), day(100)),
+                ("targets".into(), day(10 * i as i64)),
+            ],
+        };
+        s.set_trust(gun, &trust).unwrap();
+    }
+    s.enqueue(
+        "cr.example/b",
+        &[NewJob {
+            tag: "v0".into(),
+            digest_hex: "cd".repeat(32),
+            ..job("v0")
+        }],
+    )
+    .unwrap();
+    let summary = |g: &str| format!("{:?}", s.summary(g).unwrap());
+    log("summary a", summary("cr.example/a"));
+    log("summary b", summary("cr.example/b"));
+    log("summary none", summary("nowhere/x"));
+    let page = |prefix: &str, after: &str, limit: i64, ready: Option<bool>| {
+        s.summaries(&PageQuery {
+            prefix: prefix.into(),
+            after: after.into(),
+            limit,
+            ready,
+        })
+        .unwrap()
+        .iter()
+        .map(|g| g.gun.clone())
+        .collect::<Vec<_>>()
+        .join(",")
+    };
+    log("page all", page("", "", 100, None));
+    log("page prefix", page("cr.example/", "", 2, None));
+    log("page after", page("cr.example/", "cr.example/b", 2, None));
+    log("page not ready", page("", "", 100, Some(false)));
+    log("page ready", page("", "", 100, Some(true)));
+    log(
+        "trust b",
+        format!("{:?}", s.trust_of("cr.example/b").unwrap()),
+    );
+    log(
+        "totals",
+        format!("{:?}", s.totals(day(5), day(15), 0, 0).unwrap()),
+    );
+    log(
+        "expiring",
+        format!("{:?}", s.expiring("cr.example/", day(15), 10).unwrap()),
+    );
+    use trustbridge_server::storage::migration::Usage;
+    let u = |gun: &str, client: &str, reads: i64, at: i64| Usage {
+        gun: gun.into(),
+        day: 20_000 + at,
+        client: client.into(),
+        version: "28.2.2".into(),
+        reads,
+        last_seen: day(at),
+    };
+    s.add_usage(&[
+        u("cr.example/a", "docker", 3, 0),
+        u("cr.example/a", "go", 1, 1),
+    ])
+    .unwrap();
+    s.add_usage(&[
+        u("cr.example/a", "docker", 2, 0),
+        u("cr.example/c", "docker", 1, 2),
+    ])
+    .unwrap();
+    log(
+        "usage prefix",
+        format!("{:?}", s.usage("cr.example/", false, 0, 10).unwrap()),
+    );
+    log(
+        "usage exact",
+        format!("{:?}", s.usage("cr.example/a", true, 20_001, 10).unwrap()),
+    );
+    log(
+        "read since",
+        format!("{:?}", s.totals(day(5), day(15), 20_001, 20_000).unwrap()),
+    );
+    log(
+        "read-only on",
+        format!("{:?}", s.set_read_only("cr.example/a", true).unwrap()),
+    );
+    log(
+        "read-only again",
+        format!("{:?}", s.set_read_only("cr.example/a", true).unwrap()),
+    );
+    log(
+        "read-only",
+        format!("{:?}", s.read_only_since("cr.example/a").unwrap().is_some()),
+    );
+    log(
+        "read-only off",
+        format!("{:?}", s.set_read_only("cr.example/a", false).unwrap()),
+    );
+    log(
+        "deleted",
+        format!("{:?}", s.delete("cr.example/c", &[]).unwrap()),
+    );
+    log("summary after delete", summary("cr.example/c"));
+    log("page after delete", page("cr.example/", "", 10, None));
 }
 
 #[test]
@@ -227,6 +357,12 @@ fn postgres_store_answers_as_the_sqlite_store_does() {
         "{a:?}"
     );
     assert!(a.iter().any(|l| l == "recreate: Ok(())"), "{a:?}");
+    for l in a
+        .iter()
+        .filter(|l| l.starts_with("page") || l.starts_with("read"))
+    {
+        eprintln!("{l}");
+    }
     drop(pg);
     // The tombstones are kept, beside notary's own tables.
     let out = run_ok(
@@ -235,7 +371,8 @@ fn postgres_store_answers_as_the_sqlite_store_does() {
             .args(["-h", "127.0.0.1", "-U", "postgres", "-d", &db.name, "-tAc"])
             .arg("SELECT COUNT(*) FROM tuf_files_deleted WHERE deleted_at IS NOT NULL"),
     );
-    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "7");
+    // Seven of example.com/app's files and the one of the control room's deleted GUN.
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "8");
 }
 
 /// How many of `db`'s sessions are on TLS, and how many in all (pg_stat_ssl).

@@ -184,7 +184,75 @@ CREATE INDEX IF NOT EXISTS idx_dct_usage_day ON dct_usage (day);
 CREATE INDEX IF NOT EXISTS idx_bridge_jobs_tag ON bridge_jobs (gun, tag, id);
 CREATE TABLE IF NOT EXISTS dct_read_only (
   gun varchar(255) COLLATE "C" PRIMARY KEY, since bigint NOT NULL);
+CREATE TABLE IF NOT EXISTS migration_totals (
+  shard bigint PRIMARY KEY, guns bigint NOT NULL, tags bigint NOT NULL, mirrored bigint NOT NULL,
+  verified bigint NOT NULL, queued bigint NOT NULL, dead bigint NOT NULL, drift bigint NOT NULL,
+  ready_guns bigint NOT NULL);
+INSERT INTO migration_totals
+  SELECT 0, COUNT(*), CAST(COALESCE(SUM(tags), 0) AS BIGINT), CAST(COALESCE(SUM(mirrored), 0) AS BIGINT),
+    CAST(COALESCE(SUM(verified), 0) AS BIGINT), CAST(COALESCE(SUM(queued), 0) AS BIGINT),
+    CAST(COALESCE(SUM(dead), 0) AS BIGINT), CAST(COALESCE(SUM(drift), 0) AS BIGINT),
+    CAST(COALESCE(SUM(CASE WHEN verified = tags AND drift = 0 THEN 1 ELSE 0 END), 0) AS BIGINT)
+  FROM migration_guns WHERE NOT EXISTS (SELECT 1 FROM migration_totals)
+  ON CONFLICT (shard) DO NOTHING;
+INSERT INTO migration_totals VALUES (1, 0, 0, 0, 0, 0, 0, 0, 0), (2, 0, 0, 0, 0, 0, 0, 0, 0),
+  (3, 0, 0, 0, 0, 0, 0, 0, 0), (4, 0, 0, 0, 0, 0, 0, 0, 0), (5, 0, 0, 0, 0, 0, 0, 0, 0),
+  (6, 0, 0, 0, 0, 0, 0, 0, 0), (7, 0, 0, 0, 0, 0, 0, 0, 0), (8, 0, 0, 0, 0, 0, 0, 0, 0),
+  (9, 0, 0, 0, 0, 0, 0, 0, 0), (10, 0, 0, 0, 0, 0, 0, 0, 0), (11, 0, 0, 0, 0, 0, 0, 0, 0),
+  (12, 0, 0, 0, 0, 0, 0, 0, 0), (13, 0, 0, 0, 0, 0, 0, 0, 0), (14, 0, 0, 0, 0, 0, 0, 0, 0),
+  (15, 0, 0, 0, 0, 0, 0, 0, 0) ON CONFLICT (shard) DO NOTHING;
 "#;
+
+/// The overview's sums live in [`SHARDS`] rows of `migration_totals`, moved by each summary
+/// change in its own transaction (so the overview is one small read at any number of GUNs);
+/// a GUN's changes go to its own shard, so writers to different GUNs rarely wait on the same
+/// row. A store made before the table gets shard 0 from the summaries once.
+pub const SHARDS: i64 = 16;
+
+/// A summary's counts: tags, mirrored, verified, queued, dead, drift.
+pub type Counts = [i64; 6];
+
+pub const COUNTS_OF: &str =
+    "SELECT tags, mirrored, verified, queued, dead, drift FROM migration_guns WHERE gun = $1";
+
+/// `$1` shard, `$2`..`$9` what to add to guns, tags, mirrored, verified, queued, dead, drift,
+/// ready_guns.
+pub const ADD_TOTALS: &str = "UPDATE migration_totals SET guns = guns + $2, tags = tags + $3, mirrored = mirrored + $4, verified = verified + $5, queued = queued + $6, dead = dead + $7, drift = drift + $8, ready_guns = ready_guns + $9 WHERE shard = $1";
+
+/// The shard of `gun` (FNV-1a, the same in every process).
+pub fn shard_of(gun: &str) -> i64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in gun.bytes() {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(0x0100_0000_01b3);
+    }
+    (h % SHARDS as u64) as i64
+}
+
+/// What a summary going from `before` to `after` adds to the totals (guns, the six counts,
+/// ready GUNs); None when nothing changes.
+pub fn totals_delta(before: Option<Counts>, after: Option<Counts>) -> Option<[i64; 8]> {
+    if before == after {
+        return None;
+    }
+    let part = |c: Option<Counts>| -> [i64; 8] {
+        match c {
+            None => [0; 8],
+            Some(c) => [
+                1,
+                c[0],
+                c[1],
+                c[2],
+                c[3],
+                c[4],
+                c[5],
+                i64::from(c[2] == c[0] && c[5] == 0),
+            ],
+        }
+    };
+    let (b, a) = (part(before), part(after));
+    Some(std::array::from_fn(|i| a[i] - b[i]))
+}
 
 /// SQLite spells `COLLATE "C"` as `COLLATE BINARY` (its default).
 pub fn sqlite_schema() -> String {
@@ -233,21 +301,36 @@ pub const GUN_EXISTS: &str =
 pub const SUMMARY_COLS: &str =
     "gun, tags, mirrored, verified, queued, dead, drift, expires, last_read";
 
-/// `$1` prefix, `$2` the prefix's upper bound (NULL: none), `$3` after, `$4` limit, `$5` ready
-/// filter (NULL, 1 or 0).
-pub const PAGE: &str = "SELECT gun, tags, mirrored, verified, queued, dead, drift, expires, last_read FROM migration_guns WHERE gun >= $1 AND ($2 IS NULL OR gun < $2) AND gun > $3 AND (CAST($5 AS BIGINT) IS NULL OR (CASE WHEN verified = tags AND drift = 0 THEN 1 ELSE 0 END) = CAST($5 AS BIGINT)) ORDER BY gun LIMIT $4";
+/// A page from `$1` on (the prefix itself, inclusive; [`PAGE_AFTER`]: after the previous
+/// page's last GUN), below `$2` (the prefix's upper bound, NULL: none), `$3` rows, `$4` the
+/// ready filter (NULL, 1 or 0). One lower bound, so the primary key is a single range.
+pub const PAGE_FROM: &str = "SELECT gun, tags, mirrored, verified, queued, dead, drift, expires, last_read FROM migration_guns WHERE gun >= $1 AND (CAST($2 AS VARCHAR(255)) IS NULL OR gun < CAST($2 AS VARCHAR(255))) AND (CAST($4 AS BIGINT) IS NULL OR (CASE WHEN verified = tags AND drift = 0 THEN 1 ELSE 0 END) = CAST($4 AS BIGINT)) ORDER BY gun LIMIT $3";
+pub const PAGE_AFTER: &str = "SELECT gun, tags, mirrored, verified, queued, dead, drift, expires, last_read FROM migration_guns WHERE gun > $1 AND (CAST($2 AS VARCHAR(255)) IS NULL OR gun < CAST($2 AS VARCHAR(255))) AND (CAST($4 AS BIGINT) IS NULL OR (CASE WHEN verified = tags AND drift = 0 THEN 1 ELSE 0 END) = CAST($4 AS BIGINT)) ORDER BY gun LIMIT $3";
+
+impl PageQuery {
+    /// The page's SQL and its lower bound: after the cursor when it lies within the prefix's
+    /// range, else from the prefix.
+    pub fn sql(&self) -> (&'static str, &str) {
+        if !self.after.is_empty() && self.after.as_str() >= self.prefix.as_str() {
+            (PAGE_AFTER, &self.after)
+        } else {
+            (PAGE_FROM, &self.prefix)
+        }
+    }
+}
 
 pub const ONE: &str = "SELECT gun, tags, mirrored, verified, queued, dead, drift, expires, last_read FROM migration_guns WHERE gun = $1";
 
-/// `$1`/`$2`: the first day counted as read in the last 7 / 30 days.
-pub const TOTALS: &str = "SELECT COUNT(*), CAST(COALESCE(SUM(tags), 0) AS BIGINT), CAST(COALESCE(SUM(mirrored), 0) AS BIGINT), CAST(COALESCE(SUM(verified), 0) AS BIGINT), CAST(COALESCE(SUM(queued), 0) AS BIGINT), CAST(COALESCE(SUM(dead), 0) AS BIGINT), CAST(COALESCE(SUM(drift), 0) AS BIGINT), CAST(COALESCE(SUM(CASE WHEN verified = tags AND drift = 0 THEN 1 ELSE 0 END), 0) AS BIGINT), CAST(COALESCE(SUM(CASE WHEN last_read >= $1 THEN 1 ELSE 0 END), 0) AS BIGINT), CAST(COALESCE(SUM(CASE WHEN last_read >= $2 THEN 1 ELSE 0 END), 0) AS BIGINT) FROM migration_guns";
+/// The sums of the totals' shards, and (`$1`/`$2`: the first day counted as read in the last
+/// 7 / 30 days) the GUNs read since, an index range on `last_read`.
+pub const TOTALS: &str = "SELECT CAST(COALESCE(SUM(guns), 0) AS BIGINT), CAST(COALESCE(SUM(tags), 0) AS BIGINT), CAST(COALESCE(SUM(mirrored), 0) AS BIGINT), CAST(COALESCE(SUM(verified), 0) AS BIGINT), CAST(COALESCE(SUM(queued), 0) AS BIGINT), CAST(COALESCE(SUM(dead), 0) AS BIGINT), CAST(COALESCE(SUM(drift), 0) AS BIGINT), CAST(COALESCE(SUM(ready_guns), 0) AS BIGINT), (SELECT COUNT(*) FROM migration_guns WHERE last_read >= $1), (SELECT COUNT(*) FROM migration_guns WHERE last_read >= $2) FROM migration_totals";
 
 /// `$1` now, `$2` the horizon (both nanoseconds): roles expired, and expiring before the
 /// horizon; an index range on `expires`.
 pub const ROLE_COUNTS: &str = "SELECT CAST(COALESCE(SUM(CASE WHEN expires < $1 THEN 1 ELSE 0 END), 0) AS BIGINT), COUNT(*) FROM trust_roles WHERE expires < $2";
 
 /// `$1` prefix, `$2` its upper bound, `$3` horizon, `$4` limit.
-pub const EXPIRING: &str = "SELECT gun, role, expires FROM trust_roles WHERE expires < $3 AND gun >= $1 AND ($2 IS NULL OR gun < $2) ORDER BY expires, gun, role LIMIT $4";
+pub const EXPIRING: &str = "SELECT gun, role, expires FROM trust_roles WHERE expires < $3 AND gun >= $1 AND (CAST($2 AS VARCHAR(255)) IS NULL OR gun < CAST($2 AS VARCHAR(255))) ORDER BY expires, gun, role LIMIT $4";
 
 pub const TAGS_OF: &str =
     "SELECT tag, digest, role, signers, expires FROM trust_tags WHERE gun = $1 ORDER BY tag";
@@ -259,7 +342,7 @@ pub const ADD_USAGE: &str = "INSERT INTO dct_usage (gun, day, client, version, r
 pub const MARK_READ: &str = "UPDATE migration_guns SET last_read = $2 WHERE gun = $1 AND (last_read IS NULL OR last_read < $2)";
 
 /// `$1` prefix, `$2` upper bound, `$3` since day, `$4` limit, `$5` exact GUN (or NULL).
-pub const USAGE: &str = "SELECT gun, day, client, version, reads, last_seen FROM dct_usage WHERE day >= $3 AND gun >= $1 AND ($2 IS NULL OR gun < $2) AND ($5 IS NULL OR gun = $5) ORDER BY day DESC, gun, client, version LIMIT $4";
+pub const USAGE: &str = "SELECT gun, day, client, version, reads, last_seen FROM dct_usage WHERE day >= $3 AND gun >= $1 AND (CAST($2 AS VARCHAR(255)) IS NULL OR gun < CAST($2 AS VARCHAR(255))) AND (CAST($5 AS VARCHAR(255)) IS NULL OR gun = CAST($5 AS VARCHAR(255))) ORDER BY day DESC, gun, client, version LIMIT $4";
 
 /// `$1` gun, `$2` now.
 pub const SET_READ_ONLY: &str =

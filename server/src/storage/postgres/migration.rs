@@ -48,8 +48,43 @@ pub(super) async fn write_trust(
     Ok(())
 }
 
-/// Recompute `gun`'s summary (or drop it when the GUN has no live metadata).
+async fn counts(tx: &Transaction<'_>, gun: &str) -> Result<Option<m::Counts>, Error> {
+    let st = tx.prepare_cached(m::COUNTS_OF).await.map_err(pg)?;
+    Ok(tx
+        .query_opt(&st, &[&gun])
+        .await
+        .map_err(pg)?
+        .map(|r| [r.get(0), r.get(1), r.get(2), r.get(3), r.get(4), r.get(5)]))
+}
+
+/// Recompute `gun`'s summary (or drop it when the GUN has no live metadata), and move the
+/// totals by the difference.
 pub(super) async fn refresh(tx: &Transaction<'_>, gun: &str) -> Result<(), Error> {
+    let before = counts(tx, gun).await?;
+    resummarize(tx, gun).await?;
+    if let Some(d) = m::totals_delta(before, counts(tx, gun).await?) {
+        let st = tx.prepare_cached(m::ADD_TOTALS).await.map_err(pg)?;
+        tx.execute(
+            &st,
+            &[
+                &m::shard_of(gun),
+                &d[0],
+                &d[1],
+                &d[2],
+                &d[3],
+                &d[4],
+                &d[5],
+                &d[6],
+                &d[7],
+            ],
+        )
+        .await
+        .map_err(pg)?;
+    }
+    Ok(())
+}
+
+async fn resummarize(tx: &Transaction<'_>, gun: &str) -> Result<(), Error> {
     let live: bool = tx
         .query_one(m::GUN_EXISTS, &[&gun])
         .await
@@ -144,14 +179,14 @@ impl Migration for PgStore {
         let q = q.clone();
         self.run(move |pool| async move {
             let c = pool.get().await.map_err(pool_err)?;
-            let st = c.prepare_cached(m::PAGE).await.map_err(pg)?;
+            let (page, from) = q.sql();
+            let st = c.prepare_cached(page).await.map_err(pg)?;
             let rows = c
                 .query(
                     &st,
                     &[
-                        &q.prefix,
+                        &from,
                         &m::upper_bound(&q.prefix),
-                        &q.after,
                         &q.limit,
                         &q.ready.map(i64::from),
                     ],

@@ -38,8 +38,50 @@ pub(super) fn write_trust(tx: &Connection, gun: &str, trust: &TrustState) -> Res
     Ok(())
 }
 
-/// Recompute `gun`'s summary (or drop it when the GUN has no live metadata).
+fn counts(tx: &Connection, gun: &str) -> Result<Option<m::Counts>, Error> {
+    tx.prepare_cached(&sql(m::COUNTS_OF))
+        .and_then(|mut st| {
+            st.query_row([gun], |r| {
+                Ok([
+                    r.get(0)?,
+                    r.get(1)?,
+                    r.get(2)?,
+                    r.get(3)?,
+                    r.get(4)?,
+                    r.get(5)?,
+                ])
+            })
+            .optional()
+        })
+        .map_err(storage)
+}
+
+/// Recompute `gun`'s summary (or drop it when the GUN has no live metadata), and move the
+/// totals by the difference.
 pub(super) fn refresh(tx: &Connection, gun: &str) -> Result<(), Error> {
+    let before = counts(tx, gun)?;
+    resummarize(tx, gun)?;
+    if let Some(d) = m::totals_delta(before, counts(tx, gun)?) {
+        tx.prepare_cached(&sql(m::ADD_TOTALS))
+            .and_then(|mut st| {
+                st.execute(params![
+                    m::shard_of(gun),
+                    d[0],
+                    d[1],
+                    d[2],
+                    d[3],
+                    d[4],
+                    d[5],
+                    d[6],
+                    d[7]
+                ])
+            })
+            .map_err(storage)?;
+    }
+    Ok(())
+}
+
+fn resummarize(tx: &Connection, gun: &str) -> Result<(), Error> {
     let live: bool = tx
         .prepare_cached(&sql(m::GUN_EXISTS))
         .and_then(|mut st| st.query_row([gun], |r| r.get(0)))
@@ -117,13 +159,13 @@ impl Migration for SqliteStore {
 
     fn summaries(&self, q: &PageQuery) -> Result<Vec<GunSummary>, Error> {
         let db = self.db();
-        let mut st = db.prepare_cached(&sql(m::PAGE)).map_err(storage)?;
+        let (page, from) = q.sql();
+        let mut st = db.prepare_cached(&sql(page)).map_err(storage)?;
         let rows = st
             .query_map(
                 params![
-                    q.prefix,
+                    from,
                     m::upper_bound(&q.prefix),
-                    q.after,
                     q.limit,
                     q.ready.map(i64::from)
                 ],
