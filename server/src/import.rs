@@ -80,7 +80,7 @@ pub fn import_versions(store: &dyn MetaStore, gun: &str, dir: &Path) -> Result<u
     collect(dir, dir, &mut updates)?;
     order(&mut updates);
     for u in &updates {
-        store.update_many(gun, std::slice::from_ref(u), &[], None)?;
+        store.update_many(gun, std::slice::from_ref(u), &[])?;
     }
     Ok(updates.len())
 }

@@ -183,6 +183,22 @@ pub async fn run(
             }
         })
     };
+    // The summarizer: the control room's rows of GUNs that writes marked.
+    let summarizer = {
+        let app = app.clone();
+        let every = std::time::Duration::from_millis(
+            (config.migration.summary_seconds.max(0.05) * 1000.0) as u64,
+        );
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(every);
+            loop {
+                tick.tick().await;
+                if let Err(e) = app.repo.summarize_dirty().await {
+                    tracing::warn!(error = %e, "migration: summarizing failed");
+                }
+            }
+        })
+    };
     // DCT usage, counted in memory on the read path, written in batches.
     let flusher = {
         let control = control.clone();
@@ -259,6 +275,7 @@ pub async fn run(
     flusher.abort();
     watchdog.abort();
     adopter.abort();
+    summarizer.abort();
     // What was counted since the last flush is not lost on a clean stop.
     let _ = tokio::task::spawn_blocking(move || control.flush_usage()).await;
     sweeper.abort();

@@ -197,7 +197,7 @@ fn control_room_shows_every_state_attributes_reads_and_switches_dct_off() {
     sign_tag(&st, &trust, &past, "v1", size, &digest);
 
     let doc = wait_gun(&st, &mirrored, "verified", |d| {
-        tag_state(d, "v1") == "verified"
+        tag_state(d, "v1") == "verified" && d["summary"]["ready"] == true
     });
     assert_eq!(doc["summary"]["ready"], true, "{doc}");
     assert_eq!(doc["tags"][0]["digest"], format!("sha256:{digest}"));
@@ -206,10 +206,14 @@ fn control_room_shows_every_state_attributes_reads_and_switches_dct_off() {
             .as_array()
             .is_some_and(|s| !s.is_empty())
     );
-    let d = wait_gun(&st, &drift, "drifted", |d| tag_state(d, "v1") == "drift");
+    let d = wait_gun(&st, &drift, "drifted", |d| {
+        tag_state(d, "v1") == "drift" && d["summary"]["drift"] == 1
+    });
     assert_eq!(d["summary"]["ready"], false);
     assert_eq!(d["summary"]["drift"], 1);
-    let p = wait_gun(&st, &pending, "failing", |d| tag_state(d, "v1") == "failed");
+    let p = wait_gun(&st, &pending, "failing", |d| {
+        tag_state(d, "v1") == "failed" && d["summary"]["queued"] == 1
+    });
     assert!(
         p["tags"][0]["cosign"]["last_error"]
             .as_str()
@@ -218,7 +222,7 @@ fn control_room_shows_every_state_attributes_reads_and_switches_dct_off() {
     );
     assert_eq!(p["summary"]["queued"], 1);
     let n = wait_gun(&st, &read, "not configured", |d| {
-        tag_state(d, "v1") == "not-configured"
+        tag_state(d, "v1") == "not-configured" && d["summary"]["dead"] == 1
     });
     assert_eq!(n["summary"]["dead"], 1);
     // The watchdog's horizon (1100 days) takes in notary's 3-year targets, not its 10-year root.
@@ -562,7 +566,7 @@ fn control_room_shows_every_state_attributes_reads_and_switches_dct_off() {
         &mut [&mut st.signer],
     );
     let again = wait_gun(&st, &mirrored, "adopted", |d| {
-        tag_state(d, "v1") == "verified"
+        tag_state(d, "v1") == "verified" && d["summary"]["ready"] == true
     });
     assert_eq!(again["tags"][0]["digest"], format!("sha256:{digest}"));
     let ov = get(&st, "/_trustbridge/v1/migration");

@@ -47,7 +47,6 @@ fn scenario(s: &dyn MetaStore) -> Vec<String> {
             file("timestamp", 1, "x"),
         ],
         &[job("v1")],
-        None,
     );
     log("first update", format!("{:?}", r.map(|_| ())));
     // A conflicting version anywhere in the batch stores nothing of it.
@@ -55,7 +54,6 @@ fn scenario(s: &dyn MetaStore) -> Vec<String> {
         g,
         &[file("targets", 2, "t2"), file("snapshot", 1, "s-again")],
         &[job("v2")],
-        None,
     );
     log(
         "stale snapshot",
@@ -68,25 +66,19 @@ fn scenario(s: &dyn MetaStore) -> Vec<String> {
             s.by_version(g, "targets", 2).unwrap().map(|f| f.version)
         ),
     );
-    let r = s.update_many(
-        g,
-        &[file("targets", 3, "a"), file("targets", 3, "b")],
-        &[],
-        None,
-    );
+    let r = s.update_many(g, &[file("targets", 3, "a"), file("targets", 3, "b")], &[]);
     log(
         "duplicate in batch",
         format!("{}", matches!(r, Err(Error::OldVersion))),
     );
     for v in 2..=4 {
-        s.update_many(g, &[file("timestamp", v, &format!("x{v}"))], &[], None)
+        s.update_many(g, &[file("timestamp", v, &format!("x{v}"))], &[])
             .unwrap();
     }
     s.update_many(
         "other/app",
         &[file("root", 1, "o"), file("timestamp", 1, "o")],
         &[],
-        None,
     )
     .unwrap();
     let latest = s.latest(g, "timestamp").unwrap().unwrap();
@@ -148,8 +140,7 @@ fn scenario(s: &dyn MetaStore) -> Vec<String> {
             s.update_many(
                 g,
                 &[file("root", 1, "new"), file("timestamp", 1, "new")],
-                &[],
-                None
+                &[]
             )
             .map(|_| ())
         ),
@@ -222,8 +213,7 @@ fn control_room(s: &dyn MetaStore, log: &mut dyn FnMut(&str, String)) {
         .iter()
         .enumerate()
     {
-        s.update_many(gun, &[file("root", 1, gun)], &[], None)
-            .unwrap();
+        s.update_many(gun, &[file("root", 1, gun)], &[]).unwrap();
         let trust = TrustState {
             tags: (0..=i)
                 .map(|k| Trusted {
@@ -250,6 +240,15 @@ fn control_room(s: &dyn MetaStore, log: &mut dyn FnMut(&str, String)) {
         }],
     )
     .unwrap();
+    // What the summarizer does for marks of jobs and checks (trust is set above).
+    let settle = || {
+        for d in s.dirty(100).unwrap() {
+            s.refresh_summary(&d.gun).unwrap();
+            s.settle(&d).unwrap();
+        }
+        format!("{:?}", s.dirty(100).unwrap())
+    };
+    log("dirty after settling", settle());
     let summary = |g: &str| format!("{:?}", s.summary(g).unwrap());
     log("summary a", summary("cr.example/a"));
     log("summary b", summary("cr.example/b"));
@@ -408,7 +407,7 @@ fn tls_to_postgres_is_verified_against_sslrootcert() {
     };
     let store = PgStore::open(&url(snakeoil)).expect("TLS to PostgreSQL");
     store
-        .update_many("example.com/tls", &[file("root", 1, "r")], &[], None)
+        .update_many("example.com/tls", &[file("root", 1, "r")], &[])
         .unwrap();
     let (tls, all) = tls_sessions(&db.name);
     assert!(tls >= 1 && tls == all, "{tls} of {all} sessions on TLS");

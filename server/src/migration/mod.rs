@@ -35,6 +35,9 @@ pub struct MigrationConfig {
     pub horizon_days: u32,
     /// How often counted DCT reads are written (default 10 s).
     pub usage_flush_seconds: u64,
+    /// How often the summaries of GUNs written since are brought up to date (default 1 s):
+    /// how far the page may lag behind a write.
+    pub summary_seconds: f64,
     /// How often the expiry watchdog logs what expires (default daily).
     pub watchdog_seconds: u64,
     /// Windows in which DCT reads of some GUNs are refused, to flush out hidden users.
@@ -48,6 +51,7 @@ impl Default for MigrationConfig {
         MigrationConfig {
             horizon_days: 30,
             usage_flush_seconds: 10,
+            summary_seconds: 1.0,
             watchdog_seconds: 86_400,
             brownouts: vec![],
             read_only: vec![],
@@ -198,7 +202,7 @@ impl ControlRoom {
 
     /// Switch DCT publishing to `gun` off or back on (a GUN the config lists stays off).
     pub fn switch_read_only(&self, gun: &str, on: bool) -> Result<Value, Error> {
-        if self.store.summary(gun)?.is_none() && on {
+        if on && self.store.latest(gun, "root")?.is_none() {
             return Err(Error::NotFound);
         }
         let changed = self.store.set_read_only(gun, on)?;
@@ -264,8 +268,24 @@ impl ControlRoom {
     /// `GET /_trustbridge/v1/migration/gun?gun=`: one GUN, tag by tag (DCT state, Cosign
     /// state, reconciler findings), its roles' expiry and its DCT reads of the last 30 days.
     pub fn gun(&self, gun: &str) -> Result<Option<Value>, Error> {
-        let Some(summary) = self.store.summary(gun)? else {
-            return Ok(None);
+        // A GUN written within the last summary_seconds has no summary yet: shown as such.
+        let (summary, summarizing) = match self.store.summary(gun)? {
+            Some(s) => (s, false),
+            None if self.store.latest(gun, "root")?.is_some() => (
+                GunSummary {
+                    gun: gun.to_string(),
+                    tags: 0,
+                    mirrored: 0,
+                    verified: 0,
+                    queued: 0,
+                    dead: 0,
+                    drift: 0,
+                    expires: None,
+                    last_read: None,
+                },
+                true,
+            ),
+            None => return Ok(None),
         };
         let now = OffsetDateTime::now_utc();
         let jobs = self.store.jobs_for(gun)?;
@@ -327,6 +347,7 @@ impl ControlRoom {
             "schema": SCHEMA_VERSION,
             "gun": gun,
             "summary": summary_json(&summary, now),
+            "summarizing": summarizing,
             "read_only": self.read_only(gun)?,
             "read_only_since": self.store.read_only_since(gun)?.map(wire_time),
             "tags": tags,

@@ -324,13 +324,45 @@ impl Repo {
         Ok(crate::mirror::trust_state(view.files(), &set))
     }
 
-    /// Give every stored GUN without a control-room summary its trust rows (GUNs stored
-    /// before the tables existed, or by another server on the same database); returns how
-    /// many were adopted.
+    /// The summarizer: bring every GUN that writes marked up to date (its trust recomputed when
+    /// its metadata changed, else its summary), each once however often it was written;
+    /// returns how many.
+    pub async fn summarize_dirty(&self) -> Result<usize, Error> {
+        let mut done = 0;
+        loop {
+            let dirty = self.store.dirty(500)?;
+            if dirty.is_empty() {
+                return Ok(done);
+            }
+            for d in &dirty {
+                if d.trust {
+                    let trust = self.trust_state(&d.gun).await?;
+                    self.store.set_trust(&d.gun, &trust)?;
+                } else {
+                    self.store.refresh_summary(&d.gun)?;
+                }
+                self.store.settle(d)?;
+            }
+            done += dirty.len();
+            if dirty.len() < 500 {
+                return Ok(done);
+            }
+        }
+    }
+
+    /// Give every stored GUN without control-room trust rows its trust (GUNs stored before
+    /// the tables existed, or by another server on the same database); returns how many were
+    /// adopted.
     pub async fn adopt_trust(&self) -> Result<usize, Error> {
+        self.summarize_dirty().await?;
         let mut adopted = 0;
         for gun in self.store.guns()? {
-            if self.store.summary(&gun)?.is_some() {
+            // A GUN with trust rows has at least its root's expiry in its summary.
+            if self
+                .store
+                .summary(&gun)?
+                .is_some_and(|s| s.expires.is_some())
+            {
                 continue;
             }
             let trust = self.trust_state(&gun).await?;
@@ -486,13 +518,14 @@ impl Repo {
         for f in &files {
             newest.insert(&f.role, &f.data);
         }
-        let set = crate::mirror::mirror_set(newest.clone(), self.mirror.unwrap_or_default());
-        let trust = crate::mirror::trust_state(newest, &set);
         let jobs = match self.mirror {
-            Some(_) => crate::mirror::jobs_between(&BTreeMap::new(), &set),
+            Some(on_expiry) => crate::mirror::jobs_between(
+                &BTreeMap::new(),
+                &crate::mirror::mirror_set(newest, on_expiry),
+            ),
             None => vec![],
         };
-        let res = self.store.update_many(gun, &files, &jobs, Some(&trust));
+        let res = self.store.update_many(gun, &files, &jobs);
         self.invalidate(gun);
         res.map(|_| files.len())
     }

@@ -90,7 +90,7 @@ impl Repo {
             .await
             .map_err(|e| Error::Unknown(e.to_string()))?;
         updates.push(ts);
-        self.store_and_remember(gun, &view, updates, vec![], None)
+        self.store_and_remember(gun, &view, updates, vec![])
             .await
             .map(|()| true)
     }

@@ -9,29 +9,24 @@ use trustbridge_tuf::{GoTime, Root, Signed, Snapshot, Timestamp};
 
 use super::{GunView, Repo};
 use crate::error::{Error, ValidationError};
-use crate::storage::{NewJob, Stored, TrustState, Update};
+use crate::storage::{NewJob, Stored, Update};
 
-/// What an update does to DCT trust: the GUN's trust after it (for the control room), and,
-/// with the bridge on, the mirror jobs — the tags whose resolution by a fresh DCT client it
-/// changes (see [`crate::mirror::mirror_set`]), whatever the update touched (targets, a
-/// delegation's keys, the root).
-fn trust_change(
+/// The mirror jobs of an update: the tags whose resolution by a fresh DCT client it changes
+/// (see [`crate::mirror::mirror_set`]), whatever the update touched (targets, a delegation's
+/// keys, the root).
+fn mirror_jobs(
     view: &GunView,
     updates: &[Update],
-    mirror: Option<crate::mirror::OnExpiry>,
-) -> (Vec<NewJob>, TrustState) {
+    on_expiry: crate::mirror::OnExpiry,
+) -> Vec<NewJob> {
     let mut after: BTreeMap<&str, &[u8]> = view.files().collect();
     for u in updates {
         after.insert(&u.role, &u.data);
     }
-    let on_expiry = mirror.unwrap_or_default();
-    let set = crate::mirror::mirror_set(after.clone(), on_expiry);
-    let trust = crate::mirror::trust_state(after, &set);
-    let jobs = match mirror {
-        Some(on_expiry) => crate::mirror::jobs_between(&view.mirror_set(on_expiry), &set),
-        None => vec![],
-    };
-    (jobs, trust)
+    crate::mirror::jobs_between(
+        &view.mirror_set(on_expiry),
+        &crate::mirror::mirror_set(after, on_expiry),
+    )
 }
 use crate::validation;
 
@@ -187,9 +182,11 @@ impl Repo {
             )
             .await?;
         updates.push(ts);
-        let (jobs, trust) = trust_change(&view, &updates, self.mirror);
-        self.store_and_remember(gun, &view, updates, jobs, Some(&trust))
-            .await
+        let jobs = match self.mirror {
+            Some(on_expiry) => mirror_jobs(&view, &updates, on_expiry),
+            None => vec![],
+        };
+        self.store_and_remember(gun, &view, updates, jobs).await
     }
 
     /// Store `updates` and keep the cache in step (on failure, drop it: storage decides).
@@ -199,9 +196,8 @@ impl Repo {
         view: &GunView,
         updates: Vec<Update>,
         jobs: Vec<NewJob>,
-        trust: Option<&TrustState>,
     ) -> Result<(), Error> {
-        match self.store.update_many(gun, &updates, &jobs, trust) {
+        match self.store.update_many(gun, &updates, &jobs) {
             Ok(at) => {
                 self.remember(gun, self.apply(view, &updates, at));
                 Ok(())

@@ -10,6 +10,12 @@
 //!   jobs or reconciler findings change; the overview sums it, pages are range scans of it;
 //! - `dct_usage`: DCT reads per (GUN, day, client kind, client version), added to in batches.
 //!
+//! A write does not recompute any of this itself (that costs O(tags) of the GUN, on every
+//! publish): it marks its GUN in `migration_dirty`, in its own transaction, so a crash never
+//! loses the mark, and the summarizer ([`crate::repo::Repo::summarize_dirty`], every
+//! `summary_seconds`) recomputes each marked GUN once however often it was written. A mark
+//! carries a sequence number; it is cleared only if no write marked the GUN again meanwhile.
+//!
 //! The SQL is written once, with `$n` parameters (SQLite takes them as `?n`) and only what
 //! both SQLite and PostgreSQL accept.
 
@@ -117,8 +123,24 @@ pub struct PageQuery {
     pub ready: Option<bool>,
 }
 
+/// A GUN whose control-room rows are out of date.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Dirty {
+    pub gun: String,
+    /// Its metadata changed (trust must be recomputed), not only its jobs or checks.
+    pub trust: bool,
+    /// The mark's sequence number, for [`Migration::settle`].
+    pub seq: i64,
+}
+
 /// The control room's reads and the writes that are not part of an update.
 pub trait Migration: Send + Sync {
+    /// Up to `limit` GUNs marked out of date.
+    fn dirty(&self, limit: i64) -> Result<Vec<Dirty>, Error>;
+    /// Recompute `gun`'s summary from its rows (its trust is unchanged).
+    fn refresh_summary(&self, gun: &str) -> Result<(), Error>;
+    /// Clear a mark that was dealt with, unless a write marked the GUN again since.
+    fn settle(&self, d: &Dirty) -> Result<(), Error>;
     /// Replace `gun`'s trust (backfill and the reconciler, for GUNs stored before the table
     /// existed) and recompute its summary.
     fn set_trust(&self, gun: &str, trust: &TrustState) -> Result<(), Error>;
@@ -184,6 +206,8 @@ CREATE INDEX IF NOT EXISTS idx_dct_usage_day ON dct_usage (day);
 CREATE INDEX IF NOT EXISTS idx_bridge_jobs_tag ON bridge_jobs (gun, tag, id);
 CREATE TABLE IF NOT EXISTS dct_read_only (
   gun varchar(255) COLLATE "C" PRIMARY KEY, since bigint NOT NULL);
+CREATE TABLE IF NOT EXISTS migration_dirty (
+  gun varchar(255) COLLATE "C" PRIMARY KEY, trust bigint NOT NULL, seq bigint NOT NULL);
 CREATE TABLE IF NOT EXISTS migration_totals (
   shard bigint PRIMARY KEY, guns bigint NOT NULL, tags bigint NOT NULL, mirrored bigint NOT NULL,
   verified bigint NOT NULL, queued bigint NOT NULL, dead bigint NOT NULL, drift bigint NOT NULL,
@@ -262,6 +286,19 @@ pub fn sqlite_schema() -> String {
 /// `$n` → `?n` for SQLite.
 pub fn sqlite_sql(sql: &str) -> String {
     sql.replace('$', "?")
+}
+
+/// `$1` gun, `$2` 1 when its metadata changed (else 0).
+pub const MARK: &str = "INSERT INTO migration_dirty (gun, trust, seq) VALUES ($1, $2, 1) ON CONFLICT (gun) DO UPDATE SET trust = CASE WHEN excluded.trust > migration_dirty.trust THEN excluded.trust ELSE migration_dirty.trust END, seq = migration_dirty.seq + 1";
+pub const DIRTY: &str = "SELECT gun, trust, seq FROM migration_dirty ORDER BY gun LIMIT $1";
+pub const SETTLE: &str = "DELETE FROM migration_dirty WHERE gun = $1 AND seq = $2";
+
+/// Whether an update of these roles changes what DCT trusts (not a timestamp or snapshot
+/// renewal).
+pub fn touches_trust<'a>(roles: impl IntoIterator<Item = &'a str>) -> bool {
+    roles
+        .into_iter()
+        .any(|r| r == "root" || r == "targets" || r.starts_with("targets/"))
 }
 
 pub const DELETE_TAGS: &str = "DELETE FROM trust_tags WHERE gun = $1";

@@ -57,14 +57,13 @@ pub type Watcher = Arc<dyn Fn(Option<&str>) + Send + Sync>;
 pub trait MetaStore: Outbox + Migration + Send + Sync + 'static {
     /// Store `updates` for `gun` in one transaction. Fails with [`Error::OldVersion`] if any
     /// role already has a version ≥ the new one (nothing is written then). A timestamp among
-    /// the updates writes a changefeed row. `trust` (when the update changes what DCT trusts)
-    /// replaces the GUN's trust rows. Returns the storage time recorded.
+    /// the updates writes a changefeed row, and the GUN is marked for the control room. Returns
+    /// the storage time recorded.
     fn update_many(
         &self,
         gun: &str,
         updates: &[Update],
         jobs: &[NewJob],
-        trust: Option<&TrustState>,
     ) -> Result<time::OffsetDateTime, Error>;
     /// Highest stored version of `role`.
     fn latest(&self, gun: &str, role: &str) -> Result<Option<Stored>, Error>;

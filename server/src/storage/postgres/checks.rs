@@ -37,7 +37,7 @@ impl PgStore {
                 .await
                 .map_err(pg)?;
             }
-            super::migration::refresh(&tx, &gun).await?;
+            super::migration::mark(&tx, &gun, false).await?;
             tx.commit().await.map_err(pg)
         })
     }

@@ -101,6 +101,15 @@ async fn resummarize(tx: &Transaction<'_>, gun: &str) -> Result<(), Error> {
     Ok(())
 }
 
+/// Mark `gun` for the summarizer (in the caller's transaction).
+pub(super) async fn mark(tx: &Transaction<'_>, gun: &str, trust: bool) -> Result<(), Error> {
+    let st = tx.prepare_cached(m::MARK).await.map_err(pg)?;
+    tx.execute(&st, &[&gun, &i64::from(trust)])
+        .await
+        .map(|_| ())
+        .map_err(pg)
+}
+
 fn summary(r: &Row) -> GunSummary {
     GunSummary {
         gun: r.get(0),
@@ -116,7 +125,7 @@ fn summary(r: &Row) -> GunSummary {
 }
 
 impl PgStore {
-    /// Run a job `UPDATE ... RETURNING gun` and refresh the summaries of the GUNs it touched,
+    /// Run a job `UPDATE ... RETURNING gun` and mark the GUNs it touched,
     /// in one transaction; returns how many rows it changed.
     pub(super) fn update_jobs(&self, sql: &'static str, params: Vec<Param>) -> Result<u64, Error> {
         self.run(move |pool| async move {
@@ -127,7 +136,7 @@ impl PgStore {
             let rows = tx.query(sql, &refs).await.map_err(pg)?;
             let guns: std::collections::BTreeSet<String> = rows.iter().map(|r| r.get(0)).collect();
             for g in &guns {
-                refresh(&tx, g).await?;
+                mark(&tx, g, false).await?;
             }
             tx.commit().await.map_err(pg)?;
             Ok(rows.len() as u64)
@@ -136,6 +145,44 @@ impl PgStore {
 }
 
 impl Migration for PgStore {
+    fn dirty(&self, limit: i64) -> Result<Vec<m::Dirty>, Error> {
+        self.run(move |pool| async move {
+            let c = pool.get().await.map_err(pool_err)?;
+            let rows = c.query(m::DIRTY, &[&limit]).await.map_err(pg)?;
+            Ok(rows
+                .iter()
+                .map(|r| m::Dirty {
+                    gun: r.get(0),
+                    trust: r.get::<_, i64>(1) != 0,
+                    seq: r.get(2),
+                })
+                .collect())
+        })
+    }
+
+    fn refresh_summary(&self, gun: &str) -> Result<(), Error> {
+        let gun = gun.to_string();
+        self.run(move |pool| async move {
+            let mut c = pool.get().await.map_err(pool_err)?;
+            let tx = c.transaction().await.map_err(pg)?;
+            // Replicas summarizing the same GUN take turns: the totals move once per change.
+            super::lock_gun(&tx, &gun).await?;
+            refresh(&tx, &gun).await?;
+            tx.commit().await.map_err(pg)
+        })
+    }
+
+    fn settle(&self, d: &m::Dirty) -> Result<(), Error> {
+        let d = d.clone();
+        self.run(move |pool| async move {
+            let c = pool.get().await.map_err(pool_err)?;
+            c.execute(m::SETTLE, &[&d.gun, &d.seq])
+                .await
+                .map(|_| ())
+                .map_err(pg)
+        })
+    }
+
     fn set_trust(&self, gun: &str, trust: &TrustState) -> Result<(), Error> {
         let (gun, trust) = (gun.to_string(), trust.clone());
         self.run(move |pool| async move {

@@ -40,8 +40,8 @@ use schema::{SCHEMA, SCHEMA_LOCK};
 
 use super::outbox::unknown;
 use super::{
-    Change, Finish, Job, JobState, MetaStore, NewJob, Outbox, Stored, TagCheck, TrustState, Update,
-    Watcher, sha256_hex,
+    Change, Finish, Job, JobState, MetaStore, NewJob, Outbox, Stored, TagCheck, Update, Watcher,
+    sha256_hex,
 };
 use crate::error::Error;
 
@@ -338,7 +338,6 @@ impl MetaStore for PgStore {
         gun: &str,
         updates: &[Update],
         jobs: &[NewJob],
-        trust: Option<&TrustState>,
     ) -> Result<OffsetDateTime, Error> {
         for (i, u) in updates.iter().enumerate() {
             if updates[..i]
@@ -349,7 +348,8 @@ impl MetaStore for PgStore {
             }
         }
         let (gun, updates, jobs) = (gun.to_string(), updates.to_vec(), jobs.to_vec());
-        let trust = trust.cloned();
+        let trust =
+            crate::storage::migration::touches_trust(updates.iter().map(|u| u.role.as_str()));
         let note = self.note(&gun);
         self.run(move |pool| async move {
             let mut c = pool.get().await.map_err(pool_err)?;
@@ -392,11 +392,8 @@ impl MetaStore for PgStore {
                 }
             }
             insert_jobs(&tx, &gun, &jobs, now_nanos()).await?;
-            if let Some(trust) = &trust {
-                migration::write_trust(&tx, &gun, trust).await?;
-            }
-            if trust.is_some() || !jobs.is_empty() {
-                migration::refresh(&tx, &gun).await?;
+            if trust || !jobs.is_empty() {
+                migration::mark(&tx, &gun, trust).await?;
             }
             notify_on_commit(&tx, &note).await?;
             tx.commit().await.map_err(pg)?;
@@ -470,7 +467,7 @@ impl MetaStore for PgStore {
                 notify_on_commit(&tx, &note).await?;
             }
             insert_jobs(&tx, &gun, &jobs, now_nanos()).await?;
-            migration::refresh(&tx, &gun).await?;
+            migration::mark(&tx, &gun, true).await?;
             tx.commit().await.map_err(pg)?;
             Ok(n > 0)
         })
@@ -639,7 +636,7 @@ impl Outbox for PgStore {
             let mut c = pool.get().await.map_err(pool_err)?;
             let tx = c.transaction().await.map_err(pg)?;
             insert_jobs(&tx, &gun, &jobs, now_nanos()).await?;
-            migration::refresh(&tx, &gun).await?;
+            migration::mark(&tx, &gun, false).await?;
             tx.commit().await.map_err(pg)
         })
     }

@@ -99,12 +99,20 @@ fn resummarize(tx: &Connection, gun: &str) -> Result<(), Error> {
     Ok(())
 }
 
-/// Refresh every GUN a job statement touched (`gun` column of `ids`' rows).
-pub(super) fn refresh_guns(tx: &Connection, guns: &[String]) -> Result<(), Error> {
+/// Mark `gun` for the summarizer (in the caller's transaction).
+pub(super) fn mark(tx: &Connection, gun: &str, trust: bool) -> Result<(), Error> {
+    tx.prepare_cached(&sql(m::MARK))
+        .and_then(|mut st| st.execute(params![gun, i64::from(trust)]))
+        .map(|_| ())
+        .map_err(storage)
+}
+
+/// Mark every GUN a job statement touched.
+pub(super) fn mark_guns(tx: &Connection, guns: &[String]) -> Result<(), Error> {
     let mut seen = std::collections::BTreeSet::new();
     for g in guns {
         if seen.insert(g) {
-            refresh(tx, g)?;
+            mark(tx, g, false)?;
         }
     }
     Ok(())
@@ -125,6 +133,35 @@ fn summary(r: &Row<'_>) -> rusqlite::Result<GunSummary> {
 }
 
 impl Migration for SqliteStore {
+    fn dirty(&self, limit: i64) -> Result<Vec<m::Dirty>, Error> {
+        let db = self.db();
+        let mut st = db.prepare_cached(&sql(m::DIRTY)).map_err(storage)?;
+        let rows = st
+            .query_map([limit], |r| {
+                Ok(m::Dirty {
+                    gun: r.get(0)?,
+                    trust: r.get::<_, i64>(1)? != 0,
+                    seq: r.get(2)?,
+                })
+            })
+            .map_err(storage)?;
+        rows.collect::<rusqlite::Result<_>>().map_err(storage)
+    }
+
+    fn refresh_summary(&self, gun: &str) -> Result<(), Error> {
+        let mut db = self.db();
+        let tx = db.transaction().map_err(storage)?;
+        refresh(&tx, gun)?;
+        tx.commit().map_err(storage)
+    }
+
+    fn settle(&self, d: &m::Dirty) -> Result<(), Error> {
+        self.db()
+            .execute(&sql(m::SETTLE), params![d.gun, d.seq])
+            .map(|_| ())
+            .map_err(storage)
+    }
+
     fn set_trust(&self, gun: &str, trust: &TrustState) -> Result<(), Error> {
         let mut db = self.db();
         let tx = db.transaction().map_err(storage)?;

@@ -12,8 +12,7 @@ mod migration;
 
 use super::outbox::unknown;
 use super::{
-    Change, Finish, Job, JobState, MetaStore, NewJob, Outbox, Stored, TagCheck, TrustState, Update,
-    sha256_hex,
+    Change, Finish, Job, JobState, MetaStore, NewJob, Outbox, Stored, TagCheck, Update, sha256_hex,
 };
 use crate::error::Error;
 
@@ -227,7 +226,6 @@ impl MetaStore for SqliteStore {
         gun: &str,
         updates: &[Update],
         jobs: &[NewJob],
-        trust: Option<&TrustState>,
     ) -> Result<OffsetDateTime, Error> {
         let mut db = self.db();
         let tx = db.transaction().map_err(storage)?;
@@ -270,11 +268,9 @@ impl MetaStore for SqliteStore {
             }
         }
         insert_jobs(&tx, gun, jobs, now)?;
-        if let Some(trust) = trust {
-            migration::write_trust(&tx, gun, trust)?;
-        }
-        if trust.is_some() || !jobs.is_empty() {
-            migration::refresh(&tx, gun)?;
+        let trust = super::migration::touches_trust(updates.iter().map(|u| u.role.as_str()));
+        if trust || !jobs.is_empty() {
+            migration::mark(&tx, gun, trust)?;
         }
         tx.commit().map_err(storage)?;
         Ok(time_of(now))
@@ -319,7 +315,7 @@ impl MetaStore for SqliteStore {
             .map_err(storage)?;
         }
         insert_jobs(&tx, gun, jobs, now_nanos())?;
-        migration::refresh(&tx, gun)?;
+        migration::mark(&tx, gun, true)?;
         tx.commit().map_err(storage)?;
         Ok(n > 0)
     }
@@ -419,7 +415,7 @@ impl Outbox for SqliteStore {
                 id
             ],
         )?;
-        migration::refresh_guns(&tx, &guns)?;
+        migration::mark_guns(&tx, &guns)?;
         tx.commit().map_err(storage)
     }
 
@@ -446,7 +442,7 @@ impl Outbox for SqliteStore {
             "UPDATE bridge_jobs SET state = 'pending', attempts = 0, next_at = ?1, updated_at = ?1 WHERE state IN ('dead', 'not-configured', 'failed') AND substr(gun, 1, length(?2)) = ?2 RETURNING gun",
             params![now, prefix],
         )?;
-        migration::refresh_guns(&tx, &guns)?;
+        migration::mark_guns(&tx, &guns)?;
         tx.commit().map_err(storage)?;
         Ok(guns.len())
     }
@@ -460,7 +456,7 @@ impl Outbox for SqliteStore {
             "UPDATE bridge_jobs SET state = 'dropped', updated_at = ?1 WHERE id = ?2 AND state IN ('pending', 'failed', 'dead') RETURNING gun",
             params![now, id],
         )?;
-        migration::refresh_guns(&tx, &guns)?;
+        migration::mark_guns(&tx, &guns)?;
         tx.commit().map_err(storage)?;
         Ok(!guns.is_empty())
     }
@@ -469,7 +465,7 @@ impl Outbox for SqliteStore {
         let mut db = self.db();
         let tx = db.transaction().map_err(storage)?;
         insert_jobs(&tx, gun, jobs, now_nanos())?;
-        migration::refresh(&tx, gun)?;
+        migration::mark(&tx, gun, false)?;
         tx.commit().map_err(storage)
     }
 
@@ -527,7 +523,7 @@ impl Outbox for SqliteStore {
             )
             .map_err(storage)?;
         }
-        migration::refresh(&tx, gun)?;
+        migration::mark(&tx, gun, false)?;
         tx.commit().map_err(storage)
     }
 
