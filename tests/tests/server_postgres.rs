@@ -283,6 +283,10 @@ fn control_room(s: &dyn MetaStore, log: &mut dyn FnMut(&str, String)) {
         "expiring",
         format!("{:?}", s.expiring("cr.example/", day(15), 10).unwrap()),
     );
+    log(
+        "roles of b",
+        format!("{:?}", s.roles_of("cr.example/b").unwrap()),
+    );
     use trustbridge_server::storage::migration::Usage;
     let u = |gun: &str, client: &str, reads: i64, at: i64| Usage {
         gun: gun.into(),

@@ -330,12 +330,10 @@ impl ControlRoom {
                 })
             })
             .collect();
-        let far = now + time::Duration::days(365 * 100);
         let roles: Vec<Value> = self
             .store
-            .expiring(gun, far, 1000)?
+            .roles_of(gun)?
             .into_iter()
-            .filter(|e| e.gun == gun)
             .map(|e| {
                 json!({"role": e.role, "expires": wire_time(e.expires),
                        "expired": e.expires < now, "soon": e.expires < self.horizon(now),

@@ -166,6 +166,8 @@ pub trait Migration: Send + Sync {
         horizon: OffsetDateTime,
         limit: i64,
     ) -> Result<Vec<Expiring>, Error>;
+    /// Every role of `gun` the watchdog knows, soonest expiry first.
+    fn roles_of(&self, gun: &str) -> Result<Vec<Expiring>, Error>;
     /// Add a batch of reads (counts add up; `last_seen` keeps the latest) and move each GUN's
     /// `last_read` forward.
     fn add_usage(&self, batch: &[Usage]) -> Result<(), Error>;
@@ -368,6 +370,9 @@ pub const ROLE_COUNTS: &str = "SELECT CAST(COALESCE(SUM(CASE WHEN expires < $1 T
 
 /// `$1` prefix, `$2` its upper bound, `$3` horizon, `$4` limit.
 pub const EXPIRING: &str = "SELECT gun, role, expires FROM trust_roles WHERE expires < $3 AND gun >= $1 AND (CAST($2 AS VARCHAR(255)) IS NULL OR gun < CAST($2 AS VARCHAR(255))) ORDER BY expires, gun, role LIMIT $4";
+
+pub const ROLES_OF: &str =
+    "SELECT gun, role, expires FROM trust_roles WHERE gun = $1 ORDER BY expires, role";
 
 pub const TAGS_OF: &str =
     "SELECT tag, digest, role, signers, expires FROM trust_tags WHERE gun = $1 ORDER BY tag";

@@ -311,6 +311,22 @@ impl Migration for PgStore {
         })
     }
 
+    fn roles_of(&self, gun: &str) -> Result<Vec<Expiring>, Error> {
+        let gun = gun.to_string();
+        self.run(move |pool| async move {
+            let c = pool.get().await.map_err(pool_err)?;
+            let rows = c.query(m::ROLES_OF, &[&gun]).await.map_err(pg)?;
+            Ok(rows
+                .iter()
+                .map(|r| Expiring {
+                    gun: r.get(0),
+                    role: r.get(1),
+                    expires: m::time_of(r.get(2)),
+                })
+                .collect())
+        })
+    }
+
     fn add_usage(&self, batch: &[Usage]) -> Result<(), Error> {
         let batch = batch.to_vec();
         self.run(move |pool| async move {

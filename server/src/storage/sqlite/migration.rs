@@ -276,6 +276,21 @@ impl Migration for SqliteStore {
         rows.collect::<rusqlite::Result<_>>().map_err(storage)
     }
 
+    fn roles_of(&self, gun: &str) -> Result<Vec<Expiring>, Error> {
+        let db = self.db();
+        let mut st = db.prepare_cached(&sql(m::ROLES_OF)).map_err(storage)?;
+        let rows = st
+            .query_map([gun], |r| {
+                Ok(Expiring {
+                    gun: r.get(0)?,
+                    role: r.get(1)?,
+                    expires: m::time_of(r.get(2)?),
+                })
+            })
+            .map_err(storage)?;
+        rows.collect::<rusqlite::Result<_>>().map_err(storage)
+    }
+
     fn add_usage(&self, batch: &[Usage]) -> Result<(), Error> {
         let mut db = self.db();
         let tx = db.transaction().map_err(storage)?;
