@@ -56,6 +56,8 @@ pub struct Config {
     /// Our own section: `trustbridge.migration` (status page horizon, usage flushing,
     /// brownouts, read-only GUNs).
     pub migration: crate::migration::MigrationConfig,
+    /// Our own section: `trustbridge.http` (handshake and header timeouts, connection cap).
+    pub http_limits: crate::http::Limits,
 }
 
 fn lookup<'a>(json: &'a Value, key: &str) -> Option<std::borrow::Cow<'a, Value>> {
@@ -344,6 +346,11 @@ impl Config {
             auth,
             token_issuer,
             renewal,
+            http_limits: match lookup(json, "trustbridge.http") {
+                None => Default::default(),
+                Some(v) => serde_json::from_value(v.into_owned())
+                    .map_err(|e| format!("trustbridge.http: {e}"))?,
+            },
             migration: match lookup(json, "trustbridge.migration") {
                 None => Default::default(),
                 Some(v) => crate::migration::MigrationConfig::from_value(v.into_owned())?,

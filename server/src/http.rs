@@ -5,7 +5,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
@@ -60,16 +60,57 @@ pub fn tls_acceptor(
     Ok(TlsAcceptor::from(Arc::new(cfg)))
 }
 
+/// How long a client may take before it is dropped, and how many may be connected at once
+/// (`trustbridge.http`). notary-server (Go's `http.Server` with no timeouts) let a client
+/// that never finishes its TLS handshake or its headers (slowloris) hold a connection
+/// forever.
+#[derive(Clone, Copy, Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Limits {
+    /// The TLS handshake must finish within this (default 10 s).
+    pub tls_handshake_seconds: f64,
+    /// A request's headers must arrive within this (HTTP/1; default 30 s, hyper's).
+    pub header_read_seconds: f64,
+    /// At most this many connections at once; more wait in the listen queue (default 4096).
+    pub max_connections: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            tls_handshake_seconds: 10.0,
+            header_read_seconds: 30.0,
+            max_connections: 4096,
+        }
+    }
+}
+
+impl Limits {
+    fn secs(v: f64) -> std::time::Duration {
+        std::time::Duration::from_secs_f64(v.clamp(0.05, 3600.0))
+    }
+}
+
 pub async fn serve(
     listener: TcpListener,
     tls: Option<TlsAcceptor>,
     app: axum::Router,
+    limits: Limits,
     shutdown: impl std::future::Future<Output = ()>,
 ) -> Result<(), Error> {
+    let slots = Arc::new(tokio::sync::Semaphore::new(limits.max_connections.max(1)));
     tokio::pin!(shutdown);
     // Each connection task holds a clone: the strong count tells how many are open.
     let conns = Arc::new(());
     loop {
+        // At the cap, stop accepting: new clients wait in the kernel's queue, not in memory.
+        let slot = tokio::select! {
+            s = slots.clone().acquire_owned() => match s {
+                Ok(s) => s,
+                Err(_) => break,
+            },
+            _ = &mut shutdown => break,
+        };
         let (sock, peer): (tokio::net::TcpStream, SocketAddr) = tokio::select! {
             r = listener.accept() => match r {
                 Ok(x) => x,
@@ -90,15 +131,27 @@ pub async fn serve(
         let guard = conns.clone();
         tokio::spawn(async move {
             let _guard = guard;
-            let builder = auto::Builder::new(TokioExecutor::new());
+            let _slot = slot;
+            let mut builder = auto::Builder::new(TokioExecutor::new());
+            builder
+                .http1()
+                .timer(TokioTimer::new())
+                .header_read_timeout(Limits::secs(limits.header_read_seconds));
             let res = match tls {
-                Some(acc) => match acc.accept(sock).await {
-                    Ok(s) => builder.serve_connection(TokioIo::new(s), svc).await,
-                    Err(e) => {
-                        tracing::debug!(%peer, error = %e, "TLS handshake failed");
-                        return;
+                Some(acc) => {
+                    let handshake = Limits::secs(limits.tls_handshake_seconds);
+                    match tokio::time::timeout(handshake, acc.accept(sock)).await {
+                        Ok(Ok(s)) => builder.serve_connection(TokioIo::new(s), svc).await,
+                        Ok(Err(e)) => {
+                            tracing::debug!(%peer, error = %e, "TLS handshake failed");
+                            return;
+                        }
+                        Err(_) => {
+                            tracing::debug!(%peer, "TLS handshake timed out");
+                            return;
+                        }
                     }
-                },
+                }
                 None => builder.serve_connection(TokioIo::new(sock), svc).await,
             };
             if let Err(e) = res {

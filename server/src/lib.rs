@@ -271,7 +271,7 @@ pub async fn run(
         .map_err(|e| Error::Start(e.to_string()))?;
     tracing::info!(addr = %local, tls = tls.is_some(), "trustbridge-server serving");
     ready(local);
-    let res = http::serve(listener, tls, router, shutdown).await;
+    let res = http::serve(listener, tls, router, config.http_limits, shutdown).await;
     flusher.abort();
     watchdog.abort();
     adopter.abort();

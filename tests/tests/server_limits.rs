@@ -1,0 +1,100 @@
+//! Slow and silent clients are dropped (issue: no TLS-handshake or header-read timeout let a
+//! slowloris client hold connections forever): a TCP connection that never starts TLS, and a
+//! TLS client that never finishes its headers, are closed after the configured time, while
+//! the real notary client is served all along.
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use trustbridge_e2e::bridge::start_bridge_with;
+use trustbridge_e2e::init;
+use trustbridge_e2e::server::notary;
+
+/// Seconds until the server closes `s` (reads until EOF or error), at most 20.
+fn closed_after(mut s: impl Read) -> Duration {
+    let start = Instant::now();
+    let mut buf = [0u8; 512];
+    loop {
+        match s.read(&mut buf) {
+            Ok(0) | Err(_) => return start.elapsed(),
+            Ok(_) => {}
+        }
+        assert!(start.elapsed() < Duration::from_secs(20), "never closed");
+    }
+}
+
+#[test]
+fn silent_and_slow_clients_are_dropped() {
+    init();
+    let tmp = tempfile::tempdir().unwrap();
+    let st = start_bridge_with(
+        tmp.path(),
+        "",
+        r#","http":{"tls_handshake_seconds":1,"header_read_seconds":1}"#,
+    );
+    let addr = format!("127.0.0.1:{}", st.port);
+
+    // Many silent connections at once (no TLS ClientHello): each is closed after ~1 s.
+    let silent: Vec<TcpStream> = (0..50)
+        .map(|_| {
+            let s = TcpStream::connect(&addr).unwrap();
+            s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+            s
+        })
+        .collect();
+    // A TLS client that sends half a request and then nothing (slowloris).
+    let ca = std::fs::read(&st.ca).unwrap();
+    let mut roots = rustls::RootCertStore::empty();
+    for c in rustls_pki_types_certs(&ca) {
+        roots.add(c).unwrap();
+    }
+    let cfg = Arc::new(
+        rustls::ClientConfig::builder_with_provider(Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth(),
+    );
+    let conn = rustls::ClientConnection::new(cfg, "127.0.0.1".try_into().unwrap()).unwrap();
+    let sock = TcpStream::connect(&addr).unwrap();
+    sock.set_read_timeout(Some(Duration::from_secs(20)))
+        .unwrap();
+    let mut tls = rustls::StreamOwned::new(conn, sock);
+    tls.write_all(b"GET /_notary_server/health HTTP/1.1\r\nHost: x\r\nX-Slow: ")
+        .unwrap();
+    tls.flush().unwrap();
+
+    // Meanwhile the real client is served.
+    let out = notary(
+        &st.url,
+        &st.ca,
+        &tmp.path().join("trust"),
+        &["init", "127.0.0.1/limits/app", "-p"],
+    );
+    assert!(!out.contains("fatal"), "{out}");
+
+    let slow = closed_after(&mut tls);
+    assert!(
+        slow < Duration::from_secs(6),
+        "the slowloris client was kept {slow:?}"
+    );
+    for s in silent {
+        let t = closed_after(s);
+        assert!(
+            t < Duration::from_secs(6),
+            "a silent connection was kept {t:?}"
+        );
+    }
+}
+
+fn rustls_pki_types_certs(pem_bytes: &[u8]) -> Vec<rustls::pki_types::CertificateDer<'static>> {
+    pem::parse_many(pem_bytes)
+        .unwrap()
+        .into_iter()
+        .map(|p| rustls::pki_types::CertificateDer::from(p.contents().to_vec()))
+        .collect()
+}
