@@ -108,6 +108,7 @@ fn disable_core_dumps() {
         rlim_max: 0,
     };
     // SAFETY: plain syscalls on this process with valid arguments.
+    #[allow(unsafe_code)]
     unsafe {
         if libc::setrlimit(libc::RLIMIT_CORE, &zero) != 0 {
             tracing::warn!("could not disable core dumps (setrlimit)");

@@ -1,10 +1,6 @@
 //! Test-only crate: sigstore-rs as an implementation nobody here wrote, checking what
 //! trustbridge reads and writes in Cosign's formats. See tests/.
 
-use std::path::{Path, PathBuf};
-use std::process::Command;
-use std::time::{Duration, Instant};
-
 use sigstore::cosign::verification_constraint::{PublicKeyVerifier, VerificationConstraintVec};
 use sigstore::cosign::{ClientBuilder, CosignCapabilities, verify_constraints};
 use sigstore::registry::{Auth, ClientConfig, ClientProtocol, OciReference};
