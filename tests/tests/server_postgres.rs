@@ -249,6 +249,10 @@ fn control_room(s: &dyn MetaStore, log: &mut dyn FnMut(&str, String)) {
         format!("{:?}", s.dirty(100).unwrap())
     };
     log("dirty after settling", settle());
+    // example.com/app and other/app (no trust rows) are marked; the four above are not.
+    log("unadopted", format!("{}", s.mark_unadopted().unwrap()));
+    log("dirty to adopt", format!("{:?}", s.dirty(100).unwrap()));
+    settle();
     let summary = |g: &str| format!("{:?}", s.summary(g).unwrap());
     log("summary a", summary("cr.example/a"));
     log("summary b", summary("cr.example/b"));
@@ -360,6 +364,7 @@ fn postgres_store_answers_as_the_sqlite_store_does() {
         "{a:?}"
     );
     assert!(a.iter().any(|l| l == "recreate: Ok(())"), "{a:?}");
+    assert!(a.iter().any(|l| l == "unadopted: 2"), "{a:?}");
     for l in a
         .iter()
         .filter(|l| l.starts_with("page") || l.starts_with("read"))

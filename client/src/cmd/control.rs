@@ -18,6 +18,15 @@ fn get(ctx: &Ctx, remote: &Remote, path: &str) -> Result<Value> {
     serde_json::from_slice(&body).map_err(|e| Error::Usage(format!("{path}: {e}")))
 }
 
+/// One GUN, tag by tag (`/_trustbridge/v1/migration/gun`).
+fn gun_doc(ctx: &Ctx, remote: &Remote, gun: &str) -> Result<Value> {
+    get(
+        ctx,
+        remote,
+        &format!("/_trustbridge/v1/migration/gun?{}", url_query("gun", gun)),
+    )
+}
+
 /// Every GUN summary under `prefix` (walking the pages), optionally only ready / not ready.
 fn all_guns(ctx: &Ctx, remote: &Remote, prefix: &str, ready: Option<bool>) -> Result<Vec<Value>> {
     let mut out = Vec::new();
@@ -49,11 +58,7 @@ fn s<'a>(v: &'a Value, k: &str) -> &'a str {
 pub(super) fn status(ctx: &Ctx, gun: Option<&str>, prefix: &str) -> Result<()> {
     let remote = ctx.remote()?;
     if let Some(gun) = gun {
-        let d = get(
-            ctx,
-            &remote,
-            &format!("/_trustbridge/v1/migration/gun?{}", url_query("gun", gun)),
-        )?;
+        let d = gun_doc(ctx, &remote, gun)?;
         if ctx.json {
             print_json(&d);
             return Ok(());
@@ -183,12 +188,7 @@ pub(super) fn ready(ctx: &Ctx, gun: Option<&str>, prefix: &str) -> Result<()> {
     let remote = ctx.remote()?;
     let guns = match gun {
         Some(g) => {
-            let d = get(
-                ctx,
-                &remote,
-                &format!("/_trustbridge/v1/migration/gun?{}", url_query("gun", g)),
-            )?;
-            vec![d["summary"].clone()]
+            vec![gun_doc(ctx, &remote, g)?["summary"].clone()]
         }
         None => all_guns(ctx, &remote, prefix, None)?,
     };

@@ -19,7 +19,7 @@ use time::OffsetDateTime;
 
 use crate::error::Error;
 use crate::storage::MetaStore;
-use crate::storage::migration::{GunSummary, PageQuery, day_of};
+use crate::storage::migration::{GunSummary, PageQuery, Totals, day_of};
 
 /// Version of the JSON documents below; bumped only for incompatible changes.
 pub const SCHEMA_VERSION: u32 = 1;
@@ -217,14 +217,21 @@ impl ControlRoom {
         now + time::Duration::days(self.config.horizon_days.into())
     }
 
-    /// `GET /_trustbridge/v1/migration`: the overview.
-    pub fn overview(&self) -> Result<Value, Error> {
-        let now = OffsetDateTime::now_utc();
+    /// The overview's numbers at `now` (reads in the last 7 and 30 days, roles expired or
+    /// within the horizon); the expiry gauges follow them.
+    fn totals(&self, now: OffsetDateTime) -> Result<Totals, Error> {
         let today = day_of(now);
         let t = self
             .store
             .totals(now, self.horizon(now), today - 6, today - 29)?;
         self.metrics.roles_expiry(t.expired_roles, t.expiring_roles);
+        Ok(t)
+    }
+
+    /// `GET /_trustbridge/v1/migration`: the overview.
+    pub fn overview(&self) -> Result<Value, Error> {
+        let now = OffsetDateTime::now_utc();
+        let t = self.totals(now)?;
         let brownouts: Vec<Value> = self
             .config
             .brownouts
@@ -274,14 +281,7 @@ impl ControlRoom {
             None if self.store.latest(gun, "root")?.is_some() => (
                 GunSummary {
                     gun: gun.to_string(),
-                    tags: 0,
-                    mirrored: 0,
-                    verified: 0,
-                    queued: 0,
-                    dead: 0,
-                    drift: 0,
-                    expires: None,
-                    last_read: None,
+                    ..GunSummary::default()
                 },
                 true,
             ),
@@ -423,13 +423,8 @@ impl ControlRoom {
     /// with the command that renews it (at most 100 lines a run).
     pub fn watch_expiry(&self) {
         let now = OffsetDateTime::now_utc();
-        let today = day_of(now);
-        match self
-            .store
-            .totals(now, self.horizon(now), today - 6, today - 29)
-        {
-            Ok(t) => self.metrics.roles_expiry(t.expired_roles, t.expiring_roles),
-            Err(e) => tracing::warn!(error = %e, "expiry watchdog: counting failed"),
+        if let Err(e) = self.totals(now) {
+            tracing::warn!(error = %e, "expiry watchdog: counting failed");
         }
         match self.store.expiring("", self.horizon(now), 100) {
             Ok(rows) => {

@@ -35,6 +35,14 @@ impl Client {
         }
     }
 
+    /// The kind [`Self::as_str`] names (anything else is `Other`).
+    pub fn parse(s: &str) -> Client {
+        [Client::Docker, Client::Go, Client::Trustbridge]
+            .into_iter()
+            .find(|c| c.as_str() == s)
+            .unwrap_or(Client::Other)
+    }
+
     /// What the page says of a client kind.
     pub fn describe(kind: &str) -> &'static str {
         match kind {
@@ -103,7 +111,9 @@ const SHARDS: usize = 16;
 pub struct Recorder {
     shards: Vec<Mutex<HashMap<u64, Vec<Count>>>>,
     metrics: Metrics,
-    series: std::sync::RwLock<std::collections::HashSet<(Client, String)>>,
+    /// The (client, major) series `/metrics` has (at most [`MAX_SERIES`]: a scan, no
+    /// allocation on the read path).
+    series: std::sync::RwLock<Vec<(Client, String)>>,
 }
 
 impl Recorder {
@@ -111,55 +121,70 @@ impl Recorder {
         Recorder {
             shards: (0..SHARDS).map(|_| Mutex::new(HashMap::new())).collect(),
             metrics,
-            series: std::sync::RwLock::new(Default::default()),
+            series: std::sync::RwLock::new(Vec::new()),
         }
     }
 
     /// Count one read of `gun`'s trust data by the client `user_agent` names.
     pub fn record(&self, gun: &str, user_agent: Option<&str>, now: OffsetDateTime) {
         let (client, version) = parse_agent(user_agent.unwrap_or(""));
-        let day = day_of(now);
-        let mut h = std::collections::hash_map::DefaultHasher::new();
-        (gun, day, client, version).hash(&mut h);
-        let key = h.finish();
-        {
-            let mut shard = self.shards[(key as usize) % SHARDS]
-                .lock()
-                .unwrap_or_else(|p| p.into_inner());
-            let bucket = shard.entry(key).or_default();
-            match bucket.iter_mut().find(|c| {
-                c.gun == gun && c.day == day && c.client == client && c.version == version
-            }) {
-                Some(c) => {
-                    c.reads += 1;
-                    c.last_seen = now;
-                }
-                None => bucket.push(Count {
-                    gun: gun.to_string(),
-                    day,
-                    client,
-                    version: version.to_string(),
-                    reads: 1,
-                    last_seen: now,
-                }),
-            }
-        }
+        self.add(gun, day_of(now), client, version, 1, now);
         self.count_metric(client, major(version));
     }
 
+    /// Add `reads` to one (GUN, day, client, version) count; only a first read of it
+    /// allocates.
+    fn add(
+        &self,
+        gun: &str,
+        day: i64,
+        client: Client,
+        version: &str,
+        reads: i64,
+        seen: OffsetDateTime,
+    ) {
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        (gun, day, client, version).hash(&mut h);
+        let key = h.finish();
+        let mut shard = self.shards[(key as usize) % SHARDS]
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        let bucket = shard.entry(key).or_default();
+        match bucket
+            .iter_mut()
+            .find(|c| c.gun == gun && c.day == day && c.client == client && c.version == version)
+        {
+            Some(c) => {
+                c.reads += reads;
+                c.last_seen = c.last_seen.max(seen);
+            }
+            None => bucket.push(Count {
+                gun: gun.to_string(),
+                day,
+                client,
+                version: version.to_string(),
+                reads,
+                last_seen: seen,
+            }),
+        }
+    }
+
     fn count_metric(&self, client: Client, major: &str) {
-        let key = (client, major.to_string());
+        let is = |(c, m): &(Client, String)| *c == client && m == major;
         let known = self
             .series
             .read()
             .unwrap_or_else(|p| p.into_inner())
-            .contains(&key);
+            .iter()
+            .any(is);
         let major = if known {
             major
         } else {
             let mut series = self.series.write().unwrap_or_else(|p| p.into_inner());
-            if series.len() < MAX_SERIES {
-                series.insert(key);
+            if series.iter().any(is) {
+                major
+            } else if series.len() < MAX_SERIES {
+                series.push((client, major.to_string()));
                 major
             } else {
                 "other"
@@ -188,35 +213,8 @@ impl Recorder {
     /// Put back a batch that could not be written, to be tried with the next one.
     pub fn restore(&self, batch: Vec<Usage>) {
         for u in batch {
-            let client = match u.client.as_str() {
-                "docker" => Client::Docker,
-                "go" => Client::Go,
-                "trustbridge" => Client::Trustbridge,
-                _ => Client::Other,
-            };
-            let mut h = std::collections::hash_map::DefaultHasher::new();
-            (u.gun.as_str(), u.day, client, u.version.as_str()).hash(&mut h);
-            let key = h.finish();
-            let mut shard = self.shards[(key as usize) % SHARDS]
-                .lock()
-                .unwrap_or_else(|p| p.into_inner());
-            let bucket = shard.entry(key).or_default();
-            match bucket.iter_mut().find(|c| {
-                c.gun == u.gun && c.day == u.day && c.client == client && c.version == u.version
-            }) {
-                Some(c) => {
-                    c.reads += u.reads;
-                    c.last_seen = c.last_seen.max(u.last_seen);
-                }
-                None => bucket.push(Count {
-                    gun: u.gun,
-                    day: u.day,
-                    client,
-                    version: u.version,
-                    reads: u.reads,
-                    last_seen: u.last_seen,
-                }),
-            }
+            let client = Client::parse(&u.client);
+            self.add(&u.gun, u.day, client, &u.version, u.reads, u.last_seen);
         }
     }
 }

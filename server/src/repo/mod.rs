@@ -354,21 +354,8 @@ impl Repo {
     /// the tables existed, or by another server on the same database); returns how many were
     /// adopted.
     pub async fn adopt_trust(&self) -> Result<usize, Error> {
+        let adopted = self.store.mark_unadopted()?;
         self.summarize_dirty().await?;
-        let mut adopted = 0;
-        for gun in self.store.guns()? {
-            // A GUN with trust rows has at least its root's expiry in its summary.
-            if self
-                .store
-                .summary(&gun)?
-                .is_some_and(|s| s.expires.is_some())
-            {
-                continue;
-            }
-            let trust = self.trust_state(&gun).await?;
-            self.store.set_trust(&gun, &trust)?;
-            adopted += 1;
-        }
         Ok(adopted)
     }
 

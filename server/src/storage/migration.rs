@@ -21,6 +21,7 @@
 
 use time::OffsetDateTime;
 
+pub use super::{nanos, time_of};
 use crate::error::Error;
 
 /// What a fresh DCT client resolves one tag to (see [`crate::mirror::mirror_set`]).
@@ -43,7 +44,7 @@ pub struct TrustState {
 }
 
 /// One GUN's row on the status page.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct GunSummary {
     pub gun: String,
     /// Tags DCT trusts.
@@ -141,6 +142,10 @@ pub trait Migration: Send + Sync {
     fn refresh_summary(&self, gun: &str) -> Result<(), Error>;
     /// Clear a mark that was dealt with, unless a write marked the GUN again since.
     fn settle(&self, d: &Dirty) -> Result<(), Error>;
+    /// Mark (for a trust recomputation) every live GUN without trust rows — a GUN with a
+    /// root has at least its root's; returns how many were marked. One statement, however
+    /// many GUNs are stored.
+    fn mark_unadopted(&self) -> Result<usize, Error>;
     /// Replace `gun`'s trust (backfill and the reconciler, for GUNs stored before the table
     /// existed) and recompute its summary.
     fn set_trust(&self, gun: &str, trust: &TrustState) -> Result<(), Error>;
@@ -294,6 +299,7 @@ pub fn sqlite_sql(sql: &str) -> String {
 pub const MARK: &str = "INSERT INTO migration_dirty (gun, trust, seq) VALUES ($1, $2, 1) ON CONFLICT (gun) DO UPDATE SET trust = CASE WHEN excluded.trust > migration_dirty.trust THEN excluded.trust ELSE migration_dirty.trust END, seq = migration_dirty.seq + 1";
 pub const DIRTY: &str = "SELECT gun, trust, seq FROM migration_dirty ORDER BY gun LIMIT $1";
 pub const SETTLE: &str = "DELETE FROM migration_dirty WHERE gun = $1 AND seq = $2";
+pub const MARK_UNADOPTED: &str = "INSERT INTO migration_dirty (gun, trust, seq) SELECT DISTINCT f.gun, 1, 1 FROM tuf_files f WHERE f.deleted_at IS NULL AND NOT EXISTS (SELECT 1 FROM trust_roles r WHERE r.gun = f.gun) ON CONFLICT (gun) DO UPDATE SET trust = 1, seq = migration_dirty.seq + 1";
 
 /// Whether an update of these roles changes what DCT trusts (not a timestamp or snapshot
 /// renewal).
@@ -336,9 +342,6 @@ ON CONFLICT (gun) DO UPDATE SET tags = excluded.tags, mirrored = excluded.mirror
 /// Whether `gun` still has stored metadata (a summary is kept only for those).
 pub const GUN_EXISTS: &str =
     "SELECT EXISTS(SELECT 1 FROM tuf_files WHERE gun = $1 AND deleted_at IS NULL)";
-
-pub const SUMMARY_COLS: &str =
-    "gun, tags, mirrored, verified, queued, dead, drift, expires, last_read";
 
 /// A page from `$1` on (the prefix itself, inclusive; [`PAGE_AFTER`]: after the previous
 /// page's last GUN), below `$2` (the prefix's upper bound, NULL: none), `$3` rows, `$4` the
@@ -412,14 +415,6 @@ pub fn upper_bound(prefix: &str) -> Option<String> {
 /// Days since the epoch of `t` (UTC).
 pub fn day_of(t: OffsetDateTime) -> i64 {
     t.unix_timestamp().div_euclid(86_400)
-}
-
-pub fn nanos(t: OffsetDateTime) -> i64 {
-    t.unix_timestamp_nanos() as i64
-}
-
-pub fn time_of(nanos: i64) -> OffsetDateTime {
-    OffsetDateTime::from_unix_timestamp_nanos(nanos as i128).unwrap_or(OffsetDateTime::UNIX_EPOCH)
 }
 
 #[cfg(test)]

@@ -94,6 +94,21 @@ pub trait MetaStore: Outbox + Migration + Send + Sync + 'static {
     }
 }
 
+/// Times as both stores keep ours (bridge jobs, checks, the control room's tables):
+/// nanoseconds since the epoch, UTC, so nothing is rounded away.
+pub fn nanos(t: time::OffsetDateTime) -> i64 {
+    t.unix_timestamp_nanos() as i64
+}
+
+pub fn now_nanos() -> i64 {
+    nanos(time::OffsetDateTime::now_utc())
+}
+
+pub fn time_of(nanos: i64) -> time::OffsetDateTime {
+    time::OffsetDateTime::from_unix_timestamp_nanos(nanos as i128)
+        .unwrap_or(time::OffsetDateTime::UNIX_EPOCH)
+}
+
 pub fn sha256_hex(data: &[u8]) -> String {
     hex::encode(ring::digest::digest(&ring::digest::SHA256, data))
 }

@@ -5,10 +5,7 @@ use time::OffsetDateTime;
 use super::{PgStore, pg, pool_err, time_of};
 use crate::error::Error;
 use crate::storage::TagCheck;
-
-fn nanos(t: OffsetDateTime) -> i64 {
-    t.unix_timestamp_nanos() as i64
-}
+use crate::storage::nanos;
 
 impl PgStore {
     pub(super) fn put_checks(&self, gun: &str, checks: &[TagCheck]) -> Result<(), Error> {

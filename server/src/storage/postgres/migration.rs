@@ -110,6 +110,14 @@ pub(super) async fn mark(tx: &Transaction<'_>, gun: &str, trust: bool) -> Result
         .map_err(pg)
 }
 
+fn expiring(r: &Row) -> Expiring {
+    Expiring {
+        gun: r.get(0),
+        role: r.get(1),
+        expires: m::time_of(r.get(2)),
+    }
+}
+
 fn summary(r: &Row) -> GunSummary {
     GunSummary {
         gun: r.get(0),
@@ -169,6 +177,16 @@ impl Migration for PgStore {
             super::lock_gun(&tx, &gun).await?;
             refresh(&tx, &gun).await?;
             tx.commit().await.map_err(pg)
+        })
+    }
+
+    fn mark_unadopted(&self) -> Result<usize, Error> {
+        self.run(move |pool| async move {
+            let c = pool.get().await.map_err(pool_err)?;
+            c.execute(m::MARK_UNADOPTED, &[])
+                .await
+                .map(|n| n as usize)
+                .map_err(pg)
         })
     }
 
@@ -300,14 +318,7 @@ impl Migration for PgStore {
                 )
                 .await
                 .map_err(pg)?;
-            Ok(rows
-                .iter()
-                .map(|r| Expiring {
-                    gun: r.get(0),
-                    role: r.get(1),
-                    expires: m::time_of(r.get(2)),
-                })
-                .collect())
+            Ok(rows.iter().map(expiring).collect())
         })
     }
 
@@ -316,14 +327,7 @@ impl Migration for PgStore {
         self.run(move |pool| async move {
             let c = pool.get().await.map_err(pool_err)?;
             let rows = c.query(m::ROLES_OF, &[&gun]).await.map_err(pg)?;
-            Ok(rows
-                .iter()
-                .map(|r| Expiring {
-                    gun: r.get(0),
-                    role: r.get(1),
-                    expires: m::time_of(r.get(2)),
-                })
-                .collect())
+            Ok(rows.iter().map(expiring).collect())
         })
     }
 

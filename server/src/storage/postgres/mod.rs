@@ -43,6 +43,7 @@ use super::{
     Change, Finish, Job, JobState, MetaStore, NewJob, Outbox, Stored, TagCheck, Update, Watcher,
     sha256_hex,
 };
+use super::{now_nanos, time_of};
 use crate::error::Error;
 
 /// The error with its causes: tokio-postgres puts the detail (the server's message, the TLS
@@ -69,10 +70,6 @@ fn pool_err(e: deadpool_postgres::PoolError) -> Error {
     Error::Storage(format!("PostgreSQL: {}", chain(&e)))
 }
 
-fn now_nanos() -> i64 {
-    OffsetDateTime::now_utc().unix_timestamp_nanos() as i64
-}
-
 /// notary's columns are `timestamp` (no zone), written in UTC.
 fn now_ts() -> PrimitiveDateTime {
     let n = OffsetDateTime::now_utc();
@@ -81,10 +78,6 @@ fn now_ts() -> PrimitiveDateTime {
         .replace_nanosecond(n.nanosecond() / 1000 * 1000)
         .unwrap_or(n);
     PrimitiveDateTime::new(n.date(), n.time())
-}
-
-fn time_of(nanos: i64) -> OffsetDateTime {
-    OffsetDateTime::from_unix_timestamp_nanos(nanos as i128).unwrap_or(OffsetDateTime::UNIX_EPOCH)
 }
 
 const FILE_COLS: &str = "role, version, data, sha256, created_at";

@@ -118,6 +118,14 @@ pub(super) fn mark_guns(tx: &Connection, guns: &[String]) -> Result<(), Error> {
     Ok(())
 }
 
+fn expiring(r: &Row<'_>) -> rusqlite::Result<Expiring> {
+    Ok(Expiring {
+        gun: r.get(0)?,
+        role: r.get(1)?,
+        expires: m::time_of(r.get(2)?),
+    })
+}
+
 fn summary(r: &Row<'_>) -> rusqlite::Result<GunSummary> {
     Ok(GunSummary {
         gun: r.get(0)?,
@@ -153,6 +161,12 @@ impl Migration for SqliteStore {
         let tx = db.transaction().map_err(storage)?;
         refresh(&tx, gun)?;
         tx.commit().map_err(storage)
+    }
+
+    fn mark_unadopted(&self) -> Result<usize, Error> {
+        self.db()
+            .execute(&sql(m::MARK_UNADOPTED), [])
+            .map_err(storage)
     }
 
     fn settle(&self, d: &m::Dirty) -> Result<(), Error> {
@@ -264,13 +278,7 @@ impl Migration for SqliteStore {
         let rows = st
             .query_map(
                 params![prefix, m::upper_bound(prefix), m::nanos(horizon), limit],
-                |r| {
-                    Ok(Expiring {
-                        gun: r.get(0)?,
-                        role: r.get(1)?,
-                        expires: m::time_of(r.get(2)?),
-                    })
-                },
+                expiring,
             )
             .map_err(storage)?;
         rows.collect::<rusqlite::Result<_>>().map_err(storage)
@@ -279,15 +287,7 @@ impl Migration for SqliteStore {
     fn roles_of(&self, gun: &str) -> Result<Vec<Expiring>, Error> {
         let db = self.db();
         let mut st = db.prepare_cached(&sql(m::ROLES_OF)).map_err(storage)?;
-        let rows = st
-            .query_map([gun], |r| {
-                Ok(Expiring {
-                    gun: r.get(0)?,
-                    role: r.get(1)?,
-                    expires: m::time_of(r.get(2)?),
-                })
-            })
-            .map_err(storage)?;
+        let rows = st.query_map([gun], expiring).map_err(storage)?;
         rows.collect::<rusqlite::Result<_>>().map_err(storage)
     }
 

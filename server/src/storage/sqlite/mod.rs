@@ -14,6 +14,7 @@ use super::outbox::unknown;
 use super::{
     Change, Finish, Job, JobState, MetaStore, NewJob, Outbox, Stored, TagCheck, Update, sha256_hex,
 };
+use super::{now_nanos, time_of};
 use crate::error::Error;
 
 const SCHEMA: &str = r#"
@@ -81,15 +82,6 @@ fn storage(e: rusqlite::Error) -> Error {
     Error::Storage(e.to_string())
 }
 
-/// Nanoseconds since the epoch, UTC: keeps `Last-Modified` and changefeed times exact.
-fn now_nanos() -> i64 {
-    OffsetDateTime::now_utc().unix_timestamp_nanos() as i64
-}
-
-fn time_of(nanos: i64) -> OffsetDateTime {
-    OffsetDateTime::from_unix_timestamp_nanos(nanos as i128).unwrap_or(OffsetDateTime::UNIX_EPOCH)
-}
-
 /// Outbox rows, due at once (`next_at` = now).
 fn insert_jobs(tx: &Connection, gun: &str, jobs: &[NewJob], now: i64) -> Result<(), Error> {
     let mut st = tx
@@ -110,13 +102,6 @@ fn insert_jobs(tx: &Connection, gun: &str, jobs: &[NewJob], now: i64) -> Result<
         .map_err(storage)?;
     }
     Ok(())
-}
-
-/// Run a job `UPDATE ... RETURNING gun`; the GUNs of the rows it changed.
-fn job_guns(tx: &Connection, sql: &str, p: impl rusqlite::Params) -> Result<Vec<String>, Error> {
-    let mut st = tx.prepare_cached(sql).map_err(storage)?;
-    let rows = st.query_map(p, |r| r.get(0)).map_err(storage)?;
-    rows.collect::<rusqlite::Result<_>>().map_err(storage)
 }
 
 const JOB_COLS: &str =
@@ -210,6 +195,21 @@ impl SqliteStore {
 
     fn db(&self) -> std::sync::MutexGuard<'_, Connection> {
         self.conn.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Run a job `UPDATE ... RETURNING gun` and mark the GUNs it touched, in one
+    /// transaction (as the PostgreSQL store's `update_jobs`); returns how many rows changed.
+    fn update_jobs(&self, sql: &str, p: impl rusqlite::Params) -> Result<usize, Error> {
+        let mut db = self.db();
+        let tx = db.transaction().map_err(storage)?;
+        let guns: Vec<String> = {
+            let mut st = tx.prepare_cached(sql).map_err(storage)?;
+            let rows = st.query_map(p, |r| r.get(0)).map_err(storage)?;
+            rows.collect::<rusqlite::Result<_>>().map_err(storage)?
+        };
+        migration::mark_guns(&tx, &guns)?;
+        tx.commit().map_err(storage)?;
+        Ok(guns.len())
     }
 
     fn one(&self, sql: &str, p: impl rusqlite::Params) -> Result<Option<Stored>, Error> {
@@ -402,10 +402,7 @@ impl Outbox for SqliteStore {
     fn finish_job(&self, id: i64, finish: Finish) -> Result<(), Error> {
         let now = now_nanos();
         let (state, error, retry_in) = finish.parts();
-        let mut db = self.db();
-        let tx = db.transaction().map_err(storage)?;
-        let guns = job_guns(
-            &tx,
+        self.update_jobs(
             "UPDATE bridge_jobs SET state = ?1, updated_at = ?2, attempts = attempts + 1, last_error = ?3, next_at = ?4 WHERE id = ?5 RETURNING gun",
             params![
                 state.as_str(),
@@ -414,9 +411,8 @@ impl Outbox for SqliteStore {
                 now + retry_in.as_nanos() as i64,
                 id
             ],
-        )?;
-        migration::mark_guns(&tx, &guns)?;
-        tx.commit().map_err(storage)
+        )
+        .map(|_| ())
     }
 
     fn job_states(&self) -> Result<Vec<(JobState, i64)>, Error> {
@@ -435,30 +431,19 @@ impl Outbox for SqliteStore {
     fn requeue(&self, prefix: &str) -> Result<usize, Error> {
         let now = now_nanos();
         // GUNs are compared by prefix without LIKE's wildcards.
-        let mut db = self.db();
-        let tx = db.transaction().map_err(storage)?;
-        let guns = job_guns(
-            &tx,
+        self.update_jobs(
             "UPDATE bridge_jobs SET state = 'pending', attempts = 0, next_at = ?1, updated_at = ?1 WHERE state IN ('dead', 'not-configured', 'failed') AND substr(gun, 1, length(?2)) = ?2 RETURNING gun",
             params![now, prefix],
-        )?;
-        migration::mark_guns(&tx, &guns)?;
-        tx.commit().map_err(storage)?;
-        Ok(guns.len())
+        )
     }
 
     fn drop_job(&self, id: i64) -> Result<bool, Error> {
         let now = now_nanos();
-        let mut db = self.db();
-        let tx = db.transaction().map_err(storage)?;
-        let guns = job_guns(
-            &tx,
+        self.update_jobs(
             "UPDATE bridge_jobs SET state = 'dropped', updated_at = ?1 WHERE id = ?2 AND state IN ('pending', 'failed', 'dead') RETURNING gun",
             params![now, id],
-        )?;
-        migration::mark_guns(&tx, &guns)?;
-        tx.commit().map_err(storage)?;
-        Ok(!guns.is_empty())
+        )
+        .map(|n| n > 0)
     }
 
     fn enqueue(&self, gun: &str, jobs: &[NewJob]) -> Result<(), Error> {
