@@ -87,12 +87,22 @@ fn dct_signed_tag_is_mirrored_and_verified_by_sigstore_rs() {
         &["verify-both", &image, "--key", wrong_file.to_str().unwrap()],
     );
     assert!(err.contains("no Cosign signature by this key"), "{err}");
-    let table = trustbridge(
-        &url,
-        &ca,
-        &trust,
-        &["migration", "status", "--prefix", "127.0.0.1:"],
-    );
+    // The status table follows the summarizer (about a second behind the delivery).
+    let start = std::time::Instant::now();
+    let table = loop {
+        let table = trustbridge(
+            &url,
+            &ca,
+            &trust,
+            &["migration", "status", "--prefix", "127.0.0.1:"],
+        );
+        if table.contains("1 mirrored, in 1 repositories")
+            || start.elapsed() > std::time::Duration::from_secs(30)
+        {
+            break table;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(300));
+    };
     assert!(
         table.contains(&gun) && table.contains("1 mirrored, in 1 repositories"),
         "{table}"
