@@ -9,7 +9,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-peers=(notary notary-server notary-signer docker-registry skopeo protoc wrk curl tmux)
+peers=(notary notary-server notary-signer docker-registry skopeo protoc wrk curl tmux chromium)
 missing=()
 for b in "${peers[@]}"; do command -v "$b" >/dev/null 2>&1 || missing+=("$b"); done
 if [ ${#missing[@]} -gt 0 ]; then
@@ -20,7 +20,7 @@ if [ ${#missing[@]} -gt 0 ]; then
   echo "test.sh: installing peers (missing: ${missing[*]})"
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -qq
-  apt-get install -y -qq notary docker-registry skopeo protobuf-compiler wrk curl tmux >/dev/null
+  apt-get install -y -qq notary docker-registry skopeo protobuf-compiler wrk curl tmux chromium >/dev/null
 fi
 for b in "${peers[@]}"; do
   command -v "$b" >/dev/null 2>&1 || { echo "test.sh: peer $b still missing after install" >&2; exit 1; }
@@ -85,9 +85,38 @@ done
 
 cargo fmt --all -- --check
 python3 scripts/check-import-cycles.py
-# Product crates and their tests (the default members).
+# Lints: every product crate, its tests and the fuzz targets, warnings as errors (the lints
+# and their reasons are [workspace.lints] in Cargo.toml). sigstore-tests is linted in its own
+# step below, for the same aws-lc-rs reason it is built apart.
+cargo clippy --workspace --exclude trustbridge-sigstore-tests --all-targets -- -D warnings
+# Product crates and their tests (the default members). cargo-nextest (on this kind of
+# machine) runs the test binaries side by side: most e2e tests wait on real processes, not
+# on the two cores (the crates have no doc tests). Plain cargo test where it is missing.
 status=0
-cargo test --no-fail-fast || status=$?
+if command -v cargo-nextest >/dev/null 2>&1; then
+  cargo nextest run --no-fail-fast --test-threads "${TRUSTBRIDGE_TEST_THREADS:-4}" || status=$?
+else
+  cargo test --no-fail-fast || status=$?
+fi
+# Fuzz targets (fuzz/, libFuzzer): each runs briefly over its committed seed corpus (real
+# notary 0.7.0 metadata, wire captures and key files, and every input that once crashed it).
+# This build shares the test build's dependencies and has no coverage instrumentation, so it
+# replays the corpus and mutates blindly; coverage-guided runs are `cargo fuzz run TARGET`
+# (README, "Fuzzing").
+cargo build -q -p trustbridge-fuzz --bins
+fuzz_bin=${CARGO_TARGET_DIR:-target}/debug
+for t in $(sed -n 's/^name = "\(.*\)"$/\1/p' fuzz/Cargo.toml | grep -v '^trustbridge-fuzz$'); do
+  work=$(mktemp -d)
+  if ! "$fuzz_bin/$t" "$work" "fuzz/corpus/$t" -max_total_time="${TRUSTBRIDGE_FUZZ_SECONDS:-5}" \
+      -timeout=10 -rss_limit_mb=2048 -artifact_prefix="$work/" >"$work/log" 2>&1; then
+    echo "test.sh: fuzz target $t failed:" >&2
+    tail -30 "$work/log" >&2
+    status=1
+  else
+    echo "fuzz $t: $(grep -Eo 'Done [0-9]+ runs' "$work/log" || echo ran)"
+  fi
+  rm -rf "$work"
+done
 # sigstore-rs, the independent Cosign verifier, in a build of its own: it brings aws-lc-rs,
 # which must not leak into the product build through feature unification. sigstore-js
 # (npm @sigstore/verify, pinned by sigstore-tests/js/package-lock.json) verifies the v3 bundles.
@@ -95,5 +124,6 @@ for b in node npm; do
   command -v "$b" >/dev/null 2>&1 || { echo "test.sh: $b is missing (Node.js >= 20.17 runs sigstore-js)" >&2; exit 1; }
 done
 npm ci --prefix sigstore-tests/js --no-audit --no-fund --loglevel=error
+cargo clippy -p trustbridge-sigstore-tests --all-targets -- -D warnings
 cargo test -p trustbridge-sigstore-tests --no-fail-fast || status=$?
 exit $status

@@ -7,9 +7,7 @@
 use base64::Engine as _;
 use x509_parser::prelude::FromDer as _;
 
-use trustbridge_cosign::media::{
-    BUNDLE, INTOTO_PAYLOAD, OCI_INDEX, OCI_MANIFEST, SIGN_PREDICATE, SIGNATURE_ANNOTATION,
-};
+use trustbridge_cosign::media::{BUNDLE, OCI_INDEX, OCI_MANIFEST, SIGNATURE_ANNOTATION};
 use trustbridge_cosign::names::{fallback_tag, sig_tag, split_repository};
 
 use crate::error::{Error, Result};
@@ -72,17 +70,11 @@ pub fn layers(
         let sig = base64::engine::general_purpose::STANDARD
             .decode(sig)
             .unwrap_or_default();
-        let body: serde_json::Value = serde_json::from_slice(&payload).unwrap_or_default();
+        let claim = trustbridge_cosign::payload::read(&payload);
         out.push(Layer {
             digest,
-            signed_digest: body["critical"]["image"]["docker-manifest-digest"]
-                .as_str()
-                .unwrap_or_default()
-                .into(),
-            docker_reference: body["critical"]["identity"]["docker-reference"]
-                .as_str()
-                .unwrap_or_default()
-                .into(),
+            signed_digest: claim.signed_digest,
+            docker_reference: claim.docker_reference,
             verified: key.verify_der(&payload, &sig).is_ok(),
         });
     }
@@ -119,7 +111,6 @@ pub fn bundles(
         return Ok(vec![]);
     };
     let index: serde_json::Value = serde_json::from_slice(&index).unwrap_or_default();
-    let b64 = base64::engine::general_purpose::STANDARD;
     let mut out = Vec::new();
     for e in index["manifests"].as_array().cloned().unwrap_or_default() {
         let Some(md) = e["digest"].as_str() else {
@@ -139,32 +130,15 @@ pub fn bundles(
         let blob = reg
             .get(&format!("blobs/{layer}"), None)?
             .unwrap_or_default();
-        let bundle: serde_json::Value = serde_json::from_slice(&blob).unwrap_or_default();
-        let env = &bundle["dsseEnvelope"];
-        let payload = b64
-            .decode(env["payload"].as_str().unwrap_or_default())
-            .unwrap_or_default();
-        let payload_type = env["payloadType"].as_str().unwrap_or_default();
-        let sig = b64
-            .decode(env["signatures"][0]["sig"].as_str().unwrap_or_default())
-            .unwrap_or_default();
-        let statement: serde_json::Value = serde_json::from_slice(&payload).unwrap_or_default();
-        let signed_digests = statement["subject"]
-            .as_array()
-            .cloned()
-            .unwrap_or_default()
-            .iter()
-            .filter_map(|s| {
-                s["digest"]["sha256"]
-                    .as_str()
-                    .map(|h| format!("sha256:{h}"))
-            })
-            .collect();
-        let verified = payload_type == INTOTO_PAYLOAD
-            && statement["predicateType"] == SIGN_PREDICATE
+        let read = trustbridge_cosign::bundle::read(&blob);
+        let verified = read.is_sign_statement()
             && key
-                .verify_der(&trustbridge_tuf::dsse::pae(payload_type, &payload), &sig)
+                .verify_der(
+                    &trustbridge_tuf::dsse::pae(&read.payload_type, &read.payload),
+                    &read.sig,
+                )
                 .is_ok();
+        let signed_digests = read.subjects;
         out.push(Bundle {
             manifest: md.into(),
             signed_digests,

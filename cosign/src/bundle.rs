@@ -145,3 +145,57 @@ mod tests {
         assert_eq!(m["annotations"][STATEMENT_ANNOTATION], sha256(b"{}"));
     }
 }
+
+/// A Sigstore bundle as a verifier reads it: the DSSE envelope's type, payload and first
+/// signature, and the statement's predicate type and subject digests (`sha256:<hex>`). Any
+/// bytes are taken; what is missing reads as empty, which no key verifies.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Read {
+    pub payload_type: String,
+    pub payload: Vec<u8>,
+    pub sig: Vec<u8>,
+    pub predicate_type: String,
+    pub subjects: Vec<String>,
+}
+
+impl Read {
+    /// Whether the envelope holds cosign's sign statement (what a key must then verify over
+    /// DSSE's pre-authentication encoding of `payload_type` and `payload`).
+    pub fn is_sign_statement(&self) -> bool {
+        self.payload_type == INTOTO_PAYLOAD && self.predicate_type == SIGN_PREDICATE
+    }
+}
+
+pub fn read(blob: &[u8]) -> Read {
+    let bundle: Value = serde_json::from_slice(blob).unwrap_or_default();
+    let env = &bundle["dsseEnvelope"];
+    let payload = B64
+        .decode(env["payload"].as_str().unwrap_or_default())
+        .unwrap_or_default();
+    let sig = B64
+        .decode(env["signatures"][0]["sig"].as_str().unwrap_or_default())
+        .unwrap_or_default();
+    let statement: Value = serde_json::from_slice(&payload).unwrap_or_default();
+    let subjects = statement["subject"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .filter_map(|s| {
+                    s["digest"]["sha256"]
+                        .as_str()
+                        .map(|h| format!("sha256:{h}"))
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    Read {
+        payload_type: env["payloadType"].as_str().unwrap_or_default().to_string(),
+        predicate_type: statement["predicateType"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string(),
+        payload,
+        sig,
+        subjects,
+    }
+}

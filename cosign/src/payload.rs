@@ -66,6 +66,24 @@ pub fn payload(c: &Claim) -> Vec<u8> {
     .into_bytes()
 }
 
+/// What a simple-signing payload claims, as a verifier reads it: the digest and the docker
+/// reference under `critical` (empty where the payload does not say). Any bytes are taken:
+/// what is not JSON, or not of this shape, claims nothing.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Read {
+    pub signed_digest: String,
+    pub docker_reference: String,
+}
+
+pub fn read(payload: &[u8]) -> Read {
+    let body: Value = serde_json::from_slice(payload).unwrap_or_default();
+    let s = |v: &Value| v.as_str().unwrap_or_default().to_string();
+    Read {
+        signed_digest: s(&body["critical"]["image"]["docker-manifest-digest"]),
+        docker_reference: s(&body["critical"]["identity"]["docker-reference"]),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -58,6 +58,8 @@ pub struct Config {
     pub migration: crate::migration::MigrationConfig,
     /// Our own section: `trustbridge.http` (handshake and header timeouts, connection cap).
     pub http_limits: crate::http::Limits,
+    /// `trustbridge.cache`: the memory budget for cached repository views.
+    pub cache: crate::repo::CacheSettings,
 }
 
 fn lookup<'a>(json: &'a Value, key: &str) -> Option<std::borrow::Cow<'a, Value>> {
@@ -350,6 +352,11 @@ impl Config {
                 None => Default::default(),
                 Some(v) => serde_json::from_value(v.into_owned())
                     .map_err(|e| format!("trustbridge.http: {e}"))?,
+            },
+            cache: match lookup(json, "trustbridge.cache") {
+                None => Default::default(),
+                Some(v) => serde_json::from_value(v.into_owned())
+                    .map_err(|e| format!("trustbridge.cache: {e}"))?,
             },
             migration: match lookup(json, "trustbridge.migration") {
                 None => Default::default(),

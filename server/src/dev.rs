@@ -147,6 +147,7 @@ pub fn prepare(data: &Path, addr: &str) -> Result<(Config, DevSigner), Error> {
         log_level: "info".into(),
         renewal: Default::default(),
         migration: Default::default(),
+        cache: Default::default(),
         http_limits: Default::default(),
         auth: None,
         client_ca_file: None,

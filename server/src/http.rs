@@ -7,7 +7,6 @@ use std::sync::Arc;
 
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
-use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
 use tokio_rustls::TlsAcceptor;
 
@@ -91,6 +90,81 @@ impl Limits {
     }
 }
 
+/// What the accept loop knows of one open connection: whether a request is in flight, when
+/// it was last busy, and how to ask it to close.
+struct Conn {
+    in_flight: std::sync::atomic::AtomicUsize,
+    /// Milliseconds since the server started, when the last request ended (or it connected).
+    last_active: std::sync::atomic::AtomicU64,
+    close: tokio::sync::Notify,
+}
+
+/// Open connections by ID. At the cap, the idlest one (no request in flight, longest
+/// quiet: a keep-alive client gone silent, a slowloris, a connection still in its TLS
+/// handshake) is asked to close so a new client is served, instead of waiting in the kernel's
+/// listen queue behind clients that do nothing.
+#[derive(Default)]
+struct Conns {
+    open: std::sync::Mutex<std::collections::HashMap<u64, Arc<Conn>>>,
+    next: std::sync::atomic::AtomicU64,
+}
+
+impl Conns {
+    fn add(&self, now: u64) -> (u64, Arc<Conn>) {
+        let id = self.next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let c = Arc::new(Conn {
+            in_flight: Default::default(),
+            last_active: now.into(),
+            close: tokio::sync::Notify::new(),
+        });
+        self.lock().insert(id, c.clone());
+        (id, c)
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, std::collections::HashMap<u64, Arc<Conn>>> {
+        self.open.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Ask the idlest connection to close; false when every one is busy.
+    fn close_idlest(&self) -> bool {
+        use std::sync::atomic::Ordering::Relaxed;
+        let mut open = self.lock();
+        let idlest = open
+            .iter()
+            .filter(|(_, c)| c.in_flight.load(Relaxed) == 0)
+            .min_by_key(|(_, c)| c.last_active.load(Relaxed))
+            .map(|(id, _)| *id);
+        match idlest.and_then(|id| open.remove(&id)) {
+            Some(c) => {
+                c.close.notify_one();
+                true
+            }
+            None => false,
+        }
+    }
+}
+
+/// Counts a request in flight on its connection while it runs.
+struct Busy(Arc<Conn>, std::time::Instant);
+
+impl Busy {
+    fn new(c: Arc<Conn>, started: std::time::Instant) -> Self {
+        c.in_flight
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        Busy(c, started)
+    }
+}
+
+impl Drop for Busy {
+    fn drop(&mut self) {
+        use std::sync::atomic::Ordering::Relaxed;
+        self.0
+            .last_active
+            .store(self.1.elapsed().as_millis() as u64, Relaxed);
+        self.0.in_flight.fetch_sub(1, Relaxed);
+    }
+}
+
 pub async fn serve(
     listener: TcpListener,
     tls: Option<TlsAcceptor>,
@@ -99,18 +173,12 @@ pub async fn serve(
     shutdown: impl std::future::Future<Output = ()>,
 ) -> Result<(), Error> {
     let slots = Arc::new(tokio::sync::Semaphore::new(limits.max_connections.max(1)));
+    let conns = Arc::new(Conns::default());
+    let started = std::time::Instant::now();
     tokio::pin!(shutdown);
     // Each connection task holds a clone: the strong count tells how many are open.
-    let conns = Arc::new(());
+    let alive = Arc::new(());
     loop {
-        // At the cap, stop accepting: new clients wait in the kernel's queue, not in memory.
-        let slot = tokio::select! {
-            s = slots.clone().acquire_owned() => match s {
-                Ok(s) => s,
-                Err(_) => break,
-            },
-            _ = &mut shutdown => break,
-        };
         let (sock, peer): (tokio::net::TcpStream, SocketAddr) = tokio::select! {
             r = listener.accept() => match r {
                 Ok(x) => x,
@@ -118,51 +186,117 @@ pub async fn serve(
             },
             _ = &mut shutdown => break,
         };
+        // At the cap, close the idlest connection for this one; when all are busy, wait for
+        // one to end (new clients meanwhile wait in the kernel's queue, not in memory).
+        let slot = match slots.clone().try_acquire_owned() {
+            Ok(s) => s,
+            Err(_) => {
+                if conns.close_idlest() {
+                    tracing::debug!(%peer, "connection cap reached: closed the idlest connection");
+                }
+                tokio::select! {
+                    s = slots.clone().acquire_owned() => match s {
+                        Ok(s) => s,
+                        Err(_) => break,
+                    },
+                    _ = &mut shutdown => break,
+                }
+            }
+        };
         let _ = sock.set_nodelay(true);
+        let (id, conn) = conns.add(started.elapsed().as_millis() as u64);
         // The peer address rides along for the token issuer's rate limit.
-        let svc = TowerToHyperService::new(tower::ServiceExt::map_request(
-            app.clone(),
-            move |mut r: http::Request<hyper::body::Incoming>| {
+        let svc = {
+            let conn = conn.clone();
+            let app = app.clone();
+            hyper::service::service_fn(move |mut r: http::Request<hyper::body::Incoming>| {
                 r.extensions_mut().insert(peer);
-                r
-            },
-        ));
+                let busy = Busy::new(conn.clone(), started);
+                let app = app.clone();
+                async move {
+                    let resp = tower::ServiceExt::oneshot(app, r).await;
+                    drop(busy);
+                    resp
+                }
+            })
+        };
         let tls = tls.clone();
-        let guard = conns.clone();
+        let guard = alive.clone();
+        let conns = conns.clone();
         tokio::spawn(async move {
             let _guard = guard;
             let _slot = slot;
-            let mut builder = auto::Builder::new(TokioExecutor::new());
-            builder
-                .http1()
-                .timer(TokioTimer::new())
-                .header_read_timeout(Limits::secs(limits.header_read_seconds));
-            let res = match tls {
-                Some(acc) => {
-                    let handshake = Limits::secs(limits.tls_handshake_seconds);
-                    match tokio::time::timeout(handshake, acc.accept(sock)).await {
-                        Ok(Ok(s)) => builder.serve_connection(TokioIo::new(s), svc).await,
-                        Ok(Err(e)) => {
-                            tracing::debug!(%peer, error = %e, "TLS handshake failed");
-                            return;
-                        }
-                        Err(_) => {
-                            tracing::debug!(%peer, "TLS handshake timed out");
-                            return;
-                        }
-                    }
-                }
-                None => builder.serve_connection(TokioIo::new(sock), svc).await,
-            };
-            if let Err(e) = res {
-                tracing::debug!(%peer, error = %e, "connection ended with an error");
-            }
+            serve_one(sock, peer, tls, svc, limits, &conn).await;
+            conns.lock().remove(&id);
         });
     }
     // Give in-flight requests a moment to finish.
     let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(5);
-    while Arc::strong_count(&conns) > 1 && tokio::time::Instant::now() < deadline {
+    while Arc::strong_count(&alive) > 1 && tokio::time::Instant::now() < deadline {
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
     Ok(())
+}
+
+/// One connection: the TLS handshake within its limit, then HTTP/1 or HTTP/2 until the client
+/// leaves or the accept loop asks it to close (then in-flight requests finish first).
+async fn serve_one<S>(
+    sock: tokio::net::TcpStream,
+    peer: SocketAddr,
+    tls: Option<TlsAcceptor>,
+    svc: S,
+    limits: Limits,
+    conn: &Conn,
+) where
+    S: hyper::service::Service<
+            http::Request<hyper::body::Incoming>,
+            Response = axum::response::Response,
+            Error = std::convert::Infallible,
+        > + Clone
+        + Send
+        + 'static,
+    S::Future: Send + 'static,
+{
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(Limits::secs(limits.header_read_seconds));
+    macro_rules! run {
+        ($io:expr) => {{
+            let c = builder.serve_connection($io, svc);
+            tokio::pin!(c);
+            let res = tokio::select! {
+                r = c.as_mut() => r,
+                _ = conn.close.notified() => {
+                    c.as_mut().graceful_shutdown();
+                    c.await
+                }
+            };
+            if let Err(e) = res {
+                tracing::debug!(%peer, error = %e, "connection ended with an error");
+            }
+        }};
+    }
+    match tls {
+        Some(acc) => {
+            let handshake = Limits::secs(limits.tls_handshake_seconds);
+            let s = tokio::select! {
+                r = tokio::time::timeout(handshake, acc.accept(sock)) => match r {
+                    Ok(Ok(s)) => s,
+                    Ok(Err(e)) => {
+                        tracing::debug!(%peer, error = %e, "TLS handshake failed");
+                        return;
+                    }
+                    Err(_) => {
+                        tracing::debug!(%peer, "TLS handshake timed out");
+                        return;
+                    }
+                },
+                _ = conn.close.notified() => return,
+            };
+            run!(TokioIo::new(s))
+        }
+        None => run!(TokioIo::new(sock)),
+    }
 }

@@ -15,6 +15,7 @@ pub mod repo;
 pub mod routes;
 pub mod signer_link;
 pub mod storage;
+pub mod upload;
 pub mod validation;
 
 use std::sync::Arc;
@@ -135,6 +136,7 @@ pub async fn run(
         auth,
         issuer,
         repo: Repo::new(store, signer, config.renewal)
+            .with_cache(config.cache)
             .with_mirror(config.bridge.as_ref().map(|b| b.on_expiry)),
         metrics,
         max_age_current: config.max_age_current,

@@ -45,6 +45,7 @@ struct StateLabels {
 }
 
 struct Inner {
+    cache: [prometheus_client::metrics::gauge::Gauge; 4],
     bridge: Family<BridgeLabels, Counter>,
     bridge_states: Family<StateLabels, prometheus_client::metrics::gauge::Gauge>,
     bridge_lease: prometheus_client::metrics::gauge::Gauge,
@@ -91,6 +92,21 @@ impl Metrics {
             "gRPC calls to the signer by RPC and outcome",
             signer.clone(),
         );
+        let cache: [prometheus_client::metrics::gauge::Gauge; 4] = Default::default();
+        for (g, (name, help)) in cache.iter().zip([
+            ("cache_bytes", "Bytes held by cached repository views"),
+            (
+                "cache_budget_bytes",
+                "The budget for cached repository views (trustbridge.cache.max_mib)",
+            ),
+            ("cache_views", "Repository views held in memory"),
+            (
+                "gun_locks",
+                "Per-repository writer locks held (dropped when idle)",
+            ),
+        ]) {
+            registry.register(name, help, g.clone());
+        }
         let bridge = Family::<BridgeLabels, Counter>::default();
         registry.register(
             "bridge_jobs",
@@ -141,6 +157,7 @@ impl Metrics {
             roles_expiring.clone(),
         );
         Metrics(Arc::new(Inner {
+            cache,
             dct_reads,
             roles_expired,
             roles_expiring,
@@ -231,6 +248,19 @@ impl Metrics {
 
     pub fn bridge_lease(&self, held: bool) {
         self.0.bridge_lease.set(held.into());
+    }
+
+    /// The repository cache's (bytes, budget, views, locks) now.
+    pub fn cache(&self, usage: (u64, u64, usize, usize)) {
+        let (bytes, budget, views, locks) = usage;
+        for (g, v) in
+            self.0
+                .cache
+                .iter()
+                .zip([bytes as i64, budget as i64, views as i64, locks as i64])
+        {
+            g.set(v);
+        }
     }
 
     pub fn render(&self) -> String {

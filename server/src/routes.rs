@@ -139,6 +139,19 @@ impl Route {
         }
     }
 
+    /// How many bytes of request body the route reads at most. notary-server set no limit;
+    /// its client sends one update of a few KiB to a few MiB (100k targets are ~9 MiB), so
+    /// 100 MiB refuses only abuse. An import carries a repository's whole history (every
+    /// version, base64 in JSON) and needs `*` access, so it may be larger. No other route
+    /// reads its body.
+    pub fn body_limit(&self) -> usize {
+        match self {
+            Route::Update { .. } => 100 << 20,
+            Route::Import { .. } => 400 << 20,
+            _ => 0,
+        }
+    }
+
     /// The GUN the route names, for the prefix filter.
     pub fn gun(&self) -> Option<&str> {
         match self {

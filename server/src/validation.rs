@@ -187,7 +187,12 @@ fn check_paths(role: &str, t: &Targets, entry: &DelegationRole) -> Result<(), St
 /// Two parts of one update for the same role: notary kept the last one silently; we refuse
 /// the update with the error notary gives a bad file of that role.
 pub fn duplicate_part(role: &str) -> Error {
-    let why = format!("the update has two parts for {role}");
+    bad_role(role, format!("the update has two parts for {role}"))
+}
+
+/// The error notary gives for a bad file of `role`: ErrBadRoot, ErrBadSnapshot, ErrBadTargets
+/// (delegations too), else ErrValidation.
+pub fn bad_role(role: &str, why: String) -> Error {
     match role {
         "root" => ValidationError::BadRoot(why),
         "snapshot" => ValidationError::BadSnapshot(why),

@@ -19,9 +19,20 @@ use crate::error::ApiError;
 use crate::signer_link::SignerLink;
 use axum::response::{IntoResponse, Response};
 
-/// Failed logins allowed per (user, address) within [`FAILURE_WINDOW`].
-const MAX_FAILURES: u32 = 5;
+/// Failed logins allowed per user name, from any address, within [`FAILURE_WINDOW`]: guessing
+/// one account's password from many addresses is stopped.
+const MAX_FAILURES_PER_USER: u32 = 5;
+/// Failed logins allowed per client address, for any user names, within [`FAILURE_WINDOW`]:
+/// spraying one password over many accounts is stopped, while the people behind one NAT can
+/// still mistype a few times each without locking each other out.
+const MAX_FAILURES_PER_ADDRESS: u32 = 30;
 const FAILURE_WINDOW: Duration = Duration::from_secs(300);
+/// How many user names and addresses the limiter remembers at most: beyond that (after the
+/// expired ones are dropped) new logins are refused rather than memory growing.
+const MAX_TRACKED: usize = 65_536;
+/// How long a login may wait for a bcrypt slot before it is refused with 429: bcrypt is
+/// deliberately slow, so unbounded concurrent checks would take every core.
+const BCRYPT_WAIT: Duration = Duration::from_secs(5);
 
 /// Who may do what under a GUN prefix.
 #[derive(Clone, Debug, serde::Deserialize)]
@@ -52,11 +63,92 @@ pub struct Issuer {
     issuer: String,
     signer: SignerLink,
     kid: tokio::sync::OnceCell<String>,
-    failures: Mutex<HashMap<FailureKey, (u32, Instant)>>,
+    limiter: Mutex<Limiter>,
+    /// Concurrent bcrypt checks, at most one per core.
+    bcrypt_slots: tokio::sync::Semaphore,
+    /// A bcrypt hash (at the file's highest cost) checked for unknown user names, so the
+    /// answer takes as long as for a known name and timing does not tell which names exist.
+    dummy_hash: String,
 }
 
-/// Failed logins are counted per (user, client address).
-type FailureKey = (String, Option<IpAddr>);
+/// Failed logins in the current window: (count, window start).
+type Window = (u32, Instant);
+
+/// Login attempts, counted per user name and per client address separately. An attempt is
+/// counted *before* its password is checked (and given back when it succeeds), so concurrent
+/// guesses cannot all pass the check while the first ones are still in bcrypt.
+#[derive(Default)]
+struct Limiter {
+    users: HashMap<String, Window>,
+    addrs: HashMap<IpAddr, Window>,
+}
+
+/// Why a login was not checked.
+#[derive(Debug, PartialEq, Eq)]
+enum Limited {
+    /// Too many failures for this user name or this address in the window.
+    Failures,
+    /// The limiter is full of live entries.
+    Full,
+}
+
+impl Limiter {
+    fn prune(&mut self) {
+        self.users.retain(|_, (_, t)| t.elapsed() < FAILURE_WINDOW);
+        self.addrs.retain(|_, (_, t)| t.elapsed() < FAILURE_WINDOW);
+    }
+
+    /// Count an attempt for (user, addr) unless either is over its limit.
+    fn begin(&mut self, user: &str, addr: Option<IpAddr>) -> Result<(), Limited> {
+        if self.users.len() >= MAX_TRACKED || self.addrs.len() >= MAX_TRACKED {
+            self.prune();
+        }
+        let live = |w: Option<&Window>| {
+            w.filter(|(_, t)| t.elapsed() < FAILURE_WINDOW)
+                .map_or(0, |(n, _)| *n)
+        };
+        if live(self.users.get(user)) >= MAX_FAILURES_PER_USER
+            || addr.is_some_and(|a| live(self.addrs.get(&a)) >= MAX_FAILURES_PER_ADDRESS)
+        {
+            return Err(Limited::Failures);
+        }
+        if (!self.users.contains_key(user) && self.users.len() >= MAX_TRACKED)
+            || addr.is_some_and(|a| !self.addrs.contains_key(&a) && self.addrs.len() >= MAX_TRACKED)
+        {
+            return Err(Limited::Full);
+        }
+        let bump = |w: &mut Window| {
+            if w.1.elapsed() >= FAILURE_WINDOW {
+                *w = (0, Instant::now());
+            }
+            w.0 += 1;
+        };
+        bump(
+            self.users
+                .entry(user.to_string())
+                .or_insert((0, Instant::now())),
+        );
+        if let Some(a) = addr {
+            bump(self.addrs.entry(a).or_insert((0, Instant::now())));
+        }
+        Ok(())
+    }
+
+    /// Give back an attempt that succeeded (or was never checked).
+    fn undo(&mut self, user: &str, addr: Option<IpAddr>) {
+        if let Some(w) = self.users.get_mut(user) {
+            w.0 = w.0.saturating_sub(1);
+        }
+        if let Some(w) = addr.and_then(|a| self.addrs.get_mut(&a)) {
+            w.0 = w.0.saturating_sub(1);
+        }
+    }
+}
+
+/// The bcrypt cost of an htpasswd hash (`$2y$10$...`).
+fn bcrypt_cost(hash: &str) -> Option<u32> {
+    hash.split('$').nth(2)?.parse().ok()
+}
 
 /// Parse an htpasswd file of bcrypt entries (`user:$2y$...`).
 pub fn load_htpasswd(path: &std::path::Path) -> Result<HashMap<String, String>, String> {
@@ -105,6 +197,18 @@ impl Issuer {
         signer: SignerLink,
     ) -> Result<Self, String> {
         let users = load_htpasswd(&cfg.htpasswd)?;
+        let cost = users
+            .values()
+            .filter_map(|h| bcrypt_cost(h))
+            .max()
+            .unwrap_or(bcrypt::DEFAULT_COST)
+            .clamp(4, 31);
+        let mut dummy = [0u8; 16];
+        ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut dummy)
+            .map_err(|_| "no randomness for the token issuer".to_string())?;
+        let dummy_hash = bcrypt::hash(hex::encode(dummy), cost)
+            .map_err(|e| format!("token issuer: bcrypt: {e}"))?;
+        let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
         Ok(Issuer {
             cfg,
             users,
@@ -112,23 +216,53 @@ impl Issuer {
             issuer: issuer.into(),
             signer,
             kid: tokio::sync::OnceCell::new(),
-            failures: Mutex::new(HashMap::new()),
+            limiter: Mutex::new(Limiter::default()),
+            bcrypt_slots: tokio::sync::Semaphore::new(cores),
+            dummy_hash,
         })
     }
 
-    fn limited(&self, user: &str, addr: Option<IpAddr>) -> bool {
-        let mut f = self.failures.lock().unwrap_or_else(|p| p.into_inner());
-        f.retain(|_, (_, t)| t.elapsed() < FAILURE_WINDOW);
-        f.get(&(user.to_string(), addr))
-            .is_some_and(|(n, _)| *n >= MAX_FAILURES)
+    fn limiter(&self) -> std::sync::MutexGuard<'_, Limiter> {
+        self.limiter.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    fn failed(&self, user: &str, addr: Option<IpAddr>) {
-        let mut f = self.failures.lock().unwrap_or_else(|p| p.into_inner());
-        let e = f
-            .entry((user.to_string(), addr))
-            .or_insert((0, Instant::now()));
-        e.0 += 1;
+    /// Check `pass` for `user`: counted first, bcrypt bounded, the same work for unknown names.
+    async fn login(
+        &self,
+        user: &str,
+        pass: zeroize::Zeroizing<String>,
+        addr: Option<IpAddr>,
+    ) -> Result<(), Response> {
+        if let Err(why) = self.limiter().begin(user, addr) {
+            tracing::warn!(user = %user, ?addr, ?why, "token request refused: too many failed logins");
+            return Err(ApiError::new("TOOMANYREQUESTS", None).into_response());
+        }
+        let slot = match tokio::time::timeout(BCRYPT_WAIT, self.bcrypt_slots.acquire()).await {
+            Ok(Ok(slot)) => slot,
+            _ => {
+                self.limiter().undo(user, addr);
+                tracing::warn!(user = %user, ?addr, "token request refused: password checks are saturated");
+                return Err(ApiError::new("TOOMANYREQUESTS", None).into_response());
+            }
+        };
+        let (hash, known) = match self.users.get(user) {
+            Some(h) => (h.clone(), true),
+            None => (self.dummy_hash.clone(), false),
+        };
+        let ok = tokio::task::spawn_blocking(move || {
+            bcrypt::verify(pass.as_str(), &hash).unwrap_or(false)
+        })
+        .await
+        .unwrap_or(false)
+            && known;
+        drop(slot);
+        if ok {
+            self.limiter().undo(user, addr);
+            Ok(())
+        } else {
+            tracing::info!(user = %user, ?addr, "token request refused: wrong credentials");
+            Err(basic_challenge())
+        }
     }
 
     /// The actions `user` may have on `gun`, among `wanted`.
@@ -196,26 +330,8 @@ impl Issuer {
             else {
                 return basic_challenge();
             };
-            if self.limited(&u, addr) {
-                tracing::warn!(user = %u, ?addr, "token request refused: too many failed logins");
-                return ApiError::new("TOOMANYREQUESTS", None).into_response();
-            }
-            let ok = match self.users.get(&u) {
-                Some(hash) => {
-                    let hash = hash.clone();
-                    let pass = p.clone();
-                    tokio::task::spawn_blocking(move || {
-                        bcrypt::verify(pass.as_str(), &hash).unwrap_or(false)
-                    })
-                    .await
-                    .unwrap_or(false)
-                }
-                None => false,
-            };
-            if !ok {
-                self.failed(&u, addr);
-                tracing::info!(user = %u, ?addr, "token request refused: wrong credentials");
-                return basic_challenge();
+            if let Err(refused) = self.login(&u, p, addr).await {
+                return refused;
             }
             user = u;
         }
@@ -333,5 +449,37 @@ mod tests {
             vec!["*".to_string()]
         );
         assert!(parse_scope("nonsense").is_none());
+    }
+
+    #[test]
+    fn attempts_count_before_the_check_and_per_user_and_address() {
+        let a: IpAddr = "127.0.0.1".parse().unwrap();
+        let b: IpAddr = "127.0.0.2".parse().unwrap();
+        let mut l = Limiter::default();
+        // Five attempts in flight for bob: the sixth is refused before any of them finished.
+        for _ in 0..MAX_FAILURES_PER_USER {
+            assert_eq!(l.begin("bob", Some(a)), Ok(()));
+        }
+        assert_eq!(l.begin("bob", Some(b)), Err(Limited::Failures));
+        // One succeeded: its attempt is given back.
+        l.undo("bob", Some(a));
+        assert_eq!(l.begin("bob", Some(b)), Ok(()));
+        // Spraying many names from one address hits the address's limit.
+        let mut refused = 0;
+        for n in 0..MAX_FAILURES_PER_ADDRESS + 5 {
+            if l.begin(&format!("user{n}"), Some(a)).is_err() {
+                refused += 1;
+            }
+        }
+        assert_eq!(refused, 5 + MAX_FAILURES_PER_USER - 1);
+        // Another address is not held back by it.
+        assert_eq!(l.begin("carol", Some(b)), Ok(()));
+    }
+
+    #[test]
+    fn costs_of_htpasswd_hashes() {
+        assert_eq!(bcrypt_cost("$2y$10$abcdefghijklmnopqrstuu"), Some(10));
+        assert_eq!(bcrypt_cost("$2b$04$x"), Some(4));
+        assert_eq!(bcrypt_cost("plain"), None);
     }
 }

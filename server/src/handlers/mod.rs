@@ -3,7 +3,6 @@
 
 mod migration;
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -34,7 +33,6 @@ pub struct App {
     pub control: Arc<crate::migration::ControlRoom>,
 }
 
-const MAX_UPLOAD: usize = 64 << 20;
 /// How much of a refused request's body is read before answering.
 const DRAIN: usize = 1 << 20;
 const TEXT: &str = "text/plain; charset=utf-8";
@@ -214,7 +212,7 @@ async fn handle(app: &App, r: Route, req: Request) -> Response {
         Route::V2Root => text(StatusCode::OK, b"{}".to_vec()),
         Route::ReadOnly { gun, on } => migration::read_only(app.control.clone(), gun, on).await,
         Route::Update { gun } if app.control.read_only(&gun).unwrap_or(false) => {
-            let _ = axum::body::to_bytes(req.into_body(), MAX_UPLOAD).await;
+            let _ = axum::body::to_bytes(req.into_body(), DRAIN).await;
             tracing::info!(%gun, "update refused: DCT is read-only for this repository");
             Error::Invalid(crate::error::ValidationError::Validation(format!(
                 "{gun} has moved to Cosign: DCT publishing is switched off for it; sign with cosign instead"
@@ -264,15 +262,18 @@ async fn handle(app: &App, r: Route, req: Request) -> Response {
         Route::GunChangefeed { gun } => changefeed(app, Some(gun), req.uri().query()).await,
         Route::Changefeed => changefeed(app, None, req.uri().query()).await,
         Route::Health => health(app).await,
-        Route::Metrics => (
-            StatusCode::OK,
-            [(
-                header::CONTENT_TYPE,
-                "text/plain; version=0.0.4; charset=utf-8",
-            )],
-            app.metrics.render(),
-        )
-            .into_response(),
+        Route::Metrics => {
+            app.metrics.cache(app.repo.cache_usage());
+            (
+                StatusCode::OK,
+                [(
+                    header::CONTENT_TYPE,
+                    "text/plain; version=0.0.4; charset=utf-8",
+                )],
+                app.metrics.render(),
+            )
+                .into_response()
+        }
         Route::NotFound => ApiError::new("METADATA_NOT_FOUND", None).into_response(),
         Route::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED.into_response(),
     }
@@ -360,9 +361,8 @@ async fn import(app: &App, gun: &str, req: Request) -> Result<usize, Error> {
     struct Body {
         files: Vec<File>,
     }
-    let body = axum::body::to_bytes(req.into_body(), MAX_UPLOAD * 4)
-        .await
-        .map_err(|e| Error::MalformedUpload(e.to_string()))?;
+    let limit = Route::Import { gun: gun.into() }.body_limit();
+    let body = crate::upload::read_body(req, limit).await?;
     let body: Body =
         serde_json::from_slice(&body).map_err(|e| Error::MalformedJson(e.to_string()))?;
     let mut files = Vec::with_capacity(body.files.len());
@@ -387,64 +387,17 @@ async fn update(app: &App, gun: &str, req: Request) -> Result<(), Error> {
         .and_then(|v| v.to_str().ok())
         .and_then(|ct| multer::parse_boundary(ct).ok());
     // Read the whole body before answering, so a client still sending sees our 400 rather
-    // than a reset stream. notary sets no limit; metadata is small, 64 MiB is generous.
-    let body = axum::body::to_bytes(req.into_body(), MAX_UPLOAD)
-        .await
-        .map_err(|e| Error::MalformedUpload(e.to_string()))?;
+    // than a reset stream.
+    let limit = Route::Update { gun: gun.into() }.body_limit();
+    let body = crate::upload::read_body(req, limit).await?;
     let Some(boundary) = boundary else {
         return Err(Error::MalformedUpload("not multipart/form-data".into()));
     };
-    let stream = futures_util::stream::once(async move { Ok::<_, std::io::Error>(body) });
-    let mut mp = multer::Multipart::new(stream, boundary);
-    let mut uploads: BTreeMap<String, (i64, Arc<[u8]>)> = BTreeMap::new();
-    loop {
-        let field = match mp.next_field().await {
-            Ok(Some(f)) => f,
-            Ok(None) => break,
-            Err(e) => return Err(Error::MalformedUpload(e.to_string())),
-        };
-        let name = field.file_name().unwrap_or_default().to_string();
-        if name.is_empty() {
-            return Err(Error::NoFilename);
-        }
-        let role = name.strip_suffix(".json").unwrap_or(&name).to_string();
-        if !trustbridge_tuf::metadata::valid_role_name(&role) {
-            return Err(Error::InvalidRole(role));
-        }
-        let data = field
-            .bytes()
-            .await
-            .map_err(|e| Error::MalformedUpload(e.to_string()))?;
-        let version = envelope_version(&data)?;
-        if uploads.contains_key(&role) {
-            return Err(crate::validation::duplicate_part(&role));
-        }
-        uploads.insert(role, (version, Arc::from(&data[..])));
-    }
+    let uploads = crate::upload::parts(body, boundary).await?;
     // No parts at all is what the notary client sends for a publish that changed nothing
     // while the server holds the snapshot; notary-server answers it with a new snapshot and
     // timestamp, and so does the update below.
     app.repo.update(gun, uploads).await
-}
-
-/// notary parses each part into `{"signed":{"_type","expires","version"},"signatures"}`.
-fn envelope_version(data: &[u8]) -> Result<i64, Error> {
-    #[derive(serde::Deserialize)]
-    struct Common {
-        #[serde(rename = "_type")]
-        _type: String,
-        expires: trustbridge_tuf::GoTime,
-        version: i64,
-    }
-    #[derive(serde::Deserialize)]
-    struct Env {
-        signed: Common,
-        #[serde(rename = "signatures")]
-        _signatures: Option<Vec<serde_json::Value>>,
-    }
-    let env: Env = serde_json::from_slice(data).map_err(|e| Error::MalformedJson(e.to_string()))?;
-    let _ = (&env.signed._type, &env.signed.expires);
-    Ok(env.signed.version)
 }
 
 async fn changefeed(app: &App, gun: Option<String>, query: Option<&str>) -> Response {

@@ -7,7 +7,7 @@
 //! current snapshot names (highest version when the snapshot has no entry).
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::Arc;
 
 use time::OffsetDateTime;
 use trustbridge_tuf::metadata::FileMeta;
@@ -16,9 +16,11 @@ use trustbridge_tuf::{GoTime, PublicKey, Root, Signed, Snapshot, Timestamp};
 use crate::error::Error;
 use crate::signer_link::SignerLink;
 
+mod cache;
 mod renew;
 mod update;
 use crate::storage::{Change, MetaStore, Stored, Update};
+pub use cache::CacheSettings;
 
 /// When to renew server-signed metadata ahead of expiry. notary re-signed only after expiry,
 /// so clients that fetched just before it failed in between.
@@ -57,13 +59,10 @@ pub struct Repo {
     /// Whether accepted targets become Cosign mirror jobs (the bridge is configured), and
     /// what expired roles mean for them.
     mirror: Option<crate::mirror::OnExpiry>,
-    cache: RwLock<HashMap<String, Arc<GunView>>>,
-    /// Bumped (under the cache's write lock) by every write to the cache: a reader that
-    /// resolved a view from storage caches it only if no write happened meanwhile, so a slow
-    /// reader never puts back metadata older than a concurrent update or delete.
-    generation: std::sync::atomic::AtomicU64,
+    /// Hot repositories' views, within a memory budget (see [`cache`]).
+    cache: cache::ViewCache,
     /// One writer per GUN at a time (updates, renewals, deletes).
-    locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+    locks: cache::GunLocks,
 }
 
 impl GunView {
@@ -105,10 +104,21 @@ impl Repo {
             signer,
             renewal,
             mirror: None,
-            cache: RwLock::new(HashMap::new()),
-            generation: Default::default(),
-            locks: Mutex::new(HashMap::new()),
+            cache: cache::ViewCache::new(CacheSettings::default()),
+            locks: Default::default(),
         }
+    }
+
+    /// Cache repository views within `settings`' budget.
+    pub fn with_cache(mut self, settings: CacheSettings) -> Self {
+        self.cache = cache::ViewCache::new(settings);
+        self
+    }
+
+    /// (bytes held by cached views, their budget, views held, per-GUN locks held).
+    pub fn cache_usage(&self) -> (u64, u64, usize, usize) {
+        let (held, budget, views) = self.cache.usage();
+        (held, budget, views, self.locks.len())
     }
 
     /// Turn Cosign mirror jobs on (the bridge is configured).
@@ -126,35 +136,16 @@ impl Repo {
     }
 
     fn lock_for(&self, gun: &str) -> Arc<tokio::sync::Mutex<()>> {
-        self.locks
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .entry(gun.to_string())
-            .or_default()
-            .clone()
+        self.locks.get(gun)
     }
 
     /// Drop the cached view of `gun`, or of every GUN (another replica wrote).
     pub fn forget(&self, gun: Option<&str>) {
-        let mut c = self.cache.write().unwrap_or_else(|p| p.into_inner());
-        self.bump();
-        match gun {
-            Some(g) => {
-                c.remove(g);
-            }
-            None => c.clear(),
-        }
+        self.cache.forget(gun);
     }
 
     fn invalidate(&self, gun: &str) {
-        let mut c = self.cache.write().unwrap_or_else(|p| p.into_inner());
-        self.bump();
-        c.remove(gun);
-    }
-
-    fn bump(&self) {
-        self.generation
-            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        self.cache.forget(Some(gun));
     }
 
     /// The current files of `gun` read from storage.
@@ -261,44 +252,31 @@ impl Repo {
     }
 
     fn remember(&self, gun: &str, view: GunView) {
-        let mut c = self.cache.write().unwrap_or_else(|p| p.into_inner());
-        self.bump();
-        c.insert(gun.to_string(), Arc::new(view));
+        self.cache.put(gun, Arc::new(view));
     }
 
     /// The cached view of `gun` if complete, else one resolved from storage.
     async fn fresh_view(&self, gun: &str) -> Result<Arc<GunView>, Error> {
-        if let Some(v) = self
-            .cache
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .get(gun)
+        if let Some(v) = self.cache.get(gun)
             && v.current.contains_key("timestamp")
         {
-            return Ok(v.clone());
+            return Ok(v);
         }
         Ok(Arc::new(self.resolve_view(gun, &[])?))
     }
 
     async fn view(&self, gun: &str, role: &str) -> Result<Arc<GunView>, Error> {
-        if let Some(v) = self
-            .cache
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .get(gun)
+        if let Some(v) = self.cache.get(gun)
             && (v.current.contains_key(role) || v.current.contains_key("timestamp"))
         {
-            return Ok(v.clone());
+            return Ok(v);
         }
-        let before = self.generation.load(std::sync::atomic::Ordering::SeqCst);
+        let before = self.cache.generation();
         let view = Arc::new(self.resolve_view(gun, &[role.to_string()])?);
         // Only GUNs that exist are cached (a GET of any name must not grow memory), and only
         // when nothing was written since the read began.
         if !view.current.is_empty() {
-            let mut c = self.cache.write().unwrap_or_else(|p| p.into_inner());
-            if self.generation.load(std::sync::atomic::Ordering::SeqCst) == before {
-                c.insert(gun.to_string(), view.clone());
-            }
+            self.cache.put_if_unchanged(gun, view.clone(), before);
         }
         Ok(view)
     }
@@ -391,11 +369,7 @@ impl Repo {
         if sha.len() != 64 {
             return Err(Error::NotFound);
         }
-        if let Some(v) = self
-            .cache
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .get(gun)
+        if let Some(v) = self.cache.get(gun)
             && let Some(s) = v.current.get(role)
             && s.sha256.eq_ignore_ascii_case(sha)
         {

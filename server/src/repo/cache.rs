@@ -1,0 +1,213 @@
+//! Repository views in memory, within a byte budget, and the per-GUN writer locks.
+//!
+//! Hot repositories are answered from memory; cold ones are read from the store (one indexed
+//! read per role) and cached only while they fit the budget: quick_cache evicts by weight
+//! (S3-FIFO, close to LRU for this access pattern), so memory stays bounded at any number of
+//! GUNs. Every change goes through one gate that bumps a generation, and a view read from the
+//! store is put in only if the generation did not move meanwhile: a slow reader can never put
+//! back metadata older than a concurrent update or delete.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use super::GunView;
+
+/// `trustbridge.cache`: how much memory cached repository views may take.
+#[derive(Clone, Copy, Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CacheSettings {
+    /// The budget for cached views, in MiB (default 256). A repository whose view alone is
+    /// larger than a shard's part of it is served from the store every time.
+    pub max_mib: u64,
+}
+
+impl Default for CacheSettings {
+    fn default() -> Self {
+        CacheSettings { max_mib: 256 }
+    }
+}
+
+/// What a cached view costs: its files' bytes plus the bookkeeping around each, measured
+/// coarsely (a `Stored` with its role and hash strings, a map slot) so the budget tracks RSS.
+#[derive(Clone, Copy, Default)]
+struct ViewWeight;
+
+impl quick_cache::Weighter<String, Arc<GunView>> for ViewWeight {
+    fn weight(&self, gun: &String, view: &Arc<GunView>) -> u64 {
+        view_weight(gun, view)
+    }
+}
+
+pub(super) fn view_weight(gun: &str, view: &GunView) -> u64 {
+    const PER_FILE: usize = 256;
+    const PER_VIEW: usize = 256;
+    let files: usize = view
+        .current
+        .iter()
+        .map(|(role, s)| s.data.len() + 2 * role.len() + PER_FILE)
+        .sum();
+    (files + gun.len() + PER_VIEW) as u64
+}
+
+pub(super) struct ViewCache {
+    views: quick_cache::sync::Cache<String, Arc<GunView>, ViewWeight>,
+    /// The generation, bumped by every change; held while changing `views`.
+    gate: Mutex<u64>,
+    budget: u64,
+}
+
+impl ViewCache {
+    pub(super) fn new(settings: CacheSettings) -> Self {
+        let budget = settings.max_mib.max(1) << 20;
+        // Fewer shards for small budgets, so one view of a big repository still fits a shard.
+        let shards = if budget >= 64 << 20 { 8 } else { 1 };
+        let options = quick_cache::OptionsBuilder::new()
+            .estimated_items_capacity((budget / 8192).max(16) as usize)
+            .weight_capacity(budget)
+            .shards(shards)
+            .build()
+            .expect("cache options are valid");
+        ViewCache {
+            views: quick_cache::sync::Cache::with_options(
+                options,
+                ViewWeight,
+                Default::default(),
+                Default::default(),
+            ),
+            gate: Mutex::new(0),
+            budget,
+        }
+    }
+
+    fn gate(&self) -> std::sync::MutexGuard<'_, u64> {
+        self.gate.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub(super) fn get(&self, gun: &str) -> Option<Arc<GunView>> {
+        self.views.get(gun)
+    }
+
+    /// The generation now: pass it to [`ViewCache::put_if_unchanged`] after reading the store.
+    pub(super) fn generation(&self) -> u64 {
+        *self.gate()
+    }
+
+    /// Cache a view read from the store, unless anything changed the cache since `before`.
+    pub(super) fn put_if_unchanged(&self, gun: &str, view: Arc<GunView>, before: u64) {
+        let g = self.gate();
+        if *g == before {
+            self.views.insert(gun.to_string(), view);
+        }
+    }
+
+    /// Cache the view a write produced.
+    pub(super) fn put(&self, gun: &str, view: Arc<GunView>) {
+        let mut g = self.gate();
+        *g += 1;
+        self.views.insert(gun.to_string(), view);
+    }
+
+    /// Drop `gun`'s view, or every view.
+    pub(super) fn forget(&self, gun: Option<&str>) {
+        let mut g = self.gate();
+        *g += 1;
+        match gun {
+            Some(gun) => {
+                self.views.remove(gun);
+            }
+            None => self.views.clear(),
+        }
+    }
+
+    /// (bytes held, budget, views held), for `/metrics`.
+    pub(super) fn usage(&self) -> (u64, u64, usize) {
+        (self.views.weight(), self.budget, self.views.len())
+    }
+}
+
+/// One writer per GUN at a time (updates, renewals, deletes, imports). A lock lives only while
+/// someone holds or waits for it: idle ones are dropped once the map has doubled since the
+/// last sweep, so memory does not grow with every GUN ever written.
+#[derive(Default)]
+pub(super) struct GunLocks {
+    /// The locks by GUN, and how many were left after the last sweep.
+    map: Mutex<(HashMap<String, GunLock>, usize)>,
+}
+
+type GunLock = Arc<tokio::sync::Mutex<()>>;
+
+impl GunLocks {
+    pub(super) fn get(&self, gun: &str) -> GunLock {
+        let mut m = self.map.lock().unwrap_or_else(|p| p.into_inner());
+        let (map, swept) = &mut *m;
+        if map.len() >= (*swept * 2).max(1024) {
+            // Only this map holds an idle lock.
+            map.retain(|_, l| Arc::strong_count(l) > 1);
+            *swept = map.len();
+        }
+        map.entry(gun.to_string()).or_default().clone()
+    }
+
+    pub(super) fn len(&self) -> usize {
+        self.map.lock().unwrap_or_else(|p| p.into_inner()).0.len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::storage::Stored;
+
+    fn view(bytes: usize) -> Arc<GunView> {
+        let mut v = GunView::default();
+        v.current.insert(
+            "targets".into(),
+            Stored {
+                role: "targets".into(),
+                version: 1,
+                data: Arc::from(vec![b'x'; bytes]),
+                sha256: String::new(),
+                created_at: time::OffsetDateTime::UNIX_EPOCH,
+            },
+        );
+        Arc::new(v)
+    }
+
+    #[test]
+    fn the_budget_holds_with_more_guns_than_fit() {
+        let c = ViewCache::new(CacheSettings { max_mib: 1 });
+        for i in 0..2000 {
+            c.put(&format!("example.com/g{i}"), view(4096));
+            let (held, budget, _) = c.usage();
+            assert!(held <= budget, "{held} > {budget} after {i}");
+        }
+        let (_, _, n) = c.usage();
+        assert!(n > 50 && n < 2000, "{n} views held");
+    }
+
+    #[test]
+    fn a_read_older_than_a_write_is_not_cached() {
+        let c = ViewCache::new(CacheSettings::default());
+        let before = c.generation();
+        c.forget(Some("a"));
+        c.put_if_unchanged("a", view(1), before);
+        assert!(c.get("a").is_none());
+        let before = c.generation();
+        c.put_if_unchanged("a", view(1), before);
+        assert!(c.get("a").is_some());
+    }
+
+    #[test]
+    fn idle_locks_are_dropped() {
+        let l = GunLocks::default();
+        let held = l.get("kept");
+        for i in 0..5000 {
+            drop(l.get(&format!("g{i}")));
+        }
+        assert!(l.len() < 2100, "{} locks kept", l.len());
+        assert!(
+            Arc::ptr_eq(&held, &l.get("kept")),
+            "a held lock is never replaced"
+        );
+    }
+}
