@@ -144,3 +144,18 @@ pub fn cosign_key_generate(config: &Path) -> String {
     );
     String::from_utf8_lossy(&out.stdout).trim().to_string()
 }
+
+/// Make the built-in token issuer's key offline in the store of `config` (`token-key
+/// generate`), its certificate written to `cert_out`; returns its key ID.
+pub fn token_key_generate(config: &Path, cert_out: &Path) -> String {
+    let out = run_ok(
+        "token-key generate",
+        Command::new(our_bin("trustbridge-signer", "trustbridge-signer"))
+            .args(["token-key", "generate", "--cert-out"])
+            .arg(cert_out)
+            .arg("--config")
+            .arg(config)
+            .env("NOTARY_SIGNER_ALIAS1", ALIAS1_PASS),
+    );
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}

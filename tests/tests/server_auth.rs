@@ -12,8 +12,8 @@ use base64::Engine as _;
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use serde_json::{Value, json};
 use trustbridge_e2e::server::{CLIENT_PASS, notary_cmd, start_server, write_server_config};
-use trustbridge_e2e::signer::{ALIAS1_PASS, start_ours, write_config};
-use trustbridge_e2e::{Proc, free_port, init, our_bin, require_bin, run_ok};
+use trustbridge_e2e::signer::{start_ours, token_key_generate, write_config};
+use trustbridge_e2e::{Proc, free_port, init, require_bin, run_ok};
 
 const SERVICE: &str = "trustbridge-test";
 const ISSUER: &str = "trustbridge-test-issuer";
@@ -121,16 +121,7 @@ fn start_pair_with(issuer: Option<&str>, extra_both: &str) -> Pair {
     let signer_port = free_port();
     let sc = write_config(&dir, signer_port, "sqlite3");
     // The built-in issuer's key, made offline in the signer's store.
-    let out = run_ok(
-        "token-key generate",
-        Command::new(our_bin("trustbridge-signer", "trustbridge-signer"))
-            .args(["token-key", "generate", "--cert-out"])
-            .arg(dir.join("issuer.crt"))
-            .arg("--config")
-            .arg(&sc)
-            .env("NOTARY_SIGNER_ALIAS1", ALIAS1_PASS),
-    );
-    let key_id = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    let key_id = token_key_generate(&sc, &dir.join("issuer.crt"));
     let tca = token_ca();
     std::fs::write(
         dir.join("token-roots.pem"),

@@ -160,6 +160,25 @@ async fn storm(
     }
 }
 
+/// The file of `role` that `parent`'s meta names by hash, checked against that hash and length.
+async fn named(
+    c: &reqwest::Client,
+    url: &str,
+    meta: &BTreeMap<String, FileMeta>,
+    parent: &str,
+    role: &str,
+) -> Vec<u8> {
+    let m = &meta[role];
+    let b = get(
+        c,
+        &format!("{url}{role}.{}.json", hex::encode(m.sha256().unwrap())),
+    )
+    .await
+    .unwrap_or_else(|| panic!("{url}: the {role} {parent} names is missing"));
+    m.check(parent, role, &b).unwrap();
+    b
+}
+
 /// Everything the server serves for `w` holds together and keeps every acknowledged version.
 ///
 /// Versions checked in an earlier round are checked again only at the end (`full`): each round
@@ -186,31 +205,11 @@ async fn check(c: &reqwest::Client, base: &str, w: &mut Writer, round: usize, fu
     let ts = Signed::<Timestamp>::from_bytes("timestamp", &ts_b).unwrap();
     ts.verify("timestamp", keys, &role("timestamp").keyids, 1, 1, false)
         .unwrap_or_else(|e| panic!("{}", at(&format!("timestamp: {e}"))));
-    let snap_meta = &ts.signed.meta["snapshot"];
-    let snap_b = get(
-        c,
-        &format!(
-            "{url}snapshot.{}.json",
-            hex::encode(snap_meta.sha256().unwrap())
-        ),
-    )
-    .await
-    .unwrap_or_else(|| panic!("{}", at("the timestamp's snapshot is missing")));
-    snap_meta.check("timestamp", "snapshot", &snap_b).unwrap();
+    let snap_b = named(c, &url, &ts.signed.meta, "timestamp", "snapshot").await;
     let snap = Signed::<Snapshot>::from_bytes("snapshot", &snap_b).unwrap();
     snap.verify("snapshot", keys, &role("snapshot").keyids, 1, 1, false)
         .unwrap();
-    let t_meta = &snap.signed.meta["targets"];
-    let t_b = get(
-        c,
-        &format!(
-            "{url}targets.{}.json",
-            hex::encode(t_meta.sha256().unwrap())
-        ),
-    )
-    .await
-    .unwrap_or_else(|| panic!("{}", at("the snapshot's targets are missing")));
-    t_meta.check("snapshot", "targets", &t_b).unwrap();
+    let t_b = named(c, &url, &snap.signed.meta, "snapshot", "targets").await;
     let targets = Signed::<Targets>::from_bytes("targets", &t_b).unwrap();
     targets
         .verify("targets", keys, &role("targets").keyids, 1, 1, false)

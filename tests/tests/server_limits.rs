@@ -45,20 +45,7 @@ fn silent_and_slow_clients_are_dropped() {
         })
         .collect();
     // A TLS client that sends half a request and then nothing (slowloris).
-    let ca = std::fs::read(&st.ca).unwrap();
-    let mut roots = rustls::RootCertStore::empty();
-    for c in rustls_pki_types_certs(&ca) {
-        roots.add(c).unwrap();
-    }
-    let cfg = Arc::new(
-        rustls::ClientConfig::builder_with_provider(Arc::new(
-            rustls::crypto::ring::default_provider(),
-        ))
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_root_certificates(roots)
-        .with_no_client_auth(),
-    );
+    let cfg = tls_client(&st.ca);
     let conn = rustls::ClientConnection::new(cfg, "127.0.0.1".try_into().unwrap()).unwrap();
     let sock = TcpStream::connect(&addr).unwrap();
     sock.set_read_timeout(Some(Duration::from_secs(20)))
@@ -91,6 +78,23 @@ fn silent_and_slow_clients_are_dropped() {
     }
 }
 
+/// A TLS client trusting `ca` (the dev PKI's root).
+fn tls_client(ca: &std::path::Path) -> Arc<rustls::ClientConfig> {
+    let mut roots = rustls::RootCertStore::empty();
+    for c in rustls_pki_types_certs(&std::fs::read(ca).unwrap()) {
+        roots.add(c).unwrap();
+    }
+    Arc::new(
+        rustls::ClientConfig::builder_with_provider(Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth(),
+    )
+}
+
 fn rustls_pki_types_certs(pem_bytes: &[u8]) -> Vec<rustls::pki_types::CertificateDer<'static>> {
     pem::parse_many(pem_bytes)
         .unwrap()
@@ -113,20 +117,7 @@ fn idle_connections_are_closed_first_at_the_cap() {
         r#","http":{"tls_handshake_seconds":120,"header_read_seconds":120,"max_connections":8}"#,
     );
     let addr = format!("127.0.0.1:{}", st.port);
-    let ca = std::fs::read(&st.ca).unwrap();
-    let mut roots = rustls::RootCertStore::empty();
-    for c in rustls_pki_types_certs(&ca) {
-        roots.add(c).unwrap();
-    }
-    let cfg = Arc::new(
-        rustls::ClientConfig::builder_with_provider(Arc::new(
-            rustls::crypto::ring::default_provider(),
-        ))
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_root_certificates(roots)
-        .with_no_client_auth(),
-    );
+    let cfg = tls_client(&st.ca);
     // Keep-alive clients: one request answered, then idle.
     let mut idle = Vec::new();
     for _ in 0..6 {

@@ -8,8 +8,8 @@ use std::path::PathBuf;
 use std::process::Command;
 
 use trustbridge_e2e::server::{start_server, write_server_config};
-use trustbridge_e2e::signer::{ALIAS1_PASS, start_ours, write_config};
-use trustbridge_e2e::{Proc, free_port, init, our_bin, require_bin, run_ok};
+use trustbridge_e2e::signer::{start_ours, token_key_generate, write_config};
+use trustbridge_e2e::{Proc, free_port, init, require_bin};
 
 const SERVICE: &str = "trustbridge-test";
 /// carol's password is hashed at a production bcrypt cost, so a check takes real time.
@@ -35,16 +35,7 @@ fn start_issuer() -> Issuer {
         .unwrap();
     let signer_port = free_port();
     let sc = write_config(&dir, signer_port, "sqlite3");
-    let out = run_ok(
-        "token-key generate",
-        Command::new(our_bin("trustbridge-signer", "trustbridge-signer"))
-            .args(["token-key", "generate", "--cert-out"])
-            .arg(dir.join("issuer.crt"))
-            .arg("--config")
-            .arg(&sc)
-            .env("NOTARY_SIGNER_ALIAS1", ALIAS1_PASS),
-    );
-    let key_id = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    let key_id = token_key_generate(&sc, &dir.join("issuer.crt"));
     std::fs::copy(dir.join("issuer.crt"), dir.join("token-roots.pem")).unwrap();
     std::fs::write(
         dir.join("users.htpasswd"),

@@ -26,6 +26,10 @@ pub const ALG: &str = "PBES2-HS256+A128KW";
 pub const ENC: &str = "A256GCM";
 /// notary-signer's PBKDF2 iteration count.
 pub const DEFAULT_ITERATIONS: u32 = 8192;
+/// The most PBKDF2 iterations a JWE may ask for. `p2c` comes from the row itself, so without a
+/// bound one row (or a backup file) could hold a process in key derivation for hours (u32::MAX
+/// iterations); go-jose bounds it too. Our backups use 600,000; notary-signer 8,192.
+pub const MAX_ITERATIONS: u32 = 10_000_000;
 
 #[derive(Serialize, Deserialize)]
 struct Header {
@@ -36,6 +40,11 @@ struct Header {
 }
 
 fn kek(passphrase: &str, p2s: &[u8], p2c: u32) -> Result<Zeroizing<[u8; 16]>, Error> {
+    if p2c > MAX_ITERATIONS {
+        return Err(Error::Jwe(format!(
+            "p2c {p2c} is above the {MAX_ITERATIONS} PBKDF2 iterations allowed"
+        )));
+    }
     let iterations =
         NonZeroU32::new(p2c).ok_or_else(|| Error::Jwe("p2c must be positive".into()))?;
     let mut salt = ALG.as_bytes().to_vec();
@@ -159,6 +168,20 @@ pub fn decrypt(jwe: &str, passphrase: &str) -> Result<Zeroizing<Vec<u8>>, Error>
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_unbounded_iteration_count_is_refused_before_any_derivation() {
+        let jwe = encrypt_with_iterations(b"k", "s3cret", 1000).unwrap();
+        let (header, rest) = jwe.split_once('.').unwrap();
+        let mut h: serde_json::Value =
+            serde_json::from_slice(&B64URL.decode(header).unwrap()).unwrap();
+        h["p2c"] = u32::MAX.into();
+        let forged = format!("{}.{rest}", B64URL.encode(h.to_string()));
+        let start = std::time::Instant::now();
+        let err = decrypt(&forged, "s3cret").unwrap_err().to_string();
+        assert!(err.contains("p2c"), "{err}");
+        assert!(start.elapsed() < std::time::Duration::from_secs(1));
+    }
 
     #[test]
     fn round_trip_and_wrong_passphrase() {
