@@ -93,10 +93,12 @@ cargo clippy --workspace --exclude trustbridge-sigstore-tests --all-targets -- -
 # machine) runs the test binaries side by side: most e2e tests wait on real processes, not
 # on the two cores (the crates have no doc tests). Plain cargo test where it is missing.
 status=0
+results=$(mktemp)
+trap 'rm -f "$results"' EXIT
 if command -v cargo-nextest >/dev/null 2>&1; then
-  cargo nextest run --no-fail-fast --test-threads "${TRUSTBRIDGE_TEST_THREADS:-4}" || status=$?
+  cargo nextest run --no-fail-fast --test-threads "${TRUSTBRIDGE_TEST_THREADS:-4}" 2>&1 | tee -a "$results" || status=$?
 else
-  cargo test --no-fail-fast || status=$?
+  cargo test --no-fail-fast 2>&1 | tee -a "$results" || status=$?
 fi
 # Fuzz targets (fuzz/, libFuzzer): each runs briefly over its committed seed corpus (real
 # notary 0.7.0 metadata, wire captures and key files, and every input that once crashed it).
@@ -111,9 +113,11 @@ for t in $(sed -n 's/^name = "\(.*\)"$/\1/p' fuzz/Cargo.toml | grep -v '^trustbr
       -timeout=10 -rss_limit_mb=2048 -artifact_prefix="$work/" >"$work/log" 2>&1; then
     echo "test.sh: fuzz target $t failed:" >&2
     tail -30 "$work/log" >&2
+    echo "fuzz target $t: failed" >> "$results"
     status=1
   else
     echo "fuzz $t: $(grep -Eo 'Done [0-9]+ runs' "$work/log" || echo ran)"
+    echo "fuzz target $t: passed" >> "$results"
   fi
   rm -rf "$work"
 done
@@ -125,5 +129,14 @@ for b in node npm; do
 done
 npm ci --prefix sigstore-tests/js --no-audit --no-fund --loglevel=error
 cargo clippy -p trustbridge-sigstore-tests --all-targets -- -D warnings
-cargo test -p trustbridge-sigstore-tests --no-fail-fast || status=$?
+cargo test -p trustbridge-sigstore-tests --no-fail-fast 2>&1 | tee -a "$results" || status=$?
+# One closing line over every runner above: nextest's summary, cargo test's results, the
+# fuzz targets.
+awk '
+  /tests run: [0-9]+ passed/ { for (i = 1; i <= NF; i++) { if ($(i+1) ~ /^passed/) p += $i; if ($(i+1) ~ /^failed/) f += $i } }
+  /^test result:/ { p += $4; f += $6 }
+  /^fuzz target .*: passed$/ { p++ }
+  /^fuzz target .*: failed$/ { f++ }
+  END { printf "tests: %d passed, %d failed\n", p, f }
+' "$results"
 exit $status
