@@ -17,7 +17,7 @@ secs=${1:-10}
 idle=${2:-5000}
 slow=${3:-200}
 cap=$((idle / 2))
-ulimit -n 65536
+ulimit -n "$(ulimit -Hn)"  # the python client and each server hold thousands of sockets
 if [ -z "${CARGO_TARGET_DIR:-}" ] && [ -d /work/.cargo-target ]; then export CARGO_TARGET_DIR=/work/.cargo-target; fi
 target=${CARGO_TARGET_DIR:-target}
 for b in notary notary-server notary-signer wrk curl python3; do
@@ -85,7 +85,7 @@ mkdir -p "$dir/nginx/www/v2/$gun/_trust/tuf"
 curl -fsS --cacert "$tb_ca" "https://127.0.0.1:$tp/v2/$gun/_trust/tuf/timestamp.json" -o "$dir/nginx/www/v2/$gun/_trust/tuf/timestamp.json"
 cat > "$dir/nginx/nginx.conf" <<CONF
 worker_processes 2;
-worker_rlimit_nofile 65536;
+worker_rlimit_nofile 20000;
 pid $dir/nginx/nginx.pid;
 error_log $dir/nginx/error.log error;
 events { worker_connections 16384; }

@@ -1,6 +1,8 @@
 //! Canonical JSON (notary's form): any JSON value canonicalises without panicking, and the
 //! canonical form is a fixed point (parsing and canonicalising it again gives the same bytes),
-//! which key IDs and signatures depend on.
+//! which key IDs and signatures depend on. notary's dialect (OLPC) escapes only `"` and `\`,
+//! so a string with a control character canonicalises to bytes no strict JSON parser reads
+//! back (found by this target): the fixed point is checked where the bytes parse.
 #![no_main]
 use libfuzzer_sys::fuzz_target;
 use trustbridge_tuf::cjson;
@@ -12,8 +14,12 @@ fuzz_target!(|data: &[u8]| {
     let Ok(once) = cjson::canonical(&v) else {
         return;
     };
-    let again: serde_json::Value =
-        serde_json::from_slice(&once).expect("canonical JSON parses back");
-    assert_eq!(cjson::canonical(&again).expect("canonical twice"), once);
+    match serde_json::from_slice::<serde_json::Value>(&once) {
+        Ok(again) => assert_eq!(cjson::canonical(&again).expect("canonical twice"), once),
+        Err(_) => assert!(
+            once.iter().any(|b| *b < 0x20),
+            "canonical JSON without control characters does not parse back"
+        ),
+    }
     let _ = cjson::html_escape_compact(&once);
 });
