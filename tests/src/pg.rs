@@ -61,3 +61,137 @@ impl Drop for PgDb {
             .output();
     }
 }
+
+/// A PostgreSQL cluster of a test's own (initdb in a temporary directory, run as the
+/// `postgres` user on a free port), so it can be crashed without touching the machine's.
+pub struct PrivatePg {
+    _tmp: tempfile::TempDir,
+    data: std::path::PathBuf,
+    port: u16,
+}
+
+fn pg_bin(name: &str) -> std::path::PathBuf {
+    let mut found: Vec<_> = std::fs::read_dir("/usr/lib/postgresql")
+        .expect("PostgreSQL's server binaries (/usr/lib/postgresql)")
+        .filter_map(|e| e.ok().map(|e| e.path().join("bin").join(name)))
+        .filter(|p| p.is_file())
+        .collect();
+    found.sort();
+    found
+        .pop()
+        .unwrap_or_else(|| panic!("{name} not found under /usr/lib/postgresql"))
+}
+
+fn as_postgres(args: &[&std::ffi::OsStr]) {
+    let out = std::process::Command::new("runuser")
+        .args(["-u", "postgres", "--"])
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+impl PrivatePg {
+    pub fn start_new() -> PrivatePg {
+        use std::os::unix::fs::PermissionsExt;
+        let tmp = tempfile::tempdir().unwrap();
+        std::fs::set_permissions(tmp.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+        let data = tmp.path().join("data");
+        std::fs::create_dir(&data).unwrap();
+        crate::run_ok(
+            "chown",
+            std::process::Command::new("chown")
+                .arg("postgres:postgres")
+                .arg(&data),
+        );
+        let initdb = pg_bin("initdb");
+        as_postgres(&[
+            initdb.as_os_str(),
+            "-D".as_ref(),
+            data.as_os_str(),
+            "--auth=trust".as_ref(),
+            "-U".as_ref(),
+            "postgres".as_ref(),
+        ]);
+        let pg = PrivatePg {
+            _tmp: tmp,
+            data,
+            port: crate::free_port(),
+        };
+        pg.start();
+        crate::run_ok(
+            "createdb",
+            std::process::Command::new("psql").args([
+                "-h",
+                "127.0.0.1",
+                "-p",
+                &pg.port.to_string(),
+                "-U",
+                "postgres",
+                "-d",
+                "postgres",
+                "-qc",
+                "CREATE DATABASE notary",
+            ]),
+        );
+        pg
+    }
+
+    pub fn start(&self) {
+        let ctl = pg_bin("pg_ctl");
+        let opts = format!(
+            "-p {} -k {} -c listen_addresses=127.0.0.1",
+            self.port,
+            self.data.display()
+        );
+        as_postgres(&[
+            ctl.as_os_str(),
+            "-D".as_ref(),
+            self.data.as_os_str(),
+            "-o".as_ref(),
+            opts.as_ref(),
+            "-w".as_ref(),
+            "-l".as_ref(),
+            self.data.join("log").as_os_str(),
+            "start".as_ref(),
+        ]);
+    }
+
+    /// A crash: every backend is killed without a checkpoint.
+    pub fn crash(&self) {
+        let ctl = pg_bin("pg_ctl");
+        as_postgres(&[
+            ctl.as_os_str(),
+            "-D".as_ref(),
+            self.data.as_os_str(),
+            "-m".as_ref(),
+            "immediate".as_ref(),
+            "stop".as_ref(),
+        ]);
+    }
+
+    /// The `storage` object of a server config for its database `notary`.
+    pub fn storage(&self) -> String {
+        format!(
+            r#"{{"backend":"postgres","db_url":"postgres://postgres@127.0.0.1:{}/notary?sslmode=disable"}}"#,
+            self.port
+        )
+    }
+}
+
+impl Drop for PrivatePg {
+    fn drop(&mut self) {
+        let ctl = pg_bin("pg_ctl");
+        let _ = std::process::Command::new("runuser")
+            .args(["-u", "postgres", "--"])
+            .arg(ctl)
+            .arg("-D")
+            .arg(&self.data)
+            .args(["-m", "immediate", "stop"])
+            .output();
+    }
+}
