@@ -1,6 +1,7 @@
 //! The repository cache within its budget (issue: hardening; `trustbridge.cache.max_mib`): with
-//! more repositories than fit, the bytes it holds never exceed the budget (`/metrics`), and a
-//! repository evicted from memory is served from the store byte for byte as it was published.
+//! more repositories than fit, the bytes it holds never exceed the budget (`/metrics`), a
+//! repository evicted from memory is served from the store byte for byte as it was published,
+//! and asking for repositories that do not exist caches nothing.
 
 use trustbridge_e2e::bridge::{Stack, post, server_key, start_bridge_with};
 use trustbridge_e2e::{https_get, init};
@@ -110,4 +111,21 @@ fn the_cache_stays_within_its_budget_and_evicted_guns_are_served_as_published() 
             "{views} of {GUNS} repositories held: nothing was evicted"
         );
     }
+    // GETs of names that do not exist leave nothing in memory.
+    let (_, _, before) = cache_metrics(&st);
+    for i in 0..200 {
+        let (code, _) = https_get(
+            &format!(
+                "{}/v2/example.com/nothing/n{i}/_trust/tuf/timestamp.json",
+                st.url
+            ),
+            &st.ca,
+        );
+        assert_eq!(code, 404);
+    }
+    let (_, _, after) = cache_metrics(&st);
+    assert!(
+        after <= before,
+        "{before} views before 200 unknown GUNs were asked for, {after} after"
+    );
 }
