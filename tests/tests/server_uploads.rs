@@ -130,6 +130,15 @@ fn malformed_uploads_get_notarys_codes_and_store_nothing() {
             Some((400, "INVALID_UPDATE", "ErrBadRoot")),
         ),
         (
+            "bytes that are not UTF-8 in a field notary skips",
+            MP,
+            with_final(part(
+                b"root",
+                b"{\"signed\":{\"_type\":\"Root\",\"expires\":\"2030-01-01T00:00:00Z\",\"version\":1,\"x\":\"\xdb\xdb\"},\"signatures\":[]}",
+            )),
+            Some((400, "INVALID_UPDATE", "ErrBadRoot")),
+        ),
+        (
             "a part cut short",
             MP,
             part(b"root", b"{\"sig"),
