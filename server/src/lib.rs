@@ -48,7 +48,7 @@ fn offline_bridge(config: &Config) -> Result<(Repo, bridge::Bridge), Error> {
         }
     };
     let signer = SignerLink::new(&config.trust, metrics.clone())?;
-    let repo = Repo::new(store.clone(), signer.clone(), config.renewal);
+    let repo = Repo::new(store.clone(), signer.clone(), config.renewal, config.cache);
     Ok((repo, bridge::Bridge::new(b, store, signer, metrics)))
 }
 
@@ -135,8 +135,7 @@ pub async fn run(
         bridge,
         auth,
         issuer,
-        repo: Repo::new(store, signer, config.renewal)
-            .with_cache(config.cache)
+        repo: Repo::new(store, signer, config.renewal, config.cache)
             .with_mirror(config.bridge.as_ref().map(|b| b.on_expiry)),
         metrics,
         max_age_current: config.max_age_current,

@@ -57,16 +57,9 @@ pub async fn parts(body: Bytes, boundary: String) -> Result<Parts, Error> {
                 e @ (multer::Error::ReadHeaderFailed(_) | multer::Error::DecodeHeaderValue { .. }),
             ) => {
                 return Err(
-                    match raw_filename(&raw, delimiter.as_bytes(), uploads.len()) {
-                        Some(name) => {
-                            let role = name.strip_suffix(".json").unwrap_or(&name).to_string();
-                            if trustbridge_tuf::metadata::valid_role_name(&role) {
-                                Error::MalformedUpload(e.to_string())
-                            } else {
-                                Error::InvalidRole(role)
-                            }
-                        }
-                        None => Error::MalformedUpload(e.to_string()),
+                    match raw_filename(&raw, delimiter.as_bytes(), uploads.len()).map(role_of) {
+                        Some(Err(invalid)) => invalid,
+                        _ => Error::MalformedUpload(e.to_string()),
                     },
                 );
             }
@@ -76,10 +69,7 @@ pub async fn parts(body: Bytes, boundary: String) -> Result<Parts, Error> {
         if name.is_empty() {
             return Err(Error::NoFilename);
         }
-        let role = name.strip_suffix(".json").unwrap_or(&name).to_string();
-        if !trustbridge_tuf::metadata::valid_role_name(&role) {
-            return Err(Error::InvalidRole(role));
-        }
+        let role = role_of(name)?;
         // A part cut short is notary's MALFORMED_JSON: its JSON decoder hit the end first.
         let data = match field.bytes().await {
             Ok(d) => d,
@@ -92,6 +82,17 @@ pub async fn parts(body: Bytes, boundary: String) -> Result<Parts, Error> {
         uploads.insert(role, (version, Arc::from(&data[..])));
     }
     Ok(uploads)
+}
+
+/// The role a part's file name names (one trailing `.json` stripped, as notary does), or
+/// notary's `INVALID_ROLE`.
+fn role_of(name: String) -> Result<String, Error> {
+    let role = name.strip_suffix(".json").unwrap_or(&name).to_string();
+    if trustbridge_tuf::metadata::valid_role_name(&role) {
+        Ok(role)
+    } else {
+        Err(Error::InvalidRole(role))
+    }
 }
 
 /// The `filename="..."` of part `index` (from 0) read straight from the body's bytes, for a

@@ -34,6 +34,26 @@ pub fn go_server(dir: &Path, port: u16, signer_port: u16, extra: &str) -> Proc {
     go_server_with(dir, port, signer_port, r#"{"backend":"memory"}"#, extra)
 }
 
+/// Go notary-server 0.7.0 and notary-signer 0.7.0, both on memory stores, in `dir` (beside a
+/// stack of ours on the same dev PKI): the reference a test compares answers with.
+pub struct GoNotary {
+    _signer: Proc,
+    _server: Proc,
+    pub url: String,
+}
+
+pub fn go_notary(dir: &Path) -> GoNotary {
+    let signer_port = crate::free_port();
+    let signer = go_signer(dir, signer_port, r#"{"backend":"memory"}"#);
+    let port = crate::free_port();
+    let server = go_server(dir, port, signer_port, "");
+    GoNotary {
+        _signer: signer,
+        _server: server,
+        url: format!("https://127.0.0.1:{port}"),
+    }
+}
+
 /// [`go_server`] with `storage` (a JSON object, e.g. notary's `postgres` backend).
 pub fn go_server_with(dir: &Path, port: u16, signer_port: u16, storage: &str, extra: &str) -> Proc {
     std::fs::write(

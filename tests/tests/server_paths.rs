@@ -4,9 +4,9 @@
 
 use std::process::Command;
 
-use trustbridge_e2e::peers::{go_server, go_signer};
+use trustbridge_e2e::peers::go_notary;
 use trustbridge_e2e::server::start_stack;
-use trustbridge_e2e::{free_port, https_get, init, require_bin};
+use trustbridge_e2e::{https_get, init, require_bin};
 
 /// (status, Location) of a request sent with the path exactly as written.
 fn ask(base: &str, ca: &std::path::Path, method: &str, path: &str) -> (u16, String) {
@@ -50,11 +50,8 @@ fn unclean_paths_are_redirected_as_notary_does() {
     init();
     let tmp = tempfile::tempdir().unwrap();
     let ours = start_stack(tmp.path());
-    let sp = free_port();
-    let _signer = go_signer(tmp.path(), sp, r#"{"backend":"memory"}"#);
-    let gp = free_port();
-    let _go = go_server(tmp.path(), gp, sp, "");
-    let go = format!("https://127.0.0.1:{gp}");
+    let reference = go_notary(tmp.path());
+    let go = reference.url.clone();
     for (method, path, clean) in [
         (
             "GET",

@@ -8,9 +8,9 @@ use std::path::Path;
 use std::process::Command;
 
 use serde_json::Value;
-use trustbridge_e2e::peers::{go_server, go_signer};
+use trustbridge_e2e::peers::go_notary;
 use trustbridge_e2e::server::start_stack;
-use trustbridge_e2e::{free_port, https_get, init, require_bin};
+use trustbridge_e2e::{https_get, init, require_bin};
 
 /// (status, error code, detail's `Name` or string) of a POST of `body` with `content_type`.
 fn post(
@@ -76,11 +76,8 @@ fn malformed_uploads_get_notarys_codes_and_store_nothing() {
     init();
     let tmp = tempfile::tempdir().unwrap();
     let ours = start_stack(tmp.path());
-    let sp = free_port();
-    let _signer = go_signer(tmp.path(), sp, r#"{"backend":"memory"}"#);
-    let gp = free_port();
-    let _go = go_server(tmp.path(), gp, sp, "");
-    let go = format!("https://127.0.0.1:{gp}");
+    let reference = go_notary(tmp.path());
+    let go = reference.url.clone();
     let file = tmp.path().join("body.bin");
 
     // (case, content type, body, notary's answer: None where its handler panics)

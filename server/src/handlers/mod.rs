@@ -157,6 +157,8 @@ async fn handle(app: &App, r: Route, req: Request) -> Response {
     {
         return migration::brownout(b);
     }
+    // What the route may read of the body (only updates and imports read one).
+    let body_limit = r.body_limit();
     match r {
         Route::Control(view) => {
             migration::control(app.control.clone(), view, req.uri().query().unwrap_or("")).await
@@ -220,7 +222,7 @@ async fn handle(app: &App, r: Route, req: Request) -> Response {
             .for_update()
             .into_response()
         }
-        Route::Update { gun } => match update(app, &gun, req).await {
+        Route::Update { gun } => match update(app, &gun, req, body_limit).await {
             Ok(()) => StatusCode::OK.into_response(),
             Err(e) => {
                 tracing::info!(%gun, error = %e, "update refused");
@@ -250,7 +252,7 @@ async fn handle(app: &App, r: Route, req: Request) -> Response {
             Ok(()) => StatusCode::OK.into_response(),
             Err(e) => e.for_read().into_response(),
         },
-        Route::Import { gun } => match import(app, &gun, req).await {
+        Route::Import { gun } => match import(app, &gun, req, body_limit).await {
             Ok(n) => (
                 StatusCode::OK,
                 [(header::CONTENT_TYPE, JSON)],
@@ -350,7 +352,7 @@ fn key(res: Result<trustbridge_tuf::PublicKey, Error>) -> Response {
 
 /// Read the multipart upload into role → (version, bytes) (reference §1.2).
 /// `{"files":[{"role","version","data":<base64>}]}` → [`Repo::import`].
-async fn import(app: &App, gun: &str, req: Request) -> Result<usize, Error> {
+async fn import(app: &App, gun: &str, req: Request, limit: usize) -> Result<usize, Error> {
     #[derive(serde::Deserialize)]
     struct File {
         role: String,
@@ -361,7 +363,6 @@ async fn import(app: &App, gun: &str, req: Request) -> Result<usize, Error> {
     struct Body {
         files: Vec<File>,
     }
-    let limit = Route::Import { gun: gun.into() }.body_limit();
     let body = crate::upload::read_body(req, limit).await?;
     let body: Body =
         serde_json::from_slice(&body).map_err(|e| Error::MalformedJson(e.to_string()))?;
@@ -380,7 +381,7 @@ async fn import(app: &App, gun: &str, req: Request) -> Result<usize, Error> {
     app.repo.import(gun, files).await
 }
 
-async fn update(app: &App, gun: &str, req: Request) -> Result<(), Error> {
+async fn update(app: &App, gun: &str, req: Request, limit: usize) -> Result<(), Error> {
     let boundary = req
         .headers()
         .get(header::CONTENT_TYPE)
@@ -388,7 +389,6 @@ async fn update(app: &App, gun: &str, req: Request) -> Result<(), Error> {
         .and_then(|ct| multer::parse_boundary(ct).ok());
     // Read the whole body before answering, so a client still sending sees our 400 rather
     // than a reset stream.
-    let limit = Route::Update { gun: gun.into() }.body_limit();
     let body = crate::upload::read_body(req, limit).await?;
     let Some(boundary) = boundary else {
         return Err(Error::MalformedUpload("not multipart/form-data".into()));

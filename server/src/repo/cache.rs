@@ -53,7 +53,6 @@ pub(super) struct ViewCache {
     views: quick_cache::sync::Cache<String, Arc<GunView>, ViewWeight>,
     /// The generation, bumped by every change; held while changing `views`.
     gate: Mutex<u64>,
-    budget: u64,
 }
 
 impl ViewCache {
@@ -75,7 +74,6 @@ impl ViewCache {
                 Default::default(),
             ),
             gate: Mutex::new(0),
-            budget,
         }
     }
 
@@ -121,7 +119,7 @@ impl ViewCache {
 
     /// (bytes held, budget, views held), for `/metrics`.
     pub(super) fn usage(&self) -> (u64, u64, usize) {
-        (self.views.weight(), self.budget, self.views.len())
+        (self.views.weight(), self.views.capacity(), self.views.len())
     }
 }
 

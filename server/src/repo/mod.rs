@@ -98,21 +98,21 @@ fn expires_of(data: &[u8]) -> Option<OffsetDateTime> {
 }
 
 impl Repo {
-    pub fn new(store: Arc<dyn MetaStore>, signer: SignerLink, renewal: Renewal) -> Self {
+    /// A repository service caching views within `cache`'s budget.
+    pub fn new(
+        store: Arc<dyn MetaStore>,
+        signer: SignerLink,
+        renewal: Renewal,
+        cache: CacheSettings,
+    ) -> Self {
         Repo {
             store,
             signer,
             renewal,
             mirror: None,
-            cache: cache::ViewCache::new(CacheSettings::default()),
+            cache: cache::ViewCache::new(cache),
             locks: Default::default(),
         }
-    }
-
-    /// Cache repository views within `settings`' budget.
-    pub fn with_cache(mut self, settings: CacheSettings) -> Self {
-        self.cache = cache::ViewCache::new(settings);
-        self
     }
 
     /// (bytes held by cached views, their budget, views held, per-GUN locks held).
