@@ -165,7 +165,11 @@ fn the_reconciler_repushes_what_is_missing_and_flags_drift() {
     assert_eq!(first["drift"], false, "{first}");
     assert_eq!(first["registry_digest"], format!("sha256:{d1}"));
 
-    // Someone deletes our signature manifest: the next pass pushes it again.
+    // Someone deletes our signature manifest: the next pass pushes it again. The server is
+    // frozen (SIGSTOP) while the deletion is checked, so its one-second reconciler cannot put
+    // the signature back before cosign has seen it gone (a race on a loaded machine).
+    let pid = st.server.id().to_string();
+    run_ok("kill -STOP", Command::new("kill").args(["-STOP", &pid]));
     let sig = format!(
         "http://127.0.0.1:{}/v2/{repo}/manifests/sha256-{d1}.sig",
         registry.port
@@ -205,6 +209,7 @@ fn the_reconciler_repushes_what_is_missing_and_flags_drift() {
     assert_eq!(String::from_utf8_lossy(&out.stdout), "202");
     assert_eq!(sig_layers(registry.port, repo, &d1), 0);
     assert!(!cosign_verify("sid", &key, &format!("{gun}:v1"), &[]).0);
+    run_ok("kill -CONT", Command::new("kill").args(["-CONT", &pid]));
     let start = std::time::Instant::now();
     while sig_layers(registry.port, repo, &d1) == 0 {
         assert!(
