@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 
 use serde_json::Value;
 
-use crate::error::Error as StartError;
+use crate::error::StartError;
 
 pub use crate::http::TlsFiles;
 pub use crate::signer_link::TrustService;

@@ -6,10 +6,10 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command};
 
 use crate::config::{Config, Storage, TlsFiles, TrustService};
-use crate::error::Error;
+use crate::error::StartError as Error;
 
 fn start(e: impl std::fmt::Display) -> Error {
-    Error::Start(e.to_string())
+    Error::Invalid(e.to_string())
 }
 
 /// `trustbridge-signer` next to this executable, else on PATH.
@@ -45,7 +45,7 @@ fn dev_passphrase(data: &Path) -> Result<String, Error> {
     use std::io::Write;
     opts.open(&file)
         .and_then(|mut f| f.write_all(pass.as_bytes()))
-        .map_err(|e| start(format!("{}: {e}", file.display())))?;
+        .map_err(|e| Error::io(file.display(), e))?;
     Ok(pass)
 }
 
@@ -59,7 +59,7 @@ fn dev_bridge_key(signer_config: &Path, pass: &str) -> Result<String, Error> {
             .arg(signer_config)
             .env("NOTARY_SIGNER_DEV", pass)
             .output()
-            .map_err(|e| start(format!("trustbridge-signer: {e}")))
+            .map_err(|e| Error::io("trustbridge-signer", e))
     };
     let out = run(&["cosign-key", "id"])?;
     let out = if out.status.success() {
@@ -95,8 +95,10 @@ impl Drop for DevSigner {
 
 /// Prepare `data`, start the signer, and return the server config to run with it.
 pub fn prepare(data: &Path, addr: &str) -> Result<(Config, DevSigner), Error> {
-    std::fs::create_dir_all(data).map_err(|e| start(format!("{}: {e}", data.display())))?;
-    let data = data.canonicalize().map_err(start)?;
+    std::fs::create_dir_all(data).map_err(|e| Error::io(data.display(), e))?;
+    let data = data
+        .canonicalize()
+        .map_err(|e| Error::io(data.display(), e))?;
     let certs = data.join("certs");
     if !certs.join("root-ca.crt").exists() {
         trustbridge_certs::generate(825)
@@ -105,7 +107,7 @@ pub fn prepare(data: &Path, addr: &str) -> Result<(Config, DevSigner), Error> {
     }
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
-        .map_err(start)?
+        .map_err(|e| Error::io("a port for the dev signer", e))?
         .port();
     let signer_config = data.join("signer.json");
     std::fs::write(
@@ -115,7 +117,7 @@ pub fn prepare(data: &Path, addr: &str) -> Result<(Config, DevSigner), Error> {
 "logging":{{"level":"info"}},"storage":{{"backend":"sqlite3","db_url":"signer-keys.db","default_alias":"dev"}}}}"#
         ),
     )
-    .map_err(start)?;
+    .map_err(|e| Error::io(signer_config.display(), e))?;
     let pass = dev_passphrase(&data)?;
     let bridge_key = dev_bridge_key(&signer_config, &pass)?;
     let child = Command::new(signer_binary()?)
@@ -123,7 +125,7 @@ pub fn prepare(data: &Path, addr: &str) -> Result<(Config, DevSigner), Error> {
         .arg(&signer_config)
         .env("NOTARY_SIGNER_DEV", pass)
         .spawn()
-        .map_err(|e| start(format!("starting trustbridge-signer: {e}")))?;
+        .map_err(|e| Error::io("starting trustbridge-signer", e))?;
     let config = Config {
         http_addr: addr.to_string(),
         tls: Some(TlsFiles {

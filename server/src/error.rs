@@ -7,6 +7,9 @@ use axum::response::{IntoResponse, Response};
 use http::StatusCode;
 use serde_json::{Value, json};
 
+use crate::signer_link::{SignerError, SignerErrorKind};
+use crate::storage::StorageError;
+
 /// A failed update check, named as notary's `tuf/validation` errors are: the client parses
 /// `detail` = `{"Name": ..., "Error": {...}}` back into these.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -38,27 +41,70 @@ impl ValidationError {
     }
 }
 
+/// Why the server (or an offline command) could not start: nothing was served yet, so these
+/// go to the operator's terminal, never on the wire.
 #[derive(Debug, thiserror::Error)]
-pub enum Error {
+pub enum StartError {
     #[error("config {path}: {reason}")]
     Config { path: PathBuf, reason: String },
+    /// Settings that parse but cannot work (a command that needs a section the config lacks).
     #[error("{0}")]
-    Start(String),
+    Invalid(String),
+    #[error("{what}: {source}")]
+    Io {
+        what: String,
+        source: std::io::Error,
+    },
+    #[error("{what}: {source}")]
+    Tls {
+        what: String,
+        source: Box<dyn std::error::Error + Send + Sync + 'static>,
+    },
+    #[error("storage: {0}")]
+    Storage(#[from] StorageError),
+    #[error("signer: {0}")]
+    Signer(#[from] SignerError),
+    #[error("auth.options.rootcertbundle: {0}")]
+    Auth(#[from] crate::auth::jwt::TokenError),
+    #[error("trustbridge.token_issuer: {0}")]
+    Issuer(#[from] crate::auth::issuer::IssuerError),
+}
 
+impl StartError {
+    pub fn io(what: impl std::fmt::Display, source: std::io::Error) -> Self {
+        StartError::Io {
+            what: what.to_string(),
+            source,
+        }
+    }
+
+    pub fn tls(
+        what: impl std::fmt::Display,
+        source: impl Into<Box<dyn std::error::Error + Send + Sync + 'static>>,
+    ) -> Self {
+        StartError::Tls {
+            what: what.to_string(),
+            source: source.into(),
+        }
+    }
+}
+
+type Cause = Box<dyn std::error::Error + Send + Sync + 'static>;
+
+/// A request's (or an offline command's) failure; [`Error::for_update`] and
+/// [`Error::for_read`] map it to notary's wire error.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error(transparent)]
+    Start(#[from] StartError),
     #[error("{0}")]
     Invalid(#[from] ValidationError),
-    /// A storage conflict: a version ≤ a stored one.
-    #[error("newer version already available")]
-    OldVersion,
     #[error("metadata not found")]
     NotFound,
     #[error("storage: {0}")]
-    Storage(String),
+    Storage(#[from] StorageError),
     #[error("signer: {0}")]
-    Signer(String),
-    /// The signer does not hold the key asked for.
-    #[error("signer does not hold key {0}")]
-    KeyNotFound(String),
+    Signer(#[from] SignerError),
     #[error("no file name given for an uploaded part")]
     NoFilename,
     #[error("invalid role {0:?}")]
@@ -71,80 +117,118 @@ pub enum Error {
     InvalidParameters(String),
     #[error("Require GUNs with prefix: {0:?}")]
     InvalidGun(Vec<String>),
-    #[error("unknown error: {0}")]
-    Unknown(String),
+    /// What should not happen: stored bytes that no longer parse, a signature we made that
+    /// does not encode. Answered as notary's `UNKNOWN`; the cause is logged.
+    #[error("{what}: {source}")]
+    Internal { what: String, source: Cause },
 }
 
-/// (HTTP status, notary code, message) for each wire code notary defines.
-fn wire(code: &str) -> (StatusCode, &'static str) {
-    match code {
-        // docker/distribution's errcode, used by the token issuer's login rate limit.
-        "TOOMANYREQUESTS" => (StatusCode::TOO_MANY_REQUESTS, "too many requests"),
-        "NO_FILENAME" => (StatusCode::BAD_REQUEST, "No file/role name provided"),
-        "INVALID_ROLE" => (
-            StatusCode::BAD_REQUEST,
-            "The role you are attempting to operate on is invalid.",
-        ),
-        "MALFORMED_JSON" => (
-            StatusCode::BAD_REQUEST,
-            "JSON sent by the client could not be parsed by the server",
-        ),
-        "UPDATING" => (
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "An error has occurred while updating the TUF repository.",
-        ),
-        "VERSION" => (
-            StatusCode::BAD_REQUEST,
-            "A newer version of metadata is already available.",
-        ),
-        "METADATA_NOT_FOUND" => (
-            StatusCode::NOT_FOUND,
-            "You have requested metadata that does not exist.",
-        ),
-        "INVALID_UPDATE" => (
-            StatusCode::BAD_REQUEST,
-            "Update sent by the client is invalid.",
-        ),
-        "MALFORMED_UPLOAD" => (
-            StatusCode::BAD_REQUEST,
-            "The body of your request is malformed.",
-        ),
-        "INVALID_GUN" => (
-            StatusCode::BAD_REQUEST,
-            "The server does not support actions on images of this name.",
-        ),
-        "INVALID_PARAMETERS" => (
-            StatusCode::BAD_REQUEST,
-            "The parameters provided are not valid.",
-        ),
-        "NO_KEYALGORITHM" => (
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "The server does not have a key algorithm configured.",
-        ),
-        _ => (StatusCode::INTERNAL_SERVER_ERROR, "unknown error"),
+impl Error {
+    pub fn internal(what: impl std::fmt::Display, source: impl Into<Cause>) -> Self {
+        Error::Internal {
+            what: what.to_string(),
+            source: source.into(),
+        }
+    }
+
+    /// A version ≤ a stored one (notary's `ErrOldVersion`, answered `VERSION`).
+    pub fn old_version() -> Self {
+        Error::Storage(StorageError::conflict())
+    }
+
+    pub fn is_old_version(&self) -> bool {
+        matches!(self, Error::Storage(e) if e.is_conflict())
+    }
+}
+
+/// Notary's wire error codes (`errcode` in notary-server, reference §1.3), each with its HTTP
+/// status and message: a code is a value of this enum, so a typo cannot reach the wire.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum WireCode {
+    /// docker/distribution's errcode, used by the token issuer's login rate limit.
+    TooManyRequests,
+    NoFilename,
+    InvalidRole,
+    MalformedJson,
+    Updating,
+    Version,
+    MetadataNotFound,
+    InvalidUpdate,
+    MalformedUpload,
+    InvalidGun,
+    InvalidParameters,
+    NoKeyAlgorithm,
+    Unknown,
+}
+
+impl WireCode {
+    pub fn code(self) -> &'static str {
+        match self {
+            WireCode::TooManyRequests => "TOOMANYREQUESTS",
+            WireCode::NoFilename => "NO_FILENAME",
+            WireCode::InvalidRole => "INVALID_ROLE",
+            WireCode::MalformedJson => "MALFORMED_JSON",
+            WireCode::Updating => "UPDATING",
+            WireCode::Version => "VERSION",
+            WireCode::MetadataNotFound => "METADATA_NOT_FOUND",
+            WireCode::InvalidUpdate => "INVALID_UPDATE",
+            WireCode::MalformedUpload => "MALFORMED_UPLOAD",
+            WireCode::InvalidGun => "INVALID_GUN",
+            WireCode::InvalidParameters => "INVALID_PARAMETERS",
+            WireCode::NoKeyAlgorithm => "NO_KEYALGORITHM",
+            WireCode::Unknown => "UNKNOWN",
+        }
+    }
+
+    pub fn status(self) -> StatusCode {
+        match self {
+            WireCode::TooManyRequests => StatusCode::TOO_MANY_REQUESTS,
+            WireCode::MetadataNotFound => StatusCode::NOT_FOUND,
+            WireCode::Updating | WireCode::NoKeyAlgorithm | WireCode::Unknown => {
+                StatusCode::INTERNAL_SERVER_ERROR
+            }
+            _ => StatusCode::BAD_REQUEST,
+        }
+    }
+
+    pub fn message(self) -> &'static str {
+        match self {
+            WireCode::TooManyRequests => "too many requests",
+            WireCode::NoFilename => "No file/role name provided",
+            WireCode::InvalidRole => "The role you are attempting to operate on is invalid.",
+            WireCode::MalformedJson => "JSON sent by the client could not be parsed by the server",
+            WireCode::Updating => "An error has occurred while updating the TUF repository.",
+            WireCode::Version => "A newer version of metadata is already available.",
+            WireCode::MetadataNotFound => "You have requested metadata that does not exist.",
+            WireCode::InvalidUpdate => "Update sent by the client is invalid.",
+            WireCode::MalformedUpload => "The body of your request is malformed.",
+            WireCode::InvalidGun => "The server does not support actions on images of this name.",
+            WireCode::InvalidParameters => "The parameters provided are not valid.",
+            WireCode::NoKeyAlgorithm => "The server does not have a key algorithm configured.",
+            WireCode::Unknown => "unknown error",
+        }
     }
 }
 
 /// A notary error response.
 pub struct ApiError {
-    pub code: &'static str,
+    pub code: WireCode,
     pub detail: Option<Value>,
 }
 
 impl ApiError {
-    pub fn new(code: &'static str, detail: Option<Value>) -> Self {
+    pub fn new(code: WireCode, detail: Option<Value>) -> Self {
         ApiError { code, detail }
     }
 }
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let (status, message) = wire(self.code);
         // Go's encoder writes struct fields in declaration order: code, message, detail.
         let mut body = format!(
             r#"{{"errors":[{{"code":{},"message":{}"#,
-            Value::from(self.code),
-            Value::from(message)
+            Value::from(self.code.code()),
+            Value::from(self.code.message())
         );
         if let Some(d) = self.detail {
             body.push_str(",\"detail\":");
@@ -152,7 +236,7 @@ impl IntoResponse for ApiError {
         }
         body.push_str("}]}\n");
         (
-            status,
+            self.code.status(),
             [(
                 http::header::CONTENT_TYPE,
                 "application/json; charset=utf-8",
@@ -167,35 +251,36 @@ impl Error {
     /// The wire error for a failed update (POST).
     pub fn for_update(self) -> ApiError {
         match self {
-            Error::Invalid(v) => ApiError::new("INVALID_UPDATE", Some(v.detail())),
-            Error::OldVersion => ApiError::new("VERSION", Some(json!({}))),
-            Error::NoFilename => ApiError::new("NO_FILENAME", None),
-            Error::InvalidRole(r) => ApiError::new("INVALID_ROLE", Some(Value::String(r))),
-            Error::MalformedJson(_) => ApiError::new("MALFORMED_JSON", None),
-            Error::MalformedUpload(_) => ApiError::new("MALFORMED_UPLOAD", None),
+            Error::Invalid(v) => ApiError::new(WireCode::InvalidUpdate, Some(v.detail())),
+            e if e.is_old_version() => ApiError::new(WireCode::Version, Some(json!({}))),
+            Error::NoFilename => ApiError::new(WireCode::NoFilename, None),
+            Error::InvalidRole(r) => ApiError::new(WireCode::InvalidRole, Some(Value::String(r))),
+            Error::MalformedJson(_) => ApiError::new(WireCode::MalformedJson, None),
+            Error::MalformedUpload(_) => ApiError::new(WireCode::MalformedUpload, None),
             Error::InvalidGun(p) => ApiError::new(
-                "INVALID_GUN",
+                WireCode::InvalidGun,
                 Some(Value::String(format!("Require GUNs with prefix: {p:?}"))),
             ),
-            Error::Storage(_) => ApiError::new("UPDATING", None),
-            // Non-validation failures during validation: notary answers INVALID_UPDATE
-            // without detail.
-            _ => ApiError::new("INVALID_UPDATE", None),
+            Error::Storage(_) => ApiError::new(WireCode::Updating, None),
+            // Non-validation failures during validation (the signer down, a stored file that
+            // no longer parses): notary answers INVALID_UPDATE without detail.
+            _ => ApiError::new(WireCode::InvalidUpdate, None),
         }
     }
 
     /// The wire error for reads and the other routes.
     pub fn for_read(self) -> ApiError {
         match self {
-            Error::NotFound | Error::KeyNotFound(_) => {
-                ApiError::new("METADATA_NOT_FOUND", Some(json!({})))
+            Error::NotFound => ApiError::new(WireCode::MetadataNotFound, Some(json!({}))),
+            Error::Signer(e) if e.kind == SignerErrorKind::NoKey => {
+                ApiError::new(WireCode::MetadataNotFound, Some(json!({})))
             }
             Error::InvalidParameters(d) => {
-                ApiError::new("INVALID_PARAMETERS", Some(Value::String(d)))
+                ApiError::new(WireCode::InvalidParameters, Some(Value::String(d)))
             }
-            Error::InvalidRole(r) => ApiError::new("INVALID_ROLE", Some(Value::String(r))),
-            Error::InvalidGun(_) => ApiError::new("METADATA_NOT_FOUND", None),
-            _ => ApiError::new("UNKNOWN", None),
+            Error::InvalidRole(r) => ApiError::new(WireCode::InvalidRole, Some(Value::String(r))),
+            Error::InvalidGun(_) => ApiError::new(WireCode::MetadataNotFound, None),
+            _ => ApiError::new(WireCode::Unknown, None),
         }
     }
 }

@@ -10,7 +10,7 @@ use hyper_util::server::conn::auto;
 use tokio::net::TcpListener;
 use tokio_rustls::TlsAcceptor;
 
-use crate::error::Error;
+use crate::error::{Error, StartError};
 
 /// A certificate chain and its key, as PEM files (the HTTPS listener's, a client
 /// certificate's).
@@ -25,36 +25,34 @@ pub struct TlsFiles {
 pub fn tls_acceptor(
     files: &TlsFiles,
     client_ca: Option<&std::path::Path>,
-) -> Result<TlsAcceptor, Error> {
+) -> Result<TlsAcceptor, StartError> {
     use rustls::pki_types::pem::PemObject;
     use rustls::pki_types::{CertificateDer, PrivateKeyDer};
     let certs = CertificateDer::pem_file_iter(&files.cert)
         .and_then(|i| i.collect::<Result<Vec<_>, _>>())
-        .map_err(|e| Error::Start(format!("{}: {e}", files.cert.display())))?;
+        .map_err(|e| StartError::tls(files.cert.display(), e))?;
     let key = PrivateKeyDer::from_pem_file(&files.key)
-        .map_err(|e| Error::Start(format!("{}: {e}", files.key.display())))?;
+        .map_err(|e| StartError::tls(files.key.display(), e))?;
     let builder = rustls::ServerConfig::builder();
     let builder = match client_ca {
         None => builder.with_no_client_auth(),
         Some(ca) => {
             let mut roots = rustls::RootCertStore::empty();
-            for c in CertificateDer::pem_file_iter(ca)
-                .map_err(|e| Error::Start(format!("{}: {e}", ca.display())))?
+            for c in
+                CertificateDer::pem_file_iter(ca).map_err(|e| StartError::tls(ca.display(), e))?
             {
-                let c = c.map_err(|e| Error::Start(format!("{}: {e}", ca.display())))?;
-                roots
-                    .add(c)
-                    .map_err(|e| Error::Start(format!("{}: {e}", ca.display())))?;
+                let c = c.map_err(|e| StartError::tls(ca.display(), e))?;
+                roots.add(c).map_err(|e| StartError::tls(ca.display(), e))?;
             }
             let verifier = rustls::server::WebPkiClientVerifier::builder(roots.into())
                 .build()
-                .map_err(|e| Error::Start(format!("server.client_ca_file: {e}")))?;
+                .map_err(|e| StartError::tls("server.client_ca_file", e))?;
             builder.with_client_cert_verifier(verifier)
         }
     };
     let mut cfg = builder
         .with_single_cert(certs, key)
-        .map_err(|e| Error::Start(format!("server TLS: {e}")))?;
+        .map_err(|e| StartError::tls("server TLS", e))?;
     cfg.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     Ok(TlsAcceptor::from(Arc::new(cfg)))
 }

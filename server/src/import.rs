@@ -8,11 +8,12 @@
 use std::path::Path;
 use std::sync::Arc;
 
-use crate::error::Error;
+use crate::error::{Error, StartError};
 use crate::storage::{MetaStore, Update};
 
 fn collect(base: &Path, dir: &Path, out: &mut Vec<Update>) -> Result<(), Error> {
-    let bad = |p: &Path, why: String| Error::Start(format!("{}: {why}", p.display()));
+    let bad =
+        |p: &Path, why: String| Error::from(StartError::Invalid(format!("{}: {why}", p.display())));
     for entry in std::fs::read_dir(dir).map_err(|e| bad(dir, e.to_string()))? {
         let path = entry.map_err(|e| bad(dir, e.to_string()))?.path();
         if path.is_dir() {

@@ -21,7 +21,7 @@ pub mod validation;
 use std::sync::Arc;
 
 pub use config::Config;
-pub use error::Error;
+pub use error::{Error, StartError};
 
 use crate::handlers::App;
 use crate::metrics::Metrics;
@@ -36,15 +36,16 @@ fn offline_bridge(config: &Config) -> Result<(Repo, bridge::Bridge), Error> {
     let b = config
         .bridge
         .clone()
-        .ok_or_else(|| Error::Start("trustbridge.bridge is not configured".into()))?;
+        .ok_or_else(|| StartError::Invalid("trustbridge.bridge is not configured".into()))?;
     let metrics = Metrics::new();
     let store: Arc<dyn MetaStore> = match &config.storage {
         config::Storage::Sqlite(path) => Arc::new(SqliteStore::open(path)?),
         config::Storage::Postgres(url) => Arc::new(PgStore::open(url)?),
         config::Storage::Memory => {
-            return Err(Error::Start(
+            return Err(StartError::Invalid(
                 "the memory backend holds nothing for an offline bridge command".into(),
-            ));
+            )
+            .into());
         }
     };
     let signer = SignerLink::new(&config.trust, metrics.clone())?;
@@ -91,14 +92,14 @@ pub async fn run(
     let auth = config
         .auth
         .as_ref()
-        .map(|a| -> Result<auth::TokenAuth, Error> {
+        .map(|a| -> Result<auth::TokenAuth, StartError> {
             let pem = std::fs::read(&a.rootcertbundle)
-                .map_err(|e| Error::Start(format!("{}: {e}", a.rootcertbundle.display())))?;
+                .map_err(|e| StartError::io(a.rootcertbundle.display(), e))?;
             Ok(auth::TokenAuth {
                 realm: a.realm.clone(),
                 service: a.service.clone(),
                 issuer: a.issuer.clone(),
-                roots: auth::jwt::Roots::from_pem(&pem).map_err(Error::Start)?,
+                roots: auth::jwt::Roots::from_pem(&pem)?,
                 autoredirect: a.autoredirect,
             })
         })
@@ -106,12 +107,13 @@ pub async fn run(
     let issuer = match (&config.token_issuer, &config.auth) {
         (Some(ic), Some(a)) => Some(
             auth::issuer::Issuer::new(ic.clone(), &a.service, &a.issuer, signer.clone())
-                .map_err(Error::Start)?,
+                .map_err(StartError::from)?,
         ),
         (Some(_), None) => {
-            return Err(Error::Start(
+            return Err(StartError::Invalid(
                 "trustbridge.token_issuer needs auth.type \"token\" with its options".into(),
-            ));
+            )
+            .into());
         }
         _ => None,
     };
@@ -266,10 +268,10 @@ pub async fn run(
     };
     let listener = tokio::net::TcpListener::bind(&addr)
         .await
-        .map_err(|e| Error::Start(format!("cannot listen on {addr}: {e}")))?;
+        .map_err(|e| StartError::io(format!("cannot listen on {addr}"), e))?;
     let local = listener
         .local_addr()
-        .map_err(|e| Error::Start(e.to_string()))?;
+        .map_err(|e| StartError::io("the listener's address", e))?;
     tracing::info!(addr = %local, tls = tls.is_some(), "trustbridge-server serving");
     ready(local);
     let res = http::serve(listener, tls, router, config.http_limits, shutdown).await;

@@ -9,13 +9,12 @@ use std::time::Duration;
 
 use tonic::Code;
 use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity};
-use trustbridge_signer::proto::key_management_client::KeyManagementClient;
-use trustbridge_signer::proto::signer_client::SignerClient;
-use trustbridge_signer::proto::{CreateKeyRequest, KeyId, SignatureRequest};
+use trustbridge_signer_proto::proto::key_management_client::KeyManagementClient;
+use trustbridge_signer_proto::proto::signer_client::SignerClient;
+use trustbridge_signer_proto::proto::{CreateKeyRequest, KeyId, SignatureRequest};
 use trustbridge_tuf::metadata::Signature;
 use trustbridge_tuf::{KeyType, PublicKey};
 
-use crate::error::Error;
 use crate::http::TlsFiles;
 use crate::metrics::Metrics;
 
@@ -25,16 +24,97 @@ const HEALTH_NAMES: [&str; 2] = [
     "grpc.health.v1.Health.Signer",
 ];
 
+/// What kind of failure a signer call met, as far as the caller can act on it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SignerErrorKind {
+    /// The signer could not be reached or did not answer in time (notary-server's "gRPC
+    /// transport failure"): retry, or serve reads meanwhile.
+    Unavailable,
+    /// The signer does not hold the key asked for.
+    NoKey,
+    /// The signer answered and refused (bad request, unknown algorithm, not serving).
+    Refused,
+    /// The link cannot be set up (address, CA or client certificate): a start-up error.
+    Config,
+}
+
+/// A failed signer call: its kind, the endpoint and RPC, and the gRPC status or I/O error kept
+/// as the cause.
+#[derive(Debug, thiserror::Error)]
+#[error("signer at {addr} ({rpc}): {message}")]
+pub struct SignerError {
+    pub kind: SignerErrorKind,
+    pub addr: String,
+    pub rpc: &'static str,
+    message: String,
+    #[source]
+    source: Option<Box<dyn std::error::Error + Send + Sync + 'static>>,
+}
+
+impl SignerError {
+    pub fn new(
+        kind: SignerErrorKind,
+        addr: &str,
+        rpc: &'static str,
+        message: impl Into<String>,
+    ) -> Self {
+        SignerError {
+            kind,
+            addr: addr.to_string(),
+            rpc,
+            message: message.into(),
+            source: None,
+        }
+    }
+
+    pub fn caused(
+        kind: SignerErrorKind,
+        addr: &str,
+        rpc: &'static str,
+        message: impl Into<String>,
+        source: impl Into<Box<dyn std::error::Error + Send + Sync + 'static>>,
+    ) -> Self {
+        SignerError {
+            source: Some(source.into()),
+            ..SignerError::new(kind, addr, rpc, message)
+        }
+    }
+
+    /// A gRPC status: transport failures and deadlines are `Unavailable`, the rest `Refused`.
+    fn status(addr: &str, rpc: &'static str, s: tonic::Status) -> Self {
+        let kind = match s.code() {
+            Code::Unavailable | Code::DeadlineExceeded => SignerErrorKind::Unavailable,
+            Code::NotFound => SignerErrorKind::NoKey,
+            _ => SignerErrorKind::Refused,
+        };
+        let message = match kind {
+            SignerErrorKind::Unavailable => format!("unavailable: {}", s.message()),
+            _ => s.message().to_string(),
+        };
+        SignerError::caused(kind, addr, rpc, message, s)
+    }
+}
+
 /// A key as the signer reports it: `keyInfo.algorithm` names the key type.
 fn public_key(
-    info: Option<trustbridge_signer::proto::KeyInfo>,
+    addr: &str,
+    rpc: &'static str,
+    info: Option<trustbridge_signer_proto::proto::KeyInfo>,
     public: Vec<u8>,
-) -> Result<PublicKey, Error> {
+) -> Result<PublicKey, SignerError> {
     let alg = info
         .and_then(|k| k.algorithm)
         .map(|a| a.algorithm)
         .unwrap_or_default();
-    let key_type = KeyType::parse(&alg).map_err(|e| Error::Signer(e.to_string()))?;
+    let key_type = KeyType::parse(&alg).map_err(|e| {
+        SignerError::caused(
+            SignerErrorKind::Refused,
+            addr,
+            rpc,
+            "answered a key of a type notary does not know",
+            e,
+        )
+    })?;
     Ok(PublicKey::new(key_type, public))
 }
 
@@ -77,23 +157,37 @@ pub struct SignerLink {
     owners: std::sync::Arc<std::sync::Mutex<std::collections::HashMap<String, KeyOwner>>>,
 }
 
-fn read(path: &std::path::Path) -> Result<Vec<u8>, Error> {
-    std::fs::read(path).map_err(|e| Error::Start(format!("{}: {e}", path.display())))
+fn read(addr: &str, path: &std::path::Path) -> Result<Vec<u8>, SignerError> {
+    std::fs::read(path).map_err(|e| {
+        SignerError::caused(
+            SignerErrorKind::Config,
+            addr,
+            "connect",
+            format!("read {}", path.display()),
+            e,
+        )
+    })
 }
 
 impl SignerLink {
-    pub fn new(cfg: &TrustService, metrics: Metrics) -> Result<Self, Error> {
+    pub fn new(cfg: &TrustService, metrics: Metrics) -> Result<Self, SignerError> {
+        let addr = format!("{}:{}", cfg.hostname, cfg.port);
         let mut tls = ClientTlsConfig::new()
-            .ca_certificate(Certificate::from_pem(read(&cfg.ca_file)?))
+            .ca_certificate(Certificate::from_pem(read(&addr, &cfg.ca_file)?))
             .domain_name(cfg.hostname.clone());
         if let Some(c) = &cfg.client_cert {
-            tls = tls.identity(Identity::from_pem(read(&c.cert)?, read(&c.key)?));
+            tls = tls.identity(Identity::from_pem(
+                read(&addr, &c.cert)?,
+                read(&addr, &c.key)?,
+            ));
         }
-        let addr = format!("{}:{}", cfg.hostname, cfg.port);
+        let config = |what: &str, e: tonic::transport::Error| {
+            SignerError::caused(SignerErrorKind::Config, &addr, "connect", what, e)
+        };
         let channel = Endpoint::from_shared(format!("https://{addr}"))
-            .map_err(|e| Error::Start(format!("trust_service address {addr}: {e}")))?
+            .map_err(|e| config("trust_service address", e))?
             .tls_config(tls)
-            .map_err(|e| Error::Start(format!("trust_service TLS: {e}")))?
+            .map_err(|e| config("trust_service TLS", e))?
             .connect_timeout(Duration::from_secs(2))
             .timeout(Duration::from_secs(10))
             .connect_lazy();
@@ -106,21 +200,28 @@ impl SignerLink {
         })
     }
 
-    fn fail(&self, rpc: &str, s: tonic::Status) -> Error {
+    /// The signer does not hold a key the caller needs.
+    pub fn missing(&self, rpc: &'static str, message: impl Into<String>) -> SignerError {
+        SignerError::new(SignerErrorKind::NoKey, &self.addr, rpc, message)
+    }
+
+    /// The signer answered something the caller cannot use.
+    pub fn refused(
+        &self,
+        rpc: &'static str,
+        message: impl Into<String>,
+        source: impl Into<Box<dyn std::error::Error + Send + Sync + 'static>>,
+    ) -> SignerError {
+        SignerError::caused(SignerErrorKind::Refused, &self.addr, rpc, message, source)
+    }
+
+    fn fail(&self, rpc: &'static str, s: tonic::Status) -> SignerError {
         self.metrics.signer_call(rpc, false);
-        match s.code() {
-            Code::Unavailable | Code::DeadlineExceeded => Error::Signer(format!(
-                "signer at {} is unavailable ({}): {}",
-                self.addr,
-                rpc,
-                s.message()
-            )),
-            _ => Error::Signer(format!("{rpc}: {}", s.message())),
-        }
+        SignerError::status(&self.addr, rpc, s)
     }
 
     /// CreateKey for (role, gun) with the configured algorithm.
-    pub async fn create_key(&self, gun: &str, role: &str) -> Result<PublicKey, Error> {
+    pub async fn create_key(&self, gun: &str, role: &str) -> Result<PublicKey, SignerError> {
         let r = KeyManagementClient::new(self.channel.clone())
             .create_key(CreateKeyRequest {
                 algorithm: self.algorithm.clone(),
@@ -131,14 +232,14 @@ impl SignerLink {
             .map_err(|s| self.fail("CreateKey", s))?
             .into_inner();
         self.metrics.signer_call("CreateKey", true);
-        public_key(r.key_info, r.public_key)
+        public_key(&self.addr, "CreateKey", r.key_info, r.public_key)
     }
 
     /// GetKeyInfo for `key_id`: None if the signer does not hold it.
     async fn get_key_info(
         &self,
         key_id: &str,
-    ) -> Result<Option<trustbridge_signer::proto::GetKeyInfoResponse>, Error> {
+    ) -> Result<Option<trustbridge_signer_proto::proto::GetKeyInfoResponse>, SignerError> {
         match KeyManagementClient::new(self.channel.clone())
             .get_key_info(KeyId { id: key_id.into() })
             .await
@@ -166,15 +267,15 @@ impl SignerLink {
     }
 
     /// The public key of `key_id`, if the signer holds it.
-    pub async fn key_info(&self, key_id: &str) -> Result<Option<PublicKey>, Error> {
+    pub async fn key_info(&self, key_id: &str) -> Result<Option<PublicKey>, SignerError> {
         match self.get_key_info(key_id).await? {
-            Some(r) => public_key(r.key_info, r.public_key).map(Some),
+            Some(r) => public_key(&self.addr, "GetKeyInfo", r.key_info, r.public_key).map(Some),
             None => Ok(None),
         }
     }
 
     /// What `key_id` was created for, if the signer holds it.
-    pub async fn owner(&self, key_id: &str) -> Result<Option<KeyOwner>, Error> {
+    pub async fn owner(&self, key_id: &str) -> Result<Option<KeyOwner>, SignerError> {
         if let Some(o) = self
             .owners
             .lock()
@@ -190,7 +291,7 @@ impl SignerLink {
     }
 
     /// Whether the signer holds the private key with canonical ID `key_id`.
-    pub async fn holds(&self, key_id: &str) -> Result<bool, Error> {
+    pub async fn holds(&self, key_id: &str) -> Result<bool, SignerError> {
         Ok(self.key_info(key_id).await?.is_some())
     }
 
@@ -201,7 +302,7 @@ impl SignerLink {
         keyid: &str,
         canonical_id: &str,
         msg: &[u8],
-    ) -> Result<Option<Signature>, Error> {
+    ) -> Result<Option<Signature>, SignerError> {
         match SignerClient::new(self.channel.clone())
             .sign(SignatureRequest {
                 key_id: Some(KeyId {
@@ -229,7 +330,7 @@ impl SignerLink {
     }
 
     /// notary-server's "Trust operational" check: both health names SERVING.
-    pub async fn check_health(&self) -> Result<(), Error> {
+    pub async fn check_health(&self) -> Result<(), SignerError> {
         use tonic_health::pb::HealthCheckRequest;
         use tonic_health::pb::health_client::HealthClient;
         let mut client = HealthClient::new(self.channel.clone());
@@ -242,7 +343,12 @@ impl SignerLink {
                 .map_err(|s| self.fail("Health", s))?
                 .into_inner();
             if r.status != 1 {
-                return Err(Error::Signer(format!("{name} is not serving")));
+                return Err(SignerError::new(
+                    SignerErrorKind::Refused,
+                    &self.addr,
+                    "Health",
+                    format!("{name} is not serving"),
+                ));
             }
         }
         Ok(())

@@ -213,7 +213,7 @@ pub fn check(
     let stored_root = match current("root")? {
         Some(bytes) => {
             let r = Signed::<Root>::from_bytes("root", &bytes)
-                .map_err(|e| Error::Unknown(format!("stored root: {e}")))?;
+                .map_err(|e| Error::internal(format!("stored root of {gun}"), e))?;
             Some(r)
         }
         None => None,
@@ -276,7 +276,7 @@ pub fn check(
         for anc in ancestors.iter().rev() {
             if let Some(bytes) = current(anc)? {
                 let doc = load_targets(anc, &bytes, &root.signed, &loaded, true, now)
-                    .map_err(|e| Error::Unknown(format!("stored {anc}: {e}")))?;
+                    .map_err(|e| Error::internal(format!("stored {anc} of {gun}"), e))?;
                 loaded.insert(anc.clone(), doc);
                 loaded_bytes.insert(anc.clone(), bytes);
             }

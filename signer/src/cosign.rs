@@ -186,41 +186,11 @@ fn push_len(out: &mut Vec<u8>, n: usize) {
     }
 }
 
-/// Cosign stores ECDSA signatures as ASN.1 DER `SEQUENCE { r, s }` (Go's `ecdsa.VerifyASN1`);
-/// the Sign RPC returns notary's raw `r||s`. Converts one to the other.
-pub fn raw_to_der(raw: &[u8]) -> Result<Vec<u8>> {
-    if raw.len() != 64 {
-        return Err(err(format!(
-            "expected a 64-byte r||s signature, got {} bytes",
-            raw.len()
-        )));
-    }
-    fn integer(x: &[u8]) -> Vec<u8> {
-        let start = x.iter().position(|b| *b != 0).unwrap_or(x.len() - 1);
-        let mut v = x[start..].to_vec();
-        if v[0] & 0x80 != 0 {
-            v.insert(0, 0);
-        }
-        let mut out = vec![0x02, v.len() as u8];
-        out.extend_from_slice(&v);
-        out
-    }
-    let (r, s) = (integer(&raw[..32]), integer(&raw[32..]));
-    let mut out = vec![0x30, (r.len() + s.len()) as u8];
-    out.extend_from_slice(&r);
-    out.extend_from_slice(&s);
-    Ok(out)
-}
+pub use trustbridge_signer_proto::keys::{KeyError, raw_to_der};
 
 /// `cosign.pub`: PEM `PUBLIC KEY` over the DER SubjectPublicKeyInfo.
 pub fn public_pem(key: &PublicKey) -> Result<String> {
-    if key.key_type != KeyType::Ecdsa {
-        return Err(err("the cosign key must be an ECDSA key"));
-    }
-    Ok(pem::encode(&pem::Pem::new(
-        "PUBLIC KEY",
-        key.public.clone(),
-    )))
+    trustbridge_signer_proto::keys::public_pem(key).map_err(|e| err(e.to_string()))
 }
 
 #[cfg(test)]

@@ -14,7 +14,5 @@ pub mod token_key;
 pub use config::Config;
 pub use error::{Error, Result};
 
-/// Code generated from proto/signer.proto (package `proto`).
-pub mod proto {
-    tonic::include_proto!("proto");
-}
+/// notary-signer's gRPC stubs, from the crate the server shares them through.
+pub use trustbridge_signer_proto::proto;

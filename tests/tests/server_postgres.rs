@@ -9,7 +9,6 @@ use std::time::Duration;
 
 use trustbridge_e2e::pg::PgDb;
 use trustbridge_e2e::{init, run_ok};
-use trustbridge_server::error::Error;
 use trustbridge_server::storage::postgres::PgStore;
 use trustbridge_server::storage::sqlite::SqliteStore;
 use trustbridge_server::storage::{Action, Finish, MetaStore, NewJob, Update};
@@ -57,7 +56,7 @@ fn scenario(s: &dyn MetaStore) -> Vec<String> {
     );
     log(
         "stale snapshot",
-        format!("{}", matches!(r, Err(Error::OldVersion))),
+        format!("{}", r.as_ref().is_err_and(|e| e.is_conflict())),
     );
     log(
         "targets v2 after refusal",
@@ -69,7 +68,7 @@ fn scenario(s: &dyn MetaStore) -> Vec<String> {
     let r = s.update_many(g, &[file("targets", 3, "a"), file("targets", 3, "b")], &[]);
     log(
         "duplicate in batch",
-        format!("{}", matches!(r, Err(Error::OldVersion))),
+        format!("{}", r.as_ref().is_err_and(|e| e.is_conflict())),
     );
     for v in 2..=4 {
         s.update_many(g, &[file("timestamp", v, &format!("x{v}"))], &[])

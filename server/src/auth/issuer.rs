@@ -15,8 +15,8 @@ use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use http::{HeaderMap, HeaderValue, StatusCode, header};
 use serde_json::json;
 
-use crate::error::ApiError;
-use crate::signer_link::SignerLink;
+use crate::error::{ApiError, WireCode};
+use crate::signer_link::{SignerError, SignerLink};
 use axum::response::{IntoResponse, Response};
 
 /// Failed logins allowed per user name, from any address, within [`FAILURE_WINDOW`]: guessing
@@ -145,29 +145,56 @@ impl Limiter {
     }
 }
 
+/// Why the token issuer cannot start or sign.
+#[derive(Debug, thiserror::Error)]
+pub enum IssuerError {
+    #[error("{path}: {source}")]
+    Io {
+        path: std::path::PathBuf,
+        source: std::io::Error,
+    },
+    /// A line of the htpasswd file the issuer cannot use.
+    #[error("{path} line {line}: {reason}")]
+    Htpasswd {
+        path: std::path::PathBuf,
+        line: usize,
+        reason: &'static str,
+    },
+    #[error("token issuer: bcrypt: {0}")]
+    Bcrypt(#[from] bcrypt::BcryptError),
+    #[error("no randomness for the token issuer")]
+    Random,
+    #[error(transparent)]
+    Signer(#[from] SignerError),
+}
+
 /// The bcrypt cost of an htpasswd hash (`$2y$10$...`).
 fn bcrypt_cost(hash: &str) -> Option<u32> {
     hash.split('$').nth(2)?.parse().ok()
 }
 
 /// Parse an htpasswd file of bcrypt entries (`user:$2y$...`).
-pub fn load_htpasswd(path: &std::path::Path) -> Result<HashMap<String, String>, String> {
-    let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+pub fn load_htpasswd(path: &std::path::Path) -> Result<HashMap<String, String>, IssuerError> {
+    let text = std::fs::read_to_string(path).map_err(|source| IssuerError::Io {
+        path: path.into(),
+        source,
+    })?;
     let mut users = HashMap::new();
     for (n, line) in text.lines().enumerate() {
         let line = line.trim();
         if line.is_empty() || line.starts_with('#') {
             continue;
         }
+        let bad = |reason| IssuerError::Htpasswd {
+            path: path.into(),
+            line: n + 1,
+            reason,
+        };
         let (user, hash) = line
             .split_once(':')
-            .ok_or_else(|| format!("{} line {}: expected user:hash", path.display(), n + 1))?;
+            .ok_or_else(|| bad("expected user:hash"))?;
         if !hash.starts_with("$2") {
-            return Err(format!(
-                "{} line {}: only bcrypt entries are accepted (htpasswd -B)",
-                path.display(),
-                n + 1
-            ));
+            return Err(bad("only bcrypt entries are accepted (htpasswd -B)"));
         }
         users.insert(user.to_string(), hash.to_string());
     }
@@ -195,7 +222,7 @@ impl Issuer {
         service: &str,
         issuer: &str,
         signer: SignerLink,
-    ) -> Result<Self, String> {
+    ) -> Result<Self, IssuerError> {
         let users = load_htpasswd(&cfg.htpasswd)?;
         let cost = users
             .values()
@@ -205,9 +232,8 @@ impl Issuer {
             .clamp(4, 31);
         let mut dummy = [0u8; 16];
         ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut dummy)
-            .map_err(|_| "no randomness for the token issuer".to_string())?;
-        let dummy_hash = bcrypt::hash(hex::encode(dummy), cost)
-            .map_err(|e| format!("token issuer: bcrypt: {e}"))?;
+            .map_err(|_| IssuerError::Random)?;
+        let dummy_hash = bcrypt::hash(hex::encode(dummy), cost)?;
         let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
         Ok(Issuer {
             cfg,
@@ -235,14 +261,14 @@ impl Issuer {
     ) -> Result<(), Response> {
         if let Err(why) = self.limiter().begin(user, addr) {
             tracing::warn!(user = %user, ?addr, ?why, "token request refused: too many failed logins");
-            return Err(ApiError::new("TOOMANYREQUESTS", None).into_response());
+            return Err(ApiError::new(WireCode::TooManyRequests, None).into_response());
         }
         let slot = match tokio::time::timeout(BCRYPT_WAIT, self.bcrypt_slots.acquire()).await {
             Ok(Ok(slot)) => slot,
             _ => {
                 self.limiter().undo(user, addr);
                 tracing::warn!(user = %user, ?addr, "token request refused: password checks are saturated");
-                return Err(ApiError::new("TOOMANYREQUESTS", None).into_response());
+                return Err(ApiError::new(WireCode::TooManyRequests, None).into_response());
             }
         };
         let (hash, known) = match self.users.get(user) {
@@ -284,18 +310,22 @@ impl Issuer {
             .collect()
     }
 
-    async fn kid(&self) -> Result<String, String> {
+    fn missing_key(&self, rpc: &'static str) -> SignerError {
+        self.signer.missing(
+            rpc,
+            format!("the signer does not hold token key {}", self.cfg.key_id),
+        )
+    }
+
+    async fn kid(&self) -> Result<String, IssuerError> {
         self.kid
             .get_or_try_init(|| async {
                 let key = self
                     .signer
                     .key_info(&self.cfg.key_id)
-                    .await
-                    .map_err(|e| e.to_string())?
-                    .ok_or_else(|| {
-                        format!("the signer does not hold token key {}", self.cfg.key_id)
-                    })?;
-                Ok::<_, String>(super::jwt::libtrust_key_id(&key.public))
+                    .await?
+                    .ok_or_else(|| self.missing_key("GetKeyInfo"))?;
+                Ok::<_, IssuerError>(super::jwt::libtrust_key_id(&key.public))
             })
             .await
             .cloned()
@@ -347,12 +377,12 @@ impl Issuer {
             }
         }
         if service != self.service {
-            return ApiError::new("INVALID_PARAMETERS", None).into_response();
+            return ApiError::new(WireCode::InvalidParameters, None).into_response();
         }
         let mut access = Vec::new();
         for s in &scopes {
             let Some((typ, name, actions)) = parse_scope(s) else {
-                return ApiError::new("INVALID_PARAMETERS", None).into_response();
+                return ApiError::new(WireCode::InvalidParameters, None).into_response();
             };
             let granted = match typ.as_str() {
                 "repository" => self.allowed(&user, &name, &actions),
@@ -383,17 +413,21 @@ impl Issuer {
             }
             Err(e) => {
                 tracing::error!(error = %e, "token signing failed");
-                ApiError::new("UNKNOWN", None).into_response()
+                ApiError::new(WireCode::Unknown, None).into_response()
             }
         }
     }
 
-    async fn sign(&self, user: &str, access: Vec<serde_json::Value>) -> Result<String, String> {
+    async fn sign(
+        &self,
+        user: &str,
+        access: Vec<serde_json::Value>,
+    ) -> Result<String, IssuerError> {
         let kid = self.kid().await?;
         let now = time::OffsetDateTime::now_utc().unix_timestamp();
         let mut jti = [0u8; 16];
         ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut jti)
-            .map_err(|_| "no randomness")?;
+            .map_err(|_| IssuerError::Random)?;
         let header = json!({"typ": "JWT", "alg": "ES256", "kid": kid});
         let claims = json!({
             "iss": self.issuer, "sub": user, "aud": self.service,
@@ -408,11 +442,13 @@ impl Issuer {
         let sig = self
             .signer
             .sign(&self.cfg.key_id, &self.cfg.key_id, signing_input.as_bytes())
-            .await
-            .map_err(|e| e.to_string())?
-            .ok_or_else(|| format!("the signer does not hold token key {}", self.cfg.key_id))?;
+            .await?
+            .ok_or_else(|| self.missing_key("Sign"))?;
         if sig.method != "ecdsa" || sig.sig.len() != 64 {
-            return Err("the token key must be ECDSA P-256".into());
+            return Err(self
+                .signer
+                .refused("Sign", "the token key must be ECDSA P-256", sig.method)
+                .into());
         }
         Ok(format!(
             "{signing_input}.{}",

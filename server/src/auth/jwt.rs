@@ -55,10 +55,32 @@ pub struct Roots {
     certs: Vec<Vec<u8>>,
 }
 
-fn b64url(s: &str) -> Result<Vec<u8>, String> {
+/// Why a bearer token (or the root bundle that checks tokens) was refused. The kinds follow
+/// what the operator or client can do: a malformed or untrusted token is the client's, an
+/// unreadable bundle is the config's. Every token kind is answered as `invalid_token`.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TokenError {
+    /// Not a JWT this server can read (parts, base64url, JSON).
+    #[error("{0}")]
+    Malformed(String),
+    /// An algorithm the server does not accept.
+    #[error("{0}")]
+    Algorithm(String),
+    /// Issuer, audience or validity window wrong for this server now.
+    #[error("{0}")]
+    Claims(String),
+    /// Signed by no key of the root bundle, or the signature does not verify.
+    #[error("{0}")]
+    Untrusted(String),
+    /// `auth.options.rootcertbundle` cannot be used.
+    #[error("root bundle: {0}")]
+    Bundle(String),
+}
+
+fn b64url(s: &str) -> Result<Vec<u8>, TokenError> {
     URL_SAFE_NO_PAD
         .decode(s.trim_end_matches('='))
-        .map_err(|_| "token part is not base64url".to_string())
+        .map_err(|_| TokenError::Malformed("token part is not base64url".into()))
 }
 
 /// libtrust's key ID: SHA-256 of the DER SPKI, first 240 bits, base32 (no padding) in twelve
@@ -85,47 +107,56 @@ pub fn libtrust_key_id(spki_der: &[u8]) -> String {
         .join(":")
 }
 
-fn algorithm(alg: &str) -> Result<&'static dyn VerificationAlgorithm, String> {
+fn algorithm(alg: &str) -> Result<&'static dyn VerificationAlgorithm, TokenError> {
     Ok(match alg {
         "ES256" => &signature::ECDSA_P256_SHA256_FIXED,
         "ES384" => &signature::ECDSA_P384_SHA384_FIXED,
         "RS256" => &signature::RSA_PKCS1_2048_8192_SHA256,
         "RS384" => &signature::RSA_PKCS1_2048_8192_SHA384,
         "RS512" => &signature::RSA_PKCS1_2048_8192_SHA512,
-        "ES512" => return Err("ES512 (P-521) tokens are not supported by this server".into()),
-        other => return Err(format!("signing algorithm {other:?} is not accepted")),
+        "ES512" => {
+            return Err(TokenError::Algorithm(
+                "ES512 (P-521) tokens are not supported by this server".into(),
+            ));
+        }
+        other => {
+            return Err(TokenError::Algorithm(format!(
+                "signing algorithm {other:?} is not accepted"
+            )));
+        }
     })
 }
 
 /// The key bytes ring verifies with: the EC point or the RSA PKCS#1 key inside an SPKI.
-fn spki_key(spki_der: &[u8]) -> Result<Vec<u8>, String> {
-    let (_, spki) = SubjectPublicKeyInfo::from_der(spki_der).map_err(|e| e.to_string())?;
+fn spki_key(spki_der: &[u8]) -> Result<Vec<u8>, TokenError> {
+    let (_, spki) = SubjectPublicKeyInfo::from_der(spki_der)
+        .map_err(|e| TokenError::Untrusted(format!("signing key: {e}")))?;
     Ok(spki.subject_public_key.data.to_vec())
 }
 
 impl Roots {
-    pub fn from_pem(pem_text: &[u8]) -> Result<Roots, String> {
+    pub fn from_pem(pem_text: &[u8]) -> Result<Roots, TokenError> {
         let certs: Vec<Vec<u8>> = ::pem::parse_many(pem_text)
-            .map_err(|e| format!("root bundle: {e}"))?
+            .map_err(|e| TokenError::Bundle(e.to_string()))?
             .into_iter()
             .filter(|p| p.tag() == "CERTIFICATE")
             .map(|p| p.contents().to_vec())
             .collect();
         if certs.is_empty() {
-            return Err("root bundle holds no CERTIFICATE".into());
+            return Err(TokenError::Bundle("it holds no CERTIFICATE".into()));
         }
         Ok(Roots { certs })
     }
 
     /// Verify the `x5c` chain (leaf first, then intermediates) up to a root certificate, valid
     /// now; returns the leaf's SPKI.
-    fn verify_chain(&self, chain: &[Vec<u8>], now: i64) -> Result<Vec<u8>, String> {
+    fn verify_chain(&self, chain: &[Vec<u8>], now: i64) -> Result<Vec<u8>, TokenError> {
         let parsed: Vec<X509Certificate<'_>> = chain
             .iter()
             .map(|d| {
                 X509Certificate::from_der(d)
                     .map(|(_, c)| c)
-                    .map_err(|e| e.to_string())
+                    .map_err(|e| TokenError::Malformed(format!("x5c: {e}")))
             })
             .collect::<Result<_, _>>()?;
         let roots: Vec<X509Certificate<'_>> = self
@@ -137,11 +168,15 @@ impl Roots {
             let v = c.validity();
             v.not_before.timestamp() <= now && now <= v.not_after.timestamp()
         };
-        let leaf = parsed.first().ok_or("empty x5c")?;
+        let leaf = parsed
+            .first()
+            .ok_or_else(|| TokenError::Malformed("empty x5c".into()))?;
         let mut cur = leaf;
         for _ in 0..=parsed.len() {
             if !valid(cur) {
-                return Err("a certificate in x5c is not valid now".into());
+                return Err(TokenError::Untrusted(
+                    "a certificate in x5c is not valid now".into(),
+                ));
             }
             // The current certificate is itself a root, or is signed by one.
             if roots
@@ -154,7 +189,9 @@ impl Roots {
                 r.subject() == cur.issuer() && cur.verify_signature(Some(r.public_key())).is_ok()
             }) {
                 if !valid(r) {
-                    return Err("the root certificate is not valid now".into());
+                    return Err(TokenError::Untrusted(
+                        "the root certificate is not valid now".into(),
+                    ));
                 }
                 return Ok(leaf.public_key().raw.to_vec());
             }
@@ -165,9 +202,13 @@ impl Roots {
                         && cur.verify_signature(Some(p.public_key())).is_ok()
                         && !std::ptr::eq(*p, cur)
                 })
-                .ok_or("x5c does not chain to the root bundle")?;
+                .ok_or_else(|| {
+                    TokenError::Untrusted("x5c does not chain to the root bundle".into())
+                })?;
         }
-        Err("x5c does not chain to the root bundle".into())
+        Err(TokenError::Untrusted(
+            "x5c does not chain to the root bundle".into(),
+        ))
     }
 
     /// The root certificate key whose libtrust ID is `kid`.
@@ -187,30 +228,32 @@ impl Roots {
         issuer: &str,
         service: &str,
         now: i64,
-    ) -> Result<Claims, String> {
+    ) -> Result<Claims, TokenError> {
         let parts: Vec<&str> = token.split('.').collect();
         let [h, c, s] = parts[..] else {
-            return Err("token must have three parts".into());
+            return Err(TokenError::Malformed("token must have three parts".into()));
         };
-        let header: Header =
-            serde_json::from_slice(&b64url(h)?).map_err(|e| format!("token header: {e}"))?;
-        let claims: Claims =
-            serde_json::from_slice(&b64url(c)?).map_err(|e| format!("token claims: {e}"))?;
+        let header: Header = serde_json::from_slice(&b64url(h)?)
+            .map_err(|e| TokenError::Malformed(format!("token header: {e}")))?;
+        let claims: Claims = serde_json::from_slice(&b64url(c)?)
+            .map_err(|e| TokenError::Malformed(format!("token claims: {e}")))?;
         let sig = b64url(s)?;
         if sig.is_empty() {
-            return Err("token is not signed".into());
+            return Err(TokenError::Untrusted("token is not signed".into()));
         }
         if claims.iss != issuer {
-            return Err("token has the wrong issuer".into());
+            return Err(TokenError::Claims("token has the wrong issuer".into()));
         }
         if claims.aud != service {
-            return Err("token is for another service (aud)".into());
+            return Err(TokenError::Claims(
+                "token is for another service (aud)".into(),
+            ));
         }
         if now > claims.exp + LEEWAY_SECONDS {
-            return Err("token has expired".into());
+            return Err(TokenError::Claims("token has expired".into()));
         }
         if now < claims.nbf - LEEWAY_SECONDS {
-            return Err("token is not valid yet".into());
+            return Err(TokenError::Claims("token is not valid yet".into()));
         }
         let alg = algorithm(&header.alg)?;
         let spki = if !header.x5c.is_empty() {
@@ -220,20 +263,23 @@ impl Roots {
                 .map(|c| {
                     STANDARD
                         .decode(c)
-                        .map_err(|_| "x5c entry is not base64".to_string())
+                        .map_err(|_| TokenError::Malformed("x5c entry is not base64".into()))
                 })
                 .collect::<Result<_, _>>()?;
             self.verify_chain(&chain, now)?
         } else if !header.kid.is_empty() {
-            self.by_kid(&header.kid)
-                .ok_or("kid names no key of the root bundle")?
+            self.by_kid(&header.kid).ok_or_else(|| {
+                TokenError::Untrusted("kid names no key of the root bundle".into())
+            })?
         } else {
-            return Err("token names no signing key (x5c or kid)".into());
+            return Err(TokenError::Untrusted(
+                "token names no signing key (x5c or kid)".into(),
+            ));
         };
         let signed = format!("{h}.{c}");
         UnparsedPublicKey::new(alg, spki_key(&spki)?)
             .verify(signed.as_bytes(), &sig)
-            .map_err(|_| "token signature does not verify".to_string())?;
+            .map_err(|_| TokenError::Untrusted("token signature does not verify".into()))?;
         Ok(claims)
     }
 }

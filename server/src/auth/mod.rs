@@ -70,7 +70,7 @@ pub enum Refusal {
     /// No token: challenge without an error.
     NoToken,
     /// Malformed or invalid token (`error="invalid_token"`).
-    InvalidToken(String),
+    InvalidToken(jwt::TokenError),
     /// Valid token without the access (`error="insufficient_scope"`).
     InsufficientScope,
 }
@@ -93,17 +93,19 @@ impl TokenAuth {
         let Some(value) = headers.get(header::AUTHORIZATION) else {
             return Err(Refusal::NoToken);
         };
-        let value = value
-            .to_str()
-            .map_err(|_| Refusal::InvalidToken("header is not text".into()))?;
+        let value = value.to_str().map_err(|_| {
+            Refusal::InvalidToken(jwt::TokenError::Malformed("header is not text".into()))
+        })?;
         let parts: Vec<&str> = value.split(' ').collect();
         let [scheme, token] = parts[..] else {
-            return Err(Refusal::InvalidToken(
+            return Err(Refusal::InvalidToken(jwt::TokenError::Malformed(
                 "malformed Authorization header".into(),
-            ));
+            )));
         };
         if !scheme.eq_ignore_ascii_case("bearer") {
-            return Err(Refusal::InvalidToken("not a bearer token".into()));
+            return Err(Refusal::InvalidToken(jwt::TokenError::Malformed(
+                "not a bearer token".into(),
+            )));
         }
         let claims = self
             .roots

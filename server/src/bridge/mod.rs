@@ -20,8 +20,8 @@ use oci_client::secrets::RegistryAuth;
 
 use trustbridge_cosign::{bundle, payload};
 
-use crate::signer_link::SignerLink;
-use crate::storage::{Action, Finish, Job, MetaStore};
+use crate::signer_link::{SignerError, SignerLink};
+use crate::storage::{Action, Finish, Job, MetaStore, StorageError};
 use registry::{RegistryError, RegistryErrorKind};
 
 /// Per-registry settings (`trustbridge.bridge.registries.<host>`).
@@ -173,34 +173,41 @@ impl Bridge {
         Ok(made)
     }
 
-    fn missing_key(&self) -> String {
-        format!("the signer does not hold bridge key {}", self.cfg.key_id)
+    fn missing_key(&self, rpc: &'static str) -> SignerError {
+        self.signer.missing(
+            rpc,
+            format!("the signer does not hold bridge key {}", self.cfg.key_id),
+        )
     }
 
     /// The bridge key's public half, as the signer holds it.
-    async fn bridge_key(&self) -> Result<trustbridge_tuf::PublicKey, String> {
+    async fn bridge_key(&self) -> Result<trustbridge_tuf::PublicKey, SignerError> {
         self.signer
             .key_info(&self.cfg.key_id)
-            .await
-            .map_err(|e| e.to_string())?
-            .ok_or_else(|| self.missing_key())
+            .await?
+            .ok_or_else(|| self.missing_key("GetKeyInfo"))
     }
 
     /// `data` signed with the bridge key (Sign RPC), as the ASN.1 DER cosign expects: the
     /// signer answers notary's raw r||s.
-    async fn sign_der(&self, data: &[u8]) -> Result<Vec<u8>, String> {
+    async fn sign_der(&self, data: &[u8]) -> Result<Vec<u8>, SignerError> {
         let sig = self
             .signer
             .sign(&self.cfg.key_id, &self.cfg.key_id, data)
-            .await
-            .map_err(|e| e.to_string())?
-            .ok_or_else(|| self.missing_key())?;
-        trustbridge_signer::cosign::raw_to_der(&sig.sig).map_err(|e| e.to_string())
+            .await?
+            .ok_or_else(|| self.missing_key("Sign"))?;
+        trustbridge_signer_proto::keys::raw_to_der(&sig.sig).map_err(|e| {
+            self.signer
+                .refused("Sign", "answered a signature cosign cannot use", e)
+        })
     }
 
     /// The bridge public key as `cosign.pub` PEM.
-    pub async fn public_pem(&self) -> Result<String, String> {
-        trustbridge_signer::cosign::public_pem(&self.bridge_key().await?).map_err(|e| e.to_string())
+    pub async fn public_pem(&self) -> Result<String, SignerError> {
+        trustbridge_signer_proto::keys::public_pem(&self.bridge_key().await?).map_err(|e| {
+            self.signer
+                .refused("GetKeyInfo", "holds a bridge key cosign cannot use", e)
+        })
     }
 
     async fn deliver(&self, job: &Job) -> Result<(), RegistryError> {
@@ -272,7 +279,7 @@ impl Bridge {
             .replace_nanosecond(0)
             .unwrap_or_else(|_| time::OffsetDateTime::now_utc())
             .format(&time::format_description::well_known::Rfc3339)
-            .map_err(|e| e.to_string())?;
+            .map_err(|e| RegistryError::failed("the bundle's creation time", e))?;
         registry
             .put_bundle(
                 host,
@@ -434,12 +441,11 @@ impl Bridge {
     /// `GET /_trustbridge/v1/status?gun=`: the mirror state of every target of `gun` (its
     /// newest job per tag and role) with what the reconciler last found in the registry
     /// (`verified_at`, `registry_digest`, `drift`, `check_error`).
-    pub fn status(&self, gun: &str) -> Result<serde_json::Value, String> {
-        let jobs = self.store.jobs_for(gun).map_err(|e| e.to_string())?;
+    pub fn status(&self, gun: &str) -> Result<serde_json::Value, StorageError> {
+        let jobs = self.store.jobs_for(gun)?;
         let checks: HashMap<String, crate::storage::TagCheck> = self
             .store
-            .checks_for(gun)
-            .map_err(|e| e.to_string())?
+            .checks_for(gun)?
             .into_iter()
             .map(|c| (c.tag.clone(), c))
             .collect();
@@ -475,8 +481,8 @@ impl Bridge {
     }
 
     /// [`Self::status`] of every GUN starting with `prefix` (the migration status table).
-    pub fn statuses(&self, prefix: &str) -> Result<serde_json::Value, String> {
-        let guns = self.store.guns().map_err(|e| e.to_string())?;
+    pub fn statuses(&self, prefix: &str) -> Result<serde_json::Value, StorageError> {
+        let guns = self.store.guns()?;
         let all = guns
             .iter()
             .filter(|g| g.starts_with(prefix))

@@ -167,7 +167,7 @@ impl Bridge {
         let mut queue: Vec<NewJob> = Vec::new();
         let mut checks = Vec::with_capacity(expected.len());
         let registry = self.client(&host).await;
-        let key = self.bridge_key().await.map_err(Error::Signer)?;
+        let key = self.bridge_key().await?;
         for (tag, m) in &expected {
             report.tags += 1;
             let claim = Claim {

@@ -63,7 +63,7 @@ impl Registry {
         let (status, _, body) = self.get(&api_url, OCI_INDEX).await?;
         if status == StatusCode::OK {
             let v: Value = serde_json::from_slice(&body)
-                .map_err(|e| format!("the referrers API answered no index: {e}"))?;
+                .map_err(|e| RegistryError::failed("the referrers API answered no index", e))?;
             return Ok(Listing {
                 api: true,
                 entries: v["manifests"].as_array().cloned().unwrap_or_default(),
@@ -86,7 +86,10 @@ impl Registry {
         match status {
             StatusCode::OK => {
                 let v: Value = serde_json::from_slice(&body).map_err(|e| {
-                    format!("the fallback tag sha256-{digest_hex} is no index: {e}")
+                    RegistryError::failed(
+                        format!("the fallback tag sha256-{digest_hex} is no index"),
+                        e,
+                    )
                 })?;
                 Ok(Listing {
                     api: false,
@@ -173,7 +176,7 @@ impl Registry {
             self.client
                 .push_blob(&reference, blob.to_vec(), &bundle::sha256(blob))
                 .await
-                .map_err(|e| format!("pushing the bundle blobs: {e}"))?;
+                .map_err(|e| RegistryError::failed("pushing the bundle blobs", e))?;
         }
         let manifest = bundle::manifest(bundle_json, subject, annotations);
         let manifest_digest = bundle::sha256(&manifest);
@@ -228,7 +231,7 @@ impl Registry {
             "mediaType": OCI_INDEX,
             "manifests": entries,
         }))
-        .map_err(|e| e.to_string())?;
+        .map_err(|e| RegistryError::failed("the referrers index", e))?;
         let url = self.url(
             registry,
             repo,

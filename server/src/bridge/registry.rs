@@ -13,6 +13,8 @@ use trustbridge_cosign::names::sig_tag;
 
 use trustbridge_cosign::sha256;
 
+use crate::signer_link::{SignerError, SignerErrorKind};
+
 /// The most the bridge reads of one registry answer (distribution caps manifests at 4 MiB).
 pub const MAX_BODY: usize = 4 << 20;
 /// How long one request may take to connect, and in all.
@@ -31,12 +33,15 @@ pub enum RegistryErrorKind {
     Transient,
 }
 
-/// A registry call that failed: its kind and the registry's own message.
+/// A registry call that failed: its kind, the registry's own message, and the cause where
+/// one was kept (oci-client's error, the signer's).
 #[derive(Debug, thiserror::Error)]
 #[error("{message}")]
 pub struct RegistryError {
     pub kind: RegistryErrorKind,
     message: String,
+    #[source]
+    source: Option<Box<dyn std::error::Error + Send + Sync + 'static>>,
 }
 
 impl RegistryError {
@@ -44,6 +49,20 @@ impl RegistryError {
         RegistryError {
             kind: RegistryErrorKind::Transient,
             message: message.into(),
+            source: None,
+        }
+    }
+
+    /// A transient failure (retried later) with its cause kept: `what` was being done.
+    pub fn failed(
+        what: impl Into<String>,
+        source: impl Into<Box<dyn std::error::Error + Send + Sync + 'static>>,
+    ) -> Self {
+        let source = source.into();
+        RegistryError {
+            kind: RegistryErrorKind::Transient,
+            message: format!("{}: {source}", what.into()),
+            source: Some(source),
         }
     }
 
@@ -51,6 +70,7 @@ impl RegistryError {
         RegistryError {
             kind: RegistryErrorKind::NotConfigured,
             message: message.into(),
+            source: None,
         }
     }
 
@@ -64,6 +84,7 @@ impl RegistryError {
                 RegistryErrorKind::Transient
             },
             message: message.into(),
+            source: None,
         }
     }
 
@@ -113,6 +134,7 @@ impl RegistryError {
                 RegistryErrorKind::Transient
             },
             message,
+            source: Some(Box::new(e)),
         }
     }
 
@@ -122,9 +144,20 @@ impl RegistryError {
     }
 }
 
-impl From<String> for RegistryError {
-    fn from(message: String) -> Self {
-        RegistryError::transient(message)
+/// A job needs the signer too (its Sign RPC): a signer that is down is retried like a
+/// registry that is, a missing bridge key waits for the admin as a missing registry does.
+impl From<SignerError> for RegistryError {
+    fn from(e: SignerError) -> Self {
+        let kind = match e.kind {
+            SignerErrorKind::Unavailable => RegistryErrorKind::Transient,
+            SignerErrorKind::NoKey | SignerErrorKind::Config => RegistryErrorKind::NotConfigured,
+            SignerErrorKind::Refused => RegistryErrorKind::Refused,
+        };
+        RegistryError {
+            kind,
+            message: e.to_string(),
+            source: Some(Box::new(e)),
+        }
     }
 }
 
@@ -177,7 +210,7 @@ impl Registry {
         let mut only = Vec::new();
         if let Some(pem) = &ca {
             let certs = reqwest::Certificate::from_pem_bundle(pem)
-                .map_err(|e| format!("registry CA bundle: {e}"))?;
+                .map_err(|e| RegistryError::failed("registry CA bundle", e))?;
             http = http.tls_certs_only(certs);
             only.push(oci_client::client::Certificate {
                 encoding: oci_client::client::CertificateEncoding::Pem,
@@ -200,7 +233,7 @@ impl Registry {
             auth,
             http: http
                 .build()
-                .map_err(|e| format!("registry HTTP client: {e}"))?,
+                .map_err(|e| RegistryError::failed("registry HTTP client", e))?,
             scheme: if plain_http { "http" } else { "https" },
         })
     }
@@ -233,7 +266,7 @@ impl Registry {
         let resp = request(None)
             .send()
             .await
-            .map_err(|e| format!("{method} {url}: {e}"))?;
+            .map_err(|e| RegistryError::failed(format!("{method} {url}"), e))?;
         if resp.status() != reqwest::StatusCode::UNAUTHORIZED {
             return Ok(resp);
         }
@@ -263,7 +296,7 @@ impl Registry {
         let resp = r
             .send()
             .await
-            .map_err(|e| format!("registry token {url}: {e}"))?;
+            .map_err(|e| RegistryError::failed(format!("registry token {url}"), e))?;
         let status = resp.status();
         let body = read_capped(resp, url.as_str()).await?;
         if !status.is_success() {
@@ -272,8 +305,8 @@ impl Registry {
                 format!("registry token {url}: HTTP {status}"),
             ));
         }
-        let v: Value =
-            serde_json::from_slice(&body).map_err(|e| format!("registry token {url}: {e}"))?;
+        let v: Value = serde_json::from_slice(&body)
+            .map_err(|e| RegistryError::failed(format!("registry token {url}"), e))?;
         v["token"]
             .as_str()
             .or(v["access_token"].as_str())
@@ -285,7 +318,9 @@ impl Registry {
 
     /// `reference` parsed, with oci-client logged in to push there.
     pub(super) async fn push_ref(&self, reference: &str) -> Result<Reference, RegistryError> {
-        let reference: Reference = reference.parse().map_err(|e| format!("reference: {e}"))?;
+        let reference: Reference = reference
+            .parse()
+            .map_err(|e| RegistryError::failed("reference", e))?;
         self.client
             .auth(&reference, &self.auth, RegistryOperation::Push)
             .await
@@ -367,7 +402,7 @@ impl Registry {
             let resp = self
                 .send(reqwest::Method::DELETE, &url, &[], None)
                 .await
-                .map_err(|e| format!("deleting the .sig manifest: {e}"))?;
+                .map_err(|e| RegistryError::failed("deleting the .sig manifest", e))?;
             if !resp.status().is_success() && resp.status() != reqwest::StatusCode::NOT_FOUND {
                 return Err(RegistryError::http(
                     resp.status(),
@@ -400,7 +435,8 @@ impl Registry {
         self.client
             .push_manifest_raw(
                 reference,
-                serde_json::to_vec(&manifest).map_err(|e| e.to_string())?,
+                serde_json::to_vec(&manifest)
+                    .map_err(|e| RegistryError::failed("the .sig manifest", e))?,
                 http::HeaderValue::from_static(OCI_MANIFEST),
             )
             .await
@@ -463,7 +499,11 @@ fn token_url(challenge: &str) -> Result<reqwest::Url, RegistryError> {
         .iter()
         .find(|(k, _)| k == "realm")
         .map(|(_, v)| v.as_str())
-        .ok_or_else(|| format!("registry token challenge without a realm: {challenge}"))?;
+        .ok_or_else(|| {
+            RegistryError::transient(format!(
+                "registry token challenge without a realm: {challenge}"
+            ))
+        })?;
     let query: Vec<(&str, &str)> = params
         .iter()
         .filter(|(k, _)| k == "service" || k == "scope")

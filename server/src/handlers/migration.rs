@@ -115,7 +115,7 @@ pub async fn control(cr: std::sync::Arc<ControlRoom>, view: Control, query: &str
     let q = Query(form_urlencoded(query));
     let res = tokio::task::spawn_blocking(move || answer(&cr, view, q))
         .await
-        .map_err(|e| Error::Unknown(e.to_string()))
+        .map_err(|e| Error::internal("control room task", e))
         .and_then(|r| r);
     match res {
         Ok(r) => r,
@@ -133,7 +133,9 @@ pub async fn read_only(cr: std::sync::Arc<ControlRoom>, gun: String, on: bool) -
     match tokio::task::spawn_blocking(move || cr.switch_read_only(&gun, on)).await {
         Ok(Ok(v)) => json(v),
         Ok(Err(e)) => e.for_read().into_response(),
-        Err(e) => Error::Unknown(e.to_string()).for_read().into_response(),
+        Err(e) => Error::internal("read-only switch task", e)
+            .for_read()
+            .into_response(),
     }
 }
 

@@ -14,7 +14,7 @@ use http::{HeaderValue, StatusCode, header};
 use serde_json::json;
 use time::OffsetDateTime;
 
-use crate::error::{ApiError, Error};
+use crate::error::{ApiError, Error, WireCode};
 use crate::metrics::Metrics;
 use crate::repo::Repo;
 use crate::routes::{Route, route};
@@ -132,7 +132,7 @@ async fn handle(app: &App, r: Route, req: Request) -> Response {
                 let _ = axum::body::to_bytes(req.into_body(), DRAIN).await;
                 e.for_update().into_response()
             }
-            _ => ApiError::new("METADATA_NOT_FOUND", None).into_response(),
+            _ => ApiError::new(WireCode::MetadataNotFound, None).into_response(),
         };
     }
     if let Some(auth) = &app.auth {
@@ -171,17 +171,17 @@ async fn handle(app: &App, r: Route, req: Request) -> Response {
                     .map(|a| a.ip());
                 issuer.issue(req.headers(), req.uri().query(), addr).await
             }
-            None => ApiError::new("METADATA_NOT_FOUND", None).into_response(),
+            None => ApiError::new(WireCode::MetadataNotFound, None).into_response(),
         },
         Route::CosignPub => match &app.bridge {
             Some(b) => match b.public_pem().await {
                 Ok(pem) => text(StatusCode::OK, pem.into_bytes()),
                 Err(e) => {
                     tracing::warn!(error = %e, "cosign.pub");
-                    ApiError::new("UNKNOWN", None).into_response()
+                    ApiError::new(WireCode::Unknown, None).into_response()
                 }
             },
-            None => ApiError::new("METADATA_NOT_FOUND", None).into_response(),
+            None => ApiError::new(WireCode::MetadataNotFound, None).into_response(),
         },
         Route::BridgeStatus => {
             let query = form_urlencoded(req.uri().query().unwrap_or(""));
@@ -192,7 +192,9 @@ async fn handle(app: &App, r: Route, req: Request) -> Response {
                     .map(|(_, v)| v.clone())
             };
             let answer = match (&app.bridge, param("gun"), param("prefix")) {
-                (None, _, _) => return ApiError::new("METADATA_NOT_FOUND", None).into_response(),
+                (None, _, _) => {
+                    return ApiError::new(WireCode::MetadataNotFound, None).into_response();
+                }
                 (Some(b), Some(gun), _) if !gun.is_empty() => b.status(&gun),
                 (Some(b), _, Some(prefix)) => b.statuses(&prefix),
                 (Some(_), _, _) => {
@@ -208,7 +210,7 @@ async fn handle(app: &App, r: Route, req: Request) -> Response {
                     v.to_string(),
                 )
                     .into_response(),
-                Err(_) => ApiError::new("UNKNOWN", None).into_response(),
+                Err(_) => ApiError::new(WireCode::Unknown, None).into_response(),
             }
         }
         Route::V2Root => text(StatusCode::OK, b"{}".to_vec()),
@@ -276,7 +278,7 @@ async fn handle(app: &App, r: Route, req: Request) -> Response {
             )
                 .into_response()
         }
-        Route::NotFound => ApiError::new("METADATA_NOT_FOUND", None).into_response(),
+        Route::NotFound => ApiError::new(WireCode::MetadataNotFound, None).into_response(),
         Route::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED.into_response(),
     }
 }
@@ -461,8 +463,8 @@ async fn health(app: &App) -> Response {
     let store = app.repo.store().clone();
     let db = tokio::task::spawn_blocking(move || store.check_health())
         .await
-        .map_err(|e| Error::Unknown(e.to_string()))
-        .and_then(|r| r);
+        .map_err(|e| Error::internal("health task", e))
+        .and_then(|r| r.map_err(Error::from));
     if let Err(e) = db {
         failed.insert("DB operational".into(), e.to_string().into());
     }

@@ -180,7 +180,7 @@ impl Repo {
             return Ok(view);
         };
         let ts_doc = Signed::<Timestamp>::from_bytes("timestamp", &ts.data)
-            .map_err(|e| Error::Unknown(format!("stored timestamp of {gun}: {e}")))?;
+            .map_err(|e| Error::internal(format!("stored timestamp of {gun}"), e))?;
         let mut renew = ts_doc.signed.expires.as_offset_datetime() - renewal.timestamp;
         let snap = match ts_doc.signed.meta.get("snapshot").and_then(|m| m.sha256()) {
             Some(h) => store.by_checksum(gun, "snapshot", &hex::encode(h))?,
@@ -403,7 +403,7 @@ impl Repo {
                 }
             }
         }
-        self.signer.create_key(gun, role).await
+        Ok(self.signer.create_key(gun, role).await?)
     }
 
     /// Whether the signer holds `canonical_id` as a key made for `role` of `gun`.
@@ -417,7 +417,7 @@ impl Repo {
 
     /// POST `{role}.key`: always CreateKey (the signer reuses an unused one).
     pub async fn rotate_key(&self, gun: &str, role: &str) -> Result<PublicKey, Error> {
-        self.signer.create_key(gun, role).await
+        Ok(self.signer.create_key(gun, role).await?)
     }
 
     pub async fn delete(&self, gun: &str) -> Result<(), Error> {
@@ -433,7 +433,7 @@ impl Repo {
         };
         let res = self.store.delete(gun, &jobs);
         self.invalidate(gun);
-        res.map(|_| ())
+        Ok(res.map(|_| ())?)
     }
 
     /// Store a repository's history copied from another notary server (`trustbridge
@@ -472,7 +472,7 @@ impl Repo {
         let lock = self.lock_for(gun);
         let _guard = lock.lock().await;
         if self.store.latest(gun, "root")?.is_some() {
-            return Err(Error::OldVersion);
+            return Err(Error::old_version());
         }
         // The newest version of each role is what the repository serves now.
         let mut newest: BTreeMap<&str, &[u8]> = BTreeMap::new();
@@ -488,7 +488,7 @@ impl Repo {
         };
         let res = self.store.update_many(gun, &files, &jobs);
         self.invalidate(gun);
-        res.map(|_| files.len())
+        Ok(res.map(|_| files.len())?)
     }
 
     pub async fn changes(
@@ -497,6 +497,6 @@ impl Repo {
         change_id: i64,
         records: i64,
     ) -> Result<Vec<Change>, Error> {
-        self.store.changes(gun.as_deref(), change_id, records)
+        Ok(self.store.changes(gun.as_deref(), change_id, records)?)
     }
 }

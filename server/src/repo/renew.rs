@@ -47,10 +47,10 @@ impl Repo {
         }
         let root_bytes = view.current.get("root").ok_or(Error::NotFound)?;
         let root = Signed::<Root>::from_bytes("root", &root_bytes.data)
-            .map_err(|e| Error::Unknown(e.to_string()))?;
+            .map_err(|e| Error::internal(format!("stored root of {gun}"), e))?;
         let snap = view.current.get("snapshot").ok_or(Error::NotFound)?;
         let snap_doc = Signed::<Snapshot>::from_bytes("snapshot", &snap.data)
-            .map_err(|e| Error::Unknown(e.to_string()))?;
+            .map_err(|e| Error::internal(format!("stored snapshot of {gun}"), e))?;
         let mut updates = Vec::new();
         let mut snapshot_bytes = snap.data.clone();
         if snap_doc.signed.expires.as_offset_datetime() - self.renewal.snapshot <= now {
@@ -73,8 +73,9 @@ impl Repo {
                 }
                 None => {
                     if snap_doc.signed.expires.as_offset_datetime() <= now {
-                        return Err(Error::Unknown(
-                            "snapshot expired and the server does not hold its key".into(),
+                        return Err(Error::internal(
+                            format!("renewing {gun}"),
+                            "snapshot expired and the server does not hold its key",
                         ));
                     }
                 }
@@ -87,8 +88,7 @@ impl Repo {
                 view.current.get("timestamp"),
                 &snapshot_bytes,
             )
-            .await
-            .map_err(|e| Error::Unknown(e.to_string()))?;
+            .await?;
         updates.push(ts);
         self.store_and_remember(gun, &view, updates, vec![])
             .await

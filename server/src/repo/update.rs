@@ -45,7 +45,8 @@ impl Repo {
         let Some(r) = root.roles.get(role) else {
             return Ok(None);
         };
-        let msg = Signed::<T>::message_for(&body).map_err(|e| Error::Unknown(e.to_string()))?;
+        let msg = Signed::<T>::message_for(&body)
+            .map_err(|e| Error::internal(format!("canonical {role} of {gun}"), e))?;
         let mut sigs = Vec::new();
         for keyid in &r.keyids {
             let Some(key) = root.keys.get(keyid) else {
@@ -53,7 +54,7 @@ impl Repo {
             };
             let canonical = key
                 .canonical_id()
-                .map_err(|e| Error::Unknown(e.to_string()))?;
+                .map_err(|e| Error::internal(format!("key {keyid} in the root of {gun}"), e))?;
             if !self.may_sign(gun, role, &canonical).await? {
                 continue;
             }
@@ -66,7 +67,7 @@ impl Repo {
         }
         Signed::from_parts(body, sigs)
             .map(Some)
-            .map_err(|e| Error::Unknown(e.to_string()))
+            .map_err(|e| Error::internal(format!("signed {role} of {gun}"), e))
     }
 
     pub(super) async fn make_timestamp(
@@ -92,8 +93,7 @@ impl Repo {
         };
         let signed = self
             .server_sign(gun, "timestamp", root, body)
-            .await
-            .map_err(|e| ValidationError::Validation(e.to_string()))?
+            .await?
             .ok_or_else(|| {
                 ValidationError::BadRoot("no  timestamp keys exist on the server".into())
             })?;
@@ -158,8 +158,7 @@ impl Repo {
                 };
                 let signed = self
                     .server_sign(gun, "snapshot", &checked.root.signed, body)
-                    .await
-                    .map_err(|e| ValidationError::Validation(e.to_string()))?
+                    .await?
                     .ok_or_else(|| ValidationError::BadHierarchy {
                         missing: "snapshot".into(),
                         msg: "no snapshot was included in update and server does not hold current snapshot key for repository".into(),
@@ -204,7 +203,7 @@ impl Repo {
             }
             Err(e) => {
                 self.invalidate(gun);
-                Err(e)
+                Err(e.into())
             }
         }
     }

@@ -22,7 +22,7 @@
 use time::OffsetDateTime;
 
 pub use super::{nanos, time_of};
-use crate::error::Error;
+use crate::storage::error::StorageError;
 
 /// What a fresh DCT client resolves one tag to (see [`crate::mirror::mirror_set`]).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -137,24 +137,24 @@ pub struct Dirty {
 /// The control room's reads and the writes that are not part of an update.
 pub trait Migration: Send + Sync {
     /// Up to `limit` GUNs marked out of date.
-    fn dirty(&self, limit: i64) -> Result<Vec<Dirty>, Error>;
+    fn dirty(&self, limit: i64) -> Result<Vec<Dirty>, StorageError>;
     /// Recompute `gun`'s summary from its rows (its trust is unchanged).
-    fn refresh_summary(&self, gun: &str) -> Result<(), Error>;
+    fn refresh_summary(&self, gun: &str) -> Result<(), StorageError>;
     /// Clear a mark that was dealt with, unless a write marked the GUN again since.
-    fn settle(&self, d: &Dirty) -> Result<(), Error>;
+    fn settle(&self, d: &Dirty) -> Result<(), StorageError>;
     /// Mark (for a trust recomputation) every live GUN without trust rows — a GUN with a
     /// root has at least its root's; returns how many were marked. One statement, however
     /// many GUNs are stored.
-    fn mark_unadopted(&self) -> Result<usize, Error>;
+    fn mark_unadopted(&self) -> Result<usize, StorageError>;
     /// Replace `gun`'s trust (backfill and the reconciler, for GUNs stored before the table
     /// existed) and recompute its summary.
-    fn set_trust(&self, gun: &str, trust: &TrustState) -> Result<(), Error>;
+    fn set_trust(&self, gun: &str, trust: &TrustState) -> Result<(), StorageError>;
     /// `gun`'s trusted tags, by tag.
-    fn trust_of(&self, gun: &str) -> Result<Vec<Trusted>, Error>;
+    fn trust_of(&self, gun: &str) -> Result<Vec<Trusted>, StorageError>;
     /// `gun`'s summary, when it has one.
-    fn summary(&self, gun: &str) -> Result<Option<GunSummary>, Error>;
+    fn summary(&self, gun: &str) -> Result<Option<GunSummary>, StorageError>;
     /// A page of summaries in GUN order.
-    fn summaries(&self, q: &PageQuery) -> Result<Vec<GunSummary>, Error>;
+    fn summaries(&self, q: &PageQuery) -> Result<Vec<GunSummary>, StorageError>;
     /// The overview: sums of the summaries, GUNs read since `day_7`/`day_30`, roles expired at
     /// `now` or expiring before `horizon`.
     fn totals(
@@ -163,19 +163,19 @@ pub trait Migration: Send + Sync {
         horizon: OffsetDateTime,
         day_7: i64,
         day_30: i64,
-    ) -> Result<Totals, Error>;
+    ) -> Result<Totals, StorageError>;
     /// Roles of GUNs starting with `prefix` that expire before `horizon`, soonest first.
     fn expiring(
         &self,
         prefix: &str,
         horizon: OffsetDateTime,
         limit: i64,
-    ) -> Result<Vec<Expiring>, Error>;
+    ) -> Result<Vec<Expiring>, StorageError>;
     /// Every role of `gun` the watchdog knows, soonest expiry first.
-    fn roles_of(&self, gun: &str) -> Result<Vec<Expiring>, Error>;
+    fn roles_of(&self, gun: &str) -> Result<Vec<Expiring>, StorageError>;
     /// Add a batch of reads (counts add up; `last_seen` keeps the latest) and move each GUN's
     /// `last_read` forward.
-    fn add_usage(&self, batch: &[Usage]) -> Result<(), Error>;
+    fn add_usage(&self, batch: &[Usage]) -> Result<(), StorageError>;
     /// Reads of `gun` (or of every GUN starting with `prefix`) since `day`, newest day first.
     fn usage(
         &self,
@@ -183,11 +183,11 @@ pub trait Migration: Send + Sync {
         exact: bool,
         since_day: i64,
         limit: i64,
-    ) -> Result<Vec<Usage>, Error>;
+    ) -> Result<Vec<Usage>, StorageError>;
     /// Switch DCT publishing to `gun` off (`on`) or back on; returns whether it changed.
-    fn set_read_only(&self, gun: &str, on: bool) -> Result<bool, Error>;
+    fn set_read_only(&self, gun: &str, on: bool) -> Result<bool, StorageError>;
     /// Since when DCT publishing to `gun` is switched off, if it is.
-    fn read_only_since(&self, gun: &str) -> Result<Option<OffsetDateTime>, Error>;
+    fn read_only_since(&self, gun: &str) -> Result<Option<OffsetDateTime>, StorageError>;
 }
 
 /// The tables, for both backends (PostgreSQL compares GUNs bytewise, as SQLite does, so a

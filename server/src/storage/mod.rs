@@ -4,17 +4,17 @@
 //! bytes, `update_many` all-or-nothing and refusing a version ≤ a stored one, a changefeed row
 //! per stored timestamp, and a GUN delete leaving one `deletion` row.
 
+pub mod error;
 pub mod migration;
 pub mod outbox;
 pub mod postgres;
 pub mod sqlite;
 
+pub use error::{StorageError, StorageErrorKind};
 pub use migration::{Migration, TrustState, Trusted};
 pub use outbox::{Action, Finish, Job, JobState, Mirrored, NewJob, Outbox, TagCheck};
 
 use std::sync::Arc;
-
-use crate::error::Error;
 
 /// One role file to store.
 #[derive(Clone, Debug)]
@@ -55,7 +55,7 @@ pub type Watcher = Arc<dyn Fn(Option<&str>) + Send + Sync>;
 /// [`Migration`] tables, so jobs and trust are written in the transaction of the update (or
 /// delete) that causes them.
 pub trait MetaStore: Outbox + Migration + Send + Sync + 'static {
-    /// Store `updates` for `gun` in one transaction. Fails with [`Error::OldVersion`] if any
+    /// Store `updates` for `gun` in one transaction. Fails with [`StorageError::conflict()`] if any
     /// role already has a version ≥ the new one (nothing is written then). A timestamp among
     /// the updates writes a changefeed row, and the GUN is marked for the control room. Returns
     /// the storage time recorded.
@@ -64,15 +64,25 @@ pub trait MetaStore: Outbox + Migration + Send + Sync + 'static {
         gun: &str,
         updates: &[Update],
         jobs: &[NewJob],
-    ) -> Result<time::OffsetDateTime, Error>;
+    ) -> Result<time::OffsetDateTime, StorageError>;
     /// Highest stored version of `role`.
-    fn latest(&self, gun: &str, role: &str) -> Result<Option<Stored>, Error>;
-    fn by_checksum(&self, gun: &str, role: &str, sha256: &str) -> Result<Option<Stored>, Error>;
-    fn by_version(&self, gun: &str, role: &str, version: i64) -> Result<Option<Stored>, Error>;
+    fn latest(&self, gun: &str, role: &str) -> Result<Option<Stored>, StorageError>;
+    fn by_checksum(
+        &self,
+        gun: &str,
+        role: &str,
+        sha256: &str,
+    ) -> Result<Option<Stored>, StorageError>;
+    fn by_version(
+        &self,
+        gun: &str,
+        role: &str,
+        version: i64,
+    ) -> Result<Option<Stored>, StorageError>;
     /// Delete every file of `gun` (as tombstones: kept, never served); returns whether any
     /// existed (then a `deletion` changefeed row is written). `jobs` (the revocations of what
     /// was mirrored) are written in the same transaction.
-    fn delete(&self, gun: &str, jobs: &[NewJob]) -> Result<bool, Error>;
+    fn delete(&self, gun: &str, jobs: &[NewJob]) -> Result<bool, StorageError>;
     /// Changefeed after `change_id` (exclusive; 0 = from the start, negative = from the end),
     /// `records` rows (negative = that many before `change_id`), oldest first.
     fn changes(
@@ -80,10 +90,10 @@ pub trait MetaStore: Outbox + Migration + Send + Sync + 'static {
         gun: Option<&str>,
         change_id: i64,
         records: i64,
-    ) -> Result<Vec<Change>, Error>;
+    ) -> Result<Vec<Change>, StorageError>;
     /// Every GUN with stored metadata (for the status page and renewal).
-    fn guns(&self) -> Result<Vec<String>, Error>;
-    fn check_health(&self) -> Result<(), Error>;
+    fn guns(&self) -> Result<Vec<String>, StorageError>;
+    fn check_health(&self) -> Result<(), StorageError>;
     /// Call `f` when another process changes a GUN. A store with one writing process never
     /// needs to.
     fn watch(&self, _f: Watcher) {}

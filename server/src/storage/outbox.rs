@@ -3,7 +3,7 @@
 //! same transaction as the metadata that causes them (see [`super::MetaStore::update_many`]),
 //! so a crash between the two cannot happen; read and settled by the bridge worker.
 
-use crate::error::Error;
+use crate::storage::error::StorageError;
 
 /// What a job does to the registry.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -178,8 +178,11 @@ pub struct Job {
 }
 
 /// A stored action or state the code does not know (a newer version wrote it).
-pub fn unknown(what: &str, value: &str) -> Error {
-    Error::Storage(format!("bridge_jobs: unknown {what} {value:?}"))
+pub fn unknown(what: &str, value: &str) -> StorageError {
+    StorageError::new(
+        crate::storage::error::StorageErrorKind::Corrupt,
+        format!("bridge_jobs: unknown {what} {value:?}"),
+    )
 }
 
 /// What the reconciler last found in the registry for one tag the Cosign side must sign.
@@ -206,26 +209,26 @@ pub struct TagCheck {
 /// The outbox a store keeps beside the metadata.
 pub trait Outbox: Send + Sync {
     /// Jobs not yet mirrored whose retry time has come, oldest first.
-    fn due_jobs(&self, limit: i64) -> Result<Vec<Job>, Error>;
+    fn due_jobs(&self, limit: i64) -> Result<Vec<Job>, StorageError>;
     /// Record a job's outcome.
-    fn finish_job(&self, id: i64, finish: Finish) -> Result<(), Error>;
+    fn finish_job(&self, id: i64, finish: Finish) -> Result<(), StorageError>;
     /// Jobs per state.
-    fn job_states(&self) -> Result<Vec<(JobState, i64)>, Error>;
+    fn job_states(&self) -> Result<Vec<(JobState, i64)>, StorageError>;
     /// Put `dead`, `not-configured` and `failed` jobs of GUNs starting with `prefix` back to `pending`, due now,
     /// with their attempts reset; returns how many.
-    fn requeue(&self, prefix: &str) -> Result<usize, Error>;
+    fn requeue(&self, prefix: &str) -> Result<usize, StorageError>;
     /// Stop job `id` for good (state `dropped`); returns whether it was open.
-    fn drop_job(&self, id: i64) -> Result<bool, Error>;
+    fn drop_job(&self, id: i64) -> Result<bool, StorageError>;
     /// Add jobs outside an update (backfill).
-    fn enqueue(&self, gun: &str, jobs: &[NewJob]) -> Result<(), Error>;
+    fn enqueue(&self, gun: &str, jobs: &[NewJob]) -> Result<(), StorageError>;
     /// Whether a sign job for exactly this target (tag, role, digest) was ever written.
-    fn has_job(&self, gun: &str, job: &NewJob) -> Result<bool, Error>;
+    fn has_job(&self, gun: &str, job: &NewJob) -> Result<bool, StorageError>;
     /// Every job of `gun`, newest first.
-    fn jobs_for(&self, gun: &str) -> Result<Vec<Job>, Error>;
+    fn jobs_for(&self, gun: &str) -> Result<Vec<Job>, StorageError>;
     /// Replace the reconciler's findings for `gun` (tags not listed are forgotten).
-    fn record_checks(&self, gun: &str, checks: &[TagCheck]) -> Result<(), Error>;
+    fn record_checks(&self, gun: &str, checks: &[TagCheck]) -> Result<(), StorageError>;
     /// The reconciler's findings for `gun`, by tag.
-    fn checks_for(&self, gun: &str) -> Result<Vec<TagCheck>, Error>;
+    fn checks_for(&self, gun: &str) -> Result<Vec<TagCheck>, StorageError>;
     /// How many tags drifted, and how many resolve from a role expired at `now` (indexed).
-    fn check_counts(&self, now: time::OffsetDateTime) -> Result<(i64, i64), Error>;
+    fn check_counts(&self, now: time::OffsetDateTime) -> Result<(i64, i64), StorageError>;
 }

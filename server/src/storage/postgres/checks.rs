@@ -3,12 +3,12 @@
 use time::OffsetDateTime;
 
 use super::{PgStore, pg, pool_err, time_of};
-use crate::error::Error;
 use crate::storage::TagCheck;
+use crate::storage::error::StorageError;
 use crate::storage::nanos;
 
 impl PgStore {
-    pub(super) fn put_checks(&self, gun: &str, checks: &[TagCheck]) -> Result<(), Error> {
+    pub(super) fn put_checks(&self, gun: &str, checks: &[TagCheck]) -> Result<(), StorageError> {
         let (gun, checks) = (gun.to_string(), checks.to_vec());
         self.run(move |pool| async move {
             let mut c = pool.get().await.map_err(pool_err)?;
@@ -39,7 +39,7 @@ impl PgStore {
         })
     }
 
-    pub(super) fn get_checks(&self, gun: &str) -> Result<Vec<TagCheck>, Error> {
+    pub(super) fn get_checks(&self, gun: &str) -> Result<Vec<TagCheck>, StorageError> {
         let gun = gun.to_string();
         self.run(move |pool| async move {
             let c = pool.get().await.map_err(pool_err)?;
@@ -68,7 +68,7 @@ impl PgStore {
         })
     }
 
-    pub(super) fn count_checks(&self, now: OffsetDateTime) -> Result<(i64, i64), Error> {
+    pub(super) fn count_checks(&self, now: OffsetDateTime) -> Result<(i64, i64), StorageError> {
         let now = nanos(now);
         self.run(move |pool| async move {
             let c = pool.get().await.map_err(pool_err)?;

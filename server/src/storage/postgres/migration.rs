@@ -6,7 +6,7 @@ use time::OffsetDateTime;
 use tokio_postgres::Row;
 
 use super::{Param, PgStore, now_nanos, pg, pool_err};
-use crate::error::Error;
+use crate::storage::error::StorageError;
 use crate::storage::migration::{
     self as m, Expiring, GunSummary, Migration, PageQuery, Totals, TrustState, Trusted, Usage,
 };
@@ -16,7 +16,7 @@ pub(super) async fn write_trust(
     tx: &Transaction<'_>,
     gun: &str,
     trust: &TrustState,
-) -> Result<(), Error> {
+) -> Result<(), StorageError> {
     tx.execute(m::DELETE_TAGS, &[&gun]).await.map_err(pg)?;
     tx.execute(m::DELETE_ROLES, &[&gun]).await.map_err(pg)?;
     if !trust.tags.is_empty() {
@@ -48,7 +48,7 @@ pub(super) async fn write_trust(
     Ok(())
 }
 
-async fn counts(tx: &Transaction<'_>, gun: &str) -> Result<Option<m::Counts>, Error> {
+async fn counts(tx: &Transaction<'_>, gun: &str) -> Result<Option<m::Counts>, StorageError> {
     let st = tx.prepare_cached(m::COUNTS_OF).await.map_err(pg)?;
     Ok(tx
         .query_opt(&st, &[&gun])
@@ -59,7 +59,7 @@ async fn counts(tx: &Transaction<'_>, gun: &str) -> Result<Option<m::Counts>, Er
 
 /// Recompute `gun`'s summary (or drop it when the GUN has no live metadata), and move the
 /// totals by the difference.
-pub(super) async fn refresh(tx: &Transaction<'_>, gun: &str) -> Result<(), Error> {
+pub(super) async fn refresh(tx: &Transaction<'_>, gun: &str) -> Result<(), StorageError> {
     let before = counts(tx, gun).await?;
     resummarize(tx, gun).await?;
     if let Some(d) = m::totals_delta(before, counts(tx, gun).await?) {
@@ -84,7 +84,7 @@ pub(super) async fn refresh(tx: &Transaction<'_>, gun: &str) -> Result<(), Error
     Ok(())
 }
 
-async fn resummarize(tx: &Transaction<'_>, gun: &str) -> Result<(), Error> {
+async fn resummarize(tx: &Transaction<'_>, gun: &str) -> Result<(), StorageError> {
     let live: bool = tx
         .query_one(m::GUN_EXISTS, &[&gun])
         .await
@@ -102,7 +102,7 @@ async fn resummarize(tx: &Transaction<'_>, gun: &str) -> Result<(), Error> {
 }
 
 /// Mark `gun` for the summarizer (in the caller's transaction).
-pub(super) async fn mark(tx: &Transaction<'_>, gun: &str, trust: bool) -> Result<(), Error> {
+pub(super) async fn mark(tx: &Transaction<'_>, gun: &str, trust: bool) -> Result<(), StorageError> {
     let st = tx.prepare_cached(m::MARK).await.map_err(pg)?;
     tx.execute(&st, &[&gun, &i64::from(trust)])
         .await
@@ -135,7 +135,11 @@ fn summary(r: &Row) -> GunSummary {
 impl PgStore {
     /// Run a job `UPDATE ... RETURNING gun` and mark the GUNs it touched,
     /// in one transaction; returns how many rows it changed.
-    pub(super) fn update_jobs(&self, sql: &'static str, params: Vec<Param>) -> Result<u64, Error> {
+    pub(super) fn update_jobs(
+        &self,
+        sql: &'static str,
+        params: Vec<Param>,
+    ) -> Result<u64, StorageError> {
         self.run(move |pool| async move {
             let mut c = pool.get().await.map_err(pool_err)?;
             let tx = c.transaction().await.map_err(pg)?;
@@ -153,7 +157,7 @@ impl PgStore {
 }
 
 impl Migration for PgStore {
-    fn dirty(&self, limit: i64) -> Result<Vec<m::Dirty>, Error> {
+    fn dirty(&self, limit: i64) -> Result<Vec<m::Dirty>, StorageError> {
         self.run(move |pool| async move {
             let c = pool.get().await.map_err(pool_err)?;
             let rows = c.query(m::DIRTY, &[&limit]).await.map_err(pg)?;
@@ -168,7 +172,7 @@ impl Migration for PgStore {
         })
     }
 
-    fn refresh_summary(&self, gun: &str) -> Result<(), Error> {
+    fn refresh_summary(&self, gun: &str) -> Result<(), StorageError> {
         let gun = gun.to_string();
         self.run(move |pool| async move {
             let mut c = pool.get().await.map_err(pool_err)?;
@@ -180,7 +184,7 @@ impl Migration for PgStore {
         })
     }
 
-    fn mark_unadopted(&self) -> Result<usize, Error> {
+    fn mark_unadopted(&self) -> Result<usize, StorageError> {
         self.run(move |pool| async move {
             let c = pool.get().await.map_err(pool_err)?;
             c.execute(m::MARK_UNADOPTED, &[])
@@ -190,7 +194,7 @@ impl Migration for PgStore {
         })
     }
 
-    fn settle(&self, d: &m::Dirty) -> Result<(), Error> {
+    fn settle(&self, d: &m::Dirty) -> Result<(), StorageError> {
         let d = d.clone();
         self.run(move |pool| async move {
             let c = pool.get().await.map_err(pool_err)?;
@@ -201,7 +205,7 @@ impl Migration for PgStore {
         })
     }
 
-    fn set_trust(&self, gun: &str, trust: &TrustState) -> Result<(), Error> {
+    fn set_trust(&self, gun: &str, trust: &TrustState) -> Result<(), StorageError> {
         let (gun, trust) = (gun.to_string(), trust.clone());
         self.run(move |pool| async move {
             let mut c = pool.get().await.map_err(pool_err)?;
@@ -213,7 +217,7 @@ impl Migration for PgStore {
         })
     }
 
-    fn trust_of(&self, gun: &str) -> Result<Vec<Trusted>, Error> {
+    fn trust_of(&self, gun: &str) -> Result<Vec<Trusted>, StorageError> {
         let gun = gun.to_string();
         self.run(move |pool| async move {
             let c = pool.get().await.map_err(pool_err)?;
@@ -231,7 +235,7 @@ impl Migration for PgStore {
         })
     }
 
-    fn summary(&self, gun: &str) -> Result<Option<GunSummary>, Error> {
+    fn summary(&self, gun: &str) -> Result<Option<GunSummary>, StorageError> {
         let gun = gun.to_string();
         self.run(move |pool| async move {
             let c = pool.get().await.map_err(pool_err)?;
@@ -240,7 +244,7 @@ impl Migration for PgStore {
         })
     }
 
-    fn summaries(&self, q: &PageQuery) -> Result<Vec<GunSummary>, Error> {
+    fn summaries(&self, q: &PageQuery) -> Result<Vec<GunSummary>, StorageError> {
         let q = q.clone();
         self.run(move |pool| async move {
             let c = pool.get().await.map_err(pool_err)?;
@@ -268,7 +272,7 @@ impl Migration for PgStore {
         horizon: OffsetDateTime,
         day_7: i64,
         day_30: i64,
-    ) -> Result<Totals, Error> {
+    ) -> Result<Totals, StorageError> {
         self.run(move |pool| async move {
             let c = pool.get().await.map_err(pool_err)?;
             let r = c
@@ -302,7 +306,7 @@ impl Migration for PgStore {
         prefix: &str,
         horizon: OffsetDateTime,
         limit: i64,
-    ) -> Result<Vec<Expiring>, Error> {
+    ) -> Result<Vec<Expiring>, StorageError> {
         let prefix = prefix.to_string();
         self.run(move |pool| async move {
             let c = pool.get().await.map_err(pool_err)?;
@@ -322,7 +326,7 @@ impl Migration for PgStore {
         })
     }
 
-    fn roles_of(&self, gun: &str) -> Result<Vec<Expiring>, Error> {
+    fn roles_of(&self, gun: &str) -> Result<Vec<Expiring>, StorageError> {
         let gun = gun.to_string();
         self.run(move |pool| async move {
             let c = pool.get().await.map_err(pool_err)?;
@@ -331,7 +335,7 @@ impl Migration for PgStore {
         })
     }
 
-    fn add_usage(&self, batch: &[Usage]) -> Result<(), Error> {
+    fn add_usage(&self, batch: &[Usage]) -> Result<(), StorageError> {
         let batch = batch.to_vec();
         self.run(move |pool| async move {
             let mut c = pool.get().await.map_err(pool_err)?;
@@ -358,7 +362,7 @@ impl Migration for PgStore {
         })
     }
 
-    fn set_read_only(&self, gun: &str, on: bool) -> Result<bool, Error> {
+    fn set_read_only(&self, gun: &str, on: bool) -> Result<bool, StorageError> {
         let gun = gun.to_string();
         self.run(move |pool| async move {
             let c = pool.get().await.map_err(pool_err)?;
@@ -372,7 +376,7 @@ impl Migration for PgStore {
         })
     }
 
-    fn read_only_since(&self, gun: &str) -> Result<Option<OffsetDateTime>, Error> {
+    fn read_only_since(&self, gun: &str) -> Result<Option<OffsetDateTime>, StorageError> {
         let gun = gun.to_string();
         self.run(move |pool| async move {
             let c = pool.get().await.map_err(pool_err)?;
@@ -387,7 +391,7 @@ impl Migration for PgStore {
         exact: bool,
         since_day: i64,
         limit: i64,
-    ) -> Result<Vec<Usage>, Error> {
+    ) -> Result<Vec<Usage>, StorageError> {
         let prefix = prefix.to_string();
         self.run(move |pool| async move {
             let c = pool.get().await.map_err(pool_err)?;

@@ -44,30 +44,21 @@ use super::{
     sha256_hex,
 };
 use super::{now_nanos, time_of};
-use crate::error::Error;
+use crate::storage::error::{StorageError, StorageErrorKind};
 
-/// The error with its causes: tokio-postgres puts the detail (the server's message, the TLS
-/// alert) in the source chain.
-fn chain(e: &dyn std::error::Error) -> String {
-    let mut out = e.to_string();
-    let mut cur = e.source();
-    while let Some(s) = cur {
-        let t = s.to_string();
-        if !out.contains(&t) {
-            out.push_str(": ");
-            out.push_str(&t);
-        }
-        cur = s.source();
-    }
-    out
+/// A PostgreSQL failure: a unique key lost is a conflict, a connection or server failure is
+/// unavailable.
+fn pg(e: tokio_postgres::Error) -> StorageError {
+    let kind = if e.code() == Some(&SqlState::UNIQUE_VIOLATION) {
+        StorageErrorKind::Conflict
+    } else {
+        StorageErrorKind::Unavailable
+    };
+    StorageError::caused(kind, "PostgreSQL", e)
 }
 
-fn pg(e: tokio_postgres::Error) -> Error {
-    Error::Storage(format!("PostgreSQL: {}", chain(&e)))
-}
-
-fn pool_err(e: deadpool_postgres::PoolError) -> Error {
-    Error::Storage(format!("PostgreSQL: {}", chain(&e)))
+fn pool_err(e: deadpool_postgres::PoolError) -> StorageError {
+    StorageError::caused(StorageErrorKind::Unavailable, "PostgreSQL pool", e)
 }
 
 /// notary's columns are `timestamp` (no zone), written in UTC.
@@ -100,7 +91,7 @@ fn stored(r: &Row) -> Stored {
 const JOB_COLS: &str =
     "id, gun, tag, digest, role, state, attempts, last_error, updated_at, action, signers";
 
-fn job(r: &Row) -> Result<Job, Error> {
+fn job(r: &Row) -> Result<Job, StorageError> {
     let state: String = r.get(5);
     let action: String = r.get(9);
     Ok(Job {
@@ -123,7 +114,7 @@ async fn insert_jobs(
     gun: &str,
     jobs: &[NewJob],
     now: i64,
-) -> Result<(), Error> {
+) -> Result<(), StorageError> {
     if jobs.is_empty() {
         return Ok(());
     }
@@ -153,7 +144,7 @@ async fn insert_jobs(
 }
 
 /// The per-GUN writer lock, held until `tx` ends: replicas write one GUN in turn.
-async fn lock_gun(tx: &deadpool_postgres::Transaction<'_>, gun: &str) -> Result<(), Error> {
+async fn lock_gun(tx: &deadpool_postgres::Transaction<'_>, gun: &str) -> Result<(), StorageError> {
     tx.execute("SELECT pg_advisory_xact_lock(hashtext($1))", &[&gun])
         .await
         .map_err(pg)
@@ -164,7 +155,7 @@ async fn lock_gun(tx: &deadpool_postgres::Transaction<'_>, gun: &str) -> Result<
 async fn notify_on_commit(
     tx: &deadpool_postgres::Transaction<'_>,
     note: &str,
-) -> Result<(), Error> {
+) -> Result<(), StorageError> {
     tx.execute("SELECT pg_notify($1, $2)", &[&CHANNEL, &note])
         .await
         .map_err(pg)
@@ -193,14 +184,15 @@ impl Drop for PgStore {
 
 impl PgStore {
     /// Connect, create the schema when missing (one replica at a time), start listening.
-    pub fn open(url: &str) -> Result<Self, Error> {
-        let DbUrl { config, tls } = parse_url(url).map_err(Error::Start)?;
+    pub fn open(url: &str) -> Result<Self, StorageError> {
+        let DbUrl { config, tls } =
+            parse_url(url).map_err(|e| StorageError::new(StorageErrorKind::Config, e))?;
         let rt = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .thread_name("trustbridge-pg")
             .enable_all()
             .build()
-            .map_err(|e| Error::Start(format!("PostgreSQL runtime: {e}")))?;
+            .map_err(|e| StorageError::caused(StorageErrorKind::Config, "PostgreSQL runtime", e))?;
         let mc = || ManagerConfig {
             recycling_method: RecyclingMethod::Fast,
         };
@@ -214,7 +206,7 @@ impl PgStore {
                 .max_size(16)
                 .runtime(deadpool_postgres::Runtime::Tokio1)
                 .build()
-                .map_err(|e| Error::Start(format!("PostgreSQL pool: {e}")))?
+                .map_err(|e| StorageError::caused(StorageErrorKind::Config, "PostgreSQL pool", e))?
         };
         let store = PgStore {
             rt: Some(rt),
@@ -265,18 +257,22 @@ impl PgStore {
     }
 
     /// Run `f` on the store's runtime and wait for it.
-    fn run<T, F>(&self, f: impl FnOnce(Pool) -> F + Send + 'static) -> Result<T, Error>
+    fn run<T, F>(&self, f: impl FnOnce(Pool) -> F + Send + 'static) -> Result<T, StorageError>
     where
         T: Send + 'static,
-        F: Future<Output = Result<T, Error>> + Send + 'static,
+        F: Future<Output = Result<T, StorageError>> + Send + 'static,
     {
         let pool = self.pool.clone();
         let (tx, rx) = std::sync::mpsc::sync_channel(1);
         self.rt().spawn(async move {
             let _ = tx.send(f(pool).await);
         });
-        rx.recv()
-            .map_err(|_| Error::Storage("PostgreSQL: the store's task stopped".into()))?
+        rx.recv().map_err(|_| {
+            StorageError::new(
+                StorageErrorKind::Unavailable,
+                "PostgreSQL: the store's task stopped",
+            )
+        })?
     }
 
     fn one(
@@ -285,7 +281,7 @@ impl PgStore {
         gun: &str,
         role: &str,
         extra: Extra,
-    ) -> Result<Option<Stored>, Error> {
+    ) -> Result<Option<Stored>, StorageError> {
         let (gun, role) = (gun.to_string(), role.to_string());
         self.run(move |pool| async move {
             let c = pool.get().await.map_err(pool_err)?;
@@ -331,13 +327,13 @@ impl MetaStore for PgStore {
         gun: &str,
         updates: &[Update],
         jobs: &[NewJob],
-    ) -> Result<OffsetDateTime, Error> {
+    ) -> Result<OffsetDateTime, StorageError> {
         for (i, u) in updates.iter().enumerate() {
             if updates[..i]
                 .iter()
                 .any(|o| o.role == u.role && o.version == u.version)
             {
-                return Err(Error::OldVersion);
+                return Err(StorageError::conflict());
             }
         }
         let (gun, updates, jobs) = (gun.to_string(), updates.to_vec(), jobs.to_vec());
@@ -350,7 +346,7 @@ impl MetaStore for PgStore {
             lock_gun(&tx, &gun).await?;
             let now = now_ts();
             for u in &updates {
-                let version = i32::try_from(u.version).map_err(|_| Error::OldVersion)?;
+                let version = i32::try_from(u.version).map_err(|_| StorageError::conflict())?;
                 let newer: bool = tx
                     .query_one(
                         "SELECT EXISTS(SELECT 1 FROM tuf_files WHERE gun = $1 AND role = $2 AND version >= $3 AND deleted_at IS NULL)",
@@ -360,7 +356,7 @@ impl MetaStore for PgStore {
                     .map_err(pg)?
                     .get(0);
                 if newer {
-                    return Err(Error::OldVersion);
+                    return Err(StorageError::conflict());
                 }
                 let sha = sha256_hex(&u.data);
                 tx.execute(
@@ -368,13 +364,7 @@ impl MetaStore for PgStore {
                     &[&now, &gun, &u.role, &version, &&u.data[..], &sha],
                 )
                 .await
-                .map_err(|e| {
-                    if e.code() == Some(&SqlState::UNIQUE_VIOLATION) {
-                        Error::OldVersion
-                    } else {
-                        pg(e)
-                    }
-                })?;
+                .map_err(pg)?;
                 if u.role == "timestamp" {
                     tx.execute(
                         "INSERT INTO changefeed (created_at, gun, version, sha256, category) VALUES ($1, $2, $3, $4, 'update')",
@@ -394,7 +384,7 @@ impl MetaStore for PgStore {
         })
     }
 
-    fn latest(&self, gun: &str, role: &str) -> Result<Option<Stored>, Error> {
+    fn latest(&self, gun: &str, role: &str) -> Result<Option<Stored>, StorageError> {
         self.one(
             format!("SELECT {FILE_COLS} FROM tuf_files WHERE gun = $1 AND role = $2 AND deleted_at IS NULL ORDER BY version DESC LIMIT 1"),
             gun,
@@ -403,7 +393,12 @@ impl MetaStore for PgStore {
         )
     }
 
-    fn by_checksum(&self, gun: &str, role: &str, sha256: &str) -> Result<Option<Stored>, Error> {
+    fn by_checksum(
+        &self,
+        gun: &str,
+        role: &str,
+        sha256: &str,
+    ) -> Result<Option<Stored>, StorageError> {
         self.one(
             format!("SELECT {FILE_COLS} FROM tuf_files WHERE gun = $1 AND role = $2 AND sha256 = $3 AND deleted_at IS NULL ORDER BY version DESC LIMIT 1"),
             gun,
@@ -412,7 +407,12 @@ impl MetaStore for PgStore {
         )
     }
 
-    fn by_version(&self, gun: &str, role: &str, version: i64) -> Result<Option<Stored>, Error> {
+    fn by_version(
+        &self,
+        gun: &str,
+        role: &str,
+        version: i64,
+    ) -> Result<Option<Stored>, StorageError> {
         let Ok(version) = i32::try_from(version) else {
             return Ok(None);
         };
@@ -424,7 +424,7 @@ impl MetaStore for PgStore {
         )
     }
 
-    fn delete(&self, gun: &str, jobs: &[NewJob]) -> Result<bool, Error> {
+    fn delete(&self, gun: &str, jobs: &[NewJob]) -> Result<bool, StorageError> {
         let (gun, jobs) = (gun.to_string(), jobs.to_vec());
         let note = self.note(&gun);
         self.run(move |pool| async move {
@@ -471,7 +471,7 @@ impl MetaStore for PgStore {
         gun: Option<&str>,
         change_id: i64,
         records: i64,
-    ) -> Result<Vec<Change>, Error> {
+    ) -> Result<Vec<Change>, StorageError> {
         let gun = gun.map(str::to_string);
         // notary's SQL GetChanges, as in the SQLite store.
         let reversed = change_id < 0 || records < 0;
@@ -516,7 +516,7 @@ impl MetaStore for PgStore {
         })
     }
 
-    fn guns(&self) -> Result<Vec<String>, Error> {
+    fn guns(&self) -> Result<Vec<String>, StorageError> {
         self.run(move |pool| async move {
             let c = pool.get().await.map_err(pool_err)?;
             let rows = c
@@ -530,7 +530,7 @@ impl MetaStore for PgStore {
         })
     }
 
-    fn check_health(&self) -> Result<(), Error> {
+    fn check_health(&self) -> Result<(), StorageError> {
         self.run(move |pool| async move {
             let c = pool.get().await.map_err(pool_err)?;
             c.query_one("SELECT COUNT(*) FROM tuf_files WHERE 1 = 0", &[])
@@ -553,7 +553,7 @@ impl MetaStore for PgStore {
 }
 
 impl Outbox for PgStore {
-    fn due_jobs(&self, limit: i64) -> Result<Vec<Job>, Error> {
+    fn due_jobs(&self, limit: i64) -> Result<Vec<Job>, StorageError> {
         self.run(move |pool| async move {
             let c = pool.get().await.map_err(pool_err)?;
             let rows = c
@@ -567,7 +567,7 @@ impl Outbox for PgStore {
         })
     }
 
-    fn finish_job(&self, id: i64, finish: Finish) -> Result<(), Error> {
+    fn finish_job(&self, id: i64, finish: Finish) -> Result<(), StorageError> {
         let now = now_nanos();
         let (state, error, retry_in) = finish.parts();
         self.update_jobs(
@@ -586,7 +586,7 @@ impl Outbox for PgStore {
         .map(|_| ())
     }
 
-    fn job_states(&self) -> Result<Vec<(JobState, i64)>, Error> {
+    fn job_states(&self) -> Result<Vec<(JobState, i64)>, StorageError> {
         self.run(move |pool| async move {
             let c = pool.get().await.map_err(pool_err)?;
             let rows = c
@@ -607,7 +607,7 @@ impl Outbox for PgStore {
         })
     }
 
-    fn requeue(&self, prefix: &str) -> Result<usize, Error> {
+    fn requeue(&self, prefix: &str) -> Result<usize, StorageError> {
         self.update_jobs(
             "UPDATE bridge_jobs SET state = 'pending', attempts = 0, next_at = $1, updated_at = $1 WHERE state IN ('dead', 'not-configured', 'failed') AND left(gun, length($2)) = $2 RETURNING gun",
             vec![Param::I64(now_nanos()), Param::Text(prefix.into())],
@@ -615,7 +615,7 @@ impl Outbox for PgStore {
         .map(|n| n as usize)
     }
 
-    fn drop_job(&self, id: i64) -> Result<bool, Error> {
+    fn drop_job(&self, id: i64) -> Result<bool, StorageError> {
         self.update_jobs(
             "UPDATE bridge_jobs SET state = 'dropped', updated_at = $1 WHERE id = $2 AND state IN ('pending', 'failed', 'dead') RETURNING gun",
             vec![Param::I64(now_nanos()), Param::I64(id)],
@@ -623,7 +623,7 @@ impl Outbox for PgStore {
         .map(|n| n > 0)
     }
 
-    fn enqueue(&self, gun: &str, jobs: &[NewJob]) -> Result<(), Error> {
+    fn enqueue(&self, gun: &str, jobs: &[NewJob]) -> Result<(), StorageError> {
         let (gun, jobs) = (gun.to_string(), jobs.to_vec());
         self.run(move |pool| async move {
             let mut c = pool.get().await.map_err(pool_err)?;
@@ -634,7 +634,7 @@ impl Outbox for PgStore {
         })
     }
 
-    fn has_job(&self, gun: &str, job: &NewJob) -> Result<bool, Error> {
+    fn has_job(&self, gun: &str, job: &NewJob) -> Result<bool, StorageError> {
         let (gun, job) = (gun.to_string(), job.clone());
         self.run(move |pool| async move {
             let c = pool.get().await.map_err(pool_err)?;
@@ -656,7 +656,7 @@ impl Outbox for PgStore {
         })
     }
 
-    fn jobs_for(&self, gun: &str) -> Result<Vec<Job>, Error> {
+    fn jobs_for(&self, gun: &str) -> Result<Vec<Job>, StorageError> {
         let gun = gun.to_string();
         self.run(move |pool| async move {
             let c = pool.get().await.map_err(pool_err)?;
@@ -671,15 +671,15 @@ impl Outbox for PgStore {
         })
     }
 
-    fn record_checks(&self, gun: &str, checks: &[TagCheck]) -> Result<(), Error> {
+    fn record_checks(&self, gun: &str, checks: &[TagCheck]) -> Result<(), StorageError> {
         self.put_checks(gun, checks)
     }
 
-    fn checks_for(&self, gun: &str) -> Result<Vec<TagCheck>, Error> {
+    fn checks_for(&self, gun: &str) -> Result<Vec<TagCheck>, StorageError> {
         self.get_checks(gun)
     }
 
-    fn check_counts(&self, now: OffsetDateTime) -> Result<(i64, i64), Error> {
+    fn check_counts(&self, now: OffsetDateTime) -> Result<(i64, i64), StorageError> {
         self.count_checks(now)
     }
 }

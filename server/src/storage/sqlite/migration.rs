@@ -5,7 +5,7 @@ use rusqlite::{Connection, OptionalExtension, Row, params};
 use time::OffsetDateTime;
 
 use super::{SqliteStore, now_nanos, storage};
-use crate::error::Error;
+use crate::storage::error::StorageError;
 use crate::storage::migration::{
     self as m, Expiring, GunSummary, Migration, PageQuery, Totals, TrustState, Trusted, Usage,
 };
@@ -15,7 +15,11 @@ fn sql(s: &str) -> String {
 }
 
 /// Replace `gun`'s trust rows.
-pub(super) fn write_trust(tx: &Connection, gun: &str, trust: &TrustState) -> Result<(), Error> {
+pub(super) fn write_trust(
+    tx: &Connection,
+    gun: &str,
+    trust: &TrustState,
+) -> Result<(), StorageError> {
     tx.execute(&sql(m::DELETE_TAGS), [gun]).map_err(storage)?;
     tx.execute(&sql(m::DELETE_ROLES), [gun]).map_err(storage)?;
     let mut st = tx.prepare_cached(&sql(m::INSERT_TAG)).map_err(storage)?;
@@ -38,7 +42,7 @@ pub(super) fn write_trust(tx: &Connection, gun: &str, trust: &TrustState) -> Res
     Ok(())
 }
 
-fn counts(tx: &Connection, gun: &str) -> Result<Option<m::Counts>, Error> {
+fn counts(tx: &Connection, gun: &str) -> Result<Option<m::Counts>, StorageError> {
     tx.prepare_cached(&sql(m::COUNTS_OF))
         .and_then(|mut st| {
             st.query_row([gun], |r| {
@@ -58,7 +62,7 @@ fn counts(tx: &Connection, gun: &str) -> Result<Option<m::Counts>, Error> {
 
 /// Recompute `gun`'s summary (or drop it when the GUN has no live metadata), and move the
 /// totals by the difference.
-pub(super) fn refresh(tx: &Connection, gun: &str) -> Result<(), Error> {
+pub(super) fn refresh(tx: &Connection, gun: &str) -> Result<(), StorageError> {
     let before = counts(tx, gun)?;
     resummarize(tx, gun)?;
     if let Some(d) = m::totals_delta(before, counts(tx, gun)?) {
@@ -81,7 +85,7 @@ pub(super) fn refresh(tx: &Connection, gun: &str) -> Result<(), Error> {
     Ok(())
 }
 
-fn resummarize(tx: &Connection, gun: &str) -> Result<(), Error> {
+fn resummarize(tx: &Connection, gun: &str) -> Result<(), StorageError> {
     let live: bool = tx
         .prepare_cached(&sql(m::GUN_EXISTS))
         .and_then(|mut st| st.query_row([gun], |r| r.get(0)))
@@ -100,7 +104,7 @@ fn resummarize(tx: &Connection, gun: &str) -> Result<(), Error> {
 }
 
 /// Mark `gun` for the summarizer (in the caller's transaction).
-pub(super) fn mark(tx: &Connection, gun: &str, trust: bool) -> Result<(), Error> {
+pub(super) fn mark(tx: &Connection, gun: &str, trust: bool) -> Result<(), StorageError> {
     tx.prepare_cached(&sql(m::MARK))
         .and_then(|mut st| st.execute(params![gun, i64::from(trust)]))
         .map(|_| ())
@@ -108,7 +112,7 @@ pub(super) fn mark(tx: &Connection, gun: &str, trust: bool) -> Result<(), Error>
 }
 
 /// Mark every GUN a job statement touched.
-pub(super) fn mark_guns(tx: &Connection, guns: &[String]) -> Result<(), Error> {
+pub(super) fn mark_guns(tx: &Connection, guns: &[String]) -> Result<(), StorageError> {
     let mut seen = std::collections::BTreeSet::new();
     for g in guns {
         if seen.insert(g) {
@@ -141,7 +145,7 @@ fn summary(r: &Row<'_>) -> rusqlite::Result<GunSummary> {
 }
 
 impl Migration for SqliteStore {
-    fn dirty(&self, limit: i64) -> Result<Vec<m::Dirty>, Error> {
+    fn dirty(&self, limit: i64) -> Result<Vec<m::Dirty>, StorageError> {
         let db = self.db();
         let mut st = db.prepare_cached(&sql(m::DIRTY)).map_err(storage)?;
         let rows = st
@@ -156,27 +160,27 @@ impl Migration for SqliteStore {
         rows.collect::<rusqlite::Result<_>>().map_err(storage)
     }
 
-    fn refresh_summary(&self, gun: &str) -> Result<(), Error> {
+    fn refresh_summary(&self, gun: &str) -> Result<(), StorageError> {
         let mut db = self.db();
         let tx = db.transaction().map_err(storage)?;
         refresh(&tx, gun)?;
         tx.commit().map_err(storage)
     }
 
-    fn mark_unadopted(&self) -> Result<usize, Error> {
+    fn mark_unadopted(&self) -> Result<usize, StorageError> {
         self.db()
             .execute(&sql(m::MARK_UNADOPTED), [])
             .map_err(storage)
     }
 
-    fn settle(&self, d: &m::Dirty) -> Result<(), Error> {
+    fn settle(&self, d: &m::Dirty) -> Result<(), StorageError> {
         self.db()
             .execute(&sql(m::SETTLE), params![d.gun, d.seq])
             .map(|_| ())
             .map_err(storage)
     }
 
-    fn set_trust(&self, gun: &str, trust: &TrustState) -> Result<(), Error> {
+    fn set_trust(&self, gun: &str, trust: &TrustState) -> Result<(), StorageError> {
         let mut db = self.db();
         let tx = db.transaction().map_err(storage)?;
         write_trust(&tx, gun, trust)?;
@@ -184,7 +188,7 @@ impl Migration for SqliteStore {
         tx.commit().map_err(storage)
     }
 
-    fn trust_of(&self, gun: &str) -> Result<Vec<Trusted>, Error> {
+    fn trust_of(&self, gun: &str) -> Result<Vec<Trusted>, StorageError> {
         let db = self.db();
         let mut st = db.prepare_cached(&sql(m::TAGS_OF)).map_err(storage)?;
         let rows = st
@@ -201,14 +205,14 @@ impl Migration for SqliteStore {
         rows.collect::<rusqlite::Result<_>>().map_err(storage)
     }
 
-    fn summary(&self, gun: &str) -> Result<Option<GunSummary>, Error> {
+    fn summary(&self, gun: &str) -> Result<Option<GunSummary>, StorageError> {
         self.db()
             .prepare_cached(&sql(m::ONE))
             .and_then(|mut st| st.query_row([gun], summary).optional())
             .map_err(storage)
     }
 
-    fn summaries(&self, q: &PageQuery) -> Result<Vec<GunSummary>, Error> {
+    fn summaries(&self, q: &PageQuery) -> Result<Vec<GunSummary>, StorageError> {
         let db = self.db();
         let (page, from) = q.sql();
         let mut st = db.prepare_cached(&sql(page)).map_err(storage)?;
@@ -232,7 +236,7 @@ impl Migration for SqliteStore {
         horizon: OffsetDateTime,
         day_7: i64,
         day_30: i64,
-    ) -> Result<Totals, Error> {
+    ) -> Result<Totals, StorageError> {
         let db = self.db();
         let mut t = db
             .prepare_cached(&sql(m::TOTALS))
@@ -272,7 +276,7 @@ impl Migration for SqliteStore {
         prefix: &str,
         horizon: OffsetDateTime,
         limit: i64,
-    ) -> Result<Vec<Expiring>, Error> {
+    ) -> Result<Vec<Expiring>, StorageError> {
         let db = self.db();
         let mut st = db.prepare_cached(&sql(m::EXPIRING)).map_err(storage)?;
         let rows = st
@@ -284,14 +288,14 @@ impl Migration for SqliteStore {
         rows.collect::<rusqlite::Result<_>>().map_err(storage)
     }
 
-    fn roles_of(&self, gun: &str) -> Result<Vec<Expiring>, Error> {
+    fn roles_of(&self, gun: &str) -> Result<Vec<Expiring>, StorageError> {
         let db = self.db();
         let mut st = db.prepare_cached(&sql(m::ROLES_OF)).map_err(storage)?;
         let rows = st.query_map([gun], expiring).map_err(storage)?;
         rows.collect::<rusqlite::Result<_>>().map_err(storage)
     }
 
-    fn add_usage(&self, batch: &[Usage]) -> Result<(), Error> {
+    fn add_usage(&self, batch: &[Usage]) -> Result<(), StorageError> {
         let mut db = self.db();
         let tx = db.transaction().map_err(storage)?;
         {
@@ -313,7 +317,7 @@ impl Migration for SqliteStore {
         tx.commit().map_err(storage)
     }
 
-    fn set_read_only(&self, gun: &str, on: bool) -> Result<bool, Error> {
+    fn set_read_only(&self, gun: &str, on: bool) -> Result<bool, StorageError> {
         let db = self.db();
         let n = if on {
             db.execute(&sql(m::SET_READ_ONLY), params![gun, now_nanos()])
@@ -324,7 +328,7 @@ impl Migration for SqliteStore {
         Ok(n > 0)
     }
 
-    fn read_only_since(&self, gun: &str) -> Result<Option<OffsetDateTime>, Error> {
+    fn read_only_since(&self, gun: &str) -> Result<Option<OffsetDateTime>, StorageError> {
         self.db()
             .prepare_cached(&sql(m::READ_ONLY_SINCE))
             .and_then(|mut st| st.query_row([gun], |r| r.get::<_, i64>(0)).optional())
@@ -338,7 +342,7 @@ impl Migration for SqliteStore {
         exact: bool,
         since_day: i64,
         limit: i64,
-    ) -> Result<Vec<Usage>, Error> {
+    ) -> Result<Vec<Usage>, StorageError> {
         let db = self.db();
         let mut st = db.prepare_cached(&sql(m::USAGE)).map_err(storage)?;
         let rows = st

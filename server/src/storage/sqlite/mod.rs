@@ -15,7 +15,7 @@ use super::{
     Change, Finish, Job, JobState, MetaStore, NewJob, Outbox, Stored, TagCheck, Update, sha256_hex,
 };
 use super::{now_nanos, time_of};
-use crate::error::Error;
+use crate::storage::error::StorageError;
 
 const SCHEMA: &str = r#"
 CREATE TABLE IF NOT EXISTS tuf_files (
@@ -78,12 +78,12 @@ pub struct SqliteStore {
     conn: Mutex<Connection>,
 }
 
-fn storage(e: rusqlite::Error) -> Error {
-    Error::Storage(e.to_string())
+fn storage(e: rusqlite::Error) -> StorageError {
+    StorageError::from(e)
 }
 
 /// Outbox rows, due at once (`next_at` = now).
-fn insert_jobs(tx: &Connection, gun: &str, jobs: &[NewJob], now: i64) -> Result<(), Error> {
+fn insert_jobs(tx: &Connection, gun: &str, jobs: &[NewJob], now: i64) -> Result<(), StorageError> {
     let mut st = tx
         .prepare_cached(
             "INSERT INTO bridge_jobs (created_at, updated_at, gun, tag, digest, role, action, next_at, signers) VALUES (?1, ?1, ?2, ?3, ?4, ?5, ?6, ?1, ?7)",
@@ -148,10 +148,15 @@ fn stored(r: &Row<'_>) -> rusqlite::Result<Stored> {
 }
 
 impl SqliteStore {
-    pub fn open(path: &Path) -> Result<Self, Error> {
+    pub fn open(path: &Path) -> Result<Self, StorageError> {
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            std::fs::create_dir_all(dir)
-                .map_err(|e| Error::Storage(format!("{}: {e}", dir.display())))?;
+            std::fs::create_dir_all(dir).map_err(|e| {
+                StorageError::caused(
+                    crate::storage::error::StorageErrorKind::Config,
+                    format!("create {}", dir.display()),
+                    e,
+                )
+            })?;
         }
         let conn = Connection::open(path).map_err(storage)?;
         conn.pragma_update(None, "journal_mode", "WAL")
@@ -164,11 +169,11 @@ impl SqliteStore {
         Self::init(conn)
     }
 
-    pub fn in_memory() -> Result<Self, Error> {
+    pub fn in_memory() -> Result<Self, StorageError> {
         Self::init(Connection::open_in_memory().map_err(storage)?)
     }
 
-    fn init(conn: Connection) -> Result<Self, Error> {
+    fn init(conn: Connection) -> Result<Self, StorageError> {
         conn.busy_timeout(Duration::from_secs(5)).map_err(storage)?;
         conn.execute_batch(SCHEMA).map_err(storage)?;
         conn.execute_batch(&super::migration::sqlite_schema())
@@ -199,7 +204,7 @@ impl SqliteStore {
 
     /// Run a job `UPDATE ... RETURNING gun` and mark the GUNs it touched, in one
     /// transaction (as the PostgreSQL store's `update_jobs`); returns how many rows changed.
-    fn update_jobs(&self, sql: &str, p: impl rusqlite::Params) -> Result<usize, Error> {
+    fn update_jobs(&self, sql: &str, p: impl rusqlite::Params) -> Result<usize, StorageError> {
         let mut db = self.db();
         let tx = db.transaction().map_err(storage)?;
         let guns: Vec<String> = {
@@ -212,7 +217,7 @@ impl SqliteStore {
         Ok(guns.len())
     }
 
-    fn one(&self, sql: &str, p: impl rusqlite::Params) -> Result<Option<Stored>, Error> {
+    fn one(&self, sql: &str, p: impl rusqlite::Params) -> Result<Option<Stored>, StorageError> {
         self.db()
             .query_row(sql, p, stored)
             .optional()
@@ -226,7 +231,7 @@ impl MetaStore for SqliteStore {
         gun: &str,
         updates: &[Update],
         jobs: &[NewJob],
-    ) -> Result<OffsetDateTime, Error> {
+    ) -> Result<OffsetDateTime, StorageError> {
         let mut db = self.db();
         let tx = db.transaction().map_err(storage)?;
         let now = now_nanos();
@@ -235,7 +240,7 @@ impl MetaStore for SqliteStore {
                 .iter()
                 .any(|o| o.role == u.role && o.version == u.version)
             {
-                return Err(Error::OldVersion);
+                return Err(StorageError::conflict());
             }
             let newer: bool = tx
                 .prepare_cached(
@@ -244,21 +249,14 @@ impl MetaStore for SqliteStore {
                 .and_then(|mut st| st.query_row(params![gun, u.role, u.version], |r| r.get(0)))
                 .map_err(storage)?;
             if newer {
-                return Err(Error::OldVersion);
+                return Err(StorageError::conflict());
             }
             let sha = sha256_hex(&u.data);
             tx.prepare_cached(
                 "INSERT INTO tuf_files (created_at, updated_at, gun, role, version, data, sha256) VALUES (?1, ?1, ?2, ?3, ?4, ?5, ?6)",
             )
             .and_then(|mut st| st.execute(params![now, gun, u.role, u.version, &u.data[..], sha]))
-            .map_err(|e| match e {
-                rusqlite::Error::SqliteFailure(f, _)
-                    if f.code == rusqlite::ErrorCode::ConstraintViolation =>
-                {
-                    Error::OldVersion
-                }
-                e => storage(e),
-            })?;
+            .map_err(storage)?;
             if u.role == "timestamp" {
                 tx.prepare_cached(
                     "INSERT INTO changefeed (created_at, gun, version, sha256, category) VALUES (?1, ?2, ?3, ?4, 'update')",
@@ -276,28 +274,38 @@ impl MetaStore for SqliteStore {
         Ok(time_of(now))
     }
 
-    fn latest(&self, gun: &str, role: &str) -> Result<Option<Stored>, Error> {
+    fn latest(&self, gun: &str, role: &str) -> Result<Option<Stored>, StorageError> {
         self.one(
             &format!("SELECT {FILE_COLS} FROM tuf_files WHERE gun = ?1 AND role = ?2 AND deleted_at IS NULL ORDER BY version DESC LIMIT 1"),
             params![gun, role],
         )
     }
 
-    fn by_checksum(&self, gun: &str, role: &str, sha256: &str) -> Result<Option<Stored>, Error> {
+    fn by_checksum(
+        &self,
+        gun: &str,
+        role: &str,
+        sha256: &str,
+    ) -> Result<Option<Stored>, StorageError> {
         self.one(
             &format!("SELECT {FILE_COLS} FROM tuf_files WHERE gun = ?1 AND role = ?2 AND sha256 = ?3 AND deleted_at IS NULL ORDER BY version DESC LIMIT 1"),
             params![gun, role, sha256.to_lowercase()],
         )
     }
 
-    fn by_version(&self, gun: &str, role: &str, version: i64) -> Result<Option<Stored>, Error> {
+    fn by_version(
+        &self,
+        gun: &str,
+        role: &str,
+        version: i64,
+    ) -> Result<Option<Stored>, StorageError> {
         self.one(
             &format!("SELECT {FILE_COLS} FROM tuf_files WHERE gun = ?1 AND role = ?2 AND version = ?3 AND deleted_at IS NULL"),
             params![gun, role, version],
         )
     }
 
-    fn delete(&self, gun: &str, jobs: &[NewJob]) -> Result<bool, Error> {
+    fn delete(&self, gun: &str, jobs: &[NewJob]) -> Result<bool, StorageError> {
         let mut db = self.db();
         let tx = db.transaction().map_err(storage)?;
         // Tombstones: the rows stay (for audit and recovery) but are never served again.
@@ -325,7 +333,7 @@ impl MetaStore for SqliteStore {
         gun: Option<&str>,
         change_id: i64,
         records: i64,
-    ) -> Result<Vec<Change>, Error> {
+    ) -> Result<Vec<Change>, StorageError> {
         let db = self.db();
         // notary's SQL GetChanges: reversed when either number is negative; the id bound
         // applies only when positive (reversed) or always (forward).
@@ -366,7 +374,7 @@ impl MetaStore for SqliteStore {
         Ok(rows)
     }
 
-    fn guns(&self) -> Result<Vec<String>, Error> {
+    fn guns(&self) -> Result<Vec<String>, StorageError> {
         let db = self.db();
         let mut stmt = db
             .prepare("SELECT DISTINCT gun FROM tuf_files WHERE deleted_at IS NULL ORDER BY gun")
@@ -375,7 +383,7 @@ impl MetaStore for SqliteStore {
         rows.collect::<rusqlite::Result<_>>().map_err(storage)
     }
 
-    fn check_health(&self) -> Result<(), Error> {
+    fn check_health(&self) -> Result<(), StorageError> {
         self.db()
             .query_row("SELECT COUNT(*) FROM tuf_files WHERE 1 = 0", [], |r| {
                 r.get::<_, i64>(0)
@@ -386,7 +394,7 @@ impl MetaStore for SqliteStore {
 }
 
 impl Outbox for SqliteStore {
-    fn due_jobs(&self, limit: i64) -> Result<Vec<Job>, Error> {
+    fn due_jobs(&self, limit: i64) -> Result<Vec<Job>, StorageError> {
         let db = self.db();
         let mut st = db
             .prepare_cached(&format!(
@@ -399,7 +407,7 @@ impl Outbox for SqliteStore {
         rows.collect::<rusqlite::Result<_>>().map_err(storage)
     }
 
-    fn finish_job(&self, id: i64, finish: Finish) -> Result<(), Error> {
+    fn finish_job(&self, id: i64, finish: Finish) -> Result<(), StorageError> {
         let now = now_nanos();
         let (state, error, retry_in) = finish.parts();
         self.update_jobs(
@@ -415,7 +423,7 @@ impl Outbox for SqliteStore {
         .map(|_| ())
     }
 
-    fn job_states(&self) -> Result<Vec<(JobState, i64)>, Error> {
+    fn job_states(&self) -> Result<Vec<(JobState, i64)>, StorageError> {
         let db = self.db();
         let mut st = db
             .prepare_cached("SELECT state, COUNT(*) FROM bridge_jobs GROUP BY state")
@@ -428,7 +436,7 @@ impl Outbox for SqliteStore {
         rows.collect::<rusqlite::Result<_>>().map_err(storage)
     }
 
-    fn requeue(&self, prefix: &str) -> Result<usize, Error> {
+    fn requeue(&self, prefix: &str) -> Result<usize, StorageError> {
         let now = now_nanos();
         // GUNs are compared by prefix without LIKE's wildcards.
         self.update_jobs(
@@ -437,7 +445,7 @@ impl Outbox for SqliteStore {
         )
     }
 
-    fn drop_job(&self, id: i64) -> Result<bool, Error> {
+    fn drop_job(&self, id: i64) -> Result<bool, StorageError> {
         let now = now_nanos();
         self.update_jobs(
             "UPDATE bridge_jobs SET state = 'dropped', updated_at = ?1 WHERE id = ?2 AND state IN ('pending', 'failed', 'dead') RETURNING gun",
@@ -446,7 +454,7 @@ impl Outbox for SqliteStore {
         .map(|n| n > 0)
     }
 
-    fn enqueue(&self, gun: &str, jobs: &[NewJob]) -> Result<(), Error> {
+    fn enqueue(&self, gun: &str, jobs: &[NewJob]) -> Result<(), StorageError> {
         let mut db = self.db();
         let tx = db.transaction().map_err(storage)?;
         insert_jobs(&tx, gun, jobs, now_nanos())?;
@@ -454,7 +462,7 @@ impl Outbox for SqliteStore {
         tx.commit().map_err(storage)
     }
 
-    fn has_job(&self, gun: &str, job: &NewJob) -> Result<bool, Error> {
+    fn has_job(&self, gun: &str, job: &NewJob) -> Result<bool, StorageError> {
         self.db()
             .prepare_cached(
                 "SELECT EXISTS(SELECT 1 FROM bridge_jobs WHERE gun = ?1 AND tag = ?2 AND role = ?3 AND digest = ?4 AND action = ?5 AND signers = ?6)",
@@ -475,7 +483,7 @@ impl Outbox for SqliteStore {
             .map_err(storage)
     }
 
-    fn jobs_for(&self, gun: &str) -> Result<Vec<Job>, Error> {
+    fn jobs_for(&self, gun: &str) -> Result<Vec<Job>, StorageError> {
         let db = self.db();
         let mut st = db
             .prepare_cached(&format!(
@@ -486,7 +494,7 @@ impl Outbox for SqliteStore {
         rows.collect::<rusqlite::Result<_>>().map_err(storage)
     }
 
-    fn record_checks(&self, gun: &str, checks: &[TagCheck]) -> Result<(), Error> {
+    fn record_checks(&self, gun: &str, checks: &[TagCheck]) -> Result<(), StorageError> {
         let mut db = self.db();
         let tx = db.transaction().map_err(storage)?;
         tx.execute("DELETE FROM bridge_checks WHERE gun = ?1", [gun])
@@ -512,7 +520,7 @@ impl Outbox for SqliteStore {
         tx.commit().map_err(storage)
     }
 
-    fn checks_for(&self, gun: &str) -> Result<Vec<TagCheck>, Error> {
+    fn checks_for(&self, gun: &str) -> Result<Vec<TagCheck>, StorageError> {
         let db = self.db();
         let mut st = db
             .prepare_cached(
@@ -536,7 +544,7 @@ impl Outbox for SqliteStore {
         rows.collect::<rusqlite::Result<_>>().map_err(storage)
     }
 
-    fn check_counts(&self, now: OffsetDateTime) -> Result<(i64, i64), Error> {
+    fn check_counts(&self, now: OffsetDateTime) -> Result<(i64, i64), StorageError> {
         let db = self.db();
         let drifted = db
             .query_row(
