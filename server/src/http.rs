@@ -2,7 +2,6 @@
 //! HTTP when no certificate is configured, until the shutdown future completes.
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
 use std::sync::Arc;
 
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
@@ -12,13 +11,7 @@ use tokio_rustls::TlsAcceptor;
 
 use crate::error::{Error, StartError};
 
-/// A certificate chain and its key, as PEM files (the HTTPS listener's, a client
-/// certificate's).
-#[derive(Clone, Debug)]
-pub struct TlsFiles {
-    pub cert: PathBuf,
-    pub key: PathBuf,
-}
+pub use crate::tls::TlsFiles;
 
 /// The HTTPS acceptor; with `client_ca` (notary's `server.client_ca_file`) every client must
 /// present a certificate chaining to it (rustls' WebPKI verifier, refused at the handshake).

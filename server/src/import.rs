@@ -1,21 +1,29 @@
-//! Offline import of existing Notary metadata into storage: `DIR/<role>/<version>.json`
-//! (role may contain slashes, e.g. `targets/releases/2.json`), as exported from a notary-server
-//! (GET `<version>.<role>.json` for each version). Files are stored byte-for-byte so they are
-//! served exactly as before; they are checked for shape (envelope, `_type` matching the role,
-//! version matching the file name) but not re-validated, because they come from a server that
-//! already validated them.
+//! Offline import of existing Notary metadata: `DIR/<role>/<version>.json` (role may contain
+//! slashes, e.g. `targets/releases/2.json`), as exported from a notary-server (GET
+//! `<version>.<role>.json` for each version). The files are read here and stored by
+//! [`crate::repo::Repo::import`], the path the HTTP import takes too: byte-for-byte (so they are
+//! served exactly as before), the whole history verified, in one transaction under the GUN's
+//! lock, with the bridge's mirror jobs.
 
 use std::path::Path;
 use std::sync::Arc;
 
-use crate::error::{Error, StartError};
-use crate::storage::{MetaStore, Update};
+use trustbridge_tuf::metadata::Peek;
 
-fn collect(base: &Path, dir: &Path, out: &mut Vec<Update>) -> Result<(), Error> {
-    let bad =
-        |p: &Path, why: String| Error::from(StartError::Invalid(format!("{}: {why}", p.display())));
-    for entry in std::fs::read_dir(dir).map_err(|e| bad(dir, e.to_string()))? {
-        let path = entry.map_err(|e| bad(dir, e.to_string()))?.path();
+use crate::error::{StartError, ValidationError};
+use crate::storage::Update;
+
+/// Every `<version>.json` under `dir`, as updates of the role its folder names.
+pub fn read_dir(dir: &Path) -> Result<Vec<Update>, StartError> {
+    let mut out = Vec::new();
+    collect(dir, dir, &mut out)?;
+    Ok(out)
+}
+
+fn collect(base: &Path, dir: &Path, out: &mut Vec<Update>) -> Result<(), StartError> {
+    let io = |p: &Path, e| StartError::io(p.display(), e);
+    for entry in std::fs::read_dir(dir).map_err(|e| io(dir, e))? {
+        let path = entry.map_err(|e| io(dir, e))?.path();
         if path.is_dir() {
             collect(base, &path, out)?;
             continue;
@@ -33,8 +41,9 @@ fn collect(base: &Path, dir: &Path, out: &mut Vec<Update>) -> Result<(), Error> 
             .and_then(|p| p.strip_prefix(base).ok())
             .map(|p| p.to_string_lossy().replace('\\', "/"))
             .unwrap_or_default();
-        let data = std::fs::read(&path).map_err(|e| bad(&path, e.to_string()))?;
-        check_file(&role, version, &data).map_err(|why| bad(&path, why))?;
+        let data = std::fs::read(&path).map_err(|e| io(&path, e))?;
+        check_file(&role, version, &data)
+            .map_err(|e| StartError::Invalid(format!("{}: {e}", path.display())))?;
         out.push(Update {
             role,
             version,
@@ -45,23 +54,23 @@ fn collect(base: &Path, dir: &Path, out: &mut Vec<Update>) -> Result<(), Error> 
 }
 
 /// A file to import must be a notary document of its role's `_type` with its version.
-pub fn check_file(role: &str, version: i64, data: &[u8]) -> Result<(), String> {
+pub fn check_file(role: &str, version: i64, data: &[u8]) -> Result<(), ValidationError> {
     if !trustbridge_tuf::metadata::valid_role_name(role) {
-        return Err(format!("{role:?} is not a notary role"));
+        return Err(ValidationError::Validation(format!(
+            "{role:?} is not a notary role"
+        )));
     }
-    let v: serde_json::Value = serde_json::from_slice(data).map_err(|e| e.to_string())?;
-    let expected = match role {
-        "root" => "Root",
-        "snapshot" => "Snapshot",
-        "timestamp" => "Timestamp",
-        _ => "Targets",
-    };
-    if v["signed"]["_type"] != expected || v["signed"]["version"] != version {
-        return Err(format!(
+    let expected = Peek::type_of(role);
+    let bad = || {
+        ValidationError::Validation(format!(
             "{role}: expected a {expected} document with version {version}"
-        ));
+        ))
+    };
+    match Peek::of(data) {
+        Ok(p) if p.is(role, version) => Ok(()),
+        Ok(_) => Err(bad()),
+        Err(e) => Err(ValidationError::Validation(format!("{role}: {e}"))),
     }
-    Ok(())
 }
 
 /// Oldest first, timestamps last within a version, so every insert is a newer version.
@@ -73,15 +82,4 @@ pub fn order(updates: &mut [Update]) {
             &b.role,
         ))
     });
-}
-
-/// Store every version under `dir` for `gun`; returns how many files were stored.
-pub fn import_versions(store: &dyn MetaStore, gun: &str, dir: &Path) -> Result<usize, Error> {
-    let mut updates = Vec::new();
-    collect(dir, dir, &mut updates)?;
-    order(&mut updates);
-    for u in &updates {
-        store.update_many(gun, std::slice::from_ref(u), &[])?;
-    }
-    Ok(updates.len())
 }

@@ -15,8 +15,10 @@ pub mod repo;
 pub mod routes;
 pub mod signer_link;
 pub mod storage;
+pub mod tls;
 pub mod upload;
 pub mod validation;
+pub mod wire;
 
 use std::sync::Arc;
 
@@ -27,9 +29,6 @@ use crate::handlers::App;
 use crate::metrics::Metrics;
 use crate::repo::Repo;
 use crate::signer_link::SignerLink;
-use crate::storage::MetaStore;
-use crate::storage::postgres::PgStore;
-use crate::storage::sqlite::SqliteStore;
 
 /// The store, signer link, repository and bridge an offline `bridge` command works with.
 fn offline_bridge(config: &Config) -> Result<(Repo, bridge::Bridge), Error> {
@@ -38,19 +37,22 @@ fn offline_bridge(config: &Config) -> Result<(Repo, bridge::Bridge), Error> {
         .clone()
         .ok_or_else(|| StartError::Invalid("trustbridge.bridge is not configured".into()))?;
     let metrics = Metrics::new();
-    let store: Arc<dyn MetaStore> = match &config.storage {
-        config::Storage::Sqlite(path) => Arc::new(SqliteStore::open(path)?),
-        config::Storage::Postgres(url) => Arc::new(PgStore::open(url)?),
-        config::Storage::Memory => {
-            return Err(StartError::Invalid(
-                "the memory backend holds nothing for an offline bridge command".into(),
-            )
-            .into());
-        }
-    };
+    let store = storage::open(&config.storage, true).map_err(StartError::from)?;
     let signer = SignerLink::new(&config.trust, metrics.clone())?;
     let repo = Repo::new(store.clone(), signer.clone(), config.renewal, config.cache);
     Ok((repo, bridge::Bridge::new(b, store, signer, metrics)))
+}
+
+/// `trustbridge-server import`: a repository's exported history into the configured store,
+/// offline, through the same all-or-nothing path as the HTTP import (verified, one
+/// transaction, the bridge's mirror jobs queued for the server to deliver).
+pub async fn import(config: &Config, gun: &str, dir: &std::path::Path) -> Result<usize, Error> {
+    let files = import::read_dir(dir)?;
+    let store = storage::open(&config.storage, true).map_err(StartError::from)?;
+    let signer = SignerLink::new(&config.trust, Metrics::new()).map_err(StartError::from)?;
+    let repo = Repo::new(store, signer, config.renewal, config.cache)
+        .with_mirror(config.bridge.as_ref().map(|b| b.on_expiry));
+    repo.import(gun, files).await
 }
 
 /// `bridge backfill`: mirror every stored target of GUNs starting with `prefix`.
@@ -83,11 +85,7 @@ pub async fn run(
     ready: impl FnOnce(std::net::SocketAddr),
 ) -> Result<(), Error> {
     let metrics = Metrics::new();
-    let store: Arc<dyn MetaStore> = match &config.storage {
-        config::Storage::Memory => Arc::new(SqliteStore::in_memory()?),
-        config::Storage::Sqlite(path) => Arc::new(SqliteStore::open(path)?),
-        config::Storage::Postgres(url) => Arc::new(PgStore::open(url)?),
-    };
+    let store = storage::open(&config.storage, false).map_err(StartError::from)?;
     let signer = SignerLink::new(&config.trust, metrics.clone())?;
     let auth = config
         .auth
@@ -140,8 +138,7 @@ pub async fn run(
         repo: Repo::new(store, signer, config.renewal, config.cache)
             .with_mirror(config.bridge.as_ref().map(|b| b.on_expiry)),
         metrics,
-        max_age_current: config.max_age_current,
-        max_age_consistent: config.max_age_consistent,
+        caching: config.caching,
         gun_prefixes: config.gun_prefixes.clone(),
     });
     // Another replica's commit drops our cached view of that GUN (PostgreSQL).

@@ -78,18 +78,10 @@ enum BridgeCmd {
 }
 
 /// The configured store, opened directly (offline admin commands).
-fn open_store(config: &Config) -> anyhow::Result<Box<dyn trustbridge_server::storage::MetaStore>> {
-    Ok(match &config.storage {
-        trustbridge_server::config::Storage::Sqlite(p) => {
-            Box::new(trustbridge_server::storage::sqlite::SqliteStore::open(p)?)
-        }
-        trustbridge_server::config::Storage::Postgres(url) => {
-            Box::new(trustbridge_server::storage::postgres::PgStore::open(url)?)
-        }
-        trustbridge_server::config::Storage::Memory => {
-            anyhow::bail!("the memory backend keeps nothing on disk: use a sqlite3 store")
-        }
-    })
+fn open_store(
+    config: &Config,
+) -> anyhow::Result<std::sync::Arc<dyn trustbridge_server::storage::MetaStore>> {
+    Ok(trustbridge_server::storage::open(&config.storage, true)?)
 }
 
 fn init_logging(level: &str, format: &str) {
@@ -176,8 +168,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Some(Cmd::Import { gun, dir }) => {
             let config = Config::load(&cli.config)?;
-            let store = open_store(&config)?;
-            let n = trustbridge_server::import::import_versions(store.as_ref(), &gun, &dir)?;
+            let n = rt.block_on(trustbridge_server::import(&config, &gun, &dir))?;
             println!("imported {n} file(s) for {gun}");
         }
         None => {

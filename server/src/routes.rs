@@ -68,6 +68,58 @@ pub enum Route {
     MethodNotAllowed,
 }
 
+/// One (type, name, action) a route needs from a bearer token (reference §7.2).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Access {
+    pub typ: &'static str,
+    pub name: String,
+    pub action: &'static str,
+}
+
+/// How a route's answer may be cached (notary-server's `caching.max_age`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Cache {
+    /// Not a metadata read: no cache headers of notary's.
+    None,
+    /// The current version of a role (`<role>.json`): may change at any update.
+    Current,
+    /// A role by checksum or version: never changes.
+    Consistent,
+}
+
+/// notary-server's `caching.max_age` section: seconds a client or proxy may cache each kind of
+/// metadata read (0 = `no-cache, no-store`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct CachePolicy {
+    /// `caching.max_age.current_metadata` (notary's default 300).
+    pub current: u32,
+    /// `caching.max_age.consistent_metadata` (notary's default 30 days).
+    pub consistent: u32,
+}
+
+impl CachePolicy {
+    /// notary-server refuses more than a year.
+    pub const MAX: u32 = 31_536_000;
+
+    /// The max-age for an answer of `cache` kind, `None` for a route notary sets none on.
+    pub fn max_age(&self, cache: Cache) -> Option<u32> {
+        match cache {
+            Cache::None => None,
+            Cache::Current => Some(self.current),
+            Cache::Consistent => Some(self.consistent),
+        }
+    }
+}
+
+impl Default for CachePolicy {
+    fn default() -> Self {
+        CachePolicy {
+            current: 300,
+            consistent: 30 * 24 * 3600,
+        }
+    }
+}
+
 /// What of the control room a GET asks for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Control {
@@ -110,6 +162,53 @@ impl Route {
             | Route::ByVersion { gun, .. }
             | Route::Current { gun, .. } => Some(gun),
             _ => None,
+        }
+    }
+
+    /// The access the route needs (reference §1.1 and §7.2): one place per route, read by
+    /// token auth for its check and for the scope of its challenge.
+    pub fn access(&self) -> Vec<Access> {
+        let repo = |gun: &str, actions: &[&'static str]| {
+            actions
+                .iter()
+                .map(|a| Access {
+                    typ: "repository",
+                    name: gun.to_string(),
+                    action: a,
+                })
+                .collect()
+        };
+        let catalog = || {
+            vec![Access {
+                typ: "registry",
+                name: "catalog".into(),
+                action: "*",
+            }]
+        };
+        match self {
+            Route::Health | Route::Metrics | Route::Token | Route::CosignPub => vec![],
+            Route::BridgeStatus | Route::Control(_) => catalog(),
+            Route::Update { gun } | Route::GetKey { gun, .. } => repo(gun, &["push", "pull"]),
+            Route::ByChecksum { gun, .. }
+            | Route::ByVersion { gun, .. }
+            | Route::Current { gun, .. }
+            | Route::GunChangefeed { gun } => repo(gun, &["pull"]),
+            Route::RotateKey { gun, .. }
+            | Route::Delete { gun }
+            | Route::Import { gun }
+            | Route::ReadOnly { gun, .. } => repo(gun, &["*"]),
+            Route::V2Root | Route::Changefeed | Route::NotFound | Route::MethodNotAllowed => {
+                catalog()
+            }
+        }
+    }
+
+    /// How the route's answer may be cached.
+    pub fn cache(&self) -> Cache {
+        match self {
+            Route::Current { .. } => Cache::Current,
+            Route::ByChecksum { .. } | Route::ByVersion { .. } => Cache::Consistent,
+            _ => Cache::None,
         }
     }
 

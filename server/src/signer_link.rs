@@ -15,8 +15,8 @@ use trustbridge_signer_proto::proto::{CreateKeyRequest, KeyId, SignatureRequest}
 use trustbridge_tuf::metadata::Signature;
 use trustbridge_tuf::{KeyType, PublicKey};
 
-use crate::http::TlsFiles;
 use crate::metrics::Metrics;
+use crate::tls::TlsFiles;
 
 /// Health names notary-signer registers; notary-server checks both.
 const HEALTH_NAMES: [&str; 2] = [
@@ -117,6 +117,12 @@ fn public_key(
     })?;
     Ok(PublicKey::new(key_type, public))
 }
+
+/// The key type CreateKey asks for unless `trust_service.key_algorithm` says (notary's
+/// default).
+pub const DEFAULT_KEY_ALGORITHM: &str = "ecdsa";
+/// The key types notary-signer creates.
+pub const KEY_ALGORITHMS: [&str; 3] = ["ecdsa", "ed25519", "rsa"];
 
 /// Where the signer is and how to reach it (`trust_service`, type `remote`).
 #[derive(Clone, Debug)]

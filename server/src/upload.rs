@@ -115,28 +115,13 @@ fn raw_filename(body: &[u8], delimiter: &[u8], index: usize) -> Option<String> {
 /// that is JSON but has no `signed` object is not malformed to notary: its zero version then
 /// fails validation as that role's bad metadata, which is how it is refused here.
 fn envelope_version(role: &str, data: &[u8]) -> Result<i64, Error> {
-    #[derive(serde::Deserialize)]
-    struct Common {
-        #[serde(rename = "_type")]
-        _type: String,
-        expires: trustbridge_tuf::GoTime,
-        version: i64,
-    }
-    #[derive(serde::Deserialize)]
-    struct Env {
-        signed: Option<Common>,
-        #[serde(rename = "signatures")]
-        _signatures: Option<Vec<serde_json::Value>>,
-    }
-    let env: Env = serde_json::from_slice(data).map_err(|e| Error::MalformedJson(e.to_string()))?;
-    match env.signed {
-        Some(c) => {
-            let _ = (&c._type, &c.expires);
-            Ok(c.version)
-        }
-        None => Err(crate::validation::bad_role(
+    use trustbridge_tuf::metadata::{Peek, PeekError};
+    match Peek::of(data) {
+        Ok(p) => Ok(p.version),
+        Err(PeekError::NoSigned) => Err(crate::validation::bad_role(
             role,
             format!("{role} has no signed metadata"),
         )),
+        Err(PeekError::Json(e)) => Err(Error::MalformedJson(e.to_string())),
     }
 }

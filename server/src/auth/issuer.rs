@@ -15,8 +15,8 @@ use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use http::{HeaderMap, HeaderValue, StatusCode, header};
 use serde_json::json;
 
-use crate::error::{ApiError, WireCode};
 use crate::signer_link::{SignerError, SignerLink};
+use crate::wire::{ApiError, WireCode};
 use axum::response::{IntoResponse, Response};
 
 /// Failed logins allowed per user name, from any address, within [`FAILURE_WINDOW`]: guessing
@@ -45,6 +45,11 @@ pub struct Rule {
     pub actions: Vec<String>,
 }
 
+/// How long an issued token is valid unless `ttl_seconds` says otherwise (docker/distribution's
+/// token server default).
+pub const DEFAULT_TTL_SECONDS: i64 = 300;
+
+/// `trustbridge.token_issuer`.
 #[derive(Clone, Debug)]
 pub struct IssuerConfig {
     /// The signer key (ECDSA P-256) that signs tokens.

@@ -9,9 +9,20 @@ pub mod jwt;
 use http::{HeaderMap, HeaderValue, StatusCode, header};
 use serde_json::json;
 
-use crate::routes::Route;
+use crate::routes::{Access, Route};
 
-/// `auth.options` of notary-server's config.
+/// notary-server's `auth.options` for `type: token` (reference §7.1), as configured.
+#[derive(Clone, Debug)]
+pub struct AuthOptions {
+    pub realm: String,
+    pub service: String,
+    pub issuer: String,
+    pub rootcertbundle: std::path::PathBuf,
+    /// notary's `autoredirect`: the realm becomes `https://<Host>/auth/token`.
+    pub autoredirect: bool,
+}
+
+/// Token auth at work: [`AuthOptions`] with the root bundle read.
 pub struct TokenAuth {
     pub realm: String,
     pub service: String,
@@ -19,49 +30,6 @@ pub struct TokenAuth {
     pub roots: jwt::Roots,
     /// notary's `autoredirect`: the realm becomes `https://<Host>/auth/token`.
     pub autoredirect: bool,
-}
-
-/// One (type, name, action) a route needs.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Access {
-    pub typ: &'static str,
-    pub name: String,
-    pub action: &'static str,
-}
-
-/// The access each route needs (reference §1.1 and §7.2).
-pub fn required(route: &Route) -> Vec<Access> {
-    let repo = |gun: &str, actions: &[&'static str]| {
-        actions
-            .iter()
-            .map(|a| Access {
-                typ: "repository",
-                name: gun.to_string(),
-                action: a,
-            })
-            .collect()
-    };
-    let catalog = || {
-        vec![Access {
-            typ: "registry",
-            name: "catalog".into(),
-            action: "*",
-        }]
-    };
-    match route {
-        Route::Health | Route::Metrics | Route::Token | Route::CosignPub => vec![],
-        Route::BridgeStatus | Route::Control(_) => catalog(),
-        Route::Update { gun } | Route::GetKey { gun, .. } => repo(gun, &["push", "pull"]),
-        Route::ByChecksum { gun, .. }
-        | Route::ByVersion { gun, .. }
-        | Route::Current { gun, .. }
-        | Route::GunChangefeed { gun } => repo(gun, &["pull"]),
-        Route::RotateKey { gun, .. }
-        | Route::Delete { gun }
-        | Route::Import { gun }
-        | Route::ReadOnly { gun, .. } => repo(gun, &["*"]),
-        Route::V2Root | Route::Changefeed | Route::NotFound | Route::MethodNotAllowed => catalog(),
-    }
 }
 
 /// Why a request was refused.
@@ -86,7 +54,7 @@ fn granted(claims: &jwt::Claims, need: &Access) -> bool {
 impl TokenAuth {
     /// Check the `Authorization` header against what `route` needs.
     pub fn check(&self, headers: &HeaderMap, route: &Route, now: i64) -> Result<(), Refusal> {
-        let need = required(route);
+        let need = route.access();
         if need.is_empty() {
             return Ok(());
         }
@@ -125,7 +93,7 @@ impl TokenAuth {
         refusal: &Refusal,
         host: Option<&str>,
     ) -> axum::response::Response {
-        let need = required(route);
+        let need = route.access();
         let realm = match (self.autoredirect, host) {
             (true, Some(h)) => format!("https://{h}/auth/token"),
             _ => self.realm.clone(),

@@ -66,6 +66,23 @@ pub struct BridgeConfig {
     pub new_bundle_format: bool,
 }
 
+impl Default for BridgeConfig {
+    /// Everything but the key: the signer's bridge key ID has no default.
+    fn default() -> Self {
+        BridgeConfig {
+            key_id: String::new(),
+            registries: HashMap::new(),
+            max_backoff: Duration::from_secs(300),
+            rewrite: vec![],
+            max_attempts: 50,
+            reconcile_every: Some(Duration::from_secs(600)),
+            on_expiry: OnExpiry::Keep,
+            allow_loopback: false,
+            new_bundle_format: false,
+        }
+    }
+}
+
 /// Where the image of `gun` lives: `gun` after the longest matching rewrite.
 pub fn image_repository(gun: &str, rewrite: &[(String, String)]) -> String {
     rewrite

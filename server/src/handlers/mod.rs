@@ -17,7 +17,7 @@ use time::OffsetDateTime;
 use crate::error::{ApiError, Error, WireCode};
 use crate::metrics::Metrics;
 use crate::repo::Repo;
-use crate::routes::{Route, route};
+use crate::routes::{Cache, CachePolicy, Route, route};
 use crate::storage::Stored;
 
 pub struct App {
@@ -26,8 +26,8 @@ pub struct App {
     pub issuer: Option<crate::auth::issuer::Issuer>,
     pub repo: Repo,
     pub metrics: Metrics,
-    pub max_age_current: u32,
-    pub max_age_consistent: u32,
+    /// `caching.max_age`: the Cache-Control of metadata reads.
+    pub caching: CachePolicy,
     pub gun_prefixes: Vec<String>,
     /// The migration control room (status page, DCT usage, brownouts, read-only GUNs).
     pub control: Arc<crate::migration::ControlRoom>,
@@ -123,6 +123,7 @@ fn allowed(app: &App, gun: &str) -> bool {
 }
 
 async fn handle(app: &App, r: Route, req: Request) -> Response {
+    let cache = r.cache();
     if let Some(gun) = r.gun()
         && !allowed(app, gun)
     {
@@ -238,16 +239,16 @@ async fn handle(app: &App, r: Route, req: Request) -> Response {
         } => meta(
             app,
             app.repo.by_checksum(&gun, &role, &checksum).await,
-            false,
+            cache,
         ),
         Route::ByVersion { gun, role, version } => {
             let v: i64 = match version.parse() {
                 Ok(v) => v,
                 Err(_) => return Error::NotFound.for_read().into_response(),
             };
-            meta(app, app.repo.by_version(&gun, &role, v).await, false)
+            meta(app, app.repo.by_version(&gun, &role, v).await, cache)
         }
-        Route::Current { gun, role } => meta(app, app.repo.current(&gun, &role).await, true),
+        Route::Current { gun, role } => meta(app, app.repo.current(&gun, &role).await, cache),
         Route::GetKey { gun, role } => key(app.repo.get_or_create_key(&gun, &role).await),
         Route::RotateKey { gun, role } => key(app.repo.rotate_key(&gun, &role).await),
         Route::Delete { gun } => match app.repo.delete(&gun).await {
@@ -298,16 +299,13 @@ fn last_modified(t: OffsetDateTime) -> String {
 }
 
 /// A metadata GET: the stored bytes verbatim, with notary's cache headers.
-fn meta(app: &App, res: Result<Stored, Error>, current: bool) -> Response {
+fn meta(app: &App, res: Result<Stored, Error>, cache: Cache) -> Response {
     let s = match res {
         Ok(s) => s,
         Err(e) => return e.for_read().into_response(),
     };
-    let max_age = if current {
-        app.max_age_current
-    } else {
-        app.max_age_consistent
-    };
+    let current = cache == Cache::Current;
+    let max_age = app.caching.max_age(cache).unwrap_or(0);
     let mut resp = Response::new(Body::from(Bytes::copy_from_slice(&s.data)));
     let h = resp.headers_mut();
     h.insert(header::CONTENT_TYPE, HeaderValue::from_static(TEXT));

@@ -84,17 +84,9 @@ type MirrorSet = BTreeMap<String, crate::storage::Mirrored>;
 
 /// `signed.expires` of a stored metadata file.
 fn expires_of(data: &[u8]) -> Option<OffsetDateTime> {
-    #[derive(serde::Deserialize)]
-    struct Env {
-        signed: Body,
-    }
-    #[derive(serde::Deserialize)]
-    struct Body {
-        expires: GoTime,
-    }
-    serde_json::from_slice::<Env>(data)
+    trustbridge_tuf::metadata::Peek::of(data)
         .ok()
-        .map(|e| e.signed.expires.as_offset_datetime())
+        .map(|p| p.expires.as_offset_datetime())
 }
 
 impl Repo {
@@ -444,8 +436,7 @@ impl Repo {
     pub async fn import(&self, gun: &str, mut files: Vec<Update>) -> Result<usize, Error> {
         use crate::error::ValidationError;
         for f in &files {
-            crate::import::check_file(&f.role, f.version, &f.data)
-                .map_err(|why| Error::Invalid(ValidationError::Validation(why)))?;
+            crate::import::check_file(&f.role, f.version, &f.data)?;
         }
         if !files.iter().any(|f| f.role == "root") || !files.iter().any(|f| f.role == "timestamp") {
             return Err(Error::Invalid(ValidationError::Validation(

@@ -16,6 +16,34 @@ pub use outbox::{Action, Finish, Job, JobState, Mirrored, NewJob, Outbox, TagChe
 
 use std::sync::Arc;
 
+/// Where metadata is kept (notary's `storage.backend` and `storage.db_url`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Backend {
+    /// notary's `memory`: SQLite in memory, gone on exit.
+    Memory,
+    /// notary's `sqlite3`: one file, one process.
+    Sqlite(std::path::PathBuf),
+    /// notary's `postgres`: the `db_url`, checked when the config is read; several replicas.
+    Postgres(String),
+}
+
+/// Open the configured store: the one place a backend becomes a [`MetaStore`] (the server,
+/// and the offline admin commands with `offline`, which refuse the memory backend: it would
+/// hold nothing for them).
+pub fn open(backend: &Backend, offline: bool) -> Result<Arc<dyn MetaStore>, StorageError> {
+    Ok(match backend {
+        Backend::Memory if offline => {
+            return Err(StorageError::new(
+                StorageErrorKind::Config,
+                "the memory backend keeps nothing on disk for an offline command: use sqlite3 or postgres",
+            ));
+        }
+        Backend::Memory => Arc::new(sqlite::SqliteStore::in_memory()?),
+        Backend::Sqlite(path) => Arc::new(sqlite::SqliteStore::open(path)?),
+        Backend::Postgres(url) => Arc::new(postgres::PgStore::open(url)?),
+    })
+}
+
 /// One role file to store.
 #[derive(Clone, Debug)]
 pub struct Update {

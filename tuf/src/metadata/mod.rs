@@ -5,8 +5,11 @@
 //! Every parsed document keeps the bytes it was read from ([`Signed::raw`]); hashes in snapshot
 //! and timestamp are over stored bytes, never over a re-serialisation.
 
+mod peek;
 mod roles;
 mod signed;
+
+pub use peek::{Peek, PeekError};
 
 pub use roles::{
     DelegationRole, Delegations, FileMeta, Hashes, Role, Root, RootRole, Snapshot, Targets,
