@@ -20,7 +20,7 @@ pub struct Checked {
     /// root (if uploaded), targets roles shallow-first, snapshot (if uploaded).
     pub updates: Vec<Update>,
     /// The root in force after this update (uploaded or stored), with its bytes.
-    pub root: Signed<Root>,
+    pub root: Arc<Signed<Root>>,
     /// Every targets role loaded (uploaded or stored ancestor), by name, with its bytes:
     /// the entries a generated snapshot recomputes.
     pub loaded_targets: BTreeMap<String, Arc<[u8]>>,
@@ -202,22 +202,17 @@ pub fn bad_role(role: &str, why: String) -> Error {
     .into()
 }
 
+/// Check an update of `gun` against what is stored: `stored_root` is the current root (parsed
+/// by the caller's cached view, allowing expiry: TOFU has no previous root), `current` reads
+/// any other stored role.
 pub fn check(
     gun: &str,
     uploads: &BTreeMap<String, (i64, Arc<[u8]>)>,
+    stored_root: Option<Arc<Signed<Root>>>,
     current: &CurrentFile<'_>,
     now: &GoTime,
 ) -> Result<Checked, Error> {
     let mut updates = Vec::new();
-    // 1. The stored root, loaded allowing expiry (TOFU, no previous root).
-    let stored_root = match current("root")? {
-        Some(bytes) => {
-            let r = Signed::<Root>::from_bytes("root", &bytes)
-                .map_err(|e| Error::internal(format!("stored root of {gun}"), e))?;
-            Some(r)
-        }
-        None => None,
-    };
     let current_version = stored_root.as_ref().map_or(1, |r| r.signed.version);
 
     // 2. An uploaded root: version current or current+1, valid against the old root.
@@ -231,7 +226,7 @@ pub fn check(
         let bad = |e: String| Error::from(ValidationError::BadRoot(e));
         let new = Signed::<Root>::from_bytes("root", bytes).map_err(|e| bad(e.to_string()))?;
         key_ids_match("root", &new.signed.keys).map_err(bad)?;
-        x509::validate_root(gun, &new, stored_root.as_ref(), now)
+        x509::validate_root(gun, &new, stored_root.as_deref(), now)
             .map_err(|e| bad(e.to_string()))?;
         new.check_version("root", current_version)
             .map_err(|e| bad(e.to_string()))?;
@@ -242,7 +237,7 @@ pub fn check(
             version: *version,
             data: bytes.clone(),
         });
-        new
+        Arc::new(new)
     } else {
         match stored_root {
             Some(r) => r,

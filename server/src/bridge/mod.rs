@@ -148,6 +148,11 @@ impl Bridge {
         }
     }
 
+    /// A storage read from the bridge's tasks ([`crate::storage::in_place`]).
+    fn db<T>(&self, f: impl FnOnce(&dyn MetaStore) -> T) -> T {
+        crate::storage::in_place(self.store.as_ref(), || f(self.store.as_ref()))
+    }
+
     /// The registry and repository a GUN's images live in (after rewrites).
     fn repository_of(&self, gun: &str) -> (String, String) {
         split_gun(&image_repository(gun, &self.cfg.rewrite))
@@ -353,7 +358,10 @@ impl Bridge {
                 }
             };
             let stop = matches!(finish, Finish::Retry(..));
-            if let Err(e) = self.store.finish_job(job.id, finish) {
+            let id = job.id;
+            if let Err(e) =
+                crate::storage::write(&self.store, move |s| s.finish_job(id, finish)).await
+            {
                 tracing::warn!(error = %e, "bridge: recording a job failed");
             }
             if stop {
@@ -365,7 +373,7 @@ impl Bridge {
 
     /// Due jobs grouped by registry, oldest first within each (skipping registries in `busy`).
     fn due_by_registry(&self, busy: &std::collections::HashSet<String>) -> Vec<(String, Vec<Job>)> {
-        let jobs = match self.store.due_jobs(512) {
+        let jobs = match self.db(|s| s.due_jobs(512)) {
             Ok(j) => j,
             Err(e) => {
                 tracing::warn!(error = %e, "bridge: reading jobs failed");
@@ -404,7 +412,7 @@ impl Bridge {
 
     /// Read the job counts per state into `/metrics`.
     pub fn refresh_gauges(&self) {
-        match self.store.job_states() {
+        match self.db(|s| s.job_states()) {
             Ok(counts) => self.metrics.bridge_states(&counts),
             Err(e) => tracing::warn!(error = %e, "bridge: counting jobs failed"),
         }
@@ -416,7 +424,7 @@ impl Bridge {
     pub async fn run(self: Arc<Self>) {
         let mut idle = 0u32;
         loop {
-            let held = self.store.bridge_lease();
+            let held = self.db(|s| s.bridge_lease());
             self.metrics.bridge_lease(held);
             if !held {
                 // Another replica delivers; take over when its lease goes.
@@ -459,7 +467,7 @@ impl Bridge {
     /// newest job per tag and role) with what the reconciler last found in the registry
     /// (`verified_at`, `registry_digest`, `drift`, `check_error`).
     pub fn status(&self, gun: &str) -> Result<serde_json::Value, StorageError> {
-        let jobs = self.store.jobs_for(gun)?;
+        let jobs = self.db(|s| s.jobs_for(gun))?;
         let checks: HashMap<String, crate::storage::TagCheck> = self
             .store
             .checks_for(gun)?
@@ -499,7 +507,7 @@ impl Bridge {
 
     /// [`Self::status`] of every GUN starting with `prefix` (the migration status table).
     pub fn statuses(&self, prefix: &str) -> Result<serde_json::Value, StorageError> {
-        let guns = self.store.guns()?;
+        let guns = self.db(|s| s.guns())?;
         let all = guns
             .iter()
             .filter(|g| g.starts_with(prefix))

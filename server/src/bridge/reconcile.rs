@@ -136,7 +136,7 @@ impl Bridge {
             report.guns += 1;
             self.reconcile_gun(repo, &gun, &mut report).await?;
         }
-        let (drifted, expired) = self.store.check_counts(OffsetDateTime::now_utc())?;
+        let (drifted, expired) = self.db(|s| s.check_counts(OffsetDateTime::now_utc()))?;
         self.metrics.bridge_checks(drifted, expired);
         tracing::info!(?report, "bridge: reconciled with the registries");
         Ok(report)
@@ -149,10 +149,9 @@ impl Bridge {
         report: &mut Report,
     ) -> Result<(), Error> {
         let (expected, expiry) = repo.mirror_set(gun, self.cfg.on_expiry).await?;
-        let jobs = self.store.jobs_for(gun)?;
+        let jobs = self.db(|s| s.jobs_for(gun))?;
         let before: BTreeMap<String, TagCheck> = self
-            .store
-            .checks_for(gun)?
+            .db(|s| s.checks_for(gun))?
             .into_iter()
             .map(|c| (c.tag.clone(), c))
             .collect();
@@ -283,8 +282,12 @@ impl Bridge {
                 }
             }
         }
-        self.store.enqueue(gun, &queue)?;
-        self.store.record_checks(gun, &checks)?;
+        let owned = gun.to_string();
+        crate::storage::write(&self.store, move |s| {
+            s.enqueue(&owned, &queue)?;
+            s.record_checks(&owned, &checks)
+        })
+        .await?;
         Ok(())
     }
 

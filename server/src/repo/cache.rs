@@ -46,7 +46,9 @@ pub(super) fn view_weight(gun: &str, view: &GunView) -> u64 {
         .iter()
         .map(|(role, s)| s.data.len() + 2 * role.len() + PER_FILE)
         .sum();
-    (files + gun.len() + PER_VIEW) as u64
+    // The root is parsed beside its bytes on first need: counted up front, about its size again.
+    let root = view.current.get("root").map_or(0, |s| s.data.len());
+    (files + root + gun.len() + PER_VIEW) as u64
 }
 
 pub(super) struct ViewCache {

@@ -44,12 +44,28 @@ impl Default for Renewal {
     }
 }
 
-/// The resolved current files of one GUN.
-#[derive(Default, Clone)]
+/// The resolved current files of one GUN: the exact bytes (served as stored), and the root
+/// parsed beside them on first need, so updates, key lookups and renewals of a cached GUN do
+/// not parse it again.
+#[derive(Default)]
 struct GunView {
     current: HashMap<String, Stored>,
     /// When the timestamp (or its snapshot) should next be renewed.
     renew_at: Option<OffsetDateTime>,
+    /// `current["root"]` parsed (None: no root, or stored bytes that do not parse).
+    root: std::sync::OnceLock<Option<Arc<Signed<Root>>>>,
+}
+
+impl Clone for GunView {
+    /// A copy to change: the parsed root goes with it only while the root bytes stay the same
+    /// (see [`Repo::apply`]).
+    fn clone(&self) -> Self {
+        GunView {
+            current: self.current.clone(),
+            renew_at: self.renew_at,
+            root: self.root.clone(),
+        }
+    }
 }
 
 pub struct Repo {
@@ -66,6 +82,18 @@ pub struct Repo {
 }
 
 impl GunView {
+    /// The current root, parsed once per view.
+    fn root(&self) -> Option<Arc<Signed<Root>>> {
+        self.root
+            .get_or_init(|| {
+                let s = self.current.get("root")?;
+                Signed::<Root>::from_bytes("root", &s.data)
+                    .ok()
+                    .map(Arc::new)
+            })
+            .clone()
+    }
+
     fn files(&self) -> impl Iterator<Item = (&str, &[u8])> + Clone {
         self.current.iter().map(|(r, s)| (r.as_str(), &s.data[..]))
     }
@@ -140,14 +168,15 @@ impl Repo {
         self.cache.forget(Some(gun));
     }
 
-    /// The current files of `gun` read from storage.
-    ///
-    /// Storage calls run right here on the async worker: SQLite calls on this path take tens
-    /// of microseconds, and both `spawn_blocking` and `block_in_place` hand work between
-    /// threads at a cost above the calls themselves (measured with perf under
-    /// bench/server.sh). A slow disk would stall one worker, not the process.
+    /// The current files of `gun` read from storage, without stalling the runtime
+    /// ([`crate::storage::in_place`]: SQLite reads run here, PostgreSQL's off the worker).
     fn resolve_view(&self, gun: &str, extra: &[String]) -> Result<GunView, Error> {
-        Self::resolve(self.store.as_ref(), gun, extra, self.renewal)
+        self.read(|s| Self::resolve(s, gun, extra, self.renewal))
+    }
+
+    /// A storage read from async code ([`crate::storage::in_place`]).
+    fn read<T>(&self, f: impl FnOnce(&dyn MetaStore) -> T) -> T {
+        crate::storage::in_place(self.store.as_ref(), || f(self.store.as_ref()))
     }
 
     /// Resolve the current files of `gun` from storage (blocking).
@@ -222,6 +251,9 @@ impl Repo {
     fn apply(&self, view: &GunView, updates: &[Update], at: OffsetDateTime) -> GunView {
         let r = self.renewal;
         let mut next = view.clone();
+        if updates.iter().any(|u| u.role == "root") {
+            next.root = Default::default();
+        }
         for u in updates {
             next.current.insert(
                 u.role.clone(),
@@ -300,18 +332,24 @@ impl Repo {
     pub async fn summarize_dirty(&self) -> Result<usize, Error> {
         let mut done = 0;
         loop {
-            let dirty = self.store.dirty(500)?;
+            let dirty = self.read(|s| s.dirty(500))?;
             if dirty.is_empty() {
                 return Ok(done);
             }
             for d in &dirty {
-                if d.trust {
-                    let trust = self.trust_state(&d.gun).await?;
-                    self.store.set_trust(&d.gun, &trust)?;
-                } else {
-                    self.store.refresh_summary(&d.gun)?;
-                }
-                self.store.settle(d)?;
+                let trust = match d.trust {
+                    true => Some(self.trust_state(&d.gun).await?),
+                    false => None,
+                };
+                let d = d.clone();
+                crate::storage::write(&self.store, move |s| {
+                    match &trust {
+                        Some(t) => s.set_trust(&d.gun, t)?,
+                        None => s.refresh_summary(&d.gun)?,
+                    }
+                    s.settle(&d)
+                })
+                .await?;
             }
             done += dirty.len();
             if dirty.len() < 500 {
@@ -324,7 +362,7 @@ impl Repo {
     /// the tables existed, or by another server on the same database); returns how many were
     /// adopted.
     pub async fn adopt_trust(&self) -> Result<usize, Error> {
-        let adopted = self.store.mark_unadopted()?;
+        let adopted = crate::storage::write(&self.store, |s| s.mark_unadopted()).await?;
         self.summarize_dirty().await?;
         Ok(adopted)
     }
@@ -367,22 +405,20 @@ impl Repo {
         {
             return Ok(s.clone());
         }
-        self.store
-            .by_checksum(gun, role, sha)?
+        self.read(|s| s.by_checksum(gun, role, sha))?
             .ok_or(Error::NotFound)
     }
 
     pub async fn by_version(&self, gun: &str, role: &str, version: i64) -> Result<Stored, Error> {
-        self.store
-            .by_version(gun, role, version)?
+        self.read(|s| s.by_version(gun, role, version))?
             .ok_or(Error::NotFound)
     }
 
     /// GET `{role}.key`: the first key of `role` in the current root that the signer holds,
     /// else a new one (notary's `GetOrCreateKey`).
     pub async fn get_or_create_key(&self, gun: &str, role: &str) -> Result<PublicKey, Error> {
-        if let Ok(root) = self.current(gun, "root").await
-            && let Ok(doc) = Signed::<Root>::from_bytes("root", &root.data)
+        if let Ok(view) = self.view(gun, "root").await
+            && let Some(doc) = view.root()
             && let Some(r) = doc.signed.roles.get(role)
         {
             for id in &r.keyids {
@@ -423,7 +459,8 @@ impl Repo {
         } else {
             vec![]
         };
-        let res = self.store.delete(gun, &jobs);
+        let owned = gun.to_string();
+        let res = crate::storage::write(&self.store, move |s| s.delete(&owned, &jobs)).await;
         self.invalidate(gun);
         Ok(res.map(|_| ())?)
     }
@@ -462,7 +499,7 @@ impl Repo {
         crate::import::order(&mut files);
         let lock = self.lock_for(gun);
         let _guard = lock.lock().await;
-        if self.store.latest(gun, "root")?.is_some() {
+        if self.read(|s| s.latest(gun, "root"))?.is_some() {
             return Err(Error::old_version());
         }
         // The newest version of each role is what the repository serves now.
@@ -477,9 +514,11 @@ impl Repo {
             ),
             None => vec![],
         };
-        let res = self.store.update_many(gun, &files, &jobs);
+        let (owned, n) = (gun.to_string(), files.len());
+        let res =
+            crate::storage::write(&self.store, move |s| s.update_many(&owned, &files, &jobs)).await;
         self.invalidate(gun);
-        Ok(res.map(|_| files.len())?)
+        Ok(res.map(|_| n)?)
     }
 
     pub async fn changes(
@@ -488,6 +527,6 @@ impl Repo {
         change_id: i64,
         records: i64,
     ) -> Result<Vec<Change>, Error> {
-        Ok(self.store.changes(gun.as_deref(), change_id, records)?)
+        Ok(self.read(|s| s.changes(gun.as_deref(), change_id, records))?)
     }
 }

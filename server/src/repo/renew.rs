@@ -2,7 +2,7 @@
 
 use time::OffsetDateTime;
 use trustbridge_tuf::metadata::{FileMeta, expiry};
-use trustbridge_tuf::{GoTime, Root, Signed, Snapshot};
+use trustbridge_tuf::{GoTime, Signed, Snapshot};
 
 use super::Repo;
 use crate::error::Error;
@@ -13,7 +13,7 @@ impl Repo {
     /// nobody reads for a while is still fresh when someone does. Returns how many were renewed
     /// or failed.
     pub async fn sweep(&self) -> (usize, usize) {
-        let guns = match self.store.guns() {
+        let guns = match self.read(|s| s.guns()) {
             Ok(g) => g,
             Err(e) => {
                 tracing::warn!(error = %e, "renewal sweep: listing GUNs failed");
@@ -46,8 +46,9 @@ impl Repo {
             return Ok(false);
         }
         let root_bytes = view.current.get("root").ok_or(Error::NotFound)?;
-        let root = Signed::<Root>::from_bytes("root", &root_bytes.data)
-            .map_err(|e| Error::internal(format!("stored root of {gun}"), e))?;
+        let root = view
+            .root()
+            .ok_or_else(|| Error::internal(format!("stored root of {gun}"), "it does not parse"))?;
         let snap = view.current.get("snapshot").ok_or(Error::NotFound)?;
         let snap_doc = Signed::<Snapshot>::from_bytes("snapshot", &snap.data)
             .map_err(|e| Error::internal(format!("stored snapshot of {gun}"), e))?;

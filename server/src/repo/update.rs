@@ -119,9 +119,15 @@ impl Repo {
             if let Some(s) = view.current.get(role) {
                 return Ok(Some(s.data.clone()));
             }
-            Ok(self.store.latest(gun, role)?.map(|s| s.data))
+            Ok(self.read(|s| s.latest(gun, role))?.map(|s| s.data))
         };
-        let checked = validation::check(gun, &uploads, &current, &GoTime::now())?;
+        let stored_root = match view.current.get("root") {
+            Some(_) => Some(view.root().ok_or_else(|| {
+                Error::internal(format!("stored root of {gun}"), "it does not parse")
+            })?),
+            None => None,
+        };
+        let checked = validation::check(gun, &uploads, stored_root, &current, &GoTime::now())?;
 
         let mut updates = checked.updates;
         let snapshot_bytes: Arc<[u8]> = match checked.snapshot_uploaded {
@@ -196,7 +202,11 @@ impl Repo {
         updates: Vec<Update>,
         jobs: Vec<NewJob>,
     ) -> Result<(), Error> {
-        match self.store.update_many(gun, &updates, &jobs) {
+        let (owned, stored) = (gun.to_string(), updates.clone());
+        let res =
+            crate::storage::write(&self.store, move |s| s.update_many(&owned, &stored, &jobs))
+                .await;
+        match res {
             Ok(at) => {
                 self.remember(gun, self.apply(view, &updates, at));
                 Ok(())

@@ -125,11 +125,42 @@ pub trait MetaStore: Outbox + Migration + Send + Sync + 'static {
     /// Call `f` when another process changes a GUN. A store with one writing process never
     /// needs to.
     fn watch(&self, _f: Watcher) {}
+    /// Whether calls wait on another process over the network (PostgreSQL): those are moved
+    /// off the async workers; a local SQLite read takes microseconds and runs in place.
+    fn remote(&self) -> bool {
+        false
+    }
     /// Whether this process should run the bridge worker now: one replica at a time, so two
     /// never merge the same `.sig` manifest at once.
     fn bridge_lease(&self) -> bool {
         true
     }
+}
+
+/// Run a storage read from async code. A remote store's call waits on the network, so the
+/// runtime is told to move its other tasks off this worker meanwhile (`block_in_place`); a
+/// local read runs in place: handing it to another thread costs more than the read (measured
+/// with bench/server.sh). Outside a multi-threaded runtime it simply runs.
+pub fn in_place<T>(store: &dyn MetaStore, f: impl FnOnce() -> T) -> T {
+    let multi = tokio::runtime::Handle::try_current()
+        .is_ok_and(|h| h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread);
+    if store.remote() && multi {
+        tokio::task::block_in_place(f)
+    } else {
+        f()
+    }
+}
+
+/// Run a storage write (a commit: an fsync, or a round trip and a lock wait) on the blocking
+/// pool, never on an async worker.
+pub async fn write<T: Send + 'static>(
+    store: &Arc<dyn MetaStore>,
+    f: impl FnOnce(&dyn MetaStore) -> Result<T, StorageError> + Send + 'static,
+) -> Result<T, StorageError> {
+    let store = store.clone();
+    tokio::task::spawn_blocking(move || f(store.as_ref()))
+        .await
+        .map_err(|e| StorageError::caused(StorageErrorKind::Unavailable, "storage task", e))?
 }
 
 /// Times as both stores keep ours (bridge jobs, checks, the control room's tables):

@@ -322,6 +322,10 @@ impl Param {
 }
 
 impl MetaStore for PgStore {
+    fn remote(&self) -> bool {
+        true
+    }
+
     fn update_many(
         &self,
         gun: &str,
