@@ -283,3 +283,69 @@ async fn an_import_whose_history_does_not_verify_stores_nothing() {
         Err(Error::NotFound)
     ));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn renewal_finds_due_repositories_by_index_and_schedules_the_unscheduled_once() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    trustbridge_certs::generate(1)
+        .unwrap()
+        .write(&dir.join("certs"))
+        .unwrap();
+    let db = dir.join("server.db");
+    let sqlite = Arc::new(SqliteStore::open(&db).unwrap());
+    let store: Arc<dyn MetaStore> = sqlite.clone();
+    let c = config(dir, json!({})).unwrap();
+    let signer = SignerLink::new(&c.trust, Metrics::new()).unwrap();
+    let repo = Repo::new(store.clone(), signer, c.renewal, CacheSettings::default());
+    let gun = "example.com/team/renewed";
+    repo.import(gun, repository(gun, 1)).await.unwrap();
+
+    // The timestamp expires in 14 days: due only for a cut-off past that.
+    let day = 86_400_000_000_000i64;
+    let now = storage::now_nanos();
+    assert!(
+        store
+            .due_renewals(now + 13 * day, 0, 10)
+            .unwrap()
+            .is_empty()
+    );
+    assert_eq!(store.due_renewals(now + 15 * day, 0, 10).unwrap(), [gun]);
+    assert_eq!(
+        store.due_renewals(0, now + 3 * 366 * day, 10).unwrap(),
+        [gun],
+        "the snapshot's expiry is kept too"
+    );
+    let plan = sqlite.due_renewals_plan().unwrap().join("\n");
+    assert!(
+        plan.contains("idx_renewals_timestamp") && plan.contains("idx_renewals_snapshot"),
+        "{plan}"
+    );
+
+    // A store from before the schedule (or written by another server): scheduled by the first
+    // sweep, from its files.
+    rusqlite::Connection::open(&db)
+        .unwrap()
+        .execute("DELETE FROM renewals", [])
+        .unwrap();
+    assert_eq!(store.unscheduled(10).unwrap(), [gun]);
+    assert!(
+        store
+            .due_renewals(now + 15 * day, 0, 10)
+            .unwrap()
+            .is_empty()
+    );
+    assert_eq!(repo.sweep().await, (0, 0), "nothing is due yet");
+    assert!(store.unscheduled(10).unwrap().is_empty());
+    assert_eq!(store.due_renewals(now + 15 * day, 0, 10).unwrap(), [gun]);
+
+    // A deleted repository has nothing left to renew.
+    repo.delete(gun).await.unwrap();
+    assert!(
+        store
+            .due_renewals(i64::MAX, i64::MAX, 10)
+            .unwrap()
+            .is_empty()
+    );
+}

@@ -79,6 +79,8 @@ pub struct Repo {
     cache: cache::ViewCache,
     /// One writer per GUN at a time (updates, renewals, deletes).
     locks: cache::GunLocks,
+    /// Whether this process has scheduled the GUNs stored without a renewal schedule.
+    scheduled: std::sync::atomic::AtomicBool,
 }
 
 impl GunView {
@@ -132,6 +134,7 @@ impl Repo {
             mirror: None,
             cache: cache::ViewCache::new(cache),
             locks: Default::default(),
+            scheduled: Default::default(),
         }
     }
 

@@ -4,19 +4,36 @@ use time::OffsetDateTime;
 use trustbridge_tuf::metadata::{FileMeta, expiry};
 use trustbridge_tuf::{GoTime, Signed, Snapshot};
 
-use super::Repo;
+use super::{Repo, expires_of};
 use crate::error::Error;
 use crate::storage::Update;
 
+/// Most GUNs one sweep renews or schedules (the next sweep takes the rest).
+const SWEEP_BATCH: i64 = 10_000;
+
 impl Repo {
     /// Renew every GUN whose timestamp or server-held snapshot is due, so a repository that
-    /// nobody reads for a while is still fresh when someone does. Returns how many were renewed
-    /// or failed.
+    /// nobody reads for a while is still fresh when someone does. Due GUNs come from the
+    /// renewal schedule (an indexed query, O(due)); GUNs without a schedule (stored before
+    /// it existed, or by another server) are scheduled on this process's first sweep.
+    /// Returns how many were renewed or failed.
     pub async fn sweep(&self) -> (usize, usize) {
-        let guns = match self.read(|s| s.guns()) {
+        if !self
+            .scheduled
+            .swap(true, std::sync::atomic::Ordering::Relaxed)
+            && let Err(e) = self.schedule_unscheduled().await
+        {
+            self.scheduled
+                .store(false, std::sync::atomic::Ordering::Relaxed);
+            tracing::warn!(error = %e, "renewal sweep: scheduling stored GUNs failed");
+        }
+        let now = crate::storage::now_nanos();
+        let by = |d: time::Duration| now.saturating_add(d.whole_nanoseconds() as i64);
+        let (ts_by, snap_by) = (by(self.renewal.timestamp), by(self.renewal.snapshot));
+        let guns = match self.read(|s| s.due_renewals(ts_by, snap_by, SWEEP_BATCH)) {
             Ok(g) => g,
             Err(e) => {
-                tracing::warn!(error = %e, "renewal sweep: listing GUNs failed");
+                tracing::warn!(error = %e, "renewal sweep: finding due GUNs failed");
                 return (0, 0);
             }
         };
@@ -25,7 +42,13 @@ impl Repo {
         for gun in guns {
             match self.renew(&gun).await {
                 Ok(true) => renewed += 1,
-                Ok(false) => {}
+                Ok(false) => {
+                    // Due by the schedule, not by its files (another server renewed it):
+                    // schedule it from what is stored.
+                    if let Err(e) = self.reschedule(&gun).await {
+                        tracing::warn!(%gun, error = %e, "renewal sweep: rescheduling failed");
+                    }
+                }
                 Err(e) => {
                     failed += 1;
                     tracing::warn!(%gun, error = %e, "renewal sweep: renewing failed");
@@ -33,6 +56,36 @@ impl Repo {
             }
         }
         (renewed, failed)
+    }
+
+    /// Schedule every GUN that has none, from its current files.
+    async fn schedule_unscheduled(&self) -> Result<usize, Error> {
+        let mut done = 0;
+        loop {
+            let guns = self.read(|s| s.unscheduled(SWEEP_BATCH))?;
+            for gun in &guns {
+                self.reschedule(gun).await?;
+            }
+            done += guns.len();
+            if (guns.len() as i64) < SWEEP_BATCH {
+                return Ok(done);
+            }
+        }
+    }
+
+    /// Record `gun`'s expiries as its current files say.
+    async fn reschedule(&self, gun: &str) -> Result<(), Error> {
+        let view = self.resolve_view(gun, &[])?;
+        let exp = |role: &str| {
+            view.current
+                .get(role)
+                .and_then(|s| expires_of(&s.data))
+                .map(crate::storage::nanos)
+        };
+        let (ts, snap) = (exp("timestamp"), exp("snapshot"));
+        let owned = gun.to_string();
+        crate::storage::write(self.store(), move |s| s.schedule(&owned, ts, snap)).await?;
+        Ok(())
     }
 
     /// Re-sign the snapshot (if due and held) and the timestamp of `gun` (§4.2, early).

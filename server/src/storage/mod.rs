@@ -8,6 +8,7 @@ pub mod error;
 pub mod migration;
 pub mod outbox;
 pub mod postgres;
+pub mod renewals;
 pub mod sqlite;
 
 pub use error::{StorageError, StorageErrorKind};
@@ -82,7 +83,7 @@ pub type Watcher = Arc<dyn Fn(Option<&str>) + Send + Sync>;
 /// Metadata storage; every store is also the bridge's [`Outbox`] and the control room's
 /// [`Migration`] tables, so jobs and trust are written in the transaction of the update (or
 /// delete) that causes them.
-pub trait MetaStore: Outbox + Migration + Send + Sync + 'static {
+pub trait MetaStore: Outbox + Migration + renewals::Renewals + Send + Sync + 'static {
     /// Store `updates` for `gun` in one transaction. Fails with [`StorageError::conflict()`] if any
     /// role already has a version ≥ the new one (nothing is written then). A timestamp among
     /// the updates writes a changefeed row, and the GUN is marked for the control room. Returns

@@ -30,6 +30,7 @@ use tokio_postgres::{NoTls, Row};
 
 mod checks;
 mod migration;
+mod renewals;
 mod replicas;
 mod schema;
 mod tls;
@@ -222,6 +223,9 @@ impl PgStore {
                 .await
                 .map_err(pg)?;
             tx.batch_execute(SCHEMA).await.map_err(pg)?;
+            tx.batch_execute(crate::storage::renewals::SCHEMA)
+                .await
+                .map_err(pg)?;
             tx.batch_execute(crate::storage::migration::SCHEMA)
                 .await
                 .map_err(pg)?;
@@ -379,6 +383,7 @@ impl MetaStore for PgStore {
                 }
             }
             insert_jobs(&tx, &gun, &jobs, now_nanos()).await?;
+            renewals::on_update(&tx, &gun, &updates).await?;
             if trust || !jobs.is_empty() {
                 migration::mark(&tx, &gun, trust).await?;
             }
@@ -464,6 +469,7 @@ impl MetaStore for PgStore {
                 notify_on_commit(&tx, &note).await?;
             }
             insert_jobs(&tx, &gun, &jobs, now_nanos()).await?;
+            renewals::on_delete(&tx, &gun).await?;
             migration::mark(&tx, &gun, true).await?;
             tx.commit().await.map_err(pg)?;
             Ok(n > 0)

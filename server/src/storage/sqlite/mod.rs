@@ -9,6 +9,7 @@ use rusqlite::{Connection, OptionalExtension, Row, params};
 use time::OffsetDateTime;
 
 mod migration;
+mod renewals;
 
 use super::outbox::unknown;
 use super::{
@@ -176,6 +177,8 @@ impl SqliteStore {
     fn init(conn: Connection) -> Result<Self, StorageError> {
         conn.busy_timeout(Duration::from_secs(5)).map_err(storage)?;
         conn.execute_batch(SCHEMA).map_err(storage)?;
+        conn.execute_batch(crate::storage::renewals::SCHEMA)
+            .map_err(storage)?;
         conn.execute_batch(&super::migration::sqlite_schema())
             .map_err(storage)?;
         // Stores made before jobs named their signers get the column (empty: payloads of
@@ -266,6 +269,7 @@ impl MetaStore for SqliteStore {
             }
         }
         insert_jobs(&tx, gun, jobs, now)?;
+        renewals::on_update(&tx, gun, updates)?;
         let trust = super::migration::touches_trust(updates.iter().map(|u| u.role.as_str()));
         if trust || !jobs.is_empty() {
             migration::mark(&tx, gun, trust)?;
@@ -323,6 +327,7 @@ impl MetaStore for SqliteStore {
             .map_err(storage)?;
         }
         insert_jobs(&tx, gun, jobs, now_nanos())?;
+        renewals::on_delete(&tx, gun)?;
         migration::mark(&tx, gun, true)?;
         tx.commit().map_err(storage)?;
         Ok(n > 0)
