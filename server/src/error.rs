@@ -155,6 +155,13 @@ impl Error {
                 Some(Value::String(format!("Require GUNs with prefix: {p:?}"))),
             ),
             Error::Storage(_) => ApiError::new(WireCode::Updating, None),
+            // The signer could not sign the server-held snapshot or timestamp: said in the
+            // detail (as an ErrValidation message, which the notary client prints), so the
+            // publisher learns the signer is down rather than that the update was bad.
+            Error::Signer(e) => ApiError::new(
+                WireCode::InvalidUpdate,
+                Some(ValidationError::Validation(e.to_string()).detail()),
+            ),
             // Non-validation failures during validation (the signer down, a stored file that
             // no longer parses): notary answers INVALID_UPDATE without detail.
             _ => ApiError::new(WireCode::InvalidUpdate, None),
