@@ -235,6 +235,7 @@ fn trust_service(k: &Keys<'_>) -> Result<TrustService, SettingError> {
         .into());
     }
     Ok(TrustService {
+        additional: endpoints(k)?,
         hostname,
         port,
         key_algorithm,
@@ -247,6 +248,38 @@ fn trust_service(k: &Keys<'_>) -> Result<TrustService, SettingError> {
             "trust_service.tls_client_key",
         )?,
     })
+}
+
+/// `trust_service.endpoints` (ours): more signers serving the same keys, as a list of
+/// `host:port` (or a comma-separated string from the environment).
+fn endpoints(k: &Keys<'_>) -> Result<Vec<(String, u16)>, SettingError> {
+    const KEY: &str = "trust_service.endpoints";
+    let list: Vec<String> = match k.lookup(KEY).as_deref() {
+        None => return Ok(vec![]),
+        Some(Value::String(s)) => s
+            .split(',')
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(str::to_string)
+            .collect(),
+        Some(Value::Array(a)) => a
+            .iter()
+            .map(|v| v.as_str().map(str::to_string))
+            .collect::<Option<_>>()
+            .ok_or_else(|| SettingError(format!("{KEY} must be a list of \"host:port\"")))?,
+        Some(_) => return Err(format!("{KEY} must be a list of \"host:port\"").into()),
+    };
+    list.iter()
+        .map(|e| {
+            let bad = || SettingError(format!("{KEY} entry {e:?} must be \"host:port\""));
+            let (host, port) = e.rsplit_once(':').ok_or_else(bad)?;
+            let host = host.trim_start_matches('[').trim_end_matches(']');
+            if host.is_empty() {
+                return Err(bad());
+            }
+            Ok((host.to_string(), port.parse().map_err(|_| bad())?))
+        })
+        .collect()
 }
 
 /// `storage.backend` and `storage.db_url`.

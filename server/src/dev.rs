@@ -133,6 +133,7 @@ pub fn prepare(data: &Path, addr: &str) -> Result<(Config, DevSigner), Error> {
             key: certs.join("server.key"),
         }),
         trust: TrustService {
+            additional: vec![],
             hostname: "127.0.0.1".into(),
             port,
             key_algorithm: "ecdsa".into(),

@@ -87,6 +87,8 @@ pub async fn run(
     let metrics = Metrics::new();
     let store = storage::open(&config.storage, false).map_err(StartError::from)?;
     let signer = SignerLink::new(&config.trust, metrics.clone())?;
+    // With several signer endpoints, their health is watched between requests.
+    let signer_health = signer.watch_health();
     let auth = config
         .auth
         .as_ref()
@@ -279,6 +281,9 @@ pub async fn run(
     // What was counted since the last flush is not lost on a clean stop.
     let _ = tokio::task::spawn_blocking(move || control.flush_usage()).await;
     sweeper.abort();
+    if let Some(h) = signer_health {
+        h.abort();
+    }
     if let Some(r) = reconciler {
         r.abort();
     }

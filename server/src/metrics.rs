@@ -28,6 +28,11 @@ struct SignerLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct EndpointLabels {
+    endpoint: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct BridgeLabels {
     action: String,
     outcome: &'static str,
@@ -58,6 +63,7 @@ struct Inner {
     requests: Family<RequestLabels, Counter>,
     latency: Family<RouteLabels, Histogram>,
     signer: Family<SignerLabels, Counter>,
+    signer_up: Family<EndpointLabels, prometheus_client::metrics::gauge::Gauge>,
 }
 
 #[derive(Clone)]
@@ -91,6 +97,13 @@ impl Metrics {
             "signer_calls",
             "gRPC calls to the signer by RPC and outcome",
             signer.clone(),
+        );
+        let signer_up =
+            Family::<EndpointLabels, prometheus_client::metrics::gauge::Gauge>::default();
+        registry.register(
+            "signer_up",
+            "Whether each signer endpoint (trust_service) answered its last call or health check",
+            signer_up.clone(),
         );
         let cache: [prometheus_client::metrics::gauge::Gauge; 4] = Default::default();
         for (g, (name, help)) in cache.iter().zip([
@@ -170,6 +183,7 @@ impl Metrics {
             requests,
             latency,
             signer,
+            signer_up,
         }))
     }
 
@@ -186,6 +200,15 @@ impl Metrics {
             .latency
             .get_or_create(&RouteLabels { route })
             .observe(seconds);
+    }
+
+    pub fn signer_up(&self, endpoint: &str, up: bool) {
+        self.0
+            .signer_up
+            .get_or_create(&EndpointLabels {
+                endpoint: endpoint.to_string(),
+            })
+            .set(i64::from(up));
     }
 
     pub fn signer_call(&self, rpc: &str, ok: bool) {

@@ -58,6 +58,31 @@ fn config_reads_notary_keys_into_each_modules_settings_with_their_defaults() {
     assert_eq!(b.reconcile_every, None, "0 turns the reconciler off");
     assert_eq!(c.caching.current, 0);
 
+    // Further signers beside notary's hostname/port, as a list or one comma-separated string.
+    let trust = |endpoints: serde_json::Value| {
+        config(
+            dir,
+            json!({"trust_service": {"hostname": "signer-a", "port": 7899, "tls_ca_file": "ca.crt",
+                   "endpoints": endpoints}}),
+        )
+    };
+    let c = trust(json!(["signer-b:7899", "[::1]:7900"])).unwrap();
+    assert_eq!(
+        c.trust.endpoints(),
+        [
+            ("signer-a".to_string(), 7899),
+            ("signer-b".to_string(), 7899),
+            ("::1".to_string(), 7900)
+        ]
+    );
+    let c = trust(json!("signer-b:1, signer-a:7899")).unwrap();
+    assert_eq!(c.trust.endpoints().len(), 2, "the primary is listed once");
+    assert!(
+        trust(json!(["signer-b"]))
+            .unwrap_err()
+            .contains("trust_service.endpoints")
+    );
+
     // Each bad value is named by its key.
     for (extra, key) in [
         (
