@@ -1,4 +1,5 @@
-//! Canonical JSON (notary's form): any JSON value canonicalises without panicking, and the
+//! Canonical JSON (notary's form): any JSON value canonicalises without panicking, from its
+//! `Value` and from its text alike, and the
 //! canonical form is a fixed point (parsing and canonicalising it again gives the same bytes),
 //! which key IDs and signatures depend on. notary's dialect (OLPC) escapes only `"` and `\`,
 //! so a string with a control character canonicalises to bytes no strict JSON parser reads
@@ -22,4 +23,15 @@ fuzz_target!(|data: &[u8]| {
         ),
     }
     let _ = cjson::html_escape_compact(&once);
+    // The same value canonicalised from its text (how signatures are checked, without a
+    // `Value` tree) gives the same bytes.
+    if let Ok(text) = std::str::from_utf8(data)
+        && let Ok(raw) = serde_json::from_str::<&serde_json::value::RawValue>(text)
+    {
+        assert_eq!(
+            cjson::canonical_raw(raw).expect("canonical from the text"),
+            once,
+            "canonical_raw and canonical disagree"
+        );
+    }
 });

@@ -120,6 +120,14 @@ proptest! {
     }
 
     #[test]
+    fn canonical_from_text_equals_canonical_from_the_value(v in json_value(), pretty in any::<bool>()) {
+        // Any spelling of the value (compact or indented, escapes as serde_json writes them).
+        let text = if pretty { serde_json::to_string_pretty(&v) } else { serde_json::to_string(&v) }.unwrap();
+        let raw: &serde_json::value::RawValue = serde_json::from_str(&text).unwrap();
+        prop_assert_eq!(cjson::canonical_raw(raw).ok(), cjson::canonical(&v).ok());
+    }
+
+    #[test]
     fn object_keys_come_out_bytewise_sorted(m in prop::collection::btree_map(tricky_string(), any::<i64>(), 0..10)) {
         let v = Value::Object(m.iter().map(|(k, n)| (k.clone(), Value::from(*n))).collect());
         let c = cjson::canonical(&v).unwrap();

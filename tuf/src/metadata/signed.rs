@@ -4,6 +4,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
+use serde_json::value::RawValue;
 
 use super::roles::Role;
 use crate::cjson;
@@ -21,11 +22,21 @@ pub struct Signature {
     pub sig: Vec<u8>,
 }
 
+/// The envelope with `signed` left as text: typed once from it, canonicalised from it when
+/// signatures are checked, never held as a `Value` tree.
 #[derive(Deserialize)]
-struct RawEnvelope {
-    signed: Value,
+struct RawEnvelope<'a> {
+    #[serde(borrow)]
+    signed: &'a RawValue,
     #[serde(default)]
     signatures: Option<Vec<Signature>>,
+}
+
+/// `_type` alone, read without building the rest.
+#[derive(Deserialize)]
+struct TypeOnly {
+    #[serde(rename = "_type", default)]
+    type_: Option<Value>,
 }
 
 /// A parsed metadata file: its typed body, its signatures, and the bytes it came from.
@@ -34,22 +45,18 @@ pub struct Signed<T> {
     pub signed: T,
     pub signatures: Vec<Signature>,
     /// The file bytes this was parsed from (or written as): what is stored, served and hashed.
+    /// Signatures are verified over the canonical form of its `signed` value, re-derived like
+    /// notary's verifier does (unknown fields included).
     raw: Vec<u8>,
-    /// The `signed` value as decoded JSON: signatures are verified over its canonical form,
-    /// re-derived like notary's verifier does (unknown fields included).
-    signed_value: Value,
 }
 
 impl<T: Role> Signed<T> {
     /// Parse a metadata file. Checks `_type` (so a `Targets` file cannot pass as `Root`).
     pub fn from_bytes(role: &str, bytes: &[u8]) -> Result<Self, Error> {
-        let env: RawEnvelope =
-            serde_json::from_slice(bytes).map_err(|e| Error::Json(format!("{role}: {e}")))?;
-        let found = env
-            .signed
-            .get("_type")
-            .and_then(Value::as_str)
-            .unwrap_or_default();
+        let json = |e: serde_json::Error| Error::Json(format!("{role}: {e}"));
+        let env: RawEnvelope = serde_json::from_slice(bytes).map_err(json)?;
+        let TypeOnly { type_ } = serde_json::from_str(env.signed.get()).map_err(json)?;
+        let found = type_.as_ref().and_then(Value::as_str).unwrap_or_default();
         if found != T::TYPE {
             return Err(Error::WrongType {
                 role: role.into(),
@@ -57,8 +64,7 @@ impl<T: Role> Signed<T> {
                 found: found.into(),
             });
         }
-        let signed: T = serde_json::from_value(env.signed.clone())
-            .map_err(|e| Error::Json(format!("{role}: {e}")))?;
+        let signed: T = serde_json::from_str(env.signed.get()).map_err(json)?;
         let mut signatures = env.signatures.unwrap_or_default();
         for s in &mut signatures {
             s.method = s.method.to_lowercase();
@@ -67,7 +73,6 @@ impl<T: Role> Signed<T> {
             signed,
             signatures,
             raw: bytes.to_vec(),
-            signed_value: env.signed,
         })
     }
 
@@ -79,8 +84,7 @@ impl<T: Role> Signed<T> {
     /// Sign with each key under an explicit key ID — for root keys, the certificate key ID
     /// listed in root rather than the private key's canonical ID.
     pub fn sign_with_ids(body: T, keys: Vec<(String, &PrivateKey)>) -> Result<Self, Error> {
-        let signed_value = serde_json::to_value(&body).map_err(|e| Error::Json(e.to_string()))?;
-        let msg = cjson::canonical(&signed_value)?;
+        let msg = cjson::canonical_of(&body)?;
         let mut signatures = Vec::with_capacity(keys.len());
         for (keyid, key) in keys {
             signatures.push(Signature {
@@ -94,7 +98,6 @@ impl<T: Role> Signed<T> {
             signed: body,
             signatures,
             raw,
-            signed_value,
         })
     }
 
@@ -107,14 +110,12 @@ impl<T: Role> Signed<T> {
     /// Assemble a document from `body` and signatures made elsewhere over
     /// [`Self::message_for`], in notary's file form.
     pub fn from_parts(body: T, signatures: Vec<Signature>) -> Result<Self, Error> {
-        let signed_value = serde_json::to_value(&body).map_err(|e| Error::Json(e.to_string()))?;
-        let msg = cjson::canonical(&signed_value)?;
+        let msg = cjson::canonical_of(&body)?;
         let raw = file_bytes(&msg, &signatures)?;
         Ok(Signed {
             signed: body,
             signatures,
             raw,
-            signed_value,
         })
     }
 
@@ -131,7 +132,9 @@ impl<T: Role> Signed<T> {
 
     /// The message signatures cover: canonical JSON of the decoded `signed` value.
     pub fn signed_message(&self) -> Result<Vec<u8>, Error> {
-        cjson::canonical(&self.signed_value)
+        let env: RawEnvelope =
+            serde_json::from_slice(&self.raw).map_err(|e| Error::Json(e.to_string()))?;
+        cjson::canonical_raw(env.signed)
     }
 
     /// The distinct key IDs among `role_keyids` whose signature verifies over this file
