@@ -87,13 +87,13 @@ fn role_keys<'a>(
 /// and expiry unless `allow_expired`.
 fn load_targets(
     role: &str,
-    bytes: &[u8],
+    bytes: &Arc<[u8]>,
     root: &Root,
     loaded: &BTreeMap<String, Signed<Targets>>,
     allow_expired: bool,
     now: &GoTime,
 ) -> Result<Signed<Targets>, String> {
-    let doc = Signed::<Targets>::from_bytes(role, bytes).map_err(|e| e.to_string())?;
+    let doc = Signed::<Targets>::from_shared(role, bytes.clone()).map_err(|e| e.to_string())?;
     let (keys, keyids, threshold, entry) = role_keys(role, root, loaded)?;
     if entry.is_some() {
         for id in keyids {

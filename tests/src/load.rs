@@ -128,9 +128,10 @@ impl Repository {
         let v = self.targets.version;
         for i in 0..add {
             let name = format!("tag-{v}-{i}");
-            self.targets
-                .targets
-                .insert(name.clone(), FileMeta::from_bytes(name.as_bytes()));
+            // As `docker trust sign` writes a tag: its manifest's length and sha256 only.
+            let mut meta = FileMeta::from_bytes(name.as_bytes());
+            meta.hashes.retain(|alg, _| alg == "sha256");
+            self.targets.targets.insert(name, meta);
         }
         while window > 0 && self.targets.targets.len() > window {
             let oldest = self.targets.targets.keys().next().cloned();

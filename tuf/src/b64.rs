@@ -18,38 +18,3 @@ pub(crate) mod bytes {
             .map_err(serde::de::Error::custom)
     }
 }
-
-/// Serde helper for `map[string][]byte` (hashes).
-pub(crate) mod map {
-    use std::collections::BTreeMap;
-
-    use base64::Engine as _;
-    use base64::engine::general_purpose::STANDARD;
-    use serde::ser::SerializeMap;
-    use serde::{Deserialize, Deserializer, Serializer};
-
-    pub fn serialize<S: Serializer>(
-        map: &BTreeMap<String, Vec<u8>>,
-        s: S,
-    ) -> Result<S::Ok, S::Error> {
-        let mut m = s.serialize_map(Some(map.len()))?;
-        for (k, v) in map {
-            m.serialize_entry(k, &STANDARD.encode(v))?;
-        }
-        m.end()
-    }
-
-    pub fn deserialize<'de, D: Deserializer<'de>>(
-        d: D,
-    ) -> Result<BTreeMap<String, Vec<u8>>, D::Error> {
-        let raw = Option::<BTreeMap<String, String>>::deserialize(d)?.unwrap_or_default();
-        raw.into_iter()
-            .map(|(k, v)| {
-                STANDARD
-                    .decode(v.as_bytes())
-                    .map(|b| (k, b))
-                    .map_err(serde::de::Error::custom)
-            })
-            .collect()
-    }
-}

@@ -55,8 +55,14 @@ fn write_raw(
         Some(b'{') => {
             let Entries(mut entries) = serde_json::from_str(text).map_err(json)?;
             // Bytewise key order; of keys given twice the last counts, as in a `Value` map.
-            entries.reverse();
-            entries.sort_by(|a, b| a.0.as_bytes().cmp(b.0.as_bytes()));
+            // Values borrow the text, so a later member's value lies at a higher address:
+            // among equal keys the latest sorts first and dedup keeps it. Sorted in place (a
+            // stable sort's buffer would be half the entries again).
+            entries.sort_unstable_by(|a, b| {
+                a.0.as_bytes()
+                    .cmp(b.0.as_bytes())
+                    .then_with(|| b.1.get().as_ptr().cmp(&a.1.get().as_ptr()))
+            });
             entries.dedup_by(|later, first| later.0 == first.0);
             out.push(b'{');
             for (i, (k, v)) in entries.into_iter().enumerate() {

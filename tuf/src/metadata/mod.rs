@@ -5,6 +5,7 @@
 //! Every parsed document keeps the bytes it was read from ([`Signed::raw`]); hashes in snapshot
 //! and timestamp are over stored bytes, never over a re-serialisation.
 
+mod hashes;
 mod peek;
 mod roles;
 mod signed;

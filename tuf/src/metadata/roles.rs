@@ -11,8 +11,7 @@ use crate::error::Error;
 use crate::gotime::GoTime;
 use crate::keys::PublicKey;
 
-/// `map[string][]byte` of hash algorithm to digest (base64 on the wire).
-pub type Hashes = BTreeMap<String, Vec<u8>>;
+pub use super::hashes::Hashes;
 
 /// What every role body has, and its structural rules.
 pub trait Role: Serialize + DeserializeOwned + Clone {
@@ -52,7 +51,6 @@ pub struct FileMeta {
     /// Go's `*json.RawMessage` with omitempty: `null` and absence are the same.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub custom: Option<Value>,
-    #[serde(with = "crate::b64::map")]
     pub hashes: Hashes,
     pub length: i64,
 }

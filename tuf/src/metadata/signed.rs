@@ -47,14 +47,20 @@ pub struct Signed<T> {
     /// The file bytes this was parsed from (or written as): what is stored, served and hashed.
     /// Signatures are verified over the canonical form of its `signed` value, re-derived like
     /// notary's verifier does (unknown fields included).
-    raw: Vec<u8>,
+    raw: std::sync::Arc<[u8]>,
 }
 
 impl<T: Role> Signed<T> {
     /// Parse a metadata file. Checks `_type` (so a `Targets` file cannot pass as `Root`).
     pub fn from_bytes(role: &str, bytes: &[u8]) -> Result<Self, Error> {
+        Self::from_shared(role, std::sync::Arc::from(bytes))
+    }
+
+    /// As [`Self::from_bytes`], keeping `bytes` as they are (an upload or a stored file is
+    /// already shared: a large targets file is not copied to be parsed).
+    pub fn from_shared(role: &str, bytes: std::sync::Arc<[u8]>) -> Result<Self, Error> {
         let json = |e: serde_json::Error| Error::Json(format!("{role}: {e}"));
-        let env: RawEnvelope = serde_json::from_slice(bytes).map_err(json)?;
+        let env: RawEnvelope = serde_json::from_slice(&bytes).map_err(json)?;
         let TypeOnly { type_ } = serde_json::from_str(env.signed.get()).map_err(json)?;
         let found = type_.as_ref().and_then(Value::as_str).unwrap_or_default();
         if found != T::TYPE {
@@ -72,7 +78,7 @@ impl<T: Role> Signed<T> {
         Ok(Signed {
             signed,
             signatures,
-            raw: bytes.to_vec(),
+            raw: bytes,
         })
     }
 
@@ -93,7 +99,7 @@ impl<T: Role> Signed<T> {
                 sig: key.sign(&msg)?,
             });
         }
-        let raw = file_bytes(&msg, &signatures)?;
+        let raw = file_bytes(&msg, &signatures)?.into();
         Ok(Signed {
             signed: body,
             signatures,
@@ -111,7 +117,7 @@ impl<T: Role> Signed<T> {
     /// [`Self::message_for`], in notary's file form.
     pub fn from_parts(body: T, signatures: Vec<Signature>) -> Result<Self, Error> {
         let msg = cjson::canonical_of(&body)?;
-        let raw = file_bytes(&msg, &signatures)?;
+        let raw = file_bytes(&msg, &signatures)?.into();
         Ok(Signed {
             signed: body,
             signatures,
