@@ -2,7 +2,8 @@
 """Fails when a crate's top-level modules import each other in a circle.
 
 A module's edges are the `crate::<module>` paths in its code (comments left out); a submodule
-counts as its top-level module. Run by scripts/test.sh for every crate of the workspace.
+counts as its top-level module. Run by scripts/test.sh for every crate of the workspace;
+`--graph CRATE` prints one crate's module graph instead.
 """
 import glob
 import os
@@ -48,6 +49,14 @@ def cycles(edge_set):
 
 def main():
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    # `--graph CRATE`: print that crate's module graph (one line per module, what it imports).
+    if len(sys.argv) == 3 and sys.argv[1] == "--graph":
+        graph = {}
+        for a, b in edges(os.path.join(root, sys.argv[2], "src")):
+            graph.setdefault(a, set()).add(b)
+        for a in sorted(graph):
+            print(f"{a} -> {', '.join(sorted(graph[a]))}")
+        return
     bad = False
     for src in sorted(glob.glob(os.path.join(root, "*", "src"))):
         crate = os.path.basename(os.path.dirname(src))

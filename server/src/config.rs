@@ -202,7 +202,8 @@ impl Config {
             cache: k.section("trustbridge.cache")?.unwrap_or_default(),
             migration: match k.lookup("trustbridge.migration") {
                 None => Default::default(),
-                Some(v) => crate::migration::MigrationConfig::from_value(v.into_owned())?,
+                Some(v) => crate::migration::MigrationConfig::from_value(v.into_owned())
+                    .map_err(|e| SettingError(e.to_string()))?,
             },
         })
     }
@@ -299,7 +300,7 @@ fn storage(k: &Keys<'_>) -> Result<Storage, SettingError> {
                 "storage.db_url",
                 "postgres://user@host:5432/db?sslmode=disable for postgres",
             )?;
-            crate::storage::postgres::parse_url(&url).map_err(SettingError)?;
+            crate::storage::postgres::parse_url(&url).map_err(|e| SettingError(e.to_string()))?;
             Storage::Postgres(url)
         }
         "mysql" | "rethinkdb" => {

@@ -91,9 +91,18 @@ impl Brownout {
     }
 }
 
+/// `trustbridge.migration` that cannot be used (the message names the key).
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct MigrationConfigError(String);
+
 impl MigrationConfig {
     /// Parse and check the section.
-    pub fn from_value(v: Value) -> Result<Self, String> {
+    pub fn from_value(v: Value) -> Result<Self, MigrationConfigError> {
+        Self::checked(v).map_err(MigrationConfigError)
+    }
+
+    fn checked(v: Value) -> Result<Self, String> {
         let c: MigrationConfig =
             serde_json::from_value(v).map_err(|e| format!("trustbridge.migration: {e}"))?;
         for b in &c.brownouts {
@@ -472,7 +481,7 @@ mod tests {
         assert!(!c.read_only("example.com/moved2"));
         assert!(c.read_only("example.com/team/app"));
         let e = MigrationConfig::from_value(json!({"brownouts": [{"prefix": "a/", "start": "2026-12-01T11:00:00Z", "end": "2026-12-01T10:00:00Z"}]})).unwrap_err();
-        assert!(e.contains("ends before it starts"), "{e}");
+        assert!(e.to_string().contains("ends before it starts"), "{e}");
         assert!(MigrationConfig::from_value(json!({"horizon": 3})).is_err());
     }
 }

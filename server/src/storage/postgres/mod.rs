@@ -186,8 +186,7 @@ impl Drop for PgStore {
 impl PgStore {
     /// Connect, create the schema when missing (one replica at a time), start listening.
     pub fn open(url: &str) -> Result<Self, StorageError> {
-        let DbUrl { config, tls } =
-            parse_url(url).map_err(|e| StorageError::new(StorageErrorKind::Config, e))?;
+        let DbUrl { config, tls } = parse_url(url)?;
         let rt = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .thread_name("trustbridge-pg")

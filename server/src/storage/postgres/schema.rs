@@ -45,7 +45,12 @@ pub struct DbUrl {
 
 /// Parse notary's `storage.db_url` (`postgres://user[:pw]@host:port/db?sslmode=...`).
 /// `disable`, `allow` and `prefer` connect without TLS; the other modes need `sslrootcert`.
-pub fn parse_url(url: &str) -> Result<DbUrl, String> {
+pub fn parse_url(url: &str) -> Result<DbUrl, crate::storage::StorageError> {
+    parse(url)
+        .map_err(|e| crate::storage::StorageError::new(crate::storage::StorageErrorKind::Config, e))
+}
+
+fn parse(url: &str) -> Result<DbUrl, String> {
     let (base, query) = url.split_once('?').unwrap_or((url, ""));
     let mut kept = Vec::new();
     let (mut mode, mut root, mut cert, mut key) = ("prefer", None, None, None);
@@ -102,13 +107,15 @@ mod tests {
         assert!(c.tls.is_none());
         let e = parse_url("postgres://server@db:5432/notaryserver?sslmode=verify-full")
             .err()
-            .unwrap();
+            .unwrap()
+            .to_string();
         assert!(e.contains("add sslrootcert="), "{e}");
         let e = parse_url(
             "postgres://server@db:5432/notaryserver?sslmode=verify-ca&sslrootcert=/nonexistent.pem",
         )
         .err()
-        .unwrap();
+        .unwrap()
+        .to_string();
         assert!(e.contains("/nonexistent.pem"), "{e}");
         assert!(parse_url("not a url").is_err());
     }
