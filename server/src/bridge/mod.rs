@@ -150,7 +150,7 @@ impl Bridge {
 
     /// A storage read from the bridge's tasks ([`crate::storage::in_place`]).
     fn db<T>(&self, f: impl FnOnce(&dyn MetaStore) -> T) -> T {
-        crate::storage::in_place(self.store.as_ref(), || f(self.store.as_ref()))
+        crate::storage::in_place(self.store.as_ref(), f)
     }
 
     /// The registry and repository a GUN's images live in (after rewrites).

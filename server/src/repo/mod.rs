@@ -47,25 +47,14 @@ impl Default for Renewal {
 /// The resolved current files of one GUN: the exact bytes (served as stored), and the root
 /// parsed beside them on first need, so updates, key lookups and renewals of a cached GUN do
 /// not parse it again.
-#[derive(Default)]
+#[derive(Default, Clone)]
 struct GunView {
     current: HashMap<String, Stored>,
     /// When the timestamp (or its snapshot) should next be renewed.
     renew_at: Option<OffsetDateTime>,
-    /// `current["root"]` parsed (None: no root, or stored bytes that do not parse).
+    /// `current["root"]` parsed (None: no root, or stored bytes that do not parse). A copy
+    /// made to change keeps it only while the root bytes stay the same (see [`Repo::apply`]).
     root: std::sync::OnceLock<Option<Arc<Signed<Root>>>>,
-}
-
-impl Clone for GunView {
-    /// A copy to change: the parsed root goes with it only while the root bytes stay the same
-    /// (see [`Repo::apply`]).
-    fn clone(&self) -> Self {
-        GunView {
-            current: self.current.clone(),
-            renew_at: self.renew_at,
-            root: self.root.clone(),
-        }
-    }
 }
 
 pub struct Repo {
@@ -94,6 +83,11 @@ impl GunView {
                     .map(Arc::new)
             })
             .clone()
+    }
+
+    /// `signed.expires` of the current file of `role`.
+    fn expires(&self, role: &str) -> Option<OffsetDateTime> {
+        self.current.get(role).and_then(|s| expires_of(&s.data))
     }
 
     fn files(&self) -> impl Iterator<Item = (&str, &[u8])> + Clone {
@@ -179,7 +173,7 @@ impl Repo {
 
     /// A storage read from async code ([`crate::storage::in_place`]).
     fn read<T>(&self, f: impl FnOnce(&dyn MetaStore) -> T) -> T {
-        crate::storage::in_place(self.store.as_ref(), || f(self.store.as_ref()))
+        crate::storage::in_place(self.store.as_ref(), f)
     }
 
     /// Resolve the current files of `gun` from storage (blocking).
@@ -269,8 +263,7 @@ impl Repo {
                 },
             );
         }
-        let exp = |role: &str| next.current.get(role).and_then(|s| expires_of(&s.data));
-        next.renew_at = match (exp("timestamp"), exp("snapshot")) {
+        next.renew_at = match (next.expires("timestamp"), next.expires("snapshot")) {
             (Some(t), Some(s)) => Some((t - r.timestamp).min(s - r.snapshot)),
             (Some(t), None) => Some(t - r.timestamp),
             _ => None,
@@ -384,9 +377,7 @@ impl Repo {
                 Err(e) => {
                     // Serve what is stored unless it has actually expired (then notary's 500).
                     let expired = view
-                        .current
-                        .get(role)
-                        .and_then(|s| expires_of(&s.data))
+                        .expires(role)
                         .is_none_or(|t| t <= OffsetDateTime::now_utc());
                     tracing::warn!(%gun, error = %e, "renewing timestamp/snapshot failed");
                     if expired {

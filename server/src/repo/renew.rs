@@ -4,7 +4,7 @@ use time::OffsetDateTime;
 use trustbridge_tuf::metadata::{FileMeta, expiry};
 use trustbridge_tuf::{GoTime, Signed, Snapshot};
 
-use super::{Repo, expires_of};
+use super::Repo;
 use crate::error::Error;
 use crate::storage::Update;
 
@@ -76,12 +76,7 @@ impl Repo {
     /// Record `gun`'s expiries as its current files say.
     async fn reschedule(&self, gun: &str) -> Result<(), Error> {
         let view = self.resolve_view(gun, &[])?;
-        let exp = |role: &str| {
-            view.current
-                .get(role)
-                .and_then(|s| expires_of(&s.data))
-                .map(crate::storage::nanos)
-        };
+        let exp = |role: &str| view.expires(role).map(crate::storage::nanos);
         let (ts, snap) = (exp("timestamp"), exp("snapshot"));
         let owned = gun.to_string();
         crate::storage::write(self.store(), move |s| s.schedule(&owned, ts, snap)).await?;

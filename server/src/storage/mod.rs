@@ -142,13 +142,15 @@ pub trait MetaStore: Outbox + Migration + renewals::Renewals + Send + Sync + 'st
 /// runtime is told to move its other tasks off this worker meanwhile (`block_in_place`); a
 /// local read runs in place: handing it to another thread costs more than the read (measured
 /// with bench/server.sh). Outside a multi-threaded runtime it simply runs.
-pub fn in_place<T>(store: &dyn MetaStore, f: impl FnOnce() -> T) -> T {
-    let multi = tokio::runtime::Handle::try_current()
-        .is_ok_and(|h| h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread);
-    if store.remote() && multi {
-        tokio::task::block_in_place(f)
+pub fn in_place<T>(store: &dyn MetaStore, f: impl FnOnce(&dyn MetaStore) -> T) -> T {
+    let multi = || {
+        tokio::runtime::Handle::try_current()
+            .is_ok_and(|h| h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread)
+    };
+    if store.remote() && multi() {
+        tokio::task::block_in_place(|| f(store))
     } else {
-        f()
+        f(store)
     }
 }
 
