@@ -18,6 +18,10 @@ pub enum Backend {
     Memory,
     /// The embedded default: a SQLite file holding notary-signer's `private_keys` table.
     Sqlite(PathBuf),
+    /// notary-signer's PostgreSQL database (`storage.db_url`, lib/pq's URL form).
+    Postgres(String),
+    /// notary-signer's MySQL/MariaDB database (`storage.db_url`, go-sql-driver's DSN).
+    Mysql(String),
 }
 
 #[derive(Clone, Debug)]
@@ -98,14 +102,24 @@ impl Config {
                 let file = file.split('?').next().unwrap_or(file).to_string();
                 Backend::Sqlite(resolve(file))
             }
-            "mysql" | "postgres" | "rethinkdb" => {
-                return Err(format!(
-                    "storage.backend {backend_name:?} is not supported by trustbridge-signer: use \"sqlite3\" with storage.db_url set to a file (the private_keys rows copy over unchanged)"
-                ));
+            "postgres" => {
+                let url = required("storage.db_url", "notary-signer's PostgreSQL URL")?;
+                trustbridge_db::postgres::parse_url(&url).map_err(|e| e.to_string())?;
+                Backend::Postgres(url)
+            }
+            "mysql" => {
+                let dsn = required("storage.db_url", "notary-signer's MySQL DSN")?;
+                trustbridge_db::mysql::parse_dsn(&dsn).map_err(|e| e.to_string())?;
+                Backend::Mysql(dsn)
+            }
+            "rethinkdb" => {
+                return Err(
+                    "storage.backend \"rethinkdb\" is not supported by trustbridge-signer: copy the private_keys rows into \"mysql\", \"postgres\" or \"sqlite3\" (same columns, no re-encryption)".into(),
+                );
             }
             other => {
                 return Err(format!(
-                    "storage.backend {other:?} is unknown: use \"sqlite3\" or \"memory\""
+                    "storage.backend {other:?} is unknown: use \"sqlite3\", \"postgres\", \"mysql\" or \"memory\""
                 ));
             }
         };
@@ -157,9 +171,25 @@ mod tests {
     #[test]
     fn unsupported_backends_and_missing_keys_are_explained() {
         let mut j = base();
-        j["storage"]["backend"] = "postgres".into();
+        j["storage"]["backend"] = "rethinkdb".into();
         let e = Config::from_json(&j, Path::new("/")).unwrap_err();
         assert!(e.contains("sqlite3"), "{e}");
+        j["storage"]["backend"] = "mysql".into();
+        j["storage"]["db_url"] = "signer@tcp(db:3306)/notarysigner?parseTime=True".into();
+        let c = Config::from_json(&j, Path::new("/")).unwrap();
+        assert_eq!(
+            c.backend,
+            Backend::Mysql("signer@tcp(db:3306)/notarysigner?parseTime=True".into())
+        );
+        j["storage"]["db_url"] = "signer@tcp(db:3306)/notarysigner?tls=skip-verify".into();
+        let e = Config::from_json(&j, Path::new("/")).unwrap_err();
+        assert!(e.contains("use tls=true"), "{e}");
+        j["storage"]["backend"] = "postgres".into();
+        j["storage"]["db_url"] = "postgres://signer@db:5432/notarysigner?sslmode=disable".into();
+        assert!(matches!(
+            Config::from_json(&j, Path::new("/")).unwrap().backend,
+            Backend::Postgres(_)
+        ));
         let mut j = base();
         j["server"]
             .as_object_mut()

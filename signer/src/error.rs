@@ -29,8 +29,12 @@ pub enum Error {
     #[error("algorithm {0} not supported for create key")]
     UnsupportedAlgorithm(String),
 
-    #[error("storage: {0}")]
-    Storage(#[from] rusqlite::Error),
+    /// The key database failed (`backend`: SQLite, PostgreSQL, MySQL); the cause is kept.
+    #[error("{backend} key store: {source}")]
+    Storage {
+        backend: &'static str,
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
 
     #[error("{0}")]
     Tuf(#[from] trustbridge_tuf::Error),
@@ -54,7 +58,23 @@ pub enum Error {
     },
 }
 
+impl From<rusqlite::Error> for Error {
+    fn from(e: rusqlite::Error) -> Self {
+        Error::storage("SQLite", e)
+    }
+}
+
 impl Error {
+    pub(crate) fn storage(
+        backend: &'static str,
+        source: impl std::error::Error + Send + Sync + 'static,
+    ) -> Self {
+        Error::Storage {
+            backend,
+            source: Box::new(source),
+        }
+    }
+
     pub(crate) fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
         Error::Io {
             path: path.into(),

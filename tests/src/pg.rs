@@ -30,6 +30,28 @@ pub fn psql(db: &str, sql: &str) {
     );
 }
 
+/// Run `sql` on database `db` and return its rows unaligned (`|` between fields).
+pub fn query(db: &str, sql: &str) -> String {
+    let out = run_ok(
+        "psql",
+        Command::new(require_bin("psql"))
+            .args(["-h", "127.0.0.1", "-U", "postgres", "-d", db])
+            .args([
+                "-X",
+                "-q",
+                "-A",
+                "-t",
+                "-F",
+                "|",
+                "-v",
+                "ON_ERROR_STOP=1",
+                "-c",
+                sql,
+            ]),
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
 impl PgDb {
     pub fn new(tag: &str) -> PgDb {
         let name = format!("tb_{tag}_{}_{}", std::process::id(), free_port());
@@ -195,3 +217,23 @@ impl Drop for PrivatePg {
             .output();
     }
 }
+
+/// notary's `migrations/signer/postgresql/0001_initial.up.sql` table (reference §5.3).
+pub const NOTARY_SIGNER_SCHEMA: &str = r#"CREATE TABLE "private_keys" (
+  "id" serial PRIMARY KEY,
+  "created_at" timestamp NULL DEFAULT NULL,
+  "updated_at" timestamp NULL DEFAULT NULL,
+  "deleted_at" timestamp NULL DEFAULT NULL,
+  "key_id" varchar(255) NOT NULL,
+  "encryption_alg" varchar(255) NOT NULL,
+  "keywrap_alg" varchar(255) NOT NULL,
+  "algorithm" varchar(50) NOT NULL,
+  "passphrase_alias" varchar(50) NOT NULL,
+  "public" bytea NOT NULL,
+  "private" bytea NOT NULL,
+  "gun" varchar(255) NOT NULL,
+  "role" varchar(255) NOT NULL,
+  "last_used" timestamp NULL DEFAULT NULL,
+  CONSTRAINT "key_id" UNIQUE ("key_id"),
+  CONSTRAINT "key_id_2" UNIQUE ("key_id","algorithm")
+);"#;

@@ -8,6 +8,8 @@ use std::time::{Duration, Instant};
 use tonic::transport::{Certificate, Channel, ClientTlsConfig, Identity};
 use trustbridge_signer::proto::key_management_client::KeyManagementClient;
 use trustbridge_signer::proto::signer_client::SignerClient;
+use trustbridge_signer::proto::{CreateKeyRequest, KeyId, SignatureRequest};
+use trustbridge_tuf::{KeyType, PublicKey};
 
 use crate::{Proc, our_bin, run_ok};
 
@@ -70,10 +72,12 @@ pub async fn channel(port: u16, tls: &ClientTls) -> Result<Channel, tonic::trans
 }
 
 /// Write a signer config (notary-signer's keys) into `dir/signer.json`, SQLite store at
-/// `dir/keys.db`, certificates from `dir/certs`.
+/// `dir/keys.db` (or `backend` as a whole `storage` object), certificates from `dir/certs`.
 pub fn write_config(dir: &Path, port: u16, backend: &str) -> PathBuf {
     let storage = match backend {
         "memory" => r#"{"backend":"memory"}"#.to_string(),
+        // A whole `storage` object (a SQL database).
+        json if json.starts_with('{') => json.to_string(),
         _ => r#"{"backend":"sqlite3","db_url":"keys.db","default_alias":"alias1"}"#.to_string(),
     };
     let path = dir.join("signer.json");
@@ -158,4 +162,49 @@ pub fn token_key_generate(config: &Path, cert_out: &Path) -> String {
             .env("NOTARY_SIGNER_ALIAS1", ALIAS1_PASS),
     );
     String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+/// CreateKey on the signer at `port` for (gun, role); returns (key ID, public key as reported).
+pub fn create(
+    port: u16,
+    certs: &Path,
+    algorithm: &str,
+    gun: &str,
+    role: &str,
+) -> (String, PublicKey) {
+    rt().block_on(async {
+        let (mut km, _) = connect(port, &ClientTls::dev(certs)).await.unwrap();
+        let r = km
+            .create_key(CreateKeyRequest {
+                algorithm: algorithm.into(),
+                gun: gun.into(),
+                role: role.into(),
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        let info = r.key_info.unwrap();
+        let kt = KeyType::parse(&info.algorithm.unwrap().algorithm).unwrap();
+        (info.key_id.unwrap().id, PublicKey::new(kt, r.public_key))
+    })
+}
+
+/// Sign on the signer at `port` and verify with `public`.
+pub fn sign_and_verify(port: u16, certs: &Path, key_id: &str, public: &PublicKey, who: &str) {
+    let msg = format!("message for {key_id} via {who}").into_bytes();
+    let sig = rt().block_on(async {
+        let (_, mut sg) = connect(port, &ClientTls::dev(certs)).await.unwrap();
+        sg.sign(SignatureRequest {
+            key_id: Some(KeyId { id: key_id.into() }),
+            content: msg.clone(),
+        })
+        .await
+        .unwrap_or_else(|e| panic!("{who} Sign {key_id}: {e}"))
+        .into_inner()
+    });
+    let method = sig.algorithm.unwrap().algorithm;
+    assert_eq!(method, public.key_type.signature_method());
+    public
+        .verify(&method, &msg, &sig.content)
+        .unwrap_or_else(|e| panic!("{who} signature with {key_id}: {e}"));
 }

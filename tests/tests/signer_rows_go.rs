@@ -6,30 +6,8 @@
 use std::path::Path;
 use std::process::Command;
 
-use trustbridge_e2e::signer::{ClientTls, connect, rt, start_ours, write_config};
+use trustbridge_e2e::signer::{create, sign_and_verify, start_ours, write_config};
 use trustbridge_e2e::{Proc, free_port, init, require_bin, run_ok};
-use trustbridge_signer::proto::{CreateKeyRequest, KeyId, SignatureRequest};
-use trustbridge_tuf::{KeyType, PublicKey};
-
-/// notary's `migrations/signer/postgresql/0001_initial.up.sql` table (reference §5.3).
-const PG_SCHEMA: &str = r#"CREATE TABLE "private_keys" (
-  "id" serial PRIMARY KEY,
-  "created_at" timestamp NULL DEFAULT NULL,
-  "updated_at" timestamp NULL DEFAULT NULL,
-  "deleted_at" timestamp NULL DEFAULT NULL,
-  "key_id" varchar(255) NOT NULL,
-  "encryption_alg" varchar(255) NOT NULL,
-  "keywrap_alg" varchar(255) NOT NULL,
-  "algorithm" varchar(50) NOT NULL,
-  "passphrase_alias" varchar(50) NOT NULL,
-  "public" bytea NOT NULL,
-  "private" bytea NOT NULL,
-  "gun" varchar(255) NOT NULL,
-  "role" varchar(255) NOT NULL,
-  "last_used" timestamp NULL DEFAULT NULL,
-  CONSTRAINT "key_id" UNIQUE ("key_id"),
-  CONSTRAINT "key_id_2" UNIQUE ("key_id","algorithm")
-);"#;
 
 fn psql(db: &str, sql: &str) -> String {
     let out = run_ok(
@@ -66,7 +44,7 @@ impl Db {
                 .subsec_nanos()
         );
         psql("postgres", &format!("CREATE DATABASE {name}"));
-        psql(&name, PG_SCHEMA);
+        psql(&name, trustbridge_e2e::pg::NOTARY_SIGNER_SCHEMA);
         Db(name)
     }
 }
@@ -100,45 +78,6 @@ fn start_go_signer(dir: &Path, db: &Db, port: u16) -> Proc {
     )
 }
 
-/// CreateKey on the signer at `port`; returns (key ID, public key as reported).
-fn create(port: u16, certs: &Path, algorithm: &str, role: &str) -> (String, PublicKey) {
-    rt().block_on(async {
-        let (mut km, _) = connect(port, &ClientTls::dev(certs)).await.unwrap();
-        let r = km
-            .create_key(CreateKeyRequest {
-                algorithm: algorithm.into(),
-                gun: "example.com/rows".into(),
-                role: role.into(),
-            })
-            .await
-            .unwrap()
-            .into_inner();
-        let info = r.key_info.unwrap();
-        let kt = KeyType::parse(&info.algorithm.unwrap().algorithm).unwrap();
-        (info.key_id.unwrap().id, PublicKey::new(kt, r.public_key))
-    })
-}
-
-/// Sign on the signer at `port` and verify with `public`.
-fn sign_and_verify(port: u16, certs: &Path, key_id: &str, public: &PublicKey, who: &str) {
-    let msg = format!("message for {key_id} via {who}").into_bytes();
-    let sig = rt().block_on(async {
-        let (_, mut sg) = connect(port, &ClientTls::dev(certs)).await.unwrap();
-        sg.sign(SignatureRequest {
-            key_id: Some(KeyId { id: key_id.into() }),
-            content: msg.clone(),
-        })
-        .await
-        .unwrap_or_else(|e| panic!("{who} Sign {key_id}: {e}"))
-        .into_inner()
-    });
-    let method = sig.algorithm.unwrap().algorithm;
-    assert_eq!(method, public.key_type.signature_method());
-    public
-        .verify(&method, &msg, &sig.content)
-        .unwrap_or_else(|e| panic!("{who} signature with {key_id}: {e}"));
-}
-
 #[test]
 fn rows_move_between_go_notary_signer_and_trustbridge_signer() {
     init();
@@ -155,8 +94,8 @@ fn rows_move_between_go_notary_signer_and_trustbridge_signer() {
 
     // Keys created by Go, stored by Go in PostgreSQL.
     let go_keys = [
-        create(go_port, &certs, "ecdsa", "timestamp"),
-        create(go_port, &certs, "ed25519", "snapshot"),
+        create(go_port, &certs, "ecdsa", "example.com/rows", "timestamp"),
+        create(go_port, &certs, "ed25519", "example.com/rows", "snapshot"),
     ];
     for (id, public) in &go_keys {
         sign_and_verify(go_port, &certs, id, public, "notary-signer");
@@ -172,7 +111,7 @@ fn rows_move_between_go_notary_signer_and_trustbridge_signer() {
     }
     let sqlite = rusqlite::Connection::open(ours_dir.join("keys.db")).unwrap();
     sqlite
-        .execute_batch(trustbridge_signer::keystore::rows::SCHEMA)
+        .execute_batch(trustbridge_signer::keystore::sqlite::SCHEMA)
         .unwrap();
     let rows = psql(
         &db.0,
@@ -209,8 +148,14 @@ fn rows_move_between_go_notary_signer_and_trustbridge_signer() {
 
     // The reverse: keys created by ours, rows copied into Go's PostgreSQL store.
     let our_keys = [
-        create(our_port, &certs, "ecdsa", "timestamp"),
-        create(our_port, &certs, "ed25519", "targets/releases"),
+        create(our_port, &certs, "ecdsa", "example.com/rows", "timestamp"),
+        create(
+            our_port,
+            &certs,
+            "ed25519",
+            "example.com/rows",
+            "targets/releases",
+        ),
     ];
     drop(ours);
     let sqlite = rusqlite::Connection::open(ours_dir.join("keys.db")).unwrap();

@@ -2,20 +2,21 @@
 //! of decrypted keys, as notary's `cachedcryptoservice` keeps one, so a hot Sign does no
 //! database or PBKDF2 work.
 
+pub mod mysql;
 pub mod passphrase;
+pub mod postgres;
 pub mod rows;
+pub mod sqlite;
 
 use std::collections::HashMap;
-use std::path::Path;
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
-use rusqlite::Connection;
 use trustbridge_tuf::{KeyType, PrivateKey, PublicKey, jwe};
 
 use crate::config::Backend;
 use crate::error::{Error, Result};
-use rows::KeyRow;
+use rows::{KeyRow, KeyRows};
 
 /// notary's memory backend encrypts with this constant (`passphrase.ConstantRetriever`).
 const MEMORY_PASSPHRASE: &str = "memory-db-ignore";
@@ -65,7 +66,7 @@ impl Held {
 }
 
 pub struct KeyStore {
-    conn: Mutex<Connection>,
+    rows: Box<dyn KeyRows>,
     default_alias: String,
     memory: bool,
     cache: RwLock<HashMap<String, Arc<Held>>>,
@@ -99,37 +100,18 @@ fn info_of(row: KeyRow) -> Result<KeyInfo> {
 
 impl KeyStore {
     pub fn open(backend: &Backend, default_alias: &str) -> Result<KeyStore> {
-        let (conn, memory) = match backend {
-            Backend::Memory => (Connection::open_in_memory()?, true),
-            Backend::Sqlite(path) => (Self::open_file(path)?, false),
+        let rows: Box<dyn KeyRows> = match backend {
+            Backend::Memory => Box::new(sqlite::SqliteRows::in_memory()?),
+            Backend::Sqlite(path) => Box::new(sqlite::SqliteRows::open(path)?),
+            Backend::Postgres(url) => Box::new(postgres::PgRows::open(url)?),
+            Backend::Mysql(dsn) => Box::new(mysql::MysqlRows::open(dsn)?),
         };
-        rows::init(&conn)?;
         Ok(KeyStore {
-            conn: Mutex::new(conn),
+            rows,
             default_alias: default_alias.to_string(),
-            memory,
+            memory: *backend == Backend::Memory,
             cache: RwLock::new(HashMap::new()),
         })
-    }
-
-    fn open_file(path: &Path) -> Result<Connection> {
-        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
-        }
-        let conn = Connection::open(path)?;
-        // WAL lets the admin CLI read while the service runs; the timeout covers its writes.
-        conn.pragma_update(None, "journal_mode", "WAL")?;
-        conn.busy_timeout(Duration::from_secs(5))?;
-        #[cfg(unix)]
-        {
-            use std::os::unix::fs::PermissionsExt;
-            let _ = std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600));
-        }
-        Ok(conn)
-    }
-
-    fn db(&self) -> std::sync::MutexGuard<'_, Connection> {
-        self.conn.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     pub fn default_alias(&self) -> &str {
@@ -179,7 +161,7 @@ impl KeyStore {
             return Ok(());
         }
         self.passphrase(&self.default_alias)?;
-        let all = rows::list(&self.db())?;
+        let all = self.rows.list()?;
         let mut by_alias: HashMap<&str, Vec<&KeyRow>> = HashMap::new();
         for row in &all {
             by_alias.entry(&row.passphrase_alias).or_default().push(row);
@@ -214,20 +196,17 @@ impl KeyStore {
     pub fn add(&self, role: &str, gun: &str, key: &PrivateKey, alias: &str) -> Result<()> {
         let pass = self.passphrase(alias)?;
         let private = jwe::encrypt(key.notary_bytes(), &pass)?;
-        rows::insert(
-            &self.db(),
-            &KeyRow {
-                key_id: key.id(),
-                algorithm: key.key_type().as_str().into(),
-                passphrase_alias: alias.into(),
-                public: key.public_key().public.clone(),
-                private,
-                gun: gun.into(),
-                role: role.into(),
-                created_at: None,
-                last_used: None,
-            },
-        )
+        self.rows.insert(&KeyRow {
+            key_id: key.id(),
+            algorithm: key.key_type().as_str().into(),
+            passphrase_alias: alias.into(),
+            public: key.public_key().public.clone(),
+            private,
+            gun: gun.into(),
+            role: role.into(),
+            created_at: None,
+            last_used: None,
+        })
     }
 
     /// notary-signer's CreateKey: hand out the unused key for (role, gun, algorithm) if there
@@ -236,7 +215,7 @@ impl KeyStore {
     pub fn create(&self, role: &str, gun: &str, algorithm: &str) -> Result<PublicKey> {
         let key_type = creatable(algorithm)?;
         if !self.memory
-            && let Some(row) = rows::unused(&self.db(), role, gun, algorithm)?
+            && let Some(row) = self.rows.unused(role, gun, algorithm)?
         {
             return Ok(info_of(row)?.public);
         }
@@ -265,13 +244,15 @@ impl KeyStore {
     }
 
     pub fn info(&self, key_id: &str) -> Result<KeyInfo> {
-        let row =
-            rows::get(&self.db(), key_id)?.ok_or_else(|| Error::KeyNotFound(key_id.into()))?;
+        let row = self
+            .rows
+            .get(key_id)?
+            .ok_or_else(|| Error::KeyNotFound(key_id.into()))?;
         info_of(row)
     }
 
     pub fn list(&self) -> Result<Vec<KeyInfo>> {
-        rows::list(&self.db())?.into_iter().map(info_of).collect()
+        self.rows.list()?.into_iter().map(info_of).collect()
     }
 
     /// The decrypted key for `key_id`, from the cache or the store.
@@ -289,20 +270,20 @@ impl KeyStore {
             if checked.is_some_and(|t| t.elapsed() < REVALIDATE) {
                 return Ok(held.clone());
             }
-            let db = self.db();
-            if rows::get(&db, key_id)?.is_none() {
-                drop(db);
+            if self.rows.get(key_id)?.is_none() {
                 self.forget(key_id);
                 return Err(Error::KeyNotFound(key_id.into()));
             }
-            rows::mark_used(&db, key_id)?;
+            self.rows.mark_used(key_id)?;
             *checked = Some(Instant::now());
             return Ok(held.clone());
         }
-        let row =
-            rows::get(&self.db(), key_id)?.ok_or_else(|| Error::KeyNotFound(key_id.into()))?;
+        let row = self
+            .rows
+            .get(key_id)?
+            .ok_or_else(|| Error::KeyNotFound(key_id.into()))?;
         let key = self.decrypt(&row)?;
-        rows::mark_used(&self.db(), key_id)?;
+        self.rows.mark_used(key_id)?;
         Ok(self.cache_insert(key, true))
     }
 
@@ -334,27 +315,26 @@ impl KeyStore {
     /// Soft-delete; like notary's DeleteKey, deleting an absent key is not an error.
     pub fn delete(&self, key_id: &str) -> Result<bool> {
         self.forget(key_id);
-        rows::soft_delete(&self.db(), key_id)
+        self.rows.soft_delete(key_id)
     }
 
     /// Move every live key to `alias` in one transaction: all rows are re-encrypted, or none.
     pub fn re_encrypt(&self, alias: &str) -> Result<usize> {
         let new_pass = self.passphrase(alias)?;
-        let mut db = self.db();
-        let tx = db.transaction()?;
-        let all = rows::list(&tx)?;
+        let all = self.rows.list()?;
+        let mut changed = Vec::with_capacity(all.len());
         for row in &all {
             let key = self.decrypt(row)?;
             let jwe = jwe::encrypt(key.notary_bytes(), &new_pass)?;
-            rows::set_private(&tx, &row.key_id, alias, &jwe)?;
+            changed.push((row.key_id.clone(), alias.to_string(), jwe));
         }
-        tx.commit()?;
+        self.rows.set_private(&changed)?;
         Ok(all.len())
     }
 
     /// Every live key decrypted, for a backup bundle.
     pub fn export_all(&self) -> Result<Vec<(KeyInfo, PrivateKey)>> {
-        let all = rows::list(&self.db())?;
+        let all = self.rows.list()?;
         all.into_iter()
             .map(|row| {
                 let key = self.decrypt(&row)?;
@@ -367,9 +347,7 @@ impl KeyStore {
     /// present are left as they are; returns how many were added.
     pub fn import_all(&self, keys: &[(KeyInfo, PrivateKey)]) -> Result<usize> {
         let pass = self.passphrase(&self.default_alias)?;
-        let mut db = self.db();
-        let tx = db.transaction()?;
-        let mut added = 0;
+        let mut rows = Vec::with_capacity(keys.len());
         for (info, key) in keys {
             if key.id() != info.key_id {
                 return Err(Error::Backup(format!(
@@ -377,26 +355,18 @@ impl KeyStore {
                     info.key_id
                 )));
             }
-            if rows::get(&tx, &info.key_id)?.is_some() {
-                continue;
-            }
-            rows::insert(
-                &tx,
-                &KeyRow {
-                    key_id: info.key_id.clone(),
-                    algorithm: info.algorithm.clone(),
-                    passphrase_alias: self.default_alias.clone(),
-                    public: key.public_key().public.clone(),
-                    private: jwe::encrypt(key.notary_bytes(), &pass)?,
-                    gun: info.gun.clone(),
-                    role: info.role.clone(),
-                    created_at: info.created_at.clone(),
-                    last_used: info.last_used.clone(),
-                },
-            )?;
-            added += 1;
+            rows.push(KeyRow {
+                key_id: info.key_id.clone(),
+                algorithm: info.algorithm.clone(),
+                passphrase_alias: self.default_alias.clone(),
+                public: key.public_key().public.clone(),
+                private: jwe::encrypt(key.notary_bytes(), &pass)?,
+                gun: info.gun.clone(),
+                role: info.role.clone(),
+                created_at: info.created_at.clone(),
+                last_used: info.last_used.clone(),
+            });
         }
-        tx.commit()?;
-        Ok(added)
+        self.rows.insert_missing(&rows)
     }
 }

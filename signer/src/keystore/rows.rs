@@ -1,42 +1,14 @@
-//! notary-signer's `private_keys` table (`migrations/signer/*`, gorm `GormPrivateKey`) in
-//! SQLite. The columns are notary's, so rows copy between notary-signer's SQL store and ours
-//! without re-encryption. Deletes are soft (`deleted_at`), as gorm's are; timestamps are UTC
-//! RFC 3339 text.
-
-use rusqlite::{Connection, OptionalExtension, Row, params};
+//! notary-signer's `private_keys` table (`migrations/signer/*`, gorm `GormPrivateKey`) behind
+//! one trait, kept in SQLite ([`super::sqlite`]), or in notary-signer's own PostgreSQL
+//! ([`super::postgres`]) or MySQL/MariaDB ([`super::mysql`]) database. The columns are
+//! notary's, so a notary-signer database serves as it is: the same JWE rows, the same
+//! passphrase aliases, no export. Deletes are soft (`deleted_at`), as gorm's are.
 
 use crate::error::Result;
 
 /// The JWE algorithms notary-signer records with every key (`keydbstore.EncryptionAlg`, `KeywrapAlg`).
 pub const ENCRYPTION_ALG: &str = "A256GCM";
 pub const KEYWRAP_ALG: &str = "PBES2-HS256+A128KW";
-
-pub const SCHEMA: &str = r#"
-CREATE TABLE IF NOT EXISTS private_keys (
-  id INTEGER PRIMARY KEY AUTOINCREMENT,
-  created_at TEXT NULL DEFAULT NULL,
-  updated_at TEXT NULL DEFAULT NULL,
-  deleted_at TEXT NULL DEFAULT NULL,
-  key_id VARCHAR(255) NOT NULL,
-  encryption_alg VARCHAR(255) NOT NULL,
-  keywrap_alg VARCHAR(255) NOT NULL,
-  algorithm VARCHAR(50) NOT NULL,
-  passphrase_alias VARCHAR(50) NOT NULL,
-  public BLOB NOT NULL,
-  private BLOB NOT NULL,
-  gun VARCHAR(255) NOT NULL,
-  role VARCHAR(255) NOT NULL,
-  last_used TEXT NULL DEFAULT NULL,
-  CONSTRAINT key_id UNIQUE (key_id),
-  CONSTRAINT key_id_2 UNIQUE (key_id, algorithm)
-);
--- CreateKey looks up an unused key by (gun, role, algorithm) for every new repository;
--- notary's schema has no index for it, so the lookup scanned every key (17 ms at 100k
--- keys). Created on every open, so key databases made before it (or by notary-signer) get
--- it on start.
-CREATE INDEX IF NOT EXISTS private_keys_gun_role_algorithm
-  ON private_keys (gun, role, algorithm, key_id);
-"#;
 
 /// One live (not soft-deleted) row.
 #[derive(Clone, Debug)]
@@ -53,160 +25,41 @@ pub struct KeyRow {
     pub last_used: Option<String>,
 }
 
-const COLUMNS: &str =
-    "key_id, algorithm, passphrase_alias, public, private, gun, role, created_at, last_used";
-
-fn from_row(r: &Row<'_>) -> rusqlite::Result<KeyRow> {
-    // `private` may have been written as TEXT or BLOB depending on who copied the row.
-    let private = match r.get_ref(4)? {
-        rusqlite::types::ValueRef::Blob(b) => String::from_utf8_lossy(b).into_owned(),
-        v => v.as_str()?.to_string(),
-    };
-    let public = match r.get_ref(3)? {
-        rusqlite::types::ValueRef::Text(t) => t.to_vec(),
-        v => v.as_blob()?.to_vec(),
-    };
-    Ok(KeyRow {
-        key_id: r.get(0)?,
-        algorithm: r.get(1)?,
-        passphrase_alias: r.get(2)?,
-        public,
-        private,
-        gun: r.get(5)?,
-        role: r.get(6)?,
-        created_at: r.get(7)?,
-        last_used: r.get(8)?,
-    })
+/// The rows a [`super::KeyStore`] reads and writes. Every call is blocking (the service runs
+/// them on the blocking pool); several signer processes may share one SQL database.
+pub trait KeyRows: Send + Sync {
+    /// The live row of `key_id`.
+    fn get(&self, key_id: &str) -> Result<Option<KeyRow>>;
+    /// Every live row, ordered by key ID.
+    fn list(&self) -> Result<Vec<KeyRow>>;
+    /// The unused key CreateKey hands out again: lowest key ID with `last_used` NULL for
+    /// (role, gun, algorithm), as `SQLKeyDBStore.Create` picks it.
+    fn unused(&self, role: &str, gun: &str, algorithm: &str) -> Result<Option<KeyRow>>;
+    /// Insert a row, replacing a soft-deleted row with the same key ID (a restore).
+    fn insert(&self, row: &KeyRow) -> Result<()>;
+    /// Insert the rows whose key ID has no live row, in one transaction; returns how many.
+    fn insert_missing(&self, rows: &[KeyRow]) -> Result<usize>;
+    /// Record a signature (`last_used`), which takes the key out of CreateKey's reuse.
+    fn mark_used(&self, key_id: &str) -> Result<()>;
+    /// Soft delete; returns whether a live row existed.
+    fn soft_delete(&self, key_id: &str) -> Result<bool>;
+    /// Replace the encrypted private half of rows, `(key_id, alias, jwe)`, all or none.
+    fn set_private(&self, rows: &[(String, String, String)]) -> Result<()>;
 }
 
+/// UTC now, as the SQLite rows and the admin CLI show times (RFC 3339).
 pub fn now() -> String {
     time::OffsetDateTime::now_utc()
         .format(&time::format_description::well_known::Rfc3339)
         .unwrap_or_default()
 }
 
-pub fn init(conn: &Connection) -> Result<()> {
-    conn.execute_batch(SCHEMA)?;
-    Ok(())
-}
-
-pub fn get(conn: &Connection, key_id: &str) -> Result<Option<KeyRow>> {
-    Ok(conn
-        .query_row(
-            &format!("SELECT {COLUMNS} FROM private_keys WHERE key_id = ?1 AND deleted_at IS NULL"),
-            [key_id],
-            from_row,
-        )
-        .optional()?)
-}
-
-/// Every live row, ordered by key ID.
-pub fn list(conn: &Connection) -> Result<Vec<KeyRow>> {
-    let mut stmt = conn.prepare(&format!(
-        "SELECT {COLUMNS} FROM private_keys WHERE deleted_at IS NULL ORDER BY key_id"
-    ))?;
-    let rows = stmt.query_map([], from_row)?;
-    Ok(rows.collect::<rusqlite::Result<_>>()?)
-}
-
-/// The unused key CreateKey hands out again: lowest key ID with `last_used` NULL for
-/// (role, gun, algorithm), as `SQLKeyDBStore.Create` picks it.
-pub fn unused(conn: &Connection, role: &str, gun: &str, algorithm: &str) -> Result<Option<KeyRow>> {
-    Ok(conn
-        .query_row(&unused_query(), params![role, gun, algorithm], from_row)
-        .optional()?)
-}
-
-fn unused_query() -> String {
-    format!(
-        "SELECT {COLUMNS} FROM private_keys WHERE role = ?1 AND gun = ?2 AND algorithm = ?3 \
-         AND last_used IS NULL AND deleted_at IS NULL ORDER BY key_id LIMIT 1"
-    )
-}
-
-/// Insert a row, replacing a soft-deleted row with the same key ID (a restore).
-pub fn insert(conn: &Connection, row: &KeyRow) -> Result<()> {
-    let now = now();
-    conn.execute(
-        "DELETE FROM private_keys WHERE key_id = ?1 AND deleted_at IS NOT NULL",
-        [&row.key_id],
-    )?;
-    conn.execute(
-        "INSERT INTO private_keys (created_at, updated_at, key_id, encryption_alg, keywrap_alg, \
-         algorithm, passphrase_alias, public, private, gun, role, last_used) \
-         VALUES (?1, ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
-        params![
-            row.created_at.as_deref().unwrap_or(&now),
-            row.key_id,
-            ENCRYPTION_ALG,
-            KEYWRAP_ALG,
-            row.algorithm,
-            row.passphrase_alias,
-            row.public,
-            row.private.as_bytes(),
-            row.gun,
-            row.role,
-            row.last_used,
-        ],
-    )?;
-    Ok(())
-}
-
-pub fn mark_used(conn: &Connection, key_id: &str) -> Result<()> {
-    let now = now();
-    conn.execute(
-        "UPDATE private_keys SET last_used = ?1, updated_at = ?1 WHERE key_id = ?2",
-        params![now, key_id],
-    )?;
-    Ok(())
-}
-
-/// Soft delete, as gorm does; returns whether a live row existed.
-pub fn soft_delete(conn: &Connection, key_id: &str) -> Result<bool> {
-    let now = now();
-    let n = conn.execute(
-        "UPDATE private_keys SET deleted_at = ?1, updated_at = ?1 WHERE key_id = ?2 AND deleted_at IS NULL",
-        params![now, key_id],
-    )?;
-    Ok(n > 0)
-}
-
-pub fn set_private(conn: &Connection, key_id: &str, alias: &str, jwe: &str) -> Result<()> {
-    conn.execute(
-        "UPDATE private_keys SET private = ?1, passphrase_alias = ?2, updated_at = ?3 WHERE key_id = ?4",
-        params![jwe.as_bytes(), alias, now(), key_id],
-    )?;
-    Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn the_unused_key_lookup_uses_an_index() {
-        let conn = Connection::open_in_memory().unwrap();
-        // A database made before the index existed gets it on open.
-        conn.execute_batch(&SCHEMA[..SCHEMA.find("-- CreateKey").unwrap()])
-            .unwrap();
-        init(&conn).unwrap();
-        let plan: Vec<String> = conn
-            .prepare(&format!("EXPLAIN QUERY PLAN {}", unused_query()))
-            .unwrap()
-            .query_map(params!["timestamp", "example.com/app", "ecdsa"], |r| {
-                r.get(3)
-            })
-            .unwrap()
-            .collect::<rusqlite::Result<_>>()
-            .unwrap();
-        let plan = plan.join("; ");
-        assert!(
-            plan.contains("USING INDEX private_keys_gun_role_algorithm"),
-            "{plan}"
-        );
-        assert!(
-            !plan.contains("TEMP B-TREE"),
-            "sorted without the index: {plan}"
-        );
-    }
+/// An RFC 3339 time as a SQL `timestamp`/`datetime` literal (`YYYY-MM-DD HH:MM:SS`, UTC), for
+/// the PostgreSQL and MySQL columns notary declares without a zone.
+pub fn sql_time(rfc3339: &str) -> Option<String> {
+    let t = time::OffsetDateTime::parse(rfc3339, &time::format_description::well_known::Rfc3339)
+        .ok()?
+        .to_offset(time::UtcOffset::UTC);
+    let f = time::macros::format_description!("[year]-[month]-[day] [hour]:[minute]:[second]");
+    t.format(&f).ok()
 }

@@ -33,7 +33,6 @@ mod migration;
 mod renewals;
 mod replicas;
 mod schema;
-mod tls;
 
 use replicas::{CHANNEL, listen};
 pub use schema::{DbUrl, parse_url};
@@ -198,7 +197,11 @@ impl PgStore {
         };
         let manager = match &tls {
             None => Manager::from_config(config.clone(), NoTls, mc()),
-            Some(c) => Manager::from_config(config.clone(), tls::MakeRustls(c.clone()), mc()),
+            Some(c) => Manager::from_config(
+                config.clone(),
+                trustbridge_db::pg_tls::MakeRustls(c.clone()),
+                mc(),
+            ),
         };
         let pool = {
             let _guard = rt.enter();
@@ -241,7 +244,7 @@ impl PgStore {
                 .spawn(listen(config, NoTls, lease, watchers, instance)),
             Some(c) => store.rt().spawn(listen(
                 config,
-                tls::MakeRustls(c),
+                trustbridge_db::pg_tls::MakeRustls(c),
                 lease,
                 watchers,
                 instance,

@@ -15,8 +15,18 @@ use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio_postgres::tls::{ChannelBinding, MakeTlsConnect, TlsConnect};
 
-/// The client side of TLS to the database.
+use crate::DsnError;
+
+/// The client side of TLS to the database: `root` is the only trust anchor (PostgreSQL's
+/// `sslrootcert`, MySQL's `tls-ca`); `client` an optional certificate and key.
 pub fn client_config(
+    root: &str,
+    client: Option<(&str, &str)>,
+) -> Result<Arc<rustls::ClientConfig>, DsnError> {
+    client_config_inner(root, client).map_err(DsnError::new)
+}
+
+fn client_config_inner(
     root: &str,
     client: Option<(&str, &str)>,
 ) -> Result<Arc<rustls::ClientConfig>, String> {

@@ -1,0 +1,67 @@
+//! A database of its own on the machine's MariaDB (127.0.0.1:3306, root, empty password), for
+//! the MySQL backends' tests, driven through the `mariadb` client as an operator would.
+
+use std::process::Command;
+
+use crate::{free_port, require_bin, run_ok};
+
+/// Run `sql` on database `db` and return the rows, tab-separated, without headers.
+pub fn mariadb(db: &str, sql: &str) -> String {
+    let out = run_ok(
+        "mariadb",
+        Command::new(require_bin("mariadb"))
+            .args(["-h", "127.0.0.1", "-P", "3306", "-u", "root", "-N", "-B"])
+            .args(["-D", db, "-e", sql]),
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// A database of its own, dropped on drop.
+pub struct MyDb {
+    pub name: String,
+}
+
+impl MyDb {
+    pub fn new(tag: &str) -> MyDb {
+        let name = format!("tb_{tag}_{}_{}", std::process::id(), free_port());
+        mariadb("mysql", &format!("CREATE DATABASE {name}"));
+        MyDb { name }
+    }
+
+    /// notary's DSN for it (go-sql-driver form, as notary's configs write it).
+    pub fn dsn(&self) -> String {
+        format!("root@tcp(127.0.0.1:3306)/{}?parseTime=True", self.name)
+    }
+
+    pub fn sql(&self, sql: &str) -> String {
+        mariadb(&self.name, sql)
+    }
+}
+
+impl Drop for MyDb {
+    fn drop(&mut self) {
+        let _ = Command::new("mariadb")
+            .args(["-h", "127.0.0.1", "-P", "3306", "-u", "root", "-e"])
+            .arg(format!("DROP DATABASE IF EXISTS {}", self.name))
+            .output();
+    }
+}
+
+/// notary's `migrations/signer/mysql` (0001, 0002), as its migrate step leaves a database.
+pub const NOTARY_SIGNER_SCHEMA: &str = "CREATE TABLE `private_keys` (
+  `id` int(11) NOT NULL AUTO_INCREMENT,
+  `created_at` timestamp NULL DEFAULT NULL,
+  `updated_at` timestamp NULL DEFAULT NULL,
+  `deleted_at` timestamp NULL DEFAULT NULL,
+  `key_id` varchar(255) NOT NULL,
+  `encryption_alg` varchar(255) NOT NULL,
+  `keywrap_alg` varchar(255) NOT NULL,
+  `algorithm` varchar(50) NOT NULL,
+  `passphrase_alias` varchar(50) NOT NULL,
+  `public` blob NOT NULL,
+  `private` blob NOT NULL,
+  PRIMARY KEY (`id`),
+  UNIQUE KEY `key_id` (`key_id`),
+  UNIQUE KEY `key_id_2` (`key_id`,`algorithm`)
+) ENGINE=InnoDB DEFAULT CHARSET=utf8;
+ALTER TABLE `private_keys` ADD COLUMN `gun` VARCHAR(255) NOT NULL, ADD COLUMN `role` VARCHAR(255) NOT NULL, ADD COLUMN `last_used` TIMESTAMP NULL DEFAULT NULL;";
