@@ -11,7 +11,7 @@
 
 use std::time::Duration;
 
-use mysql::{Opts, OptsBuilder, SslOpts};
+use mysql::{Opts, OptsBuilder, PoolConstraints, PoolOpts, SslOpts};
 
 use crate::DsnError;
 
@@ -33,6 +33,9 @@ const DRIVER_ONLY: &[&str] = &[
     "checkConnLiveness",
     "autocommit",
 ];
+
+/// Connections per process: one at start, at most 16.
+const POOL: (usize, usize) = (1, 16);
 
 /// A parsed DSN: what `mysql::Pool::new` takes.
 pub fn parse_dsn(dsn: &str) -> Result<Opts, DsnError> {
@@ -58,7 +61,12 @@ fn parse(dsn: &str) -> Result<Opts, String> {
     // a UTC session reads and writes them the same way whatever the server's zone.
     let mut b = OptsBuilder::new()
         .db_name(Some(db))
-        .init(vec!["SET time_zone = '+00:00'"]);
+        .init(vec!["SET time_zone = '+00:00'"])
+        // The driver opens 10 connections up front by default; a signer or a replica needs
+        // one to start and at most a few at once.
+        .pool_opts(
+            PoolConstraints::new(POOL.0, POOL.1).map(|c| PoolOpts::default().with_constraints(c)),
+        );
     if let Some(creds) = creds {
         let (user, pass) = creds.split_once(':').unwrap_or((creds, ""));
         b = b.user(Some(user));

@@ -303,11 +303,18 @@ fn storage(k: &Keys<'_>) -> Result<Storage, SettingError> {
             crate::storage::postgres::parse_url(&url).map_err(|e| SettingError(e.to_string()))?;
             Storage::Postgres(url)
         }
-        "mysql" | "rethinkdb" => {
-            return Err(format!(
-                "storage.backend {backend:?} is not supported: use \"postgres\" (several replicas) or \"sqlite3\" with storage.db_url set to a file"
-            )
-            .into());
+        "mysql" => {
+            let dsn = k.required(
+                "storage.db_url",
+                "user:password@tcp(host:3306)/db?parseTime=True for mysql",
+            )?;
+            trustbridge_db::mysql::parse_dsn(&dsn).map_err(|e| SettingError(e.to_string()))?;
+            Storage::Mysql(dsn)
+        }
+        "rethinkdb" => {
+            return Err(
+                "storage.backend \"rethinkdb\" is not supported: use \"mysql\" or \"postgres\" (several replicas) or \"sqlite3\" with storage.db_url set to a file".into(),
+            );
         }
         other => return Err(format!("storage.backend {other:?} is unknown").into()),
     })

@@ -65,3 +65,42 @@ pub const NOTARY_SIGNER_SCHEMA: &str = "CREATE TABLE `private_keys` (
   UNIQUE KEY `key_id_2` (`key_id`,`algorithm`)
 ) ENGINE=InnoDB DEFAULT CHARSET=utf8;
 ALTER TABLE `private_keys` ADD COLUMN `gun` VARCHAR(255) NOT NULL, ADD COLUMN `role` VARCHAR(255) NOT NULL, ADD COLUMN `last_used` TIMESTAMP NULL DEFAULT NULL;";
+
+/// notary's `migrations/server/mysql` (0001–0005), as its migrate step leaves a database
+/// (`timestamp_keys`, made by 0001 and dropped by 0004, left out).
+pub const NOTARY_SERVER_SCHEMA: &str = "CREATE TABLE `tuf_files` (
+  `id` int(11) NOT NULL AUTO_INCREMENT,
+  `created_at` timestamp NULL DEFAULT NULL,
+  `updated_at` timestamp NULL DEFAULT NULL,
+  `deleted_at` timestamp NULL DEFAULT NULL,
+  `gun` varchar(255) NOT NULL,
+  `role` varchar(255) NOT NULL,
+  `version` int(11) NOT NULL,
+  `data` longblob NOT NULL,
+  PRIMARY KEY (`id`),
+  UNIQUE KEY `gun` (`gun`,`role`,`version`)
+) ENGINE=InnoDB DEFAULT CHARSET=utf8;
+ALTER TABLE `tuf_files` ADD COLUMN `sha256` CHAR(64) DEFAULT NULL, ADD INDEX `sha256` (`sha256`);
+CREATE TABLE `change_category` (
+  `category` VARCHAR(20) NOT NULL,
+  PRIMARY KEY (`category`)
+) ENGINE=InnoDB DEFAULT CHARSET=utf8;
+INSERT INTO `change_category` VALUES ('update'), ('deletion');
+CREATE TABLE `changefeed` (
+  `id` int(11) NOT NULL AUTO_INCREMENT,
+  `created_at` timestamp DEFAULT CURRENT_TIMESTAMP,
+  `gun` varchar(255) NOT NULL,
+  `version` int(11) NOT NULL,
+  `sha256` CHAR(64) DEFAULT NULL,
+  `category` VARCHAR(20) NOT NULL DEFAULT 'update',
+  PRIMARY KEY (`id`),
+  FOREIGN KEY (`category`) REFERENCES `change_category` (`category`),
+  INDEX `idx_changefeed_gun` (`gun`)
+) ENGINE=InnoDB DEFAULT CHARSET=utf8;";
+
+impl MyDb {
+    /// The `storage` object of a server config for this database.
+    pub fn storage(&self) -> String {
+        format!(r#"{{"backend":"mysql","db_url":"{}"}}"#, self.dsn())
+    }
+}

@@ -1,7 +1,8 @@
-//! Several trustbridge-server replicas on one PostgreSQL database, and notary-server's own
-//! database (the machine's PostgreSQL, one fresh database per test, dropped afterwards):
+//! Several trustbridge-server replicas on one PostgreSQL or MariaDB database, and
+//! notary-server's own database (the machine's PostgreSQL and MariaDB, one fresh database per
+//! test, dropped afterwards):
 //! - a write through one replica is served by the other at once (its cached view is dropped
-//!   by the commit's notification);
+//!   by the commit's notification on PostgreSQL, by the changefeed poll on MySQL);
 //! - trustbridge-server takes over a database that Go notary-server wrote, in notary's own
 //!   schema, with the same Go notary-signer, and notary-server reads back what it wrote;
 //! - one replica at a time runs the Cosign bridge, and another takes over.
@@ -9,6 +10,7 @@
 use std::path::Path;
 use std::time::{Duration, Instant};
 
+use trustbridge_e2e::mysql::{MyDb, NOTARY_SERVER_SCHEMA};
 use trustbridge_e2e::peers::{docker_registry, go_server_with, go_signer};
 use trustbridge_e2e::pg::{PgDb, psql};
 use trustbridge_e2e::server::{notary, start_server, write_config_file};
@@ -53,11 +55,21 @@ fn timestamp_version(url: &str, ca: &Path, gun: &str) -> i64 {
 }
 
 #[test]
-fn two_replicas_share_one_database() {
+fn two_replicas_share_one_postgresql_database() {
+    let db = PgDb::new("replicas");
+    two_replicas(&db.storage());
+}
+
+#[test]
+fn two_replicas_share_one_mariadb_database() {
+    let db = MyDb::new("replicas");
+    two_replicas(&db.storage());
+}
+
+fn two_replicas(storage: &str) {
     init();
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path();
-    let db = PgDb::new("replicas");
     let certs = dir.join("certs");
     trustbridge_certs::generate(30)
         .unwrap()
@@ -72,7 +84,7 @@ fn two_replicas_share_one_database() {
         "replica-a",
         free_port(),
         signer_port,
-        &db.storage(),
+        storage,
         "",
         &mut [&mut signer],
     );
@@ -81,7 +93,7 @@ fn two_replicas_share_one_database() {
         "replica-b",
         free_port(),
         signer_port,
-        &db.storage(),
+        storage,
         "",
         &mut [&mut signer],
     );
@@ -133,10 +145,15 @@ fn two_replicas_share_one_database() {
 }
 
 #[test]
-fn takes_over_a_notary_server_database_and_back() {
-    init();
-    let tmp = tempfile::tempdir().unwrap();
-    let dir = tmp.path();
+fn takes_over_a_notary_server_mariadb_database_and_back() {
+    let db = MyDb::new("takeover");
+    // notary-server does not create its tables: its MySQL migrations, as deployed.
+    db.sql(NOTARY_SERVER_SCHEMA);
+    takeover(&db.storage());
+}
+
+#[test]
+fn takes_over_a_notary_server_postgresql_database_and_back() {
     let db = PgDb::new("takeover");
     // notary-server does not create its tables: its PostgreSQL migrations, as deployed.
     psql(
@@ -152,6 +169,13 @@ fn takes_over_a_notary_server_database_and_back() {
            category VARCHAR(20) NOT NULL DEFAULT 'update' REFERENCES change_category);
          CREATE INDEX idx_changefeed_gun ON changefeed (gun);",
     );
+    takeover(&db.storage());
+}
+
+fn takeover(storage: &str) {
+    init();
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
     let certs = dir.join("certs");
     trustbridge_certs::generate(30)
         .unwrap()
@@ -160,14 +184,13 @@ fn takes_over_a_notary_server_database_and_back() {
     let ca = certs.join("root-ca.crt");
     let signer_port = free_port();
     let _signer = go_signer(dir, signer_port, r#"{"backend":"memory"}"#);
-    let storage = db.storage();
     let gun = "example.com/moved";
     let trust = dir.join("trust");
 
     // notary-server writes the repository.
     let port = free_port();
     let url = format!("https://127.0.0.1:{port}");
-    let mut go = go_server_with(dir, port, signer_port, &storage, "");
+    let mut go = go_server_with(dir, port, signer_port, storage, "");
     notary(&url, &ca, &trust, &["init", gun, "-p"]);
     addhash(&url, &ca, &trust, gun, "v1", &"11".repeat(32));
     go.stop();
@@ -179,7 +202,7 @@ fn takes_over_a_notary_server_database_and_back() {
         "trustbridge-server",
         port,
         signer_port,
-        &storage,
+        storage,
         "",
         &mut [],
     );
@@ -189,7 +212,7 @@ fn takes_over_a_notary_server_database_and_back() {
     ours.stop();
 
     // And back: notary-server reads what trustbridge wrote.
-    let _go = go_server_with(dir, port, signer_port, &storage, "");
+    let _go = go_server_with(dir, port, signer_port, storage, "");
     let list = notary(&url, &ca, &dir.join("fresh2"), &["list", gun]);
     assert!(list.contains("v1") && list.contains("v2"), "{list}");
 
@@ -200,7 +223,7 @@ fn takes_over_a_notary_server_database_and_back() {
         "trustbridge-server-2",
         free_port(),
         signer_port,
-        &storage,
+        storage,
         "",
         &mut [],
     );
@@ -250,11 +273,22 @@ fn all_mirrored(url: &str, ca: &Path, gun: &str, want: usize) {
 }
 
 #[test]
-fn one_replica_at_a_time_runs_the_bridge_and_another_takes_over() {
+fn one_replica_at_a_time_runs_the_bridge_on_postgresql() {
+    let db = PgDb::new("lease");
+    bridge_lease(&db.storage());
+}
+
+#[test]
+fn one_replica_at_a_time_runs_the_bridge_on_mariadb() {
+    let db = MyDb::new("lease");
+    bridge_lease(&db.storage());
+}
+
+/// One replica at a time runs the bridge, and another takes over when it goes.
+fn bridge_lease(storage: &str) {
     init();
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path();
-    let db = PgDb::new("lease");
     let certs = dir.join("certs");
     trustbridge_certs::generate(30)
         .unwrap()
@@ -274,7 +308,7 @@ fn one_replica_at_a_time_runs_the_bridge_and_another_takes_over() {
         "replica-a",
         free_port(),
         signer_port,
-        &db.storage(),
+        storage,
         &bridge,
         &mut [&mut signer],
     );
@@ -283,7 +317,7 @@ fn one_replica_at_a_time_runs_the_bridge_and_another_takes_over() {
         "replica-b",
         free_port(),
         signer_port,
-        &db.storage(),
+        storage,
         &bridge,
         &mut [&mut signer],
     );

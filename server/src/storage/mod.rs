@@ -1,11 +1,13 @@
 //! Metadata storage behind a trait, so handlers and validation never see the backend:
-//! SQLite (`sqlite`) for one process, PostgreSQL (`postgres`) for several replicas. The semantics are
+//! SQLite (`sqlite`) for one process, PostgreSQL (`postgres`) or MySQL/MariaDB (`mysql`) for
+//! several replicas. The semantics are
 //! notary-server's `MetaStore` (reference §6): every version kept with the sha256 of its
 //! bytes, `update_many` all-or-nothing and refusing a version ≤ a stored one, a changefeed row
 //! per stored timestamp, and a GUN delete leaving one `deletion` row.
 
 pub mod error;
 pub mod migration;
+pub mod mysql;
 pub mod outbox;
 pub mod postgres;
 pub mod renewals;
@@ -26,6 +28,9 @@ pub enum Backend {
     Sqlite(std::path::PathBuf),
     /// notary's `postgres`: the `db_url`, checked when the config is read; several replicas.
     Postgres(String),
+    /// notary's `mysql` (MySQL or MariaDB): the go-sql-driver DSN, checked when the config is
+    /// read; several replicas.
+    Mysql(String),
 }
 
 /// Open the configured store: the one place a backend becomes a [`MetaStore`] (the server,
@@ -36,12 +41,13 @@ pub fn open(backend: &Backend, offline: bool) -> Result<Arc<dyn MetaStore>, Stor
         Backend::Memory if offline => {
             return Err(StorageError::new(
                 StorageErrorKind::Config,
-                "the memory backend keeps nothing on disk for an offline command: use sqlite3 or postgres",
+                "the memory backend keeps nothing on disk for an offline command: use sqlite3, postgres or mysql",
             ));
         }
         Backend::Memory => Arc::new(sqlite::SqliteStore::in_memory()?),
         Backend::Sqlite(path) => Arc::new(sqlite::SqliteStore::open(path)?),
         Backend::Postgres(url) => Arc::new(postgres::PgStore::open(url)?),
+        Backend::Mysql(dsn) => Arc::new(mysql::MyStore::open(dsn)?),
     })
 }
 

@@ -1,14 +1,17 @@
-//! The PostgreSQL store itself (the machine's PostgreSQL, one fresh database per test, dropped
-//! afterwards): the same answers as the SQLite store, call for call; TLS to the database
-//! checked against `sslrootcert`. Replicas and notary-server interop: server_replicas.rs.
+//! The PostgreSQL and MySQL/MariaDB stores themselves (the machine's PostgreSQL and MariaDB,
+//! one fresh database per test, dropped afterwards): the same answers as the SQLite store,
+//! call for call; TLS to PostgreSQL checked against `sslrootcert`. Replicas and notary-server
+//! interop: server_replicas.rs.
 
 use std::path::Path;
 use std::process::Command;
 use std::sync::Arc;
 use std::time::Duration;
 
+use trustbridge_e2e::mysql::MyDb;
 use trustbridge_e2e::pg::PgDb;
 use trustbridge_e2e::{init, run_ok};
+use trustbridge_server::storage::mysql::MyStore;
 use trustbridge_server::storage::postgres::PgStore;
 use trustbridge_server::storage::sqlite::SqliteStore;
 use trustbridge_server::storage::{Action, Finish, MetaStore, NewJob, Update};
@@ -380,6 +383,35 @@ fn postgres_store_answers_as_the_sqlite_store_does() {
     );
     // Seven of example.com/app's files and the one of the control room's deleted GUN.
     assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "8");
+}
+
+#[test]
+fn mysql_store_answers_as_the_sqlite_store_does() {
+    init();
+    let db = MyDb::new("conf");
+    let my = MyStore::open(&db.dsn()).expect("MySQL store");
+    let sqlite = SqliteStore::in_memory().unwrap();
+    let a = scenario(&sqlite);
+    let b = scenario(&my);
+    for (x, y) in a.iter().zip(&b) {
+        assert_eq!(x, y, "SQLite and MySQL disagree");
+    }
+    assert_eq!(a.len(), b.len());
+    drop(my);
+    // The tombstones are kept, beside notary's own tables, which are notary's MySQL schema.
+    assert_eq!(
+        db.sql("SELECT COUNT(*) FROM tuf_files_deleted WHERE deleted_at IS NOT NULL")
+            .trim(),
+        "8"
+    );
+    let columns = db.sql(
+        "SELECT GROUP_CONCAT(column_name ORDER BY ordinal_position) FROM information_schema.columns \
+         WHERE table_schema = DATABASE() AND table_name = 'tuf_files'",
+    );
+    assert_eq!(
+        columns.trim(),
+        "id,created_at,updated_at,deleted_at,gun,role,version,data,sha256"
+    );
 }
 
 /// How many of `db`'s sessions are on TLS, and how many in all (pg_stat_ssl).
