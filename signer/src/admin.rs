@@ -18,7 +18,7 @@ pub fn open(config: &Config) -> Result<KeyStore> {
             "the memory backend keeps no keys between runs: point storage.backend at \"sqlite3\" to use admin commands".into(),
         ));
     }
-    KeyStore::open(&config.backend, &config.default_alias)
+    KeyStore::open(&config.backend, &config.default_alias)?.with_token(config.pkcs11.as_ref())
 }
 
 fn or_dash(s: &Option<String>) -> &str {
@@ -109,11 +109,14 @@ pub fn backup(store: &KeyStore, out: &Path, passphrase: &str) -> Result<String> 
     let keys = store.export_all()?;
     let text = backup::encode(&keys, passphrase)?;
     write_private(out, text.as_bytes())?;
-    Ok(format!(
-        "wrote {} key(s) to {}\n",
-        keys.len(),
-        out.display()
-    ))
+    let mut said = format!("wrote {} key(s) to {}\n", keys.len(), out.display());
+    let in_token = store.token_keys()?;
+    if in_token > 0 {
+        said.push_str(&format!(
+            "{in_token} key(s) in the PKCS#11 token are not in it: back the token up with its own tools\n"
+        ));
+    }
+    Ok(said)
 }
 
 pub fn restore(store: &KeyStore, file: &Path, passphrase: &str) -> Result<String> {

@@ -33,6 +33,8 @@ pub struct Config {
     pub backend: Backend,
     pub default_alias: String,
     pub log_level: String,
+    /// `pkcs11` (ours): the token new ECDSA keys are made in.
+    pub pkcs11: Option<crate::keystore::pkcs11::Pkcs11Config>,
 }
 
 /// A config value: the env override if set, else the nested JSON key.
@@ -132,6 +134,23 @@ impl Config {
             ));
         }
         let log_level = lookup(json, "logging.level").unwrap_or_else(|| "info".into());
+        let pkcs11 = match (
+            lookup(json, "pkcs11.module"),
+            lookup(json, "pkcs11.token_label"),
+        ) {
+            (None, None) => None,
+            (Some(module), Some(token_label)) => Some(crate::keystore::pkcs11::Pkcs11Config {
+                module: resolve(module),
+                token_label,
+                pin_env: lookup(json, "pkcs11.pin_env")
+                    .unwrap_or_else(|| crate::keystore::pkcs11::DEFAULT_PIN_ENV.into()),
+            }),
+            _ => {
+                return Err(
+                    "pkcs11 needs both module (the PKCS#11 library, e.g. /usr/lib/softhsm/libsofthsm2.so) and token_label".into(),
+                );
+            }
+        };
         Ok(Config {
             grpc_addr,
             tls_cert_file,
@@ -140,6 +159,7 @@ impl Config {
             backend,
             default_alias,
             log_level,
+            pkcs11,
         })
     }
 }

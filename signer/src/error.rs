@@ -42,6 +42,10 @@ pub enum Error {
     #[error("TLS: {0}")]
     Tls(String),
 
+    /// The PKCS#11 token (module, login, an operation) failed.
+    #[error("PKCS#11 token: {0}")]
+    Token(String),
+
     #[error("cosign key: {0}")]
     CosignKey(String),
 

@@ -162,7 +162,8 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             if !cli.debug {
                 disable_core_dumps();
             }
-            let store = KeyStore::open(&config.backend, &config.default_alias)?;
+            let store = KeyStore::open(&config.backend, &config.default_alias)?
+                .with_token(config.pkcs11.as_ref())?;
             store.check_passphrases()?;
             let rt = tokio::runtime::Runtime::new()?;
             rt.block_on(serve::serve(&config, Arc::new(store), shutdown_signal()))?;

@@ -98,7 +98,6 @@ fn a_notary_deployment_on_mariadb_moves_to_trustbridge_and_back() {
     );
     let (port, signer_port) = (free_port(), free_port());
     let url = format!("https://{HOST}:{port}");
-    let trust = dir.join("trust");
 
     // 1. Go notary on MariaDB.
     let mut go_signer_p = go_signer(dir, signer_port, &signer_storage);

@@ -4,6 +4,7 @@
 
 pub mod mysql;
 pub mod passphrase;
+pub mod pkcs11;
 pub mod postgres;
 pub mod rows;
 pub mod sqlite;
@@ -48,8 +49,18 @@ pub struct Signature {
     pub bytes: Vec<u8>,
 }
 
+/// Where a cached key signs: in this process (decrypted from its JWE) or in the token.
+enum Holder {
+    Soft(Box<PrivateKey>),
+    Token {
+        token: Arc<pkcs11::Token>,
+        id: Vec<u8>,
+        public: PublicKey,
+    },
+}
+
 struct Held {
-    key: PrivateKey,
+    key: Holder,
     /// When the row was last checked live and `last_used` written; None = not yet (a key
     /// generated here that has not signed).
     checked: Mutex<Option<Instant>>,
@@ -57,10 +68,17 @@ struct Held {
 
 impl Held {
     fn sign(&self, msg: &[u8]) -> Result<Signature> {
-        Ok(Signature {
-            key: self.key.public_key().clone(),
-            method: self.key.method(),
-            bytes: self.key.sign(msg)?,
+        Ok(match &self.key {
+            Holder::Soft(key) => Signature {
+                key: key.public_key().clone(),
+                method: key.method(),
+                bytes: key.sign(msg)?,
+            },
+            Holder::Token { token, id, public } => Signature {
+                key: public.clone(),
+                method: "ecdsa",
+                bytes: token.sign(id, msg)?,
+            },
         })
     }
 }
@@ -70,6 +88,8 @@ pub struct KeyStore {
     default_alias: String,
     memory: bool,
     cache: RwLock<HashMap<String, Arc<Held>>>,
+    /// The PKCS#11 token new ECDSA keys are made in, when configured.
+    token: Option<Arc<pkcs11::Token>>,
 }
 
 /// The key types notary-signer creates (`CryptoServiceIndex` has ecdsa and ed25519 only).
@@ -111,7 +131,38 @@ impl KeyStore {
             default_alias: default_alias.to_string(),
             memory: *backend == Backend::Memory,
             cache: RwLock::new(HashMap::new()),
+            token: None,
         })
+    }
+
+    /// Make new ECDSA keys in (and sign with keys from) the PKCS#11 token `cfg` names.
+    pub fn with_token(mut self, cfg: Option<&pkcs11::Pkcs11Config>) -> Result<KeyStore> {
+        if let Some(cfg) = cfg {
+            self.token = Some(Arc::new(pkcs11::Token::open(cfg)?));
+        }
+        Ok(self)
+    }
+
+    /// The key a row names, ready to sign: in the token, or decrypted from its JWE.
+    fn load(&self, row: &KeyRow) -> Result<Holder> {
+        let Some(id) = pkcs11::token_id(&row.private) else {
+            return self.decrypt(row).map(|k| Holder::Soft(Box::new(k)));
+        };
+        let id = id?;
+        let token = self.token.clone().ok_or_else(|| {
+            Error::Token(format!(
+                "key {} lives in a PKCS#11 token: add the signer config's pkcs11 section",
+                row.key_id
+            ))
+        })?;
+        let public = info_of(row.clone())?.public;
+        if public.id() != row.key_id || !token.has(&id)? {
+            return Err(Error::CorruptKey {
+                key_id: row.key_id.clone(),
+                reason: "its token key is missing or does not match the stored public key".into(),
+            });
+        }
+        Ok(Holder::Token { token, id, public })
     }
 
     pub fn default_alias(&self) -> &str {
@@ -163,7 +214,10 @@ impl KeyStore {
         self.passphrase(&self.default_alias)?;
         let all = self.rows.list()?;
         let mut by_alias: HashMap<&str, Vec<&KeyRow>> = HashMap::new();
-        for row in &all {
+        for row in all
+            .iter()
+            .filter(|r| pkcs11::token_id(&r.private).is_none())
+        {
             by_alias.entry(&row.passphrase_alias).or_default().push(row);
         }
         for keys in by_alias.into_values() {
@@ -223,15 +277,57 @@ impl KeyStore {
     }
 
     /// Always a new key (the admin CLI's `keys generate`).
+    /// With a token configured, an ECDSA key is generated inside it (other types are refused).
     pub fn generate(&self, role: &str, gun: &str, key_type: KeyType) -> Result<PublicKey> {
+        if let Some(token) = &self.token {
+            return self.generate_in_token(token.clone(), role, gun, key_type);
+        }
         let key = PrivateKey::generate(key_type)?;
         self.add(role, gun, &key, &self.default_alias.clone())?;
         let public = key.public_key().clone();
-        self.cache_insert(key, false);
+        self.cache_insert(key.id(), Holder::Soft(Box::new(key)), false);
         Ok(public)
     }
 
-    fn cache_insert(&self, key: PrivateKey, marked: bool) -> Arc<Held> {
+    fn generate_in_token(
+        &self,
+        token: Arc<pkcs11::Token>,
+        role: &str,
+        gun: &str,
+        key_type: KeyType,
+    ) -> Result<PublicKey> {
+        if key_type != KeyType::Ecdsa {
+            return Err(Error::UnsupportedAlgorithm(format!(
+                "{} (the PKCS#11 token makes ecdsa keys only: set trust_service.key_algorithm to ecdsa)",
+                key_type.as_str()
+            )));
+        }
+        let (id, spki) = token.generate_ecdsa(&format!("trustbridge {role} {gun}"))?;
+        let public = PublicKey::new(KeyType::Ecdsa, spki);
+        self.rows.insert(&KeyRow {
+            key_id: public.id(),
+            algorithm: KeyType::Ecdsa.as_str().into(),
+            passphrase_alias: pkcs11::ALIAS.into(),
+            public: public.public.clone(),
+            private: format!("{}{}", pkcs11::MARKER, hex::encode(&id)),
+            gun: gun.into(),
+            role: role.into(),
+            created_at: None,
+            last_used: None,
+        })?;
+        self.cache_insert(
+            public.id(),
+            Holder::Token {
+                token,
+                id,
+                public: public.clone(),
+            },
+            false,
+        );
+        Ok(public)
+    }
+
+    fn cache_insert(&self, key_id: String, key: Holder, marked: bool) -> Arc<Held> {
         let held = Arc::new(Held {
             key,
             checked: Mutex::new(marked.then(Instant::now)),
@@ -239,7 +335,7 @@ impl KeyStore {
         self.cache
             .write()
             .unwrap_or_else(|p| p.into_inner())
-            .insert(held.key.id(), held.clone());
+            .insert(key_id, held.clone());
         held
     }
 
@@ -282,9 +378,9 @@ impl KeyStore {
             .rows
             .get(key_id)?
             .ok_or_else(|| Error::KeyNotFound(key_id.into()))?;
-        let key = self.decrypt(&row)?;
+        let key = self.load(&row)?;
         self.rows.mark_used(key_id)?;
-        Ok(self.cache_insert(key, true))
+        Ok(self.cache_insert(key_id.to_string(), key, true))
     }
 
     /// Sign `msg` with `key_id` (the signer hashes; ECDSA comes back as raw r||s). The key
@@ -313,15 +409,42 @@ impl KeyStore {
     }
 
     /// Soft-delete; like notary's DeleteKey, deleting an absent key is not an error.
+    /// A key in a token is destroyed there too (a token key has no copy anywhere else).
     pub fn delete(&self, key_id: &str) -> Result<bool> {
         self.forget(key_id);
-        self.rows.soft_delete(key_id)
+        let row = self.rows.get(key_id)?;
+        let existed = self.rows.soft_delete(key_id)?;
+        if let Some(id) = row.and_then(|r| pkcs11::token_id(&r.private)) {
+            let token = self.token.as_ref().ok_or_else(|| {
+                Error::Token(format!(
+                    "key {key_id} lives in a PKCS#11 token: add the signer config's pkcs11 section to destroy it there"
+                ))
+            })?;
+            token.destroy(&id?)?;
+        }
+        Ok(existed)
     }
 
-    /// Move every live key to `alias` in one transaction: all rows are re-encrypted, or none.
+    /// How many live keys are in a token (and so in no backup).
+    pub fn token_keys(&self) -> Result<usize> {
+        Ok(self
+            .rows
+            .list()?
+            .iter()
+            .filter(|r| pkcs11::token_id(&r.private).is_some())
+            .count())
+    }
+
+    /// Move every live key to `alias` in one transaction: all rows are re-encrypted, or none
+    /// (keys in a token have no passphrase and are left alone).
     pub fn re_encrypt(&self, alias: &str) -> Result<usize> {
         let new_pass = self.passphrase(alias)?;
-        let all = self.rows.list()?;
+        let all: Vec<KeyRow> = self
+            .rows
+            .list()?
+            .into_iter()
+            .filter(|r| pkcs11::token_id(&r.private).is_none())
+            .collect();
         let mut changed = Vec::with_capacity(all.len());
         for row in &all {
             let key = self.decrypt(row)?;
@@ -332,10 +455,11 @@ impl KeyStore {
         Ok(all.len())
     }
 
-    /// Every live key decrypted, for a backup bundle.
+    /// Every live key decrypted, for a backup bundle (a token's keys cannot leave it).
     pub fn export_all(&self) -> Result<Vec<(KeyInfo, PrivateKey)>> {
         let all = self.rows.list()?;
         all.into_iter()
+            .filter(|r| pkcs11::token_id(&r.private).is_none())
             .map(|row| {
                 let key = self.decrypt(&row)?;
                 Ok((info_of(row)?, key))
