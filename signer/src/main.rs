@@ -79,7 +79,7 @@ enum KeysCmd {
         #[arg(long, default_value = "ecdsa")]
         algorithm: String,
     },
-    /// Delete a key (soft delete, as notary-signer does)
+    /// Delete a key (soft delete, as notary-signer does; a key in a PKCS#11 token is destroyed there)
     Delete { key_id: String },
     /// Re-encrypt every key under ALIAS (its passphrase in NOTARY_SIGNER_<ALIAS>), all or none
     ReEncrypt {
