@@ -9,20 +9,9 @@ use serde_json::Value;
 
 use crate::error::{Error, Result};
 
-/// Environment prefix notary-signer uses for config keys and passphrase aliases.
-pub const ENV_PREFIX: &str = "NOTARY_SIGNER_";
+pub use crate::keystore::passphrase::ENV_PREFIX;
 
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Backend {
-    /// An in-memory store; like notary's memory backend, CreateKey always makes a new key.
-    Memory,
-    /// The embedded default: a SQLite file holding notary-signer's `private_keys` table.
-    Sqlite(PathBuf),
-    /// notary-signer's PostgreSQL database (`storage.db_url`, lib/pq's URL form).
-    Postgres(String),
-    /// notary-signer's MySQL/MariaDB database (`storage.db_url`, go-sql-driver's DSN).
-    Mysql(String),
-}
+pub use crate::keystore::Backend;
 
 #[derive(Clone, Debug)]
 pub struct Config {

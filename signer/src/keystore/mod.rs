@@ -15,9 +15,21 @@ use std::time::{Duration, Instant};
 
 use trustbridge_tuf::{KeyType, PrivateKey, PublicKey, jwe};
 
-use crate::config::Backend;
 use crate::error::{Error, Result};
 use rows::{KeyRow, KeyRows};
+
+/// Where the key rows are kept (notary-signer's `storage.backend` and `storage.db_url`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Backend {
+    /// An in-memory store; like notary's memory backend, CreateKey always makes a new key.
+    Memory,
+    /// The embedded default: a SQLite file holding notary-signer's `private_keys` table.
+    Sqlite(std::path::PathBuf),
+    /// notary-signer's PostgreSQL database (`storage.db_url`, lib/pq's URL form).
+    Postgres(String),
+    /// notary-signer's MySQL/MariaDB database (`storage.db_url`, go-sql-driver's DSN).
+    Mysql(String),
+}
 
 /// notary's memory backend encrypts with this constant (`passphrase.ConstantRetriever`).
 const MEMORY_PASSPHRASE: &str = "memory-db-ignore";

@@ -3,8 +3,10 @@
 
 use zeroize::Zeroizing;
 
-use crate::config::ENV_PREFIX;
 use crate::error::{Error, Result};
+
+/// Environment prefix notary-signer uses for config keys and passphrase aliases.
+pub const ENV_PREFIX: &str = "NOTARY_SIGNER_";
 
 /// The environment variable holding `alias`'s passphrase.
 pub fn env_var(alias: &str) -> String {
