@@ -7,6 +7,7 @@ use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
+use trustbridge_e2e::mysql::MyDb;
 use trustbridge_e2e::server::{start_server, write_server_config};
 use trustbridge_e2e::signer::{start_ours, write_config};
 use trustbridge_e2e::{free_port, https_get, init, our_bin};
@@ -34,6 +35,21 @@ fn wait_up(url: &str, ca: &Path, port: u16, want: &str) {
 
 #[test]
 fn a_signer_killed_mid_storm_fails_no_publish_and_rejoins() {
+    storm("sqlite3");
+}
+
+/// The deployment notary users ran: the key database is MySQL/MariaDB, shared by both signers.
+#[test]
+fn two_signers_on_one_mariadb_database_survive_a_kill_mid_storm() {
+    let db = MyDb::new("signers");
+    storm(&format!(
+        r#"{{"backend":"mysql","db_url":"{}","default_alias":"alias1"}}"#,
+        db.dsn()
+    ));
+}
+
+/// Two signers on one key database (`backend`, as [`write_config`] takes it), one killed.
+fn storm(backend: &str) {
     init();
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path();
@@ -42,9 +58,9 @@ fn a_signer_killed_mid_storm_fails_no_publish_and_rejoins() {
         .unwrap()
         .write(&certs)
         .unwrap();
-    // Two signers, one key database (keys.db beside both configs).
+    // Two signers, one key database (keys.db beside both configs, or a SQL database).
     let (pa, pb) = (free_port(), free_port());
-    let config_a = write_config(dir, pa, "sqlite3");
+    let config_a = write_config(dir, pa, backend);
     let config_b = dir.join("signer-b.json");
     std::fs::write(
         &config_b,
