@@ -93,7 +93,15 @@ fn config_reads_notary_keys_into_each_modules_settings_with_their_defaults() {
             json!({"caching": {"max_age": {"consistent_metadata": 40_000_000}}}),
             "caching.max_age.consistent_metadata",
         ),
-        (json!({"storage": {"backend": "mysql"}}), "storage.backend"),
+        (
+            json!({"storage": {"backend": "rethinkdb"}}),
+            "storage.backend",
+        ),
+        (json!({"storage": {"backend": "mysql"}}), "storage.db_url"),
+        (
+            json!({"storage": {"backend": "mysql", "db_url": "u@tcp(db:3306)/n?tls=skip-verify"}}),
+            "storage.db_url",
+        ),
         (
             json!({"trustbridge": {"bridge": {"key_id": "k", "allow_loopback": 3}}}),
             "trustbridge.bridge.allow_loopback",
