@@ -5,7 +5,7 @@
 //! signers may share the database.
 
 use mysql::prelude::Queryable;
-use mysql::{Pool, PooledConn, TxOpts};
+use mysql::{IsolationLevel, Pool, PooledConn, TxOpts};
 
 use super::rows::{ENCRYPTION_ALG, KEYWRAP_ALG, KeyRow, KeyRows, sql_time};
 use crate::error::{Error, Result};
@@ -106,11 +106,26 @@ impl MysqlRows {
     }
 }
 
+/// Transactions read committed rows and lock only the rows they write (no gap locks), so
+/// signers writing different keys never wait on each other.
+fn tx_opts() -> TxOpts {
+    TxOpts::default().set_isolation_level(Some(IsolationLevel::ReadCommitted))
+}
+
 fn insert(c: &mut impl Queryable, row: &KeyRow) -> Result<(), mysql::Error> {
-    c.exec_drop(
-        "DELETE FROM private_keys WHERE key_id = ? AND deleted_at IS NOT NULL",
+    // A restore replaces a soft-deleted row; a new key (the common case) has none, and a
+    // DELETE that finds nothing would still lock the index gap, which two signers creating
+    // keys at once then deadlock on.
+    let deleted: Option<i64> = c.exec_first(
+        "SELECT 1 FROM private_keys WHERE key_id = ? AND deleted_at IS NOT NULL",
         (&row.key_id,),
     )?;
+    if deleted.is_some() {
+        c.exec_drop(
+            "DELETE FROM private_keys WHERE key_id = ? AND deleted_at IS NOT NULL",
+            (&row.key_id,),
+        )?;
+    }
     let created = row.created_at.as_deref().and_then(sql_time);
     let used = row.last_used.as_deref().and_then(sql_time);
     c.exec_drop(
@@ -173,14 +188,14 @@ impl KeyRows for MysqlRows {
 
     fn insert(&self, row: &KeyRow) -> Result<()> {
         let mut c = self.conn()?;
-        let mut tx = c.start_transaction(TxOpts::default()).map_err(err)?;
+        let mut tx = c.start_transaction(tx_opts()).map_err(err)?;
         insert(&mut tx, row).map_err(err)?;
         tx.commit().map_err(err)
     }
 
     fn insert_missing(&self, rows: &[KeyRow]) -> Result<usize> {
         let mut c = self.conn()?;
-        let mut tx = c.start_transaction(TxOpts::default()).map_err(err)?;
+        let mut tx = c.start_transaction(tx_opts()).map_err(err)?;
         let mut added = 0;
         for row in rows {
             if get(&mut tx, &row.key_id).map_err(err)?.is_none() {
@@ -215,7 +230,7 @@ impl KeyRows for MysqlRows {
 
     fn set_private(&self, rows: &[(String, String, String)]) -> Result<()> {
         let mut c = self.conn()?;
-        let mut tx = c.start_transaction(TxOpts::default()).map_err(err)?;
+        let mut tx = c.start_transaction(tx_opts()).map_err(err)?;
         for (key_id, alias, jwe) in rows {
             tx.exec_drop(
                 "UPDATE private_keys SET private = ?, passphrase_alias = ?, \

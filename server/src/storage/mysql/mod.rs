@@ -22,7 +22,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 use ::mysql::prelude::Queryable;
-use ::mysql::{Pool, PooledConn, Transaction, TxOpts, Value};
+use ::mysql::{IsolationLevel, Pool, PooledConn, Transaction, TxOpts, Value};
 use time::{OffsetDateTime, PrimitiveDateTime};
 
 mod dialect;
@@ -39,6 +39,19 @@ use crate::storage::error::{StorageError, StorageErrorKind};
 
 /// MySQL's duplicate-key errors (1062 entry, 1022 key), which notary maps to `ErrOldVersion`.
 const DUPLICATE: [u16; 2] = [1062, 1022];
+
+/// A deadlock (1213) or lock wait timeout (1205): InnoDB rolled the transaction back, and
+/// running it again is the documented answer.
+const RETRY: [u16; 2] = [1213, 1205];
+
+/// Attempts at a transaction InnoDB keeps rolling back.
+const ATTEMPTS: usize = 4;
+
+fn retryable(e: &StorageError) -> bool {
+    std::error::Error::source(e)
+        .and_then(|s| s.downcast_ref::<::mysql::Error>())
+        .is_some_and(|e| matches!(e, ::mysql::Error::MySqlError(m) if RETRY.contains(&m.code)))
+}
 
 fn my(e: ::mysql::Error) -> StorageError {
     let kind = match &e {
@@ -176,21 +189,35 @@ impl MyStore {
         self.pool.get_conn().map_err(my)
     }
 
-    /// One transaction; with `gun`, under that GUN's writer lock.
+    /// One transaction (read committed: InnoDB then locks the rows written, not the gaps
+    /// between them, so writers of different GUNs do not deadlock on shared tables), run again
+    /// when InnoDB rolls it back for a deadlock; with `gun`, under that GUN's writer lock.
     pub(super) fn tx<T>(
         &self,
         gun: Option<&str>,
-        f: impl FnOnce(&mut Transaction<'_>) -> Result<T, StorageError>,
+        mut f: impl FnMut(&mut Transaction<'_>) -> Result<T, StorageError>,
     ) -> Result<T, StorageError> {
         let mut c = self.conn()?;
-        let run = |c: &mut PooledConn| {
-            let mut tx = c.start_transaction(TxOpts::default()).map_err(my)?;
-            let out = f(&mut tx)?;
-            tx.commit().map_err(my)?;
-            Ok(out)
+        let mut run = |c: &mut PooledConn| {
+            let opts = TxOpts::default().set_isolation_level(Some(IsolationLevel::ReadCommitted));
+            let mut attempt = 1;
+            loop {
+                let out = c.start_transaction(opts).map_err(my).and_then(|mut tx| {
+                    let out = f(&mut tx)?;
+                    tx.commit().map_err(my)?;
+                    Ok(out)
+                });
+                match out {
+                    Err(e) if attempt < ATTEMPTS && retryable(&e) => {
+                        tracing::debug!(error = %e, attempt, "MySQL rolled a transaction back; again");
+                        attempt += 1;
+                    }
+                    other => return other,
+                }
+            }
         };
         match gun {
-            Some(gun) => locked(&mut c, &schema::gun_lock(gun), run),
+            Some(gun) => locked(&mut c, &schema::gun_lock(gun), &mut run),
             None => run(&mut c),
         }
     }
@@ -254,6 +281,7 @@ impl MetaStore for MyStore {
         let now = now_ts();
         let mut feed = Vec::new();
         self.tx(Some(gun), |tx| {
+            feed.clear();
             for u in updates {
                 let version = i32::try_from(u.version).map_err(|_| StorageError::conflict())?;
                 let newer: Option<bool> = tx
@@ -329,6 +357,7 @@ impl MetaStore for MyStore {
         let now = now_ts();
         let mut feed = Vec::new();
         let existed = self.tx(Some(gun), |tx| {
+            feed.clear();
             // notary hard-deletes (its unique key spans deleted rows); the rows move to the
             // tombstone table, kept for audit and recovery, never served.
             tx.exec_drop(
@@ -441,8 +470,8 @@ impl MyStore {
         update_params: Vec<Value>,
     ) -> Result<u64, StorageError> {
         self.tx(None, |tx| {
-            let guns: Vec<String> = tx.exec(select, params).map_err(my)?;
-            tx.exec_drop(update, update_params).map_err(my)?;
+            let guns: Vec<String> = tx.exec(select, params.clone()).map_err(my)?;
+            tx.exec_drop(update, update_params.clone()).map_err(my)?;
             let n = tx.affected_rows();
             let unique: std::collections::BTreeSet<&String> = guns.iter().collect();
             for g in unique {
