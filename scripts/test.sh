@@ -9,7 +9,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-peers=(notary notary-server notary-signer docker-registry skopeo protoc wrk curl tmux chromium psql mariadb softhsm2-util pkcs11-tool)
+peers=(notary notary-server notary-signer docker-registry skopeo protoc wrk curl tmux chromium psql mariadb mariadb-install-db softhsm2-util pkcs11-tool)
 missing=()
 for b in "${peers[@]}"; do command -v "$b" >/dev/null 2>&1 || missing+=("$b"); done
 if [ ${#missing[@]} -gt 0 ]; then
@@ -21,7 +21,7 @@ if [ ${#missing[@]} -gt 0 ]; then
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -qq
   apt-get install -y -qq notary docker-registry skopeo protobuf-compiler wrk curl tmux chromium \
-    postgresql-client mariadb-client softhsm2 opensc >/dev/null
+    postgresql-client mariadb-client mariadb-server softhsm2 opensc >/dev/null
 fi
 for b in "${peers[@]}"; do
   command -v "$b" >/dev/null 2>&1 || { echo "test.sh: peer $b still missing after install" >&2; exit 1; }

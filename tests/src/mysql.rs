@@ -104,3 +104,90 @@ impl MyDb {
         format!(r#"{{"backend":"mysql","db_url":"{}"}}"#, self.dsn())
     }
 }
+
+/// A MariaDB server of a test's own (mariadb-install-db into a temporary directory, run as
+/// root on a free loopback port) serving TLS with `cert`/`key`, stopped on drop: the
+/// machine's MariaDB has TLS off.
+pub struct PrivateMaria {
+    _tmp: tempfile::TempDir,
+    child: std::process::Child,
+    pub port: u16,
+}
+
+impl PrivateMaria {
+    pub fn start_tls(cert: &std::path::Path, key: &std::path::Path) -> PrivateMaria {
+        let tmp = tempfile::tempdir().unwrap();
+        let data = tmp.path().join("data");
+        run_ok(
+            "mariadb-install-db",
+            Command::new(require_bin("mariadb-install-db"))
+                .arg("--no-defaults")
+                .arg(format!("--datadir={}", data.display()))
+                .args([
+                    "--user=root",
+                    "--auth-root-authentication-method=normal",
+                    "--skip-test-db",
+                ]),
+        );
+        let port = free_port();
+        let child = Command::new(require_bin("mariadbd"))
+            .arg("--no-defaults")
+            .arg(format!("--datadir={}", data.display()))
+            .arg(format!("--socket={}", tmp.path().join("sock").display()))
+            .arg(format!("--port={port}"))
+            .args(["--user=root", "--bind-address=127.0.0.1", "--skip-log-bin"])
+            .arg(format!("--ssl-cert={}", cert.display()))
+            .arg(format!("--ssl-key={}", key.display()))
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        let m = PrivateMaria {
+            _tmp: tmp,
+            child,
+            port,
+        };
+        let start = std::time::Instant::now();
+        while m.try_sql("SELECT 1").is_none() {
+            assert!(
+                start.elapsed() < std::time::Duration::from_secs(30),
+                "the private MariaDB never answered"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+        m
+    }
+
+    fn try_sql(&self, sql: &str) -> Option<String> {
+        let out = Command::new("mariadb")
+            .args([
+                "-h",
+                "127.0.0.1",
+                "-P",
+                &self.port.to_string(),
+                "-u",
+                "root",
+                "-N",
+                "-B",
+            ])
+            .args(["-e", sql])
+            .output()
+            .ok()?;
+        out.status
+            .success()
+            .then(|| String::from_utf8_lossy(&out.stdout).into_owned())
+    }
+
+    /// Run `sql` as root (over TCP, no TLS needed for root).
+    pub fn sql(&self, sql: &str) -> String {
+        self.try_sql(sql)
+            .unwrap_or_else(|| panic!("private MariaDB refused: {sql}"))
+    }
+}
+
+impl Drop for PrivateMaria {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

@@ -8,7 +8,7 @@ use std::process::Command;
 use std::sync::Arc;
 use std::time::Duration;
 
-use trustbridge_e2e::mysql::MyDb;
+use trustbridge_e2e::mysql::{MyDb, PrivateMaria};
 use trustbridge_e2e::pg::PgDb;
 use trustbridge_e2e::{init, run_ok};
 use trustbridge_server::storage::mysql::MyStore;
@@ -474,4 +474,42 @@ fn tls_to_postgres_is_verified_against_sslrootcert() {
     .unwrap()
     .to_string();
     assert!(e.contains("add sslrootcert="), "{e}");
+}
+
+/// TLS to MySQL/MariaDB: with `tls=true&tls-ca=`, the server's chain and address are checked
+/// against that CA; a user the database lets in only over TLS connects; another CA, or no TLS,
+/// does not.
+#[test]
+fn tls_to_mariadb_is_verified_against_tls_ca() {
+    init();
+    let tmp = tempfile::tempdir().unwrap();
+    let (certs, other) = (tmp.path().join("certs"), tmp.path().join("other"));
+    for d in [&certs, &other] {
+        trustbridge_certs::generate(30).unwrap().write(d).unwrap();
+    }
+    let db = PrivateMaria::start_tls(&certs.join("server.crt"), &certs.join("server.key"));
+    db.sql("CREATE DATABASE notary; CREATE USER 'tb'@'127.0.0.1' REQUIRE SSL; GRANT ALL ON notary.* TO 'tb'@'127.0.0.1'");
+    let dsn = |q: &str| format!("tb@tcp(127.0.0.1:{})/notary?parseTime=True{q}", db.port);
+    let ca = |d: &Path| format!("&tls=true&tls-ca={}", d.join("root-ca.crt").display());
+    let store = MyStore::open(&dsn(&ca(&certs))).expect("TLS to MariaDB");
+    store
+        .update_many("example.com/tls", &[file("root", 1, "r")], &[])
+        .unwrap();
+    assert_eq!(
+        store
+            .latest("example.com/tls", "root")
+            .unwrap()
+            .unwrap()
+            .version,
+        1
+    );
+    drop(store);
+    let e = MyStore::open(&dsn(&ca(&other)))
+        .err()
+        .expect("another CA is refused");
+    assert!(e.to_string().to_lowercase().contains("certificate"), "{e}");
+    let e = MyStore::open(&dsn(""))
+        .err()
+        .expect("no TLS is refused by the database");
+    assert!(e.to_string().contains("Access denied"), "{e}");
 }
