@@ -96,6 +96,7 @@ echo "  key creation cost, late/early: trustbridge $(ratio "$(first "$tb_k2")" "
 
 echo "memory after populating (RSS, MiB)"
 echo "  trustbridge-server $(rss "$tbv_pid") (idle before: $tb_rss0; target < 150 at 100k)   trustbridge-signer $(rss "$tbs_pid")"
+echo "  trustbridge cache: $(curl -fsS --cacert "$tb_ca" "$tb_url/metrics" | awk '/^trustbridge_cache_(bytes|budget_bytes|views) / {printf "%s=%s ", substr($1, 19), $2}')"
 echo "  notary-server      $(rss "$refv_pid")   notary-signer $(rss "$refs_pid")"
 
 echo "GET timestamp.json, 32 at a time for ${secs}s"
