@@ -33,5 +33,13 @@ fuzz_target!(|data: &[u8]| {
             once,
             "canonical_raw and canonical disagree"
         );
+        // Text taken as canonical (signatures then checked over it) must be exactly that.
+        if trustbridge_tuf::canonical_check::is_canonical(raw) {
+            assert_eq!(
+                text.as_bytes(),
+                &once[..],
+                "is_canonical accepted a non-canonical text"
+            );
+        }
     }
 });

@@ -26,6 +26,7 @@
 
 mod asn1;
 mod b64;
+pub mod canonical_check;
 mod certpem;
 pub mod cjson;
 pub mod dsse;

@@ -125,6 +125,18 @@ proptest! {
         let text = if pretty { serde_json::to_string_pretty(&v) } else { serde_json::to_string(&v) }.unwrap();
         let raw: &serde_json::value::RawValue = serde_json::from_str(&text).unwrap();
         prop_assert_eq!(cjson::canonical_raw(raw).ok(), cjson::canonical(&v).ok());
+        // Text recognised as canonical is exactly its canonical form; canonical text is
+        // always recognised.
+        let canon = cjson::canonical(&v).ok();
+        if trustbridge_tuf::canonical_check::is_canonical(raw) {
+            prop_assert_eq!(canon.clone(), Some(text.clone().into_bytes()));
+        }
+        if let Some(c) = canon
+            && let Ok(t) = std::str::from_utf8(&c)
+            && let Ok(r) = serde_json::from_str::<&serde_json::value::RawValue>(t)
+        {
+            prop_assert!(trustbridge_tuf::canonical_check::is_canonical(r), "{}", t);
+        }
     }
 
     #[test]

@@ -99,7 +99,10 @@ impl GunView {
         &self,
         on_expiry: crate::mirror::OnExpiry,
     ) -> BTreeMap<String, crate::storage::Mirrored> {
-        crate::mirror::mirror_set(self.files(), on_expiry)
+        crate::mirror::mirror_set(
+            self.current.iter().map(|(r, s)| (r.as_str(), &s.data)),
+            on_expiry,
+        )
     }
 }
 
@@ -497,7 +500,7 @@ impl Repo {
             return Err(Error::old_version());
         }
         // The newest version of each role is what the repository serves now.
-        let mut newest: BTreeMap<&str, &[u8]> = BTreeMap::new();
+        let mut newest: BTreeMap<&str, &Arc<[u8]>> = BTreeMap::new();
         for f in &files {
             newest.insert(&f.role, &f.data);
         }

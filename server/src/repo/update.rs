@@ -19,7 +19,11 @@ fn mirror_jobs(
     updates: &[Update],
     on_expiry: crate::mirror::OnExpiry,
 ) -> Vec<NewJob> {
-    let mut after: BTreeMap<&str, &[u8]> = view.files().collect();
+    let mut after: BTreeMap<&str, &std::sync::Arc<[u8]>> = view
+        .current
+        .iter()
+        .map(|(r, s)| (r.as_str(), &s.data))
+        .collect();
     for u in updates {
         after.insert(&u.role, &u.data);
     }

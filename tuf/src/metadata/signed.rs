@@ -150,7 +150,15 @@ impl<T: Role> Signed<T> {
         keys: &BTreeMap<String, PublicKey>,
         role_keyids: &[String],
     ) -> Result<Vec<String>, Error> {
-        let msg = self.signed_message()?;
+        // Signed as notary signs, `signed` is already canonical in the file: the signatures
+        // are checked over those bytes, not a canonical copy of them.
+        let env: RawEnvelope =
+            serde_json::from_slice(&self.raw).map_err(|e| Error::Json(e.to_string()))?;
+        let msg: std::borrow::Cow<'_, [u8]> = if crate::canonical_check::is_canonical(env.signed) {
+            std::borrow::Cow::Borrowed(env.signed.get().as_bytes())
+        } else {
+            std::borrow::Cow::Owned(cjson::canonical_raw(env.signed)?)
+        };
         let mut valid: Vec<String> = Vec::new();
         for sig in &self.signatures {
             if valid.contains(&sig.keyid) || !role_keyids.contains(&sig.keyid) {

@@ -138,11 +138,13 @@ fn job(r: &Row<'_>) -> rusqlite::Result<Job> {
 const FILE_COLS: &str = "role, version, data, sha256, created_at";
 
 fn stored(r: &Row<'_>) -> rusqlite::Result<Stored> {
-    let data: Vec<u8> = r.get(2)?;
+    // Straight from SQLite's buffer into the shared bytes: a Vec first would hold a large
+    // file twice (a 9 MiB targets file read cold is a 9 MiB allocation, not 18).
+    let data: std::sync::Arc<[u8]> = std::sync::Arc::from(r.get_ref(2)?.as_blob()?);
     Ok(Stored {
         role: r.get(0)?,
         version: r.get(1)?,
-        data: data.into(),
+        data,
         sha256: r.get(3)?,
         created_at: time_of(r.get(4)?),
     })
