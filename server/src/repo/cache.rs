@@ -18,9 +18,10 @@ use super::GunView;
 pub struct CacheSettings {
     /// The budget for cached views, in MiB (default 64). A repository whose view alone is
     /// larger than a shard's part of it is served from the store every time. 64 MiB holds
-    /// the views of about 40k typical repositories (≈1.5 KiB each: keys, root, a few tags)
-    /// and keeps the server under 150 MiB at 100k repositories (bench/scale.sh); a cold one
-    /// costs one indexed read (p99 ≈ 4 ms at 100k).
+    /// the views of about 8.6k typical repositories (≈7.7 KiB each: root with its
+    /// certificates, targets, snapshot, timestamp) and keeps the server at 94 MiB with 100k
+    /// repositories (bench/scale.sh; 242 MiB with 256); a cold one costs one indexed read
+    /// (p99 4.4 ms at 100k).
     pub max_mib: u64,
 }
 
