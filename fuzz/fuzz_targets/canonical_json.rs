@@ -33,10 +33,11 @@ fuzz_target!(|data: &[u8]| {
             once,
             "canonical_raw and canonical disagree"
         );
-        // Text taken as canonical (signatures then checked over it) must be exactly that.
+        // Text taken as canonical (signatures then checked over it) must be exactly that
+        // (the value's own text: whitespace around a top-level value is not part of it).
         if trustbridge_tuf::canonical_check::is_canonical(raw) {
             assert_eq!(
-                text.as_bytes(),
+                raw.get().as_bytes(),
                 &once[..],
                 "is_canonical accepted a non-canonical text"
             );
