@@ -316,9 +316,10 @@ pub const INSERT_TAG: &str = "INSERT INTO trust_tags (gun, tag, digest, role, si
 pub const INSERT_ROLE: &str = "INSERT INTO trust_roles (gun, role, expires) VALUES ($1, $2, $3)";
 
 /// Recompute one GUN's summary row from its trust, its latest sign job per tag and the
-/// reconciler's findings (`$1` the GUN, `$2` now in nanoseconds); `last_read` is kept.
+/// reconciler's findings (`$1` the GUN, `$2` now in nanoseconds); `last_read` is kept, or, for
+/// a summary made after the GUN's first reads (whose mark found no row), taken from `dct_usage`.
 pub const REFRESH: &str = r#"
-INSERT INTO migration_guns (gun, tags, mirrored, verified, queued, dead, drift, expires, updated_at)
+INSERT INTO migration_guns (gun, tags, mirrored, verified, queued, dead, drift, expires, updated_at, last_read)
 SELECT CAST($1 AS VARCHAR(255)), COUNT(*),
   COALESCE(SUM(CASE WHEN s = 'mirrored' THEN 1 ELSE 0 END), 0),
   COALESCE(SUM(v), 0),
@@ -326,7 +327,8 @@ SELECT CAST($1 AS VARCHAR(255)), COUNT(*),
   COALESCE(SUM(CASE WHEN s IN ('dead', 'not-configured') THEN 1 ELSE 0 END), 0),
   COALESCE(SUM(d), 0),
   (SELECT MIN(r.expires) FROM trust_roles r WHERE r.gun = $1),
-  CAST($2 AS BIGINT)
+  CAST($2 AS BIGINT),
+  (SELECT MAX(u.day) FROM dct_usage u WHERE u.gun = $1)
 FROM (SELECT
     (SELECT j.state FROM bridge_jobs j WHERE j.gun = t.gun AND j.tag = t.tag AND j.digest = t.digest AND j.action = 'sign' ORDER BY j.id DESC LIMIT 1) AS s,
     CASE WHEN c.digest = t.digest AND c.verified_at IS NOT NULL AND NOT c.drift THEN 1 ELSE 0 END AS v,
@@ -336,7 +338,8 @@ FROM (SELECT
 WHERE true
 ON CONFLICT (gun) DO UPDATE SET tags = excluded.tags, mirrored = excluded.mirrored,
   verified = excluded.verified, queued = excluded.queued, dead = excluded.dead,
-  drift = excluded.drift, expires = excluded.expires, updated_at = excluded.updated_at
+  drift = excluded.drift, expires = excluded.expires, updated_at = excluded.updated_at,
+  last_read = COALESCE(migration_guns.last_read, excluded.last_read)
 "#;
 
 /// Whether `gun` still has stored metadata (a summary is kept only for those).

@@ -153,7 +153,7 @@ mod tests {
         );
         // A parameter used three times is bound three times.
         let s = stmt(m::REFRESH);
-        assert_eq!(s.order, [0, 0, 1, 0]);
+        assert_eq!(s.order, [0, 0, 1, 0, 0]);
         assert!(!s.sql.contains("excluded") && !s.sql.contains('$'));
         let s = stmt(m::PAGE_FROM);
         assert!(
