@@ -42,6 +42,10 @@ pub enum Error {
     #[error("TLS: {0}")]
     Tls(String),
 
+    /// The Notation signing key or its certificate chain (generate, import, renew).
+    #[error("Notation key: {0}")]
+    Notation(String),
+
     /// The PKCS#11 token (module, login, an operation) failed.
     #[error("PKCS#11 token: {0}")]
     Token(String),

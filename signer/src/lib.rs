@@ -7,6 +7,7 @@ pub mod config;
 pub mod cosign;
 pub mod error;
 pub mod keystore;
+pub mod notation;
 pub mod serve;
 pub mod service;
 pub mod token_key;

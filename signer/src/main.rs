@@ -42,9 +42,42 @@ enum Command {
     /// The Cosign bridge key
     #[command(subcommand, name = "cosign-key")]
     CosignKey(CosignCmd),
+    /// The Notation signing key and its certificate chain
+    #[command(subcommand, name = "notation-key")]
+    NotationKey(NotationCmd),
     /// The key trustbridge-server's built-in token issuer signs with
     #[command(subcommand, name = "token-key")]
     TokenKey(TokenCmd),
+}
+
+#[derive(Subcommand)]
+enum NotationCmd {
+    /// Generate a CA and a signing key with a leaf certificate for SUBJECT (needs CN, O, ST, C)
+    Generate {
+        #[arg(long)]
+        subject: String,
+        /// The leaf's life in days (renewed when a third is left)
+        #[arg(long, default_value_t = trustbridge_signer::notation::DEFAULT_LEAF_DAYS)]
+        days: i64,
+    },
+    /// Use a chain from your own PKI (leaf first), for the key here or for --key (PKCS#8 PEM)
+    Import {
+        #[arg(long)]
+        cert: PathBuf,
+        #[arg(long)]
+        key: Option<PathBuf>,
+    },
+    /// Issue a new leaf for the same key now (a generated chain's CA signs it)
+    Renew {
+        #[arg(long)]
+        days: Option<i64>,
+    },
+    /// Show the key, its subject, validity and chain
+    Show,
+    /// Print the chain's root certificate (the trust anchor for `notation cert add`)
+    ExportCa,
+    /// Print the signing key's ID (for trustbridge.bridge.notation.key_id)
+    Id,
 }
 
 #[derive(Subcommand)]
@@ -198,6 +231,39 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             let store = admin::open(&config)?;
             let id = trustbridge_signer::token_key::generate(&store, &cn, &cert_out)?;
             format!("{id}\n")
+        }
+        Command::NotationKey(c) => {
+            use trustbridge_signer::notation;
+            let store = admin::open(&config)?;
+            match c {
+                NotationCmd::Generate { subject, days } => {
+                    format!("{}\n", notation::generate(&store, &subject, days)?)
+                }
+                NotationCmd::Import { cert, key } => {
+                    let chain = std::fs::read(&cert)
+                        .with_context(|| format!("reading {}", cert.display()))?;
+                    let key = match key {
+                        Some(k) => Some(
+                            std::fs::read(&k)
+                                .with_context(|| format!("reading {}", k.display()))?,
+                        ),
+                        None => None,
+                    };
+                    format!("{}\n", notation::import(&store, &chain, key.as_deref())?)
+                }
+                NotationCmd::Renew { days } => format!(
+                    "renewed: the new leaf is valid until {}\n",
+                    trustbridge_notation::envelope::rfc3339(notation::renew(&store, days)?)
+                ),
+                NotationCmd::Show => notation::describe(&store)?,
+                NotationCmd::ExportCa => notation::export_ca(&store)?,
+                NotationCmd::Id => match notation::current_key(&store)? {
+                    Some(k) => format!("{}\n", k.key_id),
+                    None => anyhow::bail!(
+                        "no Notation key: create one with `trustbridge-signer notation-key generate --subject ...`"
+                    ),
+                },
+            }
         }
         Command::CosignKey(c) => {
             let store = admin::open(&config)?;

@@ -54,6 +54,28 @@ pub async fn resolve(addr: &str) -> Result<SocketAddr> {
         .ok_or_else(|| Error::Invalid(format!("server.grpc_addr {addr:?} resolves to nothing")))
 }
 
+/// How often the serving signer looks at the Notation leaf's expiry.
+const NOTATION_RENEW_CHECK: std::time::Duration = std::time::Duration::from_secs(3600);
+
+/// Renew a generated Notation leaf before it expires ([`crate::notation::renew_if_due`]); the
+/// server sees the new chain on its next GetKeyInfo and re-signs every mirrored tag.
+async fn renew_notation_leaf(store: Arc<KeyStore>) {
+    loop {
+        let s = store.clone();
+        match tokio::task::spawn_blocking(move || crate::notation::renew_if_due(&s)).await {
+            Ok(Ok(Some(until))) => {
+                tracing::info!(valid_until = %until, "Notation leaf certificate renewed")
+            }
+            Ok(Ok(None)) => {}
+            Ok(Err(e)) => {
+                tracing::warn!(error = %e, "Notation leaf renewal failed; retried in an hour")
+            }
+            Err(e) => tracing::warn!(error = %e, "Notation leaf renewal task failed"),
+        }
+        tokio::time::sleep(NOTATION_RENEW_CHECK).await;
+    }
+}
+
 /// Serve until `shutdown` completes. The store must already have passed its passphrase check.
 pub async fn serve(
     config: &Config,
@@ -68,6 +90,7 @@ pub async fn serve(
             .set_service_status(name, tonic_health::ServingStatus::Serving)
             .await;
     }
+    tokio::spawn(renew_notation_leaf(store.clone()));
     let service = SignerService::new(store);
     let listener = tokio::net::TcpListener::bind(addr)
         .await

@@ -115,7 +115,10 @@ impl KeyManagement for SignerService {
     ) -> Result<Response<proto::GetKeyInfoResponse>, Status> {
         let id = req.into_inner().id;
         let key_id = id.clone();
-        match self.blocking(move |s| s.info(&key_id)).await {
+        match self
+            .blocking(move |s| crate::notation::served_info(s, &key_id))
+            .await
+        {
             Ok(info) => Ok(Response::new(proto::GetKeyInfoResponse {
                 key_info: key_info(info.key_id, &info.algorithm),
                 public_key: info.public.public,

@@ -40,6 +40,17 @@ const MEMORY_PASSPHRASE: &str = "memory-db-ignore";
 /// per signature.
 const REVALIDATE: Duration = Duration::from_secs(10);
 
+/// The `private` column of a row that holds a certificate chain, not a key (a Notation
+/// signing key's chain, see [`crate::notation`]): no passphrase opens it and nothing signs
+/// with it.
+pub const CERT_CHAIN: &str = "x509-chain";
+
+/// Whether a row holds a JWE-encrypted key (not a token key, not a certificate chain): the
+/// rows passphrases, re-encryption and backups are about.
+fn sealed(row: &KeyRow) -> bool {
+    pkcs11::token_id(&row.private).is_none() && row.private != CERT_CHAIN
+}
+
 /// What the store knows about a key, without its private half.
 #[derive(Clone, Debug)]
 pub struct KeyInfo {
@@ -226,10 +237,7 @@ impl KeyStore {
         self.passphrase(&self.default_alias)?;
         let all = self.rows.list()?;
         let mut by_alias: HashMap<&str, Vec<&KeyRow>> = HashMap::new();
-        for row in all
-            .iter()
-            .filter(|r| pkcs11::token_id(&r.private).is_none())
-        {
+        for row in all.iter().filter(|r| sealed(r)) {
             by_alias.entry(&row.passphrase_alias).or_default().push(row);
         }
         for keys in by_alias.into_values() {
@@ -437,6 +445,41 @@ impl KeyStore {
         Ok(existed)
     }
 
+    /// Store `chain_pem` as the row `key_id` (role `role`, type `algorithm`): replaced in one
+    /// statement when the row exists, so a reader sees the old chain or the new one.
+    pub fn put_chain(
+        &self,
+        key_id: &str,
+        role: &str,
+        algorithm: &str,
+        chain_pem: &[u8],
+    ) -> Result<()> {
+        if self.rows.get(key_id)?.is_some() {
+            self.rows.set_public(key_id, chain_pem)?;
+            return Ok(());
+        }
+        self.rows.insert(&KeyRow {
+            key_id: key_id.into(),
+            algorithm: algorithm.into(),
+            passphrase_alias: String::new(),
+            public: chain_pem.to_vec(),
+            private: CERT_CHAIN.into(),
+            gun: String::new(),
+            role: role.into(),
+            created_at: None,
+            last_used: None,
+        })
+    }
+
+    /// The chain stored as row `key_id`, if there is one.
+    pub fn chain(&self, key_id: &str) -> Result<Option<Vec<u8>>> {
+        Ok(self
+            .rows
+            .get(key_id)?
+            .filter(|r| r.private == CERT_CHAIN)
+            .map(|r| r.public))
+    }
+
     /// How many live keys are in a token (and so in no backup).
     pub fn token_keys(&self) -> Result<usize> {
         Ok(self
@@ -451,12 +494,7 @@ impl KeyStore {
     /// (keys in a token have no passphrase and are left alone).
     pub fn re_encrypt(&self, alias: &str) -> Result<usize> {
         let new_pass = self.passphrase(alias)?;
-        let all: Vec<KeyRow> = self
-            .rows
-            .list()?
-            .into_iter()
-            .filter(|r| pkcs11::token_id(&r.private).is_none())
-            .collect();
+        let all: Vec<KeyRow> = self.rows.list()?.into_iter().filter(sealed).collect();
         let mut changed = Vec::with_capacity(all.len());
         for row in &all {
             let key = self.decrypt(row)?;
@@ -471,7 +509,7 @@ impl KeyStore {
     pub fn export_all(&self) -> Result<Vec<(KeyInfo, PrivateKey)>> {
         let all = self.rows.list()?;
         all.into_iter()
-            .filter(|r| pkcs11::token_id(&r.private).is_none())
+            .filter(sealed)
             .map(|row| {
                 let key = self.decrypt(&row)?;
                 Ok((info_of(row)?, key))

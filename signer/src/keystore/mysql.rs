@@ -217,6 +217,17 @@ impl KeyRows for MysqlRows {
             .map_err(err)
     }
 
+    fn set_public(&self, key_id: &str, public: &[u8]) -> Result<bool> {
+        let mut c = self.conn()?;
+        c.exec_drop(
+            "UPDATE private_keys SET public = ?, updated_at = UTC_TIMESTAMP() \
+             WHERE key_id = ? AND deleted_at IS NULL",
+            (public, key_id),
+        )
+        .map_err(err)?;
+        Ok(c.affected_rows() > 0)
+    }
+
     fn soft_delete(&self, key_id: &str) -> Result<bool> {
         let mut c = self.conn()?;
         c.exec_drop(

@@ -226,6 +226,19 @@ impl KeyRows for PgRows {
         Ok(())
     }
 
+    fn set_public(&self, key_id: &str, public: &[u8]) -> Result<bool> {
+        let n = self.with(|c| {
+            c.execute(
+                &format!(
+                    "UPDATE private_keys SET public = $1, updated_at = {NOW} \
+                     WHERE key_id = $2 AND deleted_at IS NULL"
+                ),
+                &[&public, &key_id],
+            )
+        })?;
+        Ok(n > 0)
+    }
+
     fn soft_delete(&self, key_id: &str) -> Result<bool> {
         let n = self.with(|c| {
             c.execute(

@@ -43,6 +43,9 @@ pub trait KeyRows: Send + Sync {
     fn mark_used(&self, key_id: &str) -> Result<()>;
     /// Soft delete; returns whether a live row existed.
     fn soft_delete(&self, key_id: &str) -> Result<bool>;
+    /// Replace the `public` column of a live row in one statement (a certificate chain row
+    /// renewed in place); returns whether a live row existed.
+    fn set_public(&self, key_id: &str, public: &[u8]) -> Result<bool>;
     /// Replace the encrypted private half of rows, `(key_id, alias, jwe)`, all or none.
     fn set_private(&self, rows: &[(String, String, String)]) -> Result<()>;
 }

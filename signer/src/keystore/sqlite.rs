@@ -194,6 +194,14 @@ impl KeyRows for SqliteRows {
         Ok(())
     }
 
+    fn set_public(&self, key_id: &str, public: &[u8]) -> Result<bool> {
+        let n = self.db().execute(
+            "UPDATE private_keys SET public = ?1, updated_at = ?2 WHERE key_id = ?3 AND deleted_at IS NULL",
+            params![public, now(), key_id],
+        )?;
+        Ok(n > 0)
+    }
+
     fn soft_delete(&self, key_id: &str) -> Result<bool> {
         let now = now();
         let n = self.db().execute(
