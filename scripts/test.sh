@@ -27,25 +27,27 @@ for b in "${peers[@]}"; do
   command -v "$b" >/dev/null 2>&1 || { echo "test.sh: peer $b still missing after install" >&2; exit 1; }
 done
 
-# The real cosign CLI (3.1.1 from sid, 2.5.0 from trixie), which the release lacks: fetched with
-# the workplace's debian-extra.sh (apt's own client, a private apt state) under
-# /usr/local/lib/peers/<suite>/ (TRUSTBRIDGE_PEERS), where the bridge tests look for them.
+# The real cosign CLI (3.1.1 from sid, 2.5.0 from trixie) and the real notation CLI (1.3.2)
+# with oras (sid), which the release lacks: fetched with the workplace's debian-extra.sh (apt's
+# own client, a private apt state) under /usr/local/lib/peers/<suite>/ (TRUSTBRIDGE_PEERS),
+# where the bridge tests look for them.
 peerdir=${TRUSTBRIDGE_PEERS:-/usr/local/lib/peers}
 export TRUSTBRIDGE_PEERS=$peerdir
-for suite in sid trixie; do
-  if [ ! -x "$peerdir/$suite/cosign" ]; then
+for want in sid:cosign trixie:cosign sid:notation sid:oras; do
+  suite=${want%%:*}; tool=${want#*:}
+  if [ ! -x "$peerdir/$suite/$tool" ]; then
     if [ "$(id -u)" -ne 0 ]; then
-      echo "test.sh: $peerdir/$suite/cosign is missing; run as root so debian-extra.sh can fetch it" >&2
+      echo "test.sh: $peerdir/$suite/$tool is missing; run as root so debian-extra.sh can fetch it" >&2
       exit 1
     fi
     extra=""
     for d in ../shared /work/shared "${TRUSTBRIDGE_SHARED:-}"; do
       if [ -n "$d" ] && [ -f "$d/peers/debian-extra.sh" ]; then extra="$d/peers/debian-extra.sh"; break; fi
     done
-    [ -n "$extra" ] || { echo "test.sh: shared/peers/debian-extra.sh not found (needed for cosign)" >&2; exit 1; }
-    bash "$extra" "$peerdir/$suite" "$suite" cosign
+    [ -n "$extra" ] || { echo "test.sh: shared/peers/debian-extra.sh not found (needed for $tool)" >&2; exit 1; }
+    bash "$extra" "$peerdir/$suite" "$suite" "$tool"
   fi
-  "$peerdir/$suite/cosign" version >/dev/null 2>&1 || { echo "test.sh: $peerdir/$suite/cosign does not run" >&2; exit 1; }
+  "$peerdir/$suite/$tool" version >/dev/null 2>&1 || { echo "test.sh: $peerdir/$suite/$tool does not run" >&2; exit 1; }
 done
 
 # docker trust must reach the server by a name that is not loopback-looking, so TLS is checked

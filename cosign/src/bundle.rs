@@ -77,12 +77,25 @@ pub fn annotations(statement: &[u8], created: &str) -> Value {
 /// The OCI image manifest that carries the bundle: `artifactType` and the one layer are the
 /// bundle media type, the config is the empty descriptor (blob `{}`), `subject` is the image.
 pub fn manifest(bundle: &[u8], subject: &Value, annotations: &Value) -> Vec<u8> {
+    artifact_manifest(BUNDLE, BUNDLE, bundle, subject, annotations)
+}
+
+/// An OCI 1.1 artifact manifest that refers to `subject`: `artifactType`, the empty config
+/// (blob `{}`), one layer of `layer_media_type` holding `blob`, and `annotations`. Cosign v3's
+/// bundle and Notation's signature share this shape (and the referrers listing it lands in).
+pub fn artifact_manifest(
+    artifact_type: &str,
+    layer_media_type: &str,
+    blob: &[u8],
+    subject: &Value,
+    annotations: &Value,
+) -> Vec<u8> {
     let v = json!({
         "schemaVersion": 2,
         "mediaType": OCI_MANIFEST,
-        "artifactType": BUNDLE,
+        "artifactType": artifact_type,
         "config": {"mediaType": OCI_EMPTY, "digest": sha256(b"{}"), "size": 2},
-        "layers": [{"mediaType": BUNDLE, "digest": sha256(bundle), "size": bundle.len()}],
+        "layers": [{"mediaType": layer_media_type, "digest": sha256(blob), "size": blob.len()}],
         "subject": subject,
         "annotations": annotations,
     });

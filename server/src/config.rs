@@ -469,5 +469,15 @@ fn bridge(k: &Keys<'_>) -> Result<Option<BridgeConfig>, SettingError> {
         new_bundle_format: k
             .flag("trustbridge.bridge.new_bundle_format")?
             .unwrap_or(d.new_bundle_format),
+        notation: if k.object("trustbridge.bridge.notation")? {
+            Some(crate::bridge::notation::NotationConfig {
+                key_id: k.required(
+                    "trustbridge.bridge.notation.key_id",
+                    "trustbridge-signer notation-key generate --subject ...",
+                )?,
+            })
+        } else {
+            None
+        },
     }))
 }

@@ -49,9 +49,17 @@ fn dev_passphrase(data: &Path) -> Result<String, Error> {
     Ok(pass)
 }
 
-/// The dev store's Cosign bridge key ID, generating the key on first start (offline, with the
-/// signer's admin CLI, before the signer runs).
-fn dev_bridge_key(signer_config: &Path, pass: &str) -> Result<String, Error> {
+/// The dev Notation chain's subject (Notation trust policies need C, ST and O in it).
+pub const DEV_NOTATION_SUBJECT: &str = "CN=trustbridge dev,O=trustbridge,ST=Dev,C=US";
+
+/// The dev store's key ID for `what` (`cosign-key`, `notation-key`), generating the key on
+/// first start (offline, with the signer's admin CLI, before the signer runs).
+fn dev_key(
+    signer_config: &Path,
+    pass: &str,
+    what: &str,
+    generate: &[&str],
+) -> Result<String, Error> {
     let run = |args: &[&str]| {
         Command::new(signer_binary()?)
             .args(args)
@@ -61,14 +69,16 @@ fn dev_bridge_key(signer_config: &Path, pass: &str) -> Result<String, Error> {
             .output()
             .map_err(|e| Error::io("trustbridge-signer", e))
     };
-    let out = run(&["cosign-key", "id"])?;
+    let out = run(&[what, "id"])?;
     let out = if out.status.success() {
         out
     } else {
-        let generated = run(&["cosign-key", "generate"])?;
+        let mut args = vec![what, "generate"];
+        args.extend_from_slice(generate);
+        let generated = run(&args)?;
         if !generated.status.success() {
             return Err(start(format!(
-                "generating the dev Cosign key: {}",
+                "generating the dev {what}: {}",
                 String::from_utf8_lossy(&generated.stderr).trim()
             )));
         }
@@ -119,7 +129,13 @@ pub fn prepare(data: &Path, addr: &str) -> Result<(Config, DevSigner), Error> {
     )
     .map_err(|e| Error::io(signer_config.display(), e))?;
     let pass = dev_passphrase(&data)?;
-    let bridge_key = dev_bridge_key(&signer_config, &pass)?;
+    let bridge_key = dev_key(&signer_config, &pass, "cosign-key", &[])?;
+    let notation_key = dev_key(
+        &signer_config,
+        &pass,
+        "notation-key",
+        &["--subject", DEV_NOTATION_SUBJECT],
+    )?;
     let child = Command::new(signer_binary()?)
         .arg("--config")
         .arg(&signer_config)
@@ -164,6 +180,9 @@ pub fn prepare(data: &Path, addr: &str) -> Result<(Config, DevSigner), Error> {
             rewrite: vec![],
             max_attempts: 50,
             new_bundle_format: false,
+            notation: Some(crate::bridge::notation::NotationConfig {
+                key_id: notation_key,
+            }),
         }),
         token_issuer: None,
     };

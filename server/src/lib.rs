@@ -131,6 +131,7 @@ pub async fn run(
         config.migration.clone(),
         metrics.clone(),
         bridge.is_some(),
+        config.bridge.as_ref().is_some_and(|b| b.notation.is_some()),
     ));
     let app = Arc::new(App {
         control: control.clone(),
@@ -252,6 +253,11 @@ pub async fn run(
         }
         _ => None,
     };
+    // A renewed Notation leaf: every tag is signed again with the new chain.
+    let chain_watch = app.bridge.clone().map(|bridge| {
+        let app = app.clone();
+        tokio::spawn(async move { bridge.follow_notation_chain(&app.repo).await })
+    });
     let router = axum::Router::new()
         .fallback(handlers::dispatch)
         .with_state(app);
@@ -283,6 +289,9 @@ pub async fn run(
     sweeper.abort();
     if let Some(h) = signer_health {
         h.abort();
+    }
+    if let Some(w) = chain_watch {
+        w.abort();
     }
     if let Some(r) = reconciler {
         r.abort();

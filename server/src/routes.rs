@@ -48,6 +48,8 @@ pub enum Route {
     Token,
     /// The Cosign bridge public key.
     CosignPub,
+    /// The Notation chain's root certificate: the trust anchor for `notation cert add`.
+    NotationCa,
     /// The Cosign mirror state of a GUN.
     BridgeStatus,
     /// `POST /_trustbridge/v1/import/<gun>`: a repository's history copied from another
@@ -186,7 +188,13 @@ impl Route {
             }]
         };
         match self {
-            Route::Health | Route::Metrics | Route::Token | Route::CosignPub => vec![],
+            Route::Health
+            | Route::Metrics
+            | Route::Token
+            | Route::CosignPub
+            | Route::NotationCa => {
+                vec![]
+            }
             Route::BridgeStatus | Route::Control(_) => catalog(),
             Route::Update { gun } | Route::GetKey { gun, .. } => repo(gun, &["push", "pull"]),
             Route::ByChecksum { gun, .. }
@@ -229,6 +237,7 @@ impl Route {
             Route::Metrics => "metrics",
             Route::Token => "token",
             Route::CosignPub => "cosign_pub",
+            Route::NotationCa => "notation_ca",
             Route::BridgeStatus => "bridge_status",
             Route::Import { .. } => "import",
             Route::Control(_) => "migration",
@@ -403,6 +412,7 @@ pub fn route(method: &http::Method, path: &str) -> Route {
             "/metrics" => return Route::Metrics,
             "/_trustbridge/v1/token" => return Route::Token,
             "/_trustbridge/v1/cosign.pub" => return Route::CosignPub,
+            "/_trustbridge/v1/notation-ca.crt" => return Route::NotationCa,
             "/_trustbridge/v1/status" => return Route::BridgeStatus,
             _ => {}
         }

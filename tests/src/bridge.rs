@@ -83,6 +83,8 @@ pub struct Stack {
     pub ca: PathBuf,
     /// The bridge key's ID in the signer.
     pub key_id: String,
+    /// The signer's config (for its offline admin commands).
+    pub signer_config: PathBuf,
 }
 
 pub fn start_stack(dir: &Path, registry_port: u16, extra: &str) -> Stack {
@@ -101,6 +103,26 @@ pub fn start_bridge(dir: &Path, fields: &str) -> Stack {
 /// As [`start_bridge`], with `sections` (JSON members, each with a leading comma) beside
 /// `bridge` in the `trustbridge` section (`,"migration":{...}`).
 pub fn start_bridge_with(dir: &Path, fields: &str, sections: &str) -> Stack {
+    start_bridge_keys(dir, fields, sections, |_| String::new())
+}
+
+/// As [`start_bridge`] with Notation signing on: the signer's Notation key is generated
+/// offline for `subject` before it starts.
+pub fn start_bridge_notation(dir: &Path, fields: &str, subject: &str) -> Stack {
+    start_bridge_keys(dir, fields, "", |sc| {
+        let id = crate::signer::notation_key_generate(sc, subject);
+        format!(r#","notation":{{"key_id":"{id}"}}"#)
+    })
+}
+
+/// The stack, with `more_keys` making further keys in the signer's store (given its config)
+/// and returning bridge fields for them.
+fn start_bridge_keys(
+    dir: &Path,
+    fields: &str,
+    sections: &str,
+    more_keys: impl FnOnce(&Path) -> String,
+) -> Stack {
     let certs = dir.join("certs");
     trustbridge_certs::generate(30)
         .unwrap()
@@ -109,6 +131,7 @@ pub fn start_bridge_with(dir: &Path, fields: &str, sections: &str) -> Stack {
     let signer_port = free_port();
     let sc = write_config(dir, signer_port, "sqlite3");
     let key_id = cosign_key_generate(&sc);
+    let fields = format!("{fields}{}", more_keys(&sc));
     let mut signer = start_ours("trustbridge-signer", &sc, &certs, signer_port);
     let port = free_port();
     let config = write_server_config(
@@ -126,6 +149,7 @@ pub fn start_bridge_with(dir: &Path, fields: &str, sections: &str) -> Stack {
         url: format!("https://127.0.0.1:{port}"),
         ca: certs.join("root-ca.crt"),
         key_id,
+        signer_config: sc,
     }
 }
 

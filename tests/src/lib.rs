@@ -176,6 +176,7 @@ pub fn wait_ok(url: &str, ca: &Path, timeout: Duration, procs: &mut [&mut Proc])
 pub mod bridge;
 pub mod load;
 pub mod mysql;
+pub mod notation;
 pub mod peers;
 pub mod pg;
 pub mod server;

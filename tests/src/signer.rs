@@ -149,6 +149,19 @@ pub fn cosign_key_generate(config: &Path) -> String {
     String::from_utf8_lossy(&out.stdout).trim().to_string()
 }
 
+/// Make the Notation key and its chain offline in the store of `config` (`notation-key
+/// generate`); returns the key's ID.
+pub fn notation_key_generate(config: &Path, subject: &str) -> String {
+    let out = run_ok(
+        "notation-key generate",
+        Command::new(our_bin("trustbridge-signer", "trustbridge-signer"))
+            .args(["notation-key", "generate", "--subject", subject, "--config"])
+            .arg(config)
+            .env("NOTARY_SIGNER_ALIAS1", ALIAS1_PASS),
+    );
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
 /// Make the built-in token issuer's key offline in the store of `config` (`token-key
 /// generate`), its certificate written to `cert_out`; returns its key ID.
 pub fn token_key_generate(config: &Path, cert_out: &Path) -> String {

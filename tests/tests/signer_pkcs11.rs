@@ -271,6 +271,7 @@ fn keys_made_and_used_in_a_softhsm_token() {
         url: format!("https://127.0.0.1:{port}"),
         ca: ca.clone(),
         key_id: cosign_key,
+        signer_config: config.clone(),
     };
     sign_tag(&st, &dir.join("trust-bridge"), &repo, "v1", size, &digest);
     wait_job(&st, &repo, "v1", "sign");

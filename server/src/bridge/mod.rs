@@ -5,6 +5,7 @@
 //! in the signer (Sign RPC, r||s converted to DER).
 
 pub mod backfill;
+pub mod notation;
 pub mod reconcile;
 mod referrers;
 pub mod registry;
@@ -64,6 +65,8 @@ pub struct BridgeConfig {
     /// `sha256-<hex>` fallback index where the registry lacks the API). The legacy `.sig`
     /// layer is always written: every verifier reads it (cosign-bridge.md §5).
     pub new_bundle_format: bool,
+    /// Also sign every mirrored tag for Notation (off when None).
+    pub notation: Option<notation::NotationConfig>,
 }
 
 impl Default for BridgeConfig {
@@ -79,6 +82,7 @@ impl Default for BridgeConfig {
             on_expiry: OnExpiry::Keep,
             allow_loopback: false,
             new_bundle_format: false,
+            notation: None,
         }
     }
 }
@@ -106,6 +110,8 @@ pub struct Bridge {
     /// Registries with a delivery under way (the worker loop starts one per registry at a
     /// time, so a hung or slow registry holds up only its own jobs).
     busy: std::sync::Mutex<std::collections::HashSet<String>>,
+    /// The Notation chain last read from the signer, and when.
+    notation: tokio::sync::Mutex<Option<(std::time::Instant, Arc<notation::SigningChain>)>>,
 }
 
 /// Retry delay after `attempts` failures: 1 s doubling, at most `max`.
@@ -145,6 +151,7 @@ impl Bridge {
             signer,
             clients: tokio::sync::Mutex::new(HashMap::new()),
             busy: Default::default(),
+            notation: Default::default(),
         }
     }
 
@@ -256,6 +263,9 @@ impl Bridge {
                         .remove_bundle(&host, &repo, &job.digest_hex, &bundle::sha256(&st))
                         .await?;
                 }
+                if self.cfg.notation.is_some() {
+                    self.revoke_notation(&registry, &host, &repo, &form).await?;
+                }
             }
             return Ok(());
         }
@@ -269,6 +279,8 @@ impl Bridge {
             self.attach_bundle(&registry, &host, &repo, &job.digest_hex, &st)
                 .await?;
         }
+        self.attach_notation(&registry, &host, &repo, &claim)
+            .await?;
         Ok(())
     }
 
@@ -303,13 +315,17 @@ impl Bridge {
             .format(&time::format_description::well_known::Rfc3339)
             .map_err(|e| RegistryError::failed("the bundle's creation time", e))?;
         registry
-            .put_bundle(
+            .put_referrer(
                 host,
                 repo,
                 digest_hex,
-                &bundle_json,
-                &subject,
-                &bundle::annotations(statement, &created),
+                &referrers::Referrer {
+                    artifact_type: trustbridge_cosign::media::BUNDLE,
+                    layer_media_type: trustbridge_cosign::media::BUNDLE,
+                    blob: &bundle_json,
+                    subject: &subject,
+                    annotations: &bundle::annotations(statement, &created),
+                },
             )
             .await
     }
@@ -463,9 +479,23 @@ impl Bridge {
         }
     }
 
+    /// What one sign job writes and one read-back checks: the `.sig` layer always, cosign v3's
+    /// bundle and Notation's signature when on.
+    pub fn layouts(&self) -> Vec<&'static str> {
+        let mut l = vec!["cosign"];
+        if self.cfg.new_bundle_format {
+            l.push("cosign-bundle");
+        }
+        if self.cfg.notation.is_some() {
+            l.push("notation");
+        }
+        l
+    }
+
     /// `GET /_trustbridge/v1/status?gun=`: the mirror state of every target of `gun` (its
     /// newest job per tag and role) with what the reconciler last found in the registry
-    /// (`verified_at`, `registry_digest`, `drift`, `check_error`).
+    /// (`verified_at`, `registry_digest`, `drift`, `check_error`) and the `layouts` those
+    /// cover.
     pub fn status(&self, gun: &str) -> Result<serde_json::Value, StorageError> {
         let jobs = self.db(|s| s.jobs_for(gun))?;
         let checks: HashMap<String, crate::storage::TagCheck> = self
@@ -487,6 +517,7 @@ impl Bridge {
                     "role": j.role, "signers": j.signers, "state": j.state.as_str(), "attempts": j.attempts,
                     "last_error": j.last_error,
                     "updated_at": time(j.updated_at),
+                    "layouts": self.layouts(),
                 });
                 if let Some(c) = checks.get(&j.tag).filter(|c| c.digest_hex == j.digest_hex) {
                     row["verified_at"] = c.verified_at.map(time).into();

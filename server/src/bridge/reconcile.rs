@@ -2,7 +2,8 @@
 //! minutes, `trustbridge.bridge.reconcile_seconds`) and on demand (`trustbridge-server bridge
 //! verify`), each tag the Cosign side must sign (see [`super::mirror_set`]) is read back from
 //! the registry: our `.sig` layer must be there and verify with the bridge key (and our v3
-//! bundle, when that layout is on), else it is queued again; layers of ours that no DCT client
+//! bundle and our Notation signature with the current chain, when those are on), else it is
+//! queued again; layers of ours that no DCT client
 //! trusts any more are queued for removal; and the registry's own tag → digest is compared with
 //! the digest DCT trusts. A tag that points elsewhere is **drift**: flagged (status, metrics,
 //! logs), never "fixed" by signing what the registry has. Findings are stored per tag
@@ -291,8 +292,8 @@ impl Bridge {
         Ok(())
     }
 
-    /// (our `.sig` layer, whether our bundle is there or not needed, the registry's digest
-    /// for the tag).
+    /// (our `.sig` layer, whether our bundle and our Notation signature with the current chain
+    /// are there or not needed, the registry's digest for the tag).
     async fn check_tag(
         &self,
         r: &Registry,
@@ -304,14 +305,15 @@ impl Bridge {
         let layer = r
             .layer(host, repo, claim.digest_hex, &payload::payload(claim), key)
             .await?;
-        let bundled = !self.cfg.new_bundle_format
+        let bundled = (!self.cfg.new_bundle_format
             || r.has_bundle(
                 host,
                 repo,
                 claim.digest_hex,
                 &bundle::sha256(&bundle::statement(claim)),
             )
-            .await?;
+            .await?)
+            && self.notation_signed(r, host, repo, claim).await?;
         let registry_digest = r.tag_digest(host, repo, claim.tag).await?;
         Ok((layer, bundled, registry_digest))
     }

@@ -1,19 +1,19 @@
-//! Attaching and removing Sigstore bundles through OCI 1.1 referrers (distribution-spec 1.1,
-//! cosign-bridge.md §5). A bundle manifest is pushed by digest with `subject` = the image.
+//! Attaching and removing referrers (distribution-spec 1.1, cosign-bridge.md §5): cosign v3's
+//! Sigstore bundles and Notation's signatures. A referrer manifest is pushed by digest with
+//! `subject` = the image.
 //! Registries with the referrers API list it at `GET /v2/<repo>/referrers/<digest>` and say so
 //! with an `OCI-Subject` header on the PUT. For the others (distribution 2.8 among them) the
 //! writer keeps the *fallback tag* `sha256-<hex>`: an image index listing each referrer's
 //! descriptor with its artifactType and annotations. Other tools' entries in that index are
-//! kept; ours are recognised by their statement digest.
+//! kept; ours are recognised by our annotations (a bundle's statement digest, a Notation
+//! signature's claim).
 
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
 use super::registry::{Registry, RegistryError};
 use trustbridge_cosign::bundle;
-use trustbridge_cosign::media::{
-    BUNDLE, IMAGE_ACCEPT, OCI_INDEX, OCI_MANIFEST, STATEMENT_ANNOTATION,
-};
+use trustbridge_cosign::media::{IMAGE_ACCEPT, OCI_INDEX, OCI_MANIFEST, STATEMENT_ANNOTATION};
 use trustbridge_cosign::names::fallback_tag;
 
 /// The referrers of one digest as the registry keeps them.
@@ -25,8 +25,18 @@ struct Listing {
     index_digest: Option<String>,
 }
 
-fn is_ours(entry: &Value, statement_digest: &str) -> bool {
+fn is_bundle(entry: &Value, statement_digest: &str) -> bool {
     entry["annotations"][STATEMENT_ANNOTATION] == statement_digest
+}
+
+/// One referrer to attach: an artifact manifest with one layer.
+pub struct Referrer<'a> {
+    pub artifact_type: &'a str,
+    pub layer_media_type: &'a str,
+    pub blob: &'a [u8],
+    /// The image's descriptor ([`Registry::subject`]).
+    pub subject: &'a Value,
+    pub annotations: &'a Value,
 }
 
 impl Registry {
@@ -106,6 +116,17 @@ impl Registry {
         }
     }
 
+    /// The image's referrers (descriptors with `artifactType` and `annotations`), from the
+    /// referrers API or the fallback index.
+    pub async fn referrers(
+        &self,
+        registry: &str,
+        repo: &str,
+        digest_hex: &str,
+    ) -> Result<Vec<Value>, RegistryError> {
+        Ok(self.listing(registry, repo, digest_hex).await?.entries)
+    }
+
     /// Whether a bundle with this statement is already attached to the image.
     pub async fn has_bundle(
         &self,
@@ -115,7 +136,7 @@ impl Registry {
         statement_digest: &str,
     ) -> Result<bool, RegistryError> {
         let l = self.listing(registry, repo, digest_hex).await?;
-        Ok(l.entries.iter().any(|e| is_ours(e, statement_digest)))
+        Ok(l.entries.iter().any(|e| is_bundle(e, statement_digest)))
     }
 
     /// The descriptor of the signed image's manifest (`subject`): media type and size come from
@@ -157,28 +178,32 @@ impl Registry {
         )
     }
 
-    /// Push `bundle_json` as a referrer of the image and list it (the fallback index when the
-    /// registry has no referrers API). Blobs first, then the manifest by digest, then the index,
-    /// so nothing listed is ever missing.
-    pub async fn put_bundle(
+    /// Push a referrer of the image and list it (the fallback index when the registry has no
+    /// referrers API). Blobs first, then the manifest by digest, then the index, so nothing
+    /// listed is ever missing.
+    pub async fn put_referrer(
         &self,
         registry: &str,
         repo: &str,
         digest_hex: &str,
-        bundle_json: &[u8],
-        subject: &Value,
-        annotations: &Value,
+        r: &Referrer<'_>,
     ) -> Result<(), RegistryError> {
         let reference = self
             .push_ref(&format!("{registry}/{repo}:{}", fallback_tag(digest_hex)))
             .await?;
-        for blob in [b"{}".as_slice(), bundle_json] {
+        for blob in [b"{}".as_slice(), r.blob] {
             self.client
                 .push_blob(&reference, blob.to_vec(), &bundle::sha256(blob))
                 .await
-                .map_err(|e| RegistryError::failed("pushing the bundle blobs", e))?;
+                .map_err(|e| RegistryError::failed("pushing the referrer's blobs", e))?;
         }
-        let manifest = bundle::manifest(bundle_json, subject, annotations);
+        let manifest = bundle::artifact_manifest(
+            r.artifact_type,
+            r.layer_media_type,
+            r.blob,
+            r.subject,
+            r.annotations,
+        );
         let manifest_digest = bundle::sha256(&manifest);
         let url = self.url(registry, repo, &format!("manifests/{manifest_digest}"));
         let resp = self
@@ -197,7 +222,7 @@ impl Registry {
                 .unwrap_or_default();
             return Err(RegistryError::answer(
                 status,
-                "pushing the bundle manifest",
+                "pushing the referrer manifest",
                 &body,
             ));
         }
@@ -212,8 +237,8 @@ impl Registry {
             "mediaType": OCI_MANIFEST,
             "digest": manifest_digest,
             "size": manifest.len(),
-            "artifactType": BUNDLE,
-            "annotations": annotations,
+            "artifactType": r.artifact_type,
+            "annotations": r.annotations,
         }));
         self.put_index(registry, repo, digest_hex, listing.entries)
             .await
@@ -278,9 +303,7 @@ impl Registry {
         }
     }
 
-    /// Remove our bundle(s) with this statement: from the fallback index first (the tag goes
-    /// when no entries remain), then the manifests themselves. Other referrers stay. Returns
-    /// whether anything was ours.
+    /// Remove our bundle(s) with this statement (see [`Self::remove_referrers`]).
     pub async fn remove_bundle(
         &self,
         registry: &str,
@@ -288,11 +311,25 @@ impl Registry {
         digest_hex: &str,
         statement_digest: &str,
     ) -> Result<bool, RegistryError> {
+        self.remove_referrers(registry, repo, digest_hex, |e| {
+            is_bundle(e, statement_digest)
+        })
+        .await
+    }
+
+    /// Remove the referrers `ours` picks: from the fallback index first (the tag goes when no
+    /// entries remain), then the manifests themselves. Other referrers stay. Returns whether
+    /// anything was picked.
+    pub async fn remove_referrers(
+        &self,
+        registry: &str,
+        repo: &str,
+        digest_hex: &str,
+        ours: impl Fn(&Value) -> bool,
+    ) -> Result<bool, RegistryError> {
         let listing = self.listing(registry, repo, digest_hex).await?;
-        let (ours, others): (Vec<Value>, Vec<Value>) = listing
-            .entries
-            .into_iter()
-            .partition(|e| is_ours(e, statement_digest));
+        let (ours, others): (Vec<Value>, Vec<Value>) =
+            listing.entries.into_iter().partition(|e| ours(e));
         if ours.is_empty() {
             return Ok(false);
         }

@@ -184,6 +184,16 @@ async fn handle(app: &App, r: Route, req: Request) -> Response {
             },
             None => ApiError::new(WireCode::MetadataNotFound, None).into_response(),
         },
+        Route::NotationCa => match &app.bridge {
+            Some(b) => match b.notation_chain().await {
+                Ok(c) => text(StatusCode::OK, c.root_pem().into_bytes()),
+                Err(e) => {
+                    tracing::warn!(error = %e, "notation-ca.crt");
+                    ApiError::new(WireCode::MetadataNotFound, None).into_response()
+                }
+            },
+            None => ApiError::new(WireCode::MetadataNotFound, None).into_response(),
+        },
         Route::BridgeStatus => {
             let query = form_urlencoded(req.uri().query().unwrap_or(""));
             let param = |name: &str| {

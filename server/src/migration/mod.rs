@@ -174,6 +174,8 @@ pub struct ControlRoom {
     pub metrics: crate::metrics::Metrics,
     /// The bridge is configured (otherwise the Cosign columns stay empty).
     pub bridge_on: bool,
+    /// Notation signatures are written too: each tag row shows them beside Cosign's.
+    pub notation_on: bool,
 }
 
 fn summary_json(s: &GunSummary, now: OffsetDateTime) -> Value {
@@ -193,6 +195,7 @@ impl ControlRoom {
         config: MigrationConfig,
         metrics: crate::metrics::Metrics,
         bridge_on: bool,
+        notation_on: bool,
     ) -> Self {
         ControlRoom {
             usage: usage::Recorder::new(metrics.clone()),
@@ -200,6 +203,7 @@ impl ControlRoom {
             config,
             metrics,
             bridge_on,
+            notation_on,
         }
     }
 
@@ -320,7 +324,7 @@ impl ControlRoom {
                 } else {
                     job.map_or("unmirrored", |j| j.state.as_str())
                 };
-                json!({
+                let mut row = json!({
                     "tag": t.tag, "digest": format!("sha256:{}", t.digest_hex), "role": t.role,
                     "signers": t.signers.split(',').filter(|s| !s.is_empty()).collect::<Vec<_>>(),
                     "expires": t.expires.map(wire_time),
@@ -336,7 +340,13 @@ impl ControlRoom {
                         "drift": check.is_some_and(|c| c.drift),
                         "check_error": check.and_then(|c| c.error.clone()),
                     },
-                })
+                });
+                // One job signs both layouts and one read-back checks both, so the Notation
+                // cell tells the same story for its own signature.
+                if self.notation_on {
+                    row["notation"] = row["cosign"].clone();
+                }
+                row
             })
             .collect();
         let roles: Vec<Value> = self

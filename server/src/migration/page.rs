@@ -215,7 +215,7 @@ pub fn gun(d: &Value) -> String {
             ""
         }
     );
-    h.push_str("<h2>Tags</h2><table id=\"tags\"><tr><th>tag</th><th>digest (DCT)</th><th>role</th><th>signers</th><th>expires</th><th>Cosign</th><th>last error</th></tr>");
+    h.push_str("<h2>Tags</h2><table id=\"tags\"><tr><th>tag</th><th>digest (DCT)</th><th>role</th><th>signers</th><th>expires</th><th>Cosign</th><th>Notation</th><th>last error</th></tr>");
     let empty = vec![];
     for t in d["tags"].as_array().unwrap_or(&empty) {
         let c = &t["cosign"];
@@ -236,7 +236,7 @@ pub fn gun(d: &Value) -> String {
             _ => String::new(),
         };
         h.push_str(&format!(
-            "<tr data-tag=\"{}\"><td class=\"tag\">{}</td><td><code>{}</code></td><td>{}</td><td>{}</td><td>{} {}</td><td data-k=\"cosign\">{}{}</td><td>{}</td></tr>",
+            "<tr data-tag=\"{}\"><td class=\"tag\">{}</td><td><code>{}</code></td><td>{}</td><td>{}</td><td>{} {}</td><td data-k=\"cosign\">{}{}</td><td data-k=\"notation\">{}</td><td>{}</td></tr>",
             esc(s(t, "tag")),
             esc(s(t, "tag")),
             esc(s(t, "digest")),
@@ -246,6 +246,10 @@ pub fn gun(d: &Value) -> String {
             if b(t, "expired") { badge("expired", "expired") } else { String::new() },
             badge(s(c, "state"), s(c, "state")),
             reg,
+            match t.get("notation") {
+                Some(n) => badge(s(n, "state"), s(n, "state")),
+                None => "off".to_string(),
+            },
             esc(&err)
         ));
     }

@@ -1,0 +1,139 @@
+//! The Notation mirror, checked with the real `notation` CLI (Debian's notation 1.3.2 from
+//! sid, installed by scripts/test.sh): a tag signed through DCT by the real notary client is
+//! signed for Notation too, and notation verifies it with a trust policy naming our CA and the
+//! leaf's `x509.subject`; another tool's signature on the same image stays beside ours; a
+//! renewed leaf re-signs every mirrored tag and retires the old signature; a DCT revoke
+//! removes ours, after which the other CA's signature alone does not satisfy the policy.
+
+use std::time::{Duration, Instant};
+
+use trustbridge_e2e::bridge::{Registry, sign_tag, start_bridge_notation, wait_job};
+use trustbridge_e2e::notation::Notation;
+use trustbridge_e2e::server::notary;
+use trustbridge_e2e::signer::ALIAS1_PASS;
+use trustbridge_e2e::{https_get, init, our_bin, run_ok};
+
+const SUBJECT: &str = "CN=trustbridge notation,O=trustbridge tests,ST=Berlin,C=DE";
+const IDENTITY: &str =
+    "x509.subject: C=DE, ST=Berlin, O=trustbridge tests, CN=trustbridge notation";
+
+/// Wait (60 s at most) until `done` holds for notation's list of the image's signatures.
+fn wait_list(
+    nt: &Notation,
+    image: &str,
+    what: &str,
+    done: impl Fn(&[String]) -> bool,
+) -> Vec<String> {
+    let start = Instant::now();
+    loop {
+        let sigs = nt.list(image);
+        if done(&sigs) {
+            return sigs;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "{what}: notation lists {sigs:?}"
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    }
+}
+
+#[test]
+fn notation_verifies_what_dct_signs_and_nothing_after_a_revoke() {
+    init();
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let registry = Registry::start(&dir.join("registry"));
+    let repo = "team/app";
+    let gun = format!("127.0.0.1:{}/{repo}", registry.port);
+    let (d1, s1) = registry.push_sample(&format!("{repo}:v1"));
+    let st = start_bridge_notation(
+        dir,
+        &format!(
+            r#","registries":{{"127.0.0.1:{}":{{"plain_http":true}}}}"#,
+            registry.port
+        ),
+        SUBJECT,
+    );
+    let image = format!("{gun}@sha256:{d1}");
+
+    // The trust anchor as a Notation user fetches it, in a trust store and policy of theirs.
+    let (code, ca) = https_get(
+        &format!("{}/_trustbridge/v1/notation-ca.crt", st.url),
+        &st.ca,
+    );
+    assert_eq!(code, 200, "{}", String::from_utf8_lossy(&ca));
+    let ca_file = dir.join("trustbridge-ca.crt");
+    std::fs::write(&ca_file, &ca).unwrap();
+    let nt = Notation::new(&dir.join("notation-user"));
+    nt.trust_ca("trustbridge", &ca_file);
+    nt.policy(&serde_json::json!({
+        "version": "1.0",
+        "trustPolicies": [{
+            "name": "dct-mirror",
+            "registryScopes": [gun],
+            "signatureVerification": {"level": "strict"},
+            "trustStores": ["ca:trustbridge"],
+            "trustedIdentities": [IDENTITY],
+        }],
+    }));
+
+    // 0. Nothing signed in DCT: nothing for Notation either.
+    let (ok, out) = nt.verify(&image, &[]);
+    assert!(!ok, "verified before DCT signed anything: {out}");
+
+    // 1. Signed through DCT by the real notary client: notation verifies it, by digest and by
+    //    tag, and the signed user metadata names the tag.
+    let trust = dir.join("owner");
+    sign_tag(&st, &trust, &gun, "v1", s1, &d1);
+    wait_job(&st, &gun, "v1", "sign");
+    for reference in [image.clone(), format!("{gun}:v1")] {
+        let (ok, out) = nt.verify(
+            &reference,
+            &["--user-metadata", "dev.trustbridge/notary-target=v1"],
+        );
+        assert!(ok, "notation verify {reference}: {out}");
+    }
+    let (ok, out) = nt.verify(
+        &image,
+        &["--user-metadata", "dev.trustbridge/notary-target=v2"],
+    );
+    assert!(!ok, "user metadata that the signature lacks passed: {out}");
+    let ours = nt.list(&image);
+    assert_eq!(ours.len(), 1, "{ours:?}");
+
+    // 2. Another tool signs the same image (notation's own test CA): both are listed.
+    nt.ok(&["cert", "generate-test", "--default", "other-tool"]);
+    nt.ok(&["sign", "--insecure-registry", &image]);
+    let both = nt.list(&image);
+    assert_eq!(both.len(), 2, "{both:?}");
+    assert!(both.contains(&ours[0]), "{both:?}");
+    let theirs: Vec<String> = both.iter().filter(|d| **d != ours[0]).cloned().collect();
+
+    // 3. A new leaf (the signer's CA issues it for the same key): the bridge re-signs the tag
+    //    with the new chain and retires the old signature; the other tool's stays.
+    run_ok(
+        "notation-key renew",
+        std::process::Command::new(our_bin("trustbridge-signer", "trustbridge-signer"))
+            .args(["notation-key", "renew", "--config"])
+            .arg(&st.signer_config)
+            .env("NOTARY_SIGNER_ALIAS1", ALIAS1_PASS),
+    );
+    let renewed = wait_list(&nt, &image, "re-signed with the renewed leaf", |s| {
+        s.len() == 2 && !s.contains(&ours[0]) && s.contains(&theirs[0])
+    });
+    let (ok, out) = nt.verify(&image, &[]);
+    assert!(ok, "after renewal: {out}");
+
+    // 4. The tag is removed from DCT: our signature goes, the other tool's stays, and it alone
+    //    (another CA) does not satisfy the policy.
+    notary(&st.url, &st.ca, &trust, &["remove", &gun, "v1"]);
+    notary(&st.url, &st.ca, &trust, &["publish", &gun]);
+    wait_job(&st, &gun, "v1", "revoke");
+    let left = wait_list(&nt, &image, "our signature revoked", |s| {
+        s == theirs.as_slice()
+    });
+    assert!(!left.iter().any(|d| renewed.contains(d) && *d != theirs[0]));
+    let (ok, out) = nt.verify(&image, &[]);
+    assert!(!ok, "verified after DCT revoked the tag: {out}");
+}
