@@ -1,23 +1,41 @@
 //! The Notation mirror, checked with the real `notation` CLI (Debian's notation 1.3.2 from
-//! sid, installed by scripts/test.sh): a tag signed through DCT by the real notary client is
-//! signed for Notation too, and notation verifies it with a trust policy naming our CA and the
+//! sid, installed by scripts/test.sh): a tag signed through DCT by the real notary client and
+//! then by docker CLI 28 is signed for Notation too, and notation verifies it with a trust policy naming our CA and the
 //! leaf's `x509.subject`; another tool's signature on the same image stays beside ours; a
 //! renewed leaf re-signs every mirrored tag and retires the old signature; a DCT revoke
 //! removes ours, after which the other CA's signature alone does not satisfy the policy.
 
+use std::path::Path;
+use std::process::Command;
 use std::time::{Duration, Instant};
 
-use trustbridge_e2e::bridge::{Registry, sign_tag, start_bridge_notation, wait_job};
+use trustbridge_e2e::bridge::{Registry, sign_tag, start_bridge_notation, wait_job, wait_status};
 use trustbridge_e2e::notation::Notation;
-use trustbridge_e2e::server::notary;
+use trustbridge_e2e::server::{CLIENT_PASS, notary, notary_cmd};
 use trustbridge_e2e::signer::ALIAS1_PASS;
-use trustbridge_e2e::{https_get, init, our_bin, run_ok};
+use trustbridge_e2e::{https_get, init, our_bin, require_bin, run_ok};
 
 const SUBJECT: &str = "CN=trustbridge notation,O=trustbridge tests,ST=Berlin,C=DE";
 const IDENTITY: &str =
     "x509.subject: C=DE, ST=Berlin, O=trustbridge tests, CN=trustbridge notation";
 
-/// Wait (60 s at most) until `done` holds for notation's list of the image's signatures.
+/// docker CLI 28 (`docker trust`, no daemon) with config `config` against `server` (reached
+/// as `notary-server`, so docker checks TLS for real); its output.
+fn docker(config: &Path, server: &str, args: &[&str]) -> String {
+    let out = run_ok(
+        &format!("docker {}", args.join(" ")),
+        Command::new(require_bin("docker"))
+            .args(args)
+            .current_dir(config)
+            .env("DOCKER_CONFIG", config)
+            .env("DOCKER_CONTENT_TRUST_SERVER", server)
+            .env("DOCKER_CONTENT_TRUST_ROOT_PASSPHRASE", CLIENT_PASS)
+            .env("DOCKER_CONTENT_TRUST_REPOSITORY_PASSPHRASE", CLIENT_PASS),
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr)
+}
+
+/// Wait (120 s at most) until `done` holds for notation's list of the image's signatures.
 fn wait_list(
     nt: &Notation,
     image: &str,
@@ -31,7 +49,7 @@ fn wait_list(
             return sigs;
         }
         assert!(
-            start.elapsed() < Duration::from_secs(60),
+            start.elapsed() < Duration::from_secs(120),
             "{what}: notation lists {sigs:?}"
         );
         std::thread::sleep(Duration::from_millis(500));
@@ -84,7 +102,14 @@ fn notation_verifies_what_dct_signs_and_nothing_after_a_revoke() {
 
     // 1. Signed through DCT by the real notary client: notation verifies it, by digest and by
     //    tag, and the signed user metadata names the tag.
-    let trust = dir.join("owner");
+    // The notary client and docker share one trust directory, as on a signer's laptop.
+    let docker_cfg = dir.join("docker");
+    let tls = docker_cfg
+        .join("tls")
+        .join(format!("notary-server:{}", st.port));
+    std::fs::create_dir_all(&tls).unwrap();
+    std::fs::copy(&st.ca, tls.join("ca.crt")).unwrap();
+    let trust = docker_cfg.join("trust");
     sign_tag(&st, &trust, &gun, "v1", s1, &d1);
     wait_job(&st, &gun, "v1", "sign");
     for reference in [image.clone(), format!("{gun}:v1")] {
@@ -99,8 +124,50 @@ fn notation_verifies_what_dct_signs_and_nothing_after_a_revoke() {
         &["--user-metadata", "dev.trustbridge/notary-target=v2"],
     );
     assert!(!ok, "user metadata that the signature lacks passed: {out}");
-    let ours = nt.list(&image);
-    assert_eq!(ours.len(), 1, "{ours:?}");
+    let first = nt.list(&image);
+    assert_eq!(first.len(), 1, "{first:?}");
+
+    // 1b. docker CLI 28 signs the tag into a releases delegation (alice's key), so DCT now
+    //     resolves it from targets/releases: the Notation signature follows the new claim.
+    let server = format!("https://notary-server:{}", st.port);
+    let d = |args: &[&str]| docker(&docker_cfg, &server, args);
+    d(&[
+        "trust",
+        "key",
+        "generate",
+        "alice",
+        "--dir",
+        docker_cfg.to_str().unwrap(),
+    ]);
+    let alice = docker_cfg.join("alice.pub");
+    d(&[
+        "trust",
+        "signer",
+        "add",
+        "--key",
+        alice.to_str().unwrap(),
+        "alice",
+        &gun,
+    ]);
+    let out = d(&["trust", "sign", &format!("{gun}:v1")]);
+    assert!(out.contains("Successfully signed"), "{out}");
+    wait_status(&st, &gun, "v1", |t| {
+        t["role"] == "targets/releases" && t["action"] == "sign" && t["state"] == "mirrored"
+    });
+    let ours = wait_list(
+        &nt,
+        &image,
+        "the releases claim replaced the targets claim",
+        |s| s.len() == 1 && !s.contains(&first[0]),
+    );
+    let (ok, out) = nt.verify(
+        &image,
+        &[
+            "--user-metadata",
+            "dev.trustbridge/notary-role=targets/releases",
+        ],
+    );
+    assert!(ok, "after docker trust sign: {out}");
 
     // 2. Another tool signs the same image (notation's own test CA): both are listed.
     nt.ok(&["cert", "generate-test", "--default", "other-tool"]);
@@ -125,9 +192,13 @@ fn notation_verifies_what_dct_signs_and_nothing_after_a_revoke() {
     let (ok, out) = nt.verify(&image, &[]);
     assert!(ok, "after renewal: {out}");
 
-    // 4. The tag is removed from DCT: our signature goes, the other tool's stays, and it alone
-    //    (another CA) does not satisfy the policy.
-    notary(&st.url, &st.ca, &trust, &["remove", &gun, "v1"]);
+    // 4. The tag is revoked in DCT (`docker trust revoke`, then the notary client removes the
+    //    copy in targets): our signature goes, the other tool's stays, and it alone (another
+    //    CA) does not satisfy the policy.
+    let out = d(&["trust", "revoke", "-y", &format!("{gun}:v1")]);
+    assert!(out.contains("Successfully deleted signature"), "{out}");
+    // (docker may have removed that copy already: then there is nothing to remove.)
+    let _ = notary_cmd(&st.url, &st.ca, &trust, &["remove", &gun, "v1"]).output();
     notary(&st.url, &st.ca, &trust, &["publish", &gun]);
     wait_job(&st, &gun, "v1", "revoke");
     let left = wait_list(&nt, &image, "our signature revoked", |s| {
