@@ -92,14 +92,12 @@ pub struct Bundle {
     pub verified: bool,
 }
 
-/// The Sigstore bundles among the image's referrers (the referrers API, or the
-/// `sha256-<hex>` fallback index where the registry has none), each verified with `key`:
-/// the DSSE signature, an in-toto statement with cosign's sign predicate, and its subjects.
-pub fn bundles(
+/// The image's referrer manifests, (digest, manifest), from the referrers API or the
+/// `sha256-<hex>` fallback index where the registry has none.
+pub fn referrers(
     reg: &RegistryReader,
     digest_hex: &str,
-    key: &trustbridge_tuf::PublicKey,
-) -> Result<Vec<Bundle>> {
+) -> Result<Vec<(String, serde_json::Value)>> {
     let index = match reg.get(&format!("referrers/sha256:{digest_hex}"), Some(OCI_INDEX))? {
         Some(i) => Some(i),
         None => reg.get(
@@ -119,7 +117,25 @@ pub fn bundles(
         let Some(m) = reg.get(&format!("manifests/{md}"), Some(OCI_MANIFEST))? else {
             continue;
         };
-        let m: serde_json::Value = serde_json::from_slice(&m).unwrap_or_default();
+        out.push((
+            md.to_string(),
+            serde_json::from_slice(&m).unwrap_or_default(),
+        ));
+    }
+    Ok(out)
+}
+
+/// The Sigstore bundles among the image's referrers (the referrers API, or the
+/// `sha256-<hex>` fallback index where the registry has none), each verified with `key`:
+/// the DSSE signature, an in-toto statement with cosign's sign predicate, and its subjects.
+pub fn bundles(
+    reg: &RegistryReader,
+    digest_hex: &str,
+    key: &trustbridge_tuf::PublicKey,
+) -> Result<Vec<Bundle>> {
+    let mut out = Vec::new();
+    for (md, m) in referrers(reg, digest_hex)? {
+        let md = md.as_str();
         let Some(layer) = m["layers"]
             .as_array()
             .and_then(|l| l.iter().find(|l| l["mediaType"] == BUNDLE))

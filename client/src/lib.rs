@@ -15,6 +15,7 @@ pub mod cosign;
 mod error;
 pub mod import;
 pub mod keystore;
+pub mod notation;
 pub mod publish;
 pub mod registry;
 pub mod remote;

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use trustbridge_e2e::bridge::{Registry, sign_tag, start_bridge_notation, wait_job, wait_status};
 use trustbridge_e2e::notation::Notation;
-use trustbridge_e2e::server::{CLIENT_PASS, notary, notary_cmd};
+use trustbridge_e2e::server::{CLIENT_PASS, notary, notary_cmd, trustbridge_cmd};
 use trustbridge_e2e::signer::ALIAS1_PASS;
 use trustbridge_e2e::{https_get, init, our_bin, require_bin, run_ok};
 
@@ -168,6 +168,25 @@ fn notation_verifies_what_dct_signs_and_nothing_after_a_revoke() {
         ],
     );
     assert!(ok, "after docker trust sign: {out}");
+    // Our client's verify-both reads DCT, Cosign and Notation and finds them agreeing.
+    let out = trustbridge_cmd(
+        &st.url,
+        &st.ca,
+        &trust,
+        &["verify-both", &format!("{gun}:v1")],
+    )
+    .output()
+    .unwrap();
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{said}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        said.contains(&format!("DCT and Notation agree on sha256:{d1}")),
+        "{said}"
+    );
 
     // 2. Another tool signs the same image (notation's own test CA): both are listed.
     nt.ok(&["cert", "generate-test", "--default", "other-tool"]);

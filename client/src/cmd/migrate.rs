@@ -267,13 +267,29 @@ pub(super) fn verify_both(
     let layers = cosign::layers(&reg, &t.sha256, &key)?;
     let bundles = cosign::bundles(&reg, &t.sha256, &key)?;
     let want = format!("sha256:{}", t.sha256);
+    // Notation, where the server signs for it (it then serves its trust anchor).
+    let notation = match remote.get("/_trustbridge/v1/notation-ca.crt", 1 << 20)? {
+        Some(ca) => {
+            let roots = trustbridge_notation::chain::parse_pem(&ca)
+                .map_err(|e| Error::Usage(format!("{}: notation-ca.crt: {e}", ctx.server)))?;
+            Some(trustbridge_client::notation::signatures(
+                &reg, &t.sha256, &roots,
+            )?)
+        }
+        None => None,
+    };
+    let notation_agrees = notation.as_ref().map(|sigs| {
+        sigs.iter().any(|n| {
+            n.verified && n.signed_digest == want && n.target.as_deref() == Some(tag.as_str())
+        })
+    });
     let agree = layers.iter().any(|l| l.verified && l.signed_digest == want);
     let bundle_agrees = bundles
         .iter()
         .any(|b| b.verified && b.signed_digests.contains(&want));
     if ctx.json {
         print_json(
-            &serde_json::json!({"image": image, "dct": {"digest": want, "role": t.role}, "cosign": layers, "bundles": bundles, "agree": agree, "bundle_agrees": bundle_agrees}),
+            &serde_json::json!({"image": image, "dct": {"digest": want, "role": t.role}, "cosign": layers, "bundles": bundles, "notation": notation, "agree": agree, "bundle_agrees": bundle_agrees, "notation_agrees": notation_agrees}),
         );
     } else {
         println!("DCT:    {image} -> {want} (signed in {})", t.role);
@@ -303,15 +319,43 @@ pub(super) fn verify_both(
             );
         }
     }
+    if !ctx.json {
+        for n in notation.iter().flatten() {
+            println!(
+                "Notation: signature {} {}",
+                &n.manifest[..n.manifest.len().min(19)],
+                if n.verified {
+                    format!(
+                        "signs {} (tag {}) verified with the server's Notation CA",
+                        n.signed_digest,
+                        n.target.as_deref().unwrap_or("-")
+                    )
+                } else {
+                    format!(
+                        "does not verify with the server's Notation CA: {}",
+                        n.error.as_deref().unwrap_or("")
+                    )
+                }
+            );
+        }
+    }
     if !agree {
         return Err(Error::Usage(format!(
             "{image}: no Cosign signature by this key for {want}; check `trustbridge migration status --gun {gun}`"
+        )));
+    }
+    if notation_agrees == Some(false) {
+        return Err(Error::Usage(format!(
+            "{image}: the server signs for Notation but no signature of its CA covers {want} for tag {tag}; check `trustbridge migration status --gun {gun}`"
         )));
     }
     if !ctx.json {
         println!("OK: DCT and Cosign agree on {want}");
         if bundle_agrees {
             println!("OK: the Sigstore bundle (cosign v3) agrees too");
+        }
+        if notation_agrees == Some(true) {
+            println!("OK: DCT and Notation agree on {want}");
         }
     }
     Ok(())
