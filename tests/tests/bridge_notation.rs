@@ -193,6 +193,32 @@ fn notation_verifies_what_dct_signs_and_nothing_after_a_revoke() {
     nt.ok(&["sign", "--insecure-registry", &image]);
     let both = nt.list(&image);
     assert_eq!(both.len(), 2, "{both:?}");
+    // oras (sid) finds both through the same fallback index.
+    let oras = std::env::var_os("TRUSTBRIDGE_PEERS")
+        .map_or_else(
+            || std::path::PathBuf::from("/usr/local/lib/peers"),
+            std::path::PathBuf::from,
+        )
+        .join("sid/oras");
+    let out = run_ok(
+        "oras discover",
+        Command::new(&oras)
+            .args([
+                "discover",
+                "--plain-http",
+                "--artifact-type",
+                "application/vnd.cncf.notary.signature",
+            ])
+            .arg(&image)
+            .env("HOME", dir),
+    );
+    let listed = String::from_utf8_lossy(&out.stdout);
+    for d in &both {
+        assert!(
+            listed.contains(d.as_str()),
+            "oras discover lacks {d}: {listed}"
+        );
+    }
     assert!(both.contains(&ours[0]), "{both:?}");
     let theirs: Vec<String> = both.iter().filter(|d| **d != ours[0]).cloned().collect();
 
