@@ -24,6 +24,9 @@ pub struct Config {
     pub log_level: String,
     /// `pkcs11` (ours): the token new ECDSA keys are made in.
     pub pkcs11: Option<crate::keystore::pkcs11::Pkcs11Config>,
+    /// `notation.renew_check_seconds` (ours): how often the serving signer looks at the
+    /// Notation leaf's expiry (default [`crate::notation::RENEW_CHECK`]).
+    pub notation_renew_check: std::time::Duration,
 }
 
 /// A config value: the env override if set, else the nested JSON key.
@@ -140,7 +143,18 @@ impl Config {
                 );
             }
         };
+        let notation_renew_check = match lookup(json, "notation.renew_check_seconds") {
+            None => crate::notation::RENEW_CHECK,
+            Some(v) => std::time::Duration::from_secs(
+                v.parse::<u64>().ok().filter(|n| *n > 0).ok_or_else(|| {
+                    format!(
+                        "notation.renew_check_seconds {v:?} is not a positive number of seconds"
+                    )
+                })?,
+            ),
+        };
         Ok(Config {
+            notation_renew_check,
             grpc_addr,
             tls_cert_file,
             tls_key_file,

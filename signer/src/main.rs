@@ -59,6 +59,9 @@ enum NotationCmd {
         /// The leaf's life in days (renewed when a third is left)
         #[arg(long, default_value_t = trustbridge_signer::notation::DEFAULT_LEAF_DAYS)]
         days: i64,
+        /// The leaf's life in seconds instead (a leaf that must be renewed soon, for tests)
+        #[arg(long, hide = true)]
+        seconds: Option<i64>,
     },
     /// Use a chain from your own PKI (leaf first), for the key here or for --key (PKCS#8 PEM)
     Import {
@@ -236,8 +239,13 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             use trustbridge_signer::notation;
             let store = admin::open(&config)?;
             match c {
-                NotationCmd::Generate { subject, days } => {
-                    format!("{}\n", notation::generate(&store, &subject, days)?)
+                NotationCmd::Generate {
+                    subject,
+                    days,
+                    seconds,
+                } => {
+                    let life = seconds.map_or(time::Duration::days(days), time::Duration::seconds);
+                    format!("{}\n", notation::generate(&store, &subject, life)?)
                 }
                 NotationCmd::Import { cert, key } => {
                     let chain = std::fs::read(&cert)

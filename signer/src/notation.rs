@@ -30,6 +30,8 @@ pub const NOTATION_CA_ROLE: &str = "notation-ca";
 pub const CHAIN_ROLE: &str = "notation-chain";
 /// A generated leaf's life unless `--days` says.
 pub const DEFAULT_LEAF_DAYS: i64 = 365;
+/// How often the serving signer looks at the leaf's expiry unless the config says.
+pub const RENEW_CHECK: std::time::Duration = std::time::Duration::from_secs(3600);
 /// A generated CA's life (the trust anchor users install: long, and re-made only by the admin).
 const CA_YEARS: i64 = 10;
 
@@ -167,14 +169,17 @@ fn serial() -> Result<SerialNumber> {
     Ok(SerialNumber::from_slice(&s))
 }
 
-fn leaf_params(dn: DistinguishedName, days: i64) -> Result<CertificateParams> {
+/// How far before its issue a leaf starts: a verifier whose clock is behind ours still sees it
+/// valid. Not counted in the leaf's life.
+const BACKDATE: time::Duration = time::Duration::minutes(10);
+
+fn leaf_params(dn: DistinguishedName, life: time::Duration) -> Result<CertificateParams> {
     let mut p = CertificateParams::default();
     p.distinguished_name = dn;
     p.serial_number = Some(serial()?);
     let now = time::OffsetDateTime::now_utc();
-    // A little slack behind: a verifier whose clock is behind ours still sees it valid.
-    p.not_before = now - time::Duration::minutes(10);
-    p.not_after = now + time::Duration::days(days);
+    p.not_before = now - BACKDATE;
+    p.not_after = now + life;
     p.key_usages = vec![KeyUsagePurpose::DigitalSignature];
     p.extended_key_usages = vec![ExtendedKeyUsagePurpose::CodeSigning];
     p.is_ca = IsCa::ExplicitNoCa;
@@ -226,8 +231,8 @@ fn store_chain(store: &KeyStore, key: &PublicKey, ders: &[Vec<u8>]) -> Result<Ch
 /// `notation-key generate`: a CA key and a signing key (in the token when one is configured),
 /// a self-signed CA certificate (basicConstraints CA critical with pathLen 0, keyUsage
 /// keyCertSign critical, ten years) and a leaf for `subject` (keyUsage digitalSignature
-/// critical, extendedKeyUsage codeSigning, `days`). Returns the signing key's ID.
-pub fn generate(store: &KeyStore, subject: &str, days: i64) -> Result<String> {
+/// critical, extendedKeyUsage codeSigning, valid for `life`). Returns the signing key's ID.
+pub fn generate(store: &KeyStore, subject: &str, life: time::Duration) -> Result<String> {
     refuse_second_key(store)?;
     let pairs = parse_subject(subject)?;
     let ca_pub = store.generate(NOTATION_CA_ROLE, "", KeyType::Ecdsa)?;
@@ -254,7 +259,7 @@ pub fn generate(store: &KeyStore, subject: &str, days: i64) -> Result<String> {
     let issuer = Issuer::new(ca, ca_key);
     let leaf_spki = rcgen::SubjectPublicKeyInfo::from_der(&leaf_pub.public)
         .map_err(rcgen_err("the signing key"))?;
-    let leaf = leaf_params(dn(&pairs), days)?
+    let leaf = leaf_params(dn(&pairs), life)?
         .signed_by(&leaf_spki, &issuer)
         .map_err(rcgen_err("the leaf certificate"))?;
     store_chain(
@@ -354,7 +359,11 @@ pub fn renew(store: &KeyStore, days: Option<i64>) -> Result<time::OffsetDateTime
             err("the chain's CA key is not here (an imported chain): renew the leaf with your CA and run `notation-key import --cert` again")
         })?;
     let old = chain::check(&ders, None)?;
-    let life = days.unwrap_or_else(|| (old.not_after - old.not_before).whole_days().max(1));
+    // The old leaf's life (it starts BACKDATE before it was issued).
+    let life = days.map_or(
+        old.not_after - old.not_before - BACKDATE,
+        time::Duration::days,
+    );
     let subject = dn_of(&ders[0])?;
     let issuer = Issuer::from_ca_cert_der(&root.clone().into(), StoreKey::new(store, &ca.public)?)
         .map_err(rcgen_err("the CA certificate"))?;
@@ -443,7 +452,12 @@ mod tests {
     #[test]
     fn a_generated_chain_meets_notations_rules_and_renews_for_the_same_key() {
         let s = store();
-        let id = generate(&s, "CN=tb test,O=Example,ST=Berlin,C=DE", 30).unwrap();
+        let id = generate(
+            &s,
+            "CN=tb test,O=Example,ST=Berlin,C=DE",
+            time::Duration::days(30),
+        )
+        .unwrap();
         let (key, ders) = current_chain(&s).unwrap().unwrap();
         assert_eq!(key.key_id, id);
         assert_eq!(ders.len(), 2);
@@ -462,8 +476,8 @@ mod tests {
         assert_eq!(info2.leaf_spki, info.leaf_spki);
         assert!(info2.not_after > info.not_after);
         // A second key is refused; a subject Notation policies cannot name is refused.
-        assert!(generate(&s, "CN=x,O=y,ST=z,C=DE", 30).is_err());
-        let e = generate(&store(), "CN=only a name", 30)
+        assert!(generate(&s, "CN=x,O=y,ST=z,C=DE", time::Duration::days(30)).is_err());
+        let e = generate(&store(), "CN=only a name", time::Duration::days(30))
             .unwrap_err()
             .to_string();
         assert!(e.contains("O="), "{e}");

@@ -54,12 +54,9 @@ pub async fn resolve(addr: &str) -> Result<SocketAddr> {
         .ok_or_else(|| Error::Invalid(format!("server.grpc_addr {addr:?} resolves to nothing")))
 }
 
-/// How often the serving signer looks at the Notation leaf's expiry.
-const NOTATION_RENEW_CHECK: std::time::Duration = std::time::Duration::from_secs(3600);
-
 /// Renew a generated Notation leaf before it expires ([`crate::notation::renew_if_due`]); the
 /// server sees the new chain on its next GetKeyInfo and re-signs every mirrored tag.
-async fn renew_notation_leaf(store: Arc<KeyStore>) {
+async fn renew_notation_leaf(store: Arc<KeyStore>, every: std::time::Duration) {
     loop {
         let s = store.clone();
         match tokio::task::spawn_blocking(move || crate::notation::renew_if_due(&s)).await {
@@ -68,11 +65,11 @@ async fn renew_notation_leaf(store: Arc<KeyStore>) {
             }
             Ok(Ok(None)) => {}
             Ok(Err(e)) => {
-                tracing::warn!(error = %e, "Notation leaf renewal failed; retried in an hour")
+                tracing::warn!(error = %e, "Notation leaf renewal failed; retried at the next check")
             }
             Err(e) => tracing::warn!(error = %e, "Notation leaf renewal task failed"),
         }
-        tokio::time::sleep(NOTATION_RENEW_CHECK).await;
+        tokio::time::sleep(every).await;
     }
 }
 
@@ -90,7 +87,10 @@ pub async fn serve(
             .set_service_status(name, tonic_health::ServingStatus::Serving)
             .await;
     }
-    tokio::spawn(renew_notation_leaf(store.clone()));
+    tokio::spawn(renew_notation_leaf(
+        store.clone(),
+        config.notation_renew_check,
+    ));
     let service = SignerService::new(store);
     let listener = tokio::net::TcpListener::bind(addr)
         .await

@@ -107,10 +107,25 @@ pub fn start_bridge_with(dir: &Path, fields: &str, sections: &str) -> Stack {
 }
 
 /// As [`start_bridge`] with Notation signing on: the signer's Notation key is generated
-/// offline for `subject` before it starts.
-pub fn start_bridge_notation(dir: &Path, fields: &str, subject: &str) -> Stack {
+/// offline for `subject` before it starts. With `leaf_seconds`, the leaf lives that long and
+/// the serving signer looks at its expiry every second.
+pub fn start_bridge_notation(
+    dir: &Path,
+    fields: &str,
+    subject: &str,
+    leaf_seconds: Option<u64>,
+) -> Stack {
     start_bridge_keys(dir, fields, "", |sc| {
-        let id = crate::signer::notation_key_generate(sc, subject);
+        let secs = leaf_seconds.map(|n| n.to_string());
+        let mut extra = vec![];
+        if let Some(n) = &secs {
+            extra = vec!["--seconds", n.as_str()];
+            let mut cfg: serde_json::Value =
+                serde_json::from_slice(&std::fs::read(sc).unwrap()).unwrap();
+            cfg["notation"] = serde_json::json!({"renew_check_seconds": 1});
+            std::fs::write(sc, serde_json::to_vec(&cfg).unwrap()).unwrap();
+        }
+        let id = crate::signer::notation_key_generate(sc, subject, &extra);
         format!(r#","notation":{{"key_id":"{id}"}}"#)
     })
 }

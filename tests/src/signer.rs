@@ -151,11 +151,13 @@ pub fn cosign_key_generate(config: &Path) -> String {
 
 /// Make the Notation key and its chain offline in the store of `config` (`notation-key
 /// generate`); returns the key's ID.
-pub fn notation_key_generate(config: &Path, subject: &str) -> String {
+pub fn notation_key_generate(config: &Path, subject: &str, extra: &[&str]) -> String {
     let out = run_ok(
         "notation-key generate",
         Command::new(our_bin("trustbridge-signer", "trustbridge-signer"))
-            .args(["notation-key", "generate", "--subject", subject, "--config"])
+            .args(["notation-key", "generate", "--subject", subject])
+            .args(extra)
+            .arg("--config")
             .arg(config)
             .env("NOTARY_SIGNER_ALIAS1", ALIAS1_PASS),
     );

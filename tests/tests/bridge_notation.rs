@@ -9,7 +9,9 @@ use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use trustbridge_e2e::bridge::{Registry, sign_tag, start_bridge_notation, wait_job, wait_status};
+use trustbridge_e2e::bridge::{
+    Registry, Stack, sign_tag, start_bridge_notation, wait_job, wait_status,
+};
 use trustbridge_e2e::notation::Notation;
 use trustbridge_e2e::server::{CLIENT_PASS, notary, notary_cmd, trustbridge_cmd};
 use trustbridge_e2e::signer::ALIAS1_PASS;
@@ -56,25 +58,9 @@ fn wait_list(
     }
 }
 
-#[test]
-fn notation_verifies_what_dct_signs_and_nothing_after_a_revoke() {
-    init();
-    let tmp = tempfile::tempdir().unwrap();
-    let dir = tmp.path();
-    let registry = Registry::start(&dir.join("registry"));
-    let repo = "team/app";
-    let gun = format!("127.0.0.1:{}/{repo}", registry.port);
-    let (d1, s1) = registry.push_sample(&format!("{repo}:v1"));
-    let st = start_bridge_notation(
-        dir,
-        &format!(
-            r#","registries":{{"127.0.0.1:{}":{{"plain_http":true}}}}"#,
-            registry.port
-        ),
-        SUBJECT,
-    );
-    let image = format!("{gun}@sha256:{d1}");
-
+/// A Notation user of `gun`: our CA (as served) in a trust store, a strict policy naming it
+/// and our leaf's subject.
+fn notation_user(dir: &Path, st: &Stack, gun: &str) -> Notation {
     // The trust anchor as a Notation user fetches it, in a trust store and policy of theirs.
     let (code, ca) = https_get(
         &format!("{}/_trustbridge/v1/notation-ca.crt", st.url),
@@ -95,6 +81,30 @@ fn notation_verifies_what_dct_signs_and_nothing_after_a_revoke() {
             "trustedIdentities": [IDENTITY],
         }],
     }));
+    nt
+}
+
+#[test]
+fn notation_verifies_what_dct_signs_and_nothing_after_a_revoke() {
+    init();
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let registry = Registry::start(&dir.join("registry"));
+    let repo = "team/app";
+    let gun = format!("127.0.0.1:{}/{repo}", registry.port);
+    let (d1, s1) = registry.push_sample(&format!("{repo}:v1"));
+    let st = start_bridge_notation(
+        dir,
+        &format!(
+            r#","registries":{{"127.0.0.1:{}":{{"plain_http":true}}}}"#,
+            registry.port
+        ),
+        SUBJECT,
+        None,
+    );
+    let image = format!("{gun}@sha256:{d1}");
+
+    let nt = notation_user(dir, &st, &gun);
 
     // 0. Nothing signed in DCT: nothing for Notation either.
     let (ok, out) = nt.verify(&image, &[]);
@@ -252,4 +262,38 @@ fn notation_verifies_what_dct_signs_and_nothing_after_a_revoke() {
     assert!(!left.iter().any(|d| renewed.contains(d) && *d != theirs[0]));
     let (ok, out) = nt.verify(&image, &[]);
     assert!(!ok, "verified after DCT revoked the tag: {out}");
+}
+
+#[test]
+fn a_leaf_near_its_end_is_renewed_by_the_serving_signer() {
+    init();
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let registry = Registry::start(&dir.join("registry"));
+    let repo = "team/short";
+    let gun = format!("127.0.0.1:{}/{repo}", registry.port);
+    let (d1, s1) = registry.push_sample(&format!("{repo}:v1"));
+    // A leaf of 60 s: the signer renews it when 20 s are left, by itself.
+    let st = start_bridge_notation(
+        dir,
+        &format!(
+            r#","registries":{{"127.0.0.1:{}":{{"plain_http":true}}}}"#,
+            registry.port
+        ),
+        SUBJECT,
+        Some(60),
+    );
+    let image = format!("{gun}@sha256:{d1}");
+    let nt = notation_user(dir, &st, &gun);
+    sign_tag(&st, &dir.join("owner"), &gun, "v1", s1, &d1);
+    wait_job(&st, &gun, "v1", "sign");
+    let first = wait_list(&nt, &image, "signed", |s| s.len() == 1);
+    let (ok, out) = nt.verify(&image, &[]);
+    assert!(ok, "with the first leaf: {out}");
+    // The new leaf reaches the server, which signs again and retires the first signature.
+    wait_list(&nt, &image, "re-signed with the renewed leaf", |s| {
+        s.len() == 1 && s[0] != first[0]
+    });
+    let (ok, out) = nt.verify(&image, &[]);
+    assert!(ok, "with the renewed leaf: {out}");
 }
