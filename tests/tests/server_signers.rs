@@ -176,13 +176,15 @@ fn dev_mode_runs_the_stack_and_stops_on_sigterm() {
     let (code, pem) = https_get(&format!("{url}/_trustbridge/v1/cosign.pub"), &ca);
     assert_eq!(code, 200);
     assert!(String::from_utf8_lossy(&pem).starts_with("-----BEGIN PUBLIC KEY-----"));
-    let rport = free_port();
-    let _registry = trustbridge_e2e::peers::docker_registry(tmp.path(), rport, "", "");
-    let image = format!("127.0.0.1:{rport}/e2e/dev");
-    let digest = hex::encode(ring::digest::digest(&ring::digest::SHA256, b"dev manifest"));
+    // (Notation, also on in dev mode, signs only images the registry holds: it refers to the
+    // image's manifest.)
+    let registry = trustbridge_e2e::bridge::Registry::start(&tmp.path().join("registry"));
+    let image = format!("127.0.0.1:{}/e2e/dev", registry.port);
+    let (digest, size) = registry.push_sample("e2e/dev:v1");
+    let size = size.to_string();
     let ours = |args: &[&str]| trustbridge(&url, &ca, &trust, args);
     ours(&["init", &image, "-p"]);
-    ours(&["addhash", &image, "v1", "12", "--sha256", &digest, "-p"]);
+    ours(&["addhash", &image, "v1", &size, "--sha256", &digest, "-p"]);
     let start = Instant::now();
     loop {
         let out = trustbridge_e2e::server::trustbridge_cmd(
@@ -194,8 +196,14 @@ fn dev_mode_runs_the_stack_and_stops_on_sigterm() {
         .output()
         .unwrap();
         if out.status.success() {
+            let said = String::from_utf8_lossy(&out.stdout);
             assert!(
-                String::from_utf8_lossy(&out.stdout).contains(&format!("agree on sha256:{digest}"))
+                said.contains(&format!("DCT and Cosign agree on sha256:{digest}")),
+                "{said}"
+            );
+            assert!(
+                said.contains(&format!("DCT and Notation agree on sha256:{digest}")),
+                "{said}"
             );
             break;
         }
