@@ -9,6 +9,23 @@ use crate::{Proc, free_port, our_bin, require_bin, run_ok, wait_ok};
 
 pub const CLIENT_PASS: &str = "e2e-client-passphrase";
 
+/// docker CLI 28 (`docker trust`, no daemon) with config directory `config` against the notary
+/// server `server` (reached by the name `notary-server`, so docker checks TLS for real against
+/// `config/tls/<host:port>/ca.crt`), passphrases [`CLIENT_PASS`]; stdout then stderr.
+pub fn docker_trust(config: &Path, server: &str, args: &[&str]) -> String {
+    let out = run_ok(
+        &format!("docker {}", args.join(" ")),
+        Command::new(require_bin("docker"))
+            .args(args)
+            .current_dir(config)
+            .env("DOCKER_CONFIG", config)
+            .env("DOCKER_CONTENT_TRUST_SERVER", server)
+            .env("DOCKER_CONTENT_TRUST_ROOT_PASSPHRASE", CLIENT_PASS)
+            .env("DOCKER_CONTENT_TRUST_REPOSITORY_PASSPHRASE", CLIENT_PASS),
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr)
+}
+
 /// A running trustbridge-server with its trustbridge-signer, certificates in `dir/certs`.
 pub struct Stack {
     pub server: Proc,

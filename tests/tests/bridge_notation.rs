@@ -13,29 +13,13 @@ use trustbridge_e2e::bridge::{
     Registry, Stack, sign_tag, start_bridge_notation, wait_job, wait_status,
 };
 use trustbridge_e2e::notation::Notation;
-use trustbridge_e2e::server::{CLIENT_PASS, notary, notary_cmd, trustbridge_cmd};
+use trustbridge_e2e::server::{docker_trust, notary, notary_cmd, trustbridge_cmd};
 use trustbridge_e2e::signer::ALIAS1_PASS;
-use trustbridge_e2e::{https_get, init, our_bin, require_bin, run_ok};
+use trustbridge_e2e::{https_get, init, our_bin, run_ok};
 
 const SUBJECT: &str = "CN=trustbridge notation,O=trustbridge tests,ST=Berlin,C=DE";
 const IDENTITY: &str =
     "x509.subject: C=DE, ST=Berlin, O=trustbridge tests, CN=trustbridge notation";
-
-/// docker CLI 28 (`docker trust`, no daemon) with config `config` against `server` (reached
-/// as `notary-server`, so docker checks TLS for real); its output.
-fn docker(config: &Path, server: &str, args: &[&str]) -> String {
-    let out = run_ok(
-        &format!("docker {}", args.join(" ")),
-        Command::new(require_bin("docker"))
-            .args(args)
-            .current_dir(config)
-            .env("DOCKER_CONFIG", config)
-            .env("DOCKER_CONTENT_TRUST_SERVER", server)
-            .env("DOCKER_CONTENT_TRUST_ROOT_PASSPHRASE", CLIENT_PASS)
-            .env("DOCKER_CONTENT_TRUST_REPOSITORY_PASSPHRASE", CLIENT_PASS),
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr)
-}
 
 /// Wait (120 s at most) until `done` holds for notation's list of the image's signatures.
 fn wait_list(
@@ -55,6 +39,40 @@ fn wait_list(
             "{what}: notation lists {sigs:?}"
         );
         std::thread::sleep(Duration::from_millis(500));
+    }
+}
+
+/// A registry holding `repo:v1` and the stack with Notation on for it.
+struct Setup {
+    registry: Registry,
+    st: Stack,
+    gun: String,
+    digest: String,
+    size: u64,
+    /// `gun@sha256:<digest>`.
+    image: String,
+}
+
+fn setup(dir: &Path, repo: &str, leaf_seconds: Option<u64>) -> Setup {
+    let registry = Registry::start(&dir.join("registry"));
+    let gun = format!("127.0.0.1:{}/{repo}", registry.port);
+    let (digest, size) = registry.push_sample(&format!("{repo}:v1"));
+    let st = start_bridge_notation(
+        dir,
+        &format!(
+            r#","registries":{{"127.0.0.1:{}":{{"plain_http":true}}}}"#,
+            registry.port
+        ),
+        SUBJECT,
+        leaf_seconds,
+    );
+    Setup {
+        image: format!("{gun}@sha256:{digest}"),
+        registry,
+        st,
+        gun,
+        digest,
+        size,
     }
 }
 
@@ -89,20 +107,14 @@ fn notation_verifies_what_dct_signs_and_nothing_after_a_revoke() {
     init();
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path();
-    let registry = Registry::start(&dir.join("registry"));
-    let repo = "team/app";
-    let gun = format!("127.0.0.1:{}/{repo}", registry.port);
-    let (d1, s1) = registry.push_sample(&format!("{repo}:v1"));
-    let st = start_bridge_notation(
-        dir,
-        &format!(
-            r#","registries":{{"127.0.0.1:{}":{{"plain_http":true}}}}"#,
-            registry.port
-        ),
-        SUBJECT,
-        None,
-    );
-    let image = format!("{gun}@sha256:{d1}");
+    let Setup {
+        registry: _registry,
+        st,
+        gun,
+        digest: d1,
+        size: s1,
+        image,
+    } = setup(dir, "team/app", None);
 
     let nt = notation_user(dir, &st, &gun);
 
@@ -140,7 +152,7 @@ fn notation_verifies_what_dct_signs_and_nothing_after_a_revoke() {
     // 1b. docker CLI 28 signs the tag into a releases delegation (alice's key), so DCT now
     //     resolves it from targets/releases: the Notation signature follows the new claim.
     let server = format!("https://notary-server:{}", st.port);
-    let d = |args: &[&str]| docker(&docker_cfg, &server, args);
+    let d = |args: &[&str]| docker_trust(&docker_cfg, &server, args);
     d(&[
         "trust",
         "key",
@@ -269,21 +281,15 @@ fn a_leaf_near_its_end_is_renewed_by_the_serving_signer() {
     init();
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path();
-    let registry = Registry::start(&dir.join("registry"));
-    let repo = "team/short";
-    let gun = format!("127.0.0.1:{}/{repo}", registry.port);
-    let (d1, s1) = registry.push_sample(&format!("{repo}:v1"));
     // A leaf of 60 s: the signer renews it when 20 s are left, by itself.
-    let st = start_bridge_notation(
-        dir,
-        &format!(
-            r#","registries":{{"127.0.0.1:{}":{{"plain_http":true}}}}"#,
-            registry.port
-        ),
-        SUBJECT,
-        Some(60),
-    );
-    let image = format!("{gun}@sha256:{d1}");
+    let Setup {
+        registry: _registry,
+        st,
+        gun,
+        digest: d1,
+        size: s1,
+        image,
+    } = setup(dir, "team/short", Some(60));
     let nt = notation_user(dir, &st, &gun);
     sign_tag(&st, &dir.join("owner"), &gun, "v1", s1, &d1);
     wait_job(&st, &gun, "v1", "sign");

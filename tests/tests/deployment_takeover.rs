@@ -7,32 +7,17 @@
 //! Go notary on the same databases, which reads what trustbridge wrote.
 
 use std::path::Path;
-use std::process::Command;
 
 use trustbridge_e2e::mysql::{MyDb, NOTARY_SERVER_SCHEMA, NOTARY_SIGNER_SCHEMA};
 use trustbridge_e2e::peers::{go_server_with, go_signer};
-use trustbridge_e2e::server::{CLIENT_PASS, notary, start_server};
+use trustbridge_e2e::server::{docker_trust, notary, start_server};
 use trustbridge_e2e::signer::start_ours;
-use trustbridge_e2e::{free_port, https_get, init, require_bin, run_ok};
+use trustbridge_e2e::{free_port, https_get, init};
 
 /// The dev server certificate's name, mapped to 127.0.0.1 (scripts/test.sh), so docker checks
 /// TLS for real.
 const HOST: &str = "notary-server";
 const GUN: &str = "registry.example:5000/team/app";
-
-fn docker(config: &Path, server: &str, args: &[&str]) -> String {
-    let out = run_ok(
-        &format!("docker {}", args.join(" ")),
-        Command::new(require_bin("docker"))
-            .args(args)
-            .current_dir(config)
-            .env("DOCKER_CONFIG", config)
-            .env("DOCKER_CONTENT_TRUST_SERVER", server)
-            .env("DOCKER_CONTENT_TRUST_ROOT_PASSPHRASE", CLIENT_PASS)
-            .env("DOCKER_CONTENT_TRUST_REPOSITORY_PASSPHRASE", CLIENT_PASS),
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr)
-}
 
 /// A docker config trusting the dev CA for the server at `port`.
 fn docker_config(dir: &Path, port: u16) -> std::path::PathBuf {
@@ -57,7 +42,7 @@ fn timestamp_signer(url: &str, ca: &Path) -> String {
 /// Tags and their signers as a fresh docker config sees them.
 fn inspect(dir: &Path, port: u16, server: &str) -> Vec<(String, Vec<String>)> {
     let cfg = docker_config(dir, port);
-    let out = docker(&cfg, server, &["trust", "inspect", GUN]);
+    let out = docker_trust(&cfg, server, &["trust", "inspect", GUN]);
     let v: serde_json::Value =
         serde_json::from_str(out.trim()).unwrap_or_else(|e| panic!("{e}: {out}"));
     v[0]["SignedTags"]
@@ -104,7 +89,7 @@ fn a_notary_deployment_on_mariadb_moves_to_trustbridge_and_back() {
     let mut go_server = go_server_with(dir, port, signer_port, &server_db.storage(), "");
     let admin = docker_config(&dir.join("docker-admin"), port);
     std::fs::create_dir_all(&admin).unwrap();
-    let d = |args: &[&str]| docker(&admin, &url, args);
+    let d = |args: &[&str]| docker_trust(&admin, &url, args);
     d(&[
         "trust",
         "key",

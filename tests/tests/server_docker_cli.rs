@@ -2,28 +2,13 @@
 //! by the name `notary-server` (mapped to 127.0.0.1 in /etc/hosts), so docker checks TLS for
 //! real against `$DOCKER_CONFIG/tls/<host:port>/ca.crt` instead of treating it as loopback.
 
-use std::path::Path;
 use std::process::Command;
 
-use trustbridge_e2e::server::{CLIENT_PASS, notary_cmd, start_stack};
+use trustbridge_e2e::server::{CLIENT_PASS, docker_trust, notary_cmd, start_stack};
 use trustbridge_e2e::{init, require_bin, run_ok};
 
 const HOST: &str = "notary-server";
 const REPO: &str = "registry.example:5000/team/app";
-
-fn docker(config: &Path, server: &str, args: &[&str]) -> String {
-    let out = run_ok(
-        &format!("docker {}", args.join(" ")),
-        Command::new(require_bin("docker"))
-            .args(args)
-            .current_dir(config)
-            .env("DOCKER_CONFIG", config)
-            .env("DOCKER_CONTENT_TRUST_SERVER", server)
-            .env("DOCKER_CONTENT_TRUST_ROOT_PASSPHRASE", CLIENT_PASS)
-            .env("DOCKER_CONTENT_TRUST_REPOSITORY_PASSPHRASE", CLIENT_PASS),
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr)
-}
 
 #[test]
 fn docker_trust_signs_and_revokes_through_trustbridge() {
@@ -46,7 +31,7 @@ fn docker_trust_signs_and_revokes_through_trustbridge() {
     let tls = cfg.join("tls").join(format!("{HOST}:{}", s.port));
     std::fs::create_dir_all(&tls).unwrap();
     std::fs::copy(&s.ca, tls.join("ca.crt")).unwrap();
-    let d = |args: &[&str]| docker(&cfg, &server, args);
+    let d = |args: &[&str]| docker_trust(&cfg, &server, args);
 
     let out = d(&[
         "trust",
@@ -119,7 +104,7 @@ fn docker_trust_signs_and_revokes_through_trustbridge() {
     let other_tls = other.join("tls").join(format!("{HOST}:{}", s.port));
     std::fs::create_dir_all(&other_tls).unwrap();
     std::fs::copy(&s.ca, other_tls.join("ca.crt")).unwrap();
-    let out = docker(&other, &server, &["trust", "inspect", REPO]);
+    let out = docker_trust(&other, &server, &["trust", "inspect", REPO]);
     let v: serde_json::Value =
         serde_json::from_str(out.trim()).unwrap_or_else(|e| panic!("{e}: {out}"));
     let tags = v[0]["SignedTags"].as_array().unwrap();
@@ -133,7 +118,7 @@ fn docker_trust_signs_and_revokes_through_trustbridge() {
         .collect();
     signers.sort();
     assert_eq!(signers, ["alice", "bob"], "{out}");
-    let pretty = docker(&other, &server, &["trust", "inspect", "--pretty", REPO]);
+    let pretty = docker_trust(&other, &server, &["trust", "inspect", "--pretty", REPO]);
     assert!(
         pretty.contains("v1") && pretty.contains("alice, bob"),
         "{pretty}"
@@ -177,11 +162,11 @@ fn docker_trust_signs_and_revokes_through_trustbridge() {
         out.status.success() && text.contains("Successfully removed alice"),
         "{text}"
     );
-    let pretty = docker(&other, &server, &["trust", "inspect", "--pretty", repo2]);
+    let pretty = docker_trust(&other, &server, &["trust", "inspect", "--pretty", repo2]);
     assert!(!pretty.contains("alice"), "{pretty}");
 
     let out = d(&["trust", "revoke", "-y", &format!("{REPO}:v1")]);
     assert!(out.contains("Successfully deleted signature"), "{out}");
-    let pretty = docker(&other, &server, &["trust", "inspect", "--pretty", REPO]);
+    let pretty = docker_trust(&other, &server, &["trust", "inspect", "--pretty", REPO]);
     assert!(pretty.contains("No signatures"), "{pretty}");
 }
