@@ -58,28 +58,6 @@ pub struct ChainInfo {
     pub not_after: ::time::OffsetDateTime,
 }
 
-/// The certificates of a PEM file, in order.
-pub fn parse_pem(text: &[u8]) -> Result<Vec<Vec<u8>>, Error> {
-    let blocks = ::pem::parse_many(text).map_err(|e| Error::new(format!("not PEM: {e}")))?;
-    let ders: Vec<Vec<u8>> = blocks
-        .into_iter()
-        .filter(|b| b.tag() == "CERTIFICATE")
-        .map(|b| b.into_contents())
-        .collect();
-    if ders.is_empty() {
-        return Err(Error::new("no CERTIFICATE block in the PEM file"));
-    }
-    Ok(ders)
-}
-
-/// PEM text of `ders`, in order.
-pub fn to_pem(ders: &[Vec<u8>]) -> String {
-    let cfg = ::pem::EncodeConfig::new().set_line_ending(::pem::LineEnding::LF);
-    ders.iter()
-        .map(|d| ::pem::encode_config(&::pem::Pem::new("CERTIFICATE", d.clone()), cfg))
-        .collect()
-}
-
 fn parse(der: &[u8]) -> Result<X509Certificate<'_>, Error> {
     X509Certificate::from_der(der)
         .map(|(_, c)| c)

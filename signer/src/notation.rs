@@ -18,6 +18,7 @@ use rcgen::{
 };
 use ring::rand::SecureRandom;
 use trustbridge_notation::chain::{self, ChainInfo};
+use trustbridge_tuf::x509::{certificate_ders, certificates_to_pem};
 use trustbridge_tuf::{KeyType, PrivateKey, PublicKey};
 
 use crate::error::{Error, Result};
@@ -223,7 +224,7 @@ fn store_chain(store: &KeyStore, key: &PublicKey, ders: &[Vec<u8>]) -> Result<Ch
         &chain_id(&key.id()),
         CHAIN_ROLE,
         alg,
-        chain::to_pem(ders).as_bytes(),
+        &certificates_to_pem(ders),
     )?;
     Ok(info)
 }
@@ -274,7 +275,7 @@ pub fn generate(store: &KeyStore, subject: &str, life: time::Duration) -> Result
 /// first, for the signing key already here or for `key_pem` (an unencrypted PKCS#8 PEM, which
 /// is stored encrypted and may then be deleted). Returns the key ID.
 pub fn import(store: &KeyStore, chain_pem: &[u8], key_pem: Option<&[u8]>) -> Result<String> {
-    let ders = chain::parse_pem(chain_pem)?;
+    let ders = certificate_ders(chain_pem)?;
     let key = match key_pem {
         Some(text) => {
             refuse_second_key(store)?;
@@ -311,7 +312,7 @@ pub fn current_chain(store: &KeyStore) -> Result<Option<(KeyInfo, Vec<Vec<u8>>)>
     let Some(pem_text) = store.chain(&chain_id(&key.key_id))? else {
         return Ok(None);
     };
-    Ok(Some((key, chain::parse_pem(&pem_text)?)))
+    Ok(Some((key, certificate_ders(&pem_text)?)))
 }
 
 /// GetKeyInfo's answer for `key_id`: a Notation key with a chain is served as that chain
@@ -437,7 +438,7 @@ pub fn export_ca(store: &KeyStore) -> Result<String> {
     let (_, ders) = current_chain(store)?.ok_or_else(|| {
         err("no Notation key with a chain: run `trustbridge-signer notation-key generate`")
     })?;
-    Ok(chain::to_pem(&ders[ders.len() - 1..]))
+    Ok(String::from_utf8_lossy(&certificates_to_pem(&ders[ders.len() - 1..])).into_owned())
 }
 
 #[cfg(test)]
@@ -465,7 +466,7 @@ mod tests {
         assert_eq!(info.leaf_spki, key.public.public);
         let served = served_info(&s, &id).unwrap();
         assert_eq!(served.public.key_type, KeyType::EcdsaX509);
-        assert_eq!(chain::parse_pem(&served.public.public).unwrap(), ders);
+        assert_eq!(certificate_ders(&served.public.public).unwrap(), ders);
         // Renewal keeps key, subject and root; the leaf is new.
         renew(&s, Some(60)).unwrap();
         let (_, after) = current_chain(&s).unwrap().unwrap();

@@ -270,7 +270,7 @@ pub(super) fn verify_both(
     // Notation, where the server signs for it (it then serves its trust anchor).
     let notation = match remote.get("/_trustbridge/v1/notation-ca.crt", 1 << 20)? {
         Some(ca) => {
-            let roots = trustbridge_notation::chain::parse_pem(&ca)
+            let roots = trustbridge_tuf::x509::certificate_ders(&ca)
                 .map_err(|e| Error::Usage(format!("{}: notation-ca.crt: {e}", ctx.server)))?;
             Some(trustbridge_client::notation::signatures(
                 &reg, &t.sha256, &roots,

@@ -22,6 +22,7 @@ use trustbridge_cosign::payload::Claim;
 use trustbridge_notation::chain::{self, Alg};
 use trustbridge_notation::envelope;
 use trustbridge_notation::media::{JWS_ENVELOPE, SIGNATURE_ARTIFACT, THUMBPRINT};
+use trustbridge_tuf::x509::{certificate_ders, certificates_to_pem};
 
 use super::Bridge;
 use super::referrers::Referrer;
@@ -58,7 +59,8 @@ pub struct SigningChain {
 impl SigningChain {
     /// The root certificate, PEM: the trust anchor Notation users add to their trust store.
     pub fn root_pem(&self) -> String {
-        chain::to_pem(&self.ders[self.ders.len() - 1..])
+        String::from_utf8_lossy(&certificates_to_pem(&self.ders[self.ders.len() - 1..]))
+            .into_owned()
     }
 }
 
@@ -124,7 +126,7 @@ impl Bridge {
                 cfg.key_id
             )));
         }
-        let ders = chain::parse_pem(&key.public).map_err(|e| {
+        let ders = certificate_ders(&key.public).map_err(|e| {
             RegistryError::not_configured(format!("the Notation chain in the signer: {e}"))
         })?;
         let info = chain::check(&ders, Some(time::OffsetDateTime::now_utc())).map_err(|e| {
