@@ -6,6 +6,9 @@
 
 use serde_json::Value;
 
+/// The prefix of every claim annotation key.
+const CLAIM_ANNOTATION_PREFIX: &str = "dev.trustbridge/notary-";
+
 /// What one layer (or bundle) of ours says about a notary target.
 #[derive(Clone, Copy, Debug)]
 pub struct Claim<'a> {
@@ -32,6 +35,19 @@ impl Claim<'_> {
             forms.push(Claim { gun: None, ..*self });
         }
         forms
+    }
+
+    /// Whether `annotations` (a JSON map, e.g. a referrer's) carry exactly this claim: the
+    /// same `dev.trustbridge/notary-*` members as [`Self::annotations`], no more, no fewer.
+    pub fn annotated_in(&self, annotations: &Value) -> bool {
+        let theirs: std::collections::BTreeMap<&str, &str> = annotations
+            .as_object()
+            .into_iter()
+            .flatten()
+            .filter(|(k, _)| k.starts_with(CLAIM_ANNOTATION_PREFIX))
+            .map(|(k, v)| (k.as_str(), v.as_str().unwrap_or_default()))
+            .collect();
+        theirs == self.annotations().into_iter().collect()
     }
 
     /// The `dev.trustbridge/…` annotations, by key (the order JSON maps keep).
@@ -147,5 +163,35 @@ mod tests {
                 .unwrap()
                 .starts_with(r#"{"critical":{"identity":"#)
         );
+    }
+
+    #[test]
+    fn annotations_carry_a_claim_exactly() {
+        let c = Claim {
+            reference: "r/app",
+            gun: Some("r/app"),
+            digest_hex: "ab",
+            tag: "v1",
+            role: "targets",
+            signers: "",
+        };
+        let mut a: serde_json::Map<String, Value> = c
+            .annotations()
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), v.into()))
+            .collect();
+        a.insert(
+            "io.cncf.notary.x509chain.thumbprint#S256".into(),
+            "[]".into(),
+        );
+        assert!(c.annotated_in(&Value::Object(a.clone())));
+        let other_role = Claim {
+            role: "targets/releases",
+            ..c
+        };
+        assert!(!other_role.annotated_in(&Value::Object(a.clone())));
+        a.insert("dev.trustbridge/notary-signers".into(), "k1".into());
+        assert!(!c.annotated_in(&Value::Object(a)));
+        assert!(!c.annotated_in(&Value::Null));
     }
 }

@@ -66,24 +66,7 @@ impl SigningChain {
 
 /// Whether a referrer entry is our Notation signature for exactly this claim.
 pub fn is_claim(entry: &Value, claim: &Claim<'_>) -> bool {
-    if entry["artifactType"] != SIGNATURE_ARTIFACT {
-        return false;
-    }
-    let a = &entry["annotations"];
-    let mine = claim.annotations();
-    let get = |k: &str| {
-        mine.iter()
-            .find(|(key, _)| *key == k)
-            .map_or("", |(_, v)| *v)
-    };
-    [
-        "dev.trustbridge/notary-gun",
-        "dev.trustbridge/notary-role",
-        "dev.trustbridge/notary-signers",
-        "dev.trustbridge/notary-target",
-    ]
-    .iter()
-    .all(|k| a[*k].as_str().unwrap_or("") == get(k))
+    entry["artifactType"] == SIGNATURE_ARTIFACT && claim.annotated_in(&entry["annotations"])
 }
 
 impl Bridge {
@@ -261,25 +244,19 @@ impl Bridge {
         }
     }
 
-    /// Whether our Notation signature for the claim, made with the current chain, is attached
-    /// (true when Notation is off).
+    /// Whether `referrers` (the image's listing) hold our Notation signature for the claim,
+    /// made with the current chain (true when Notation is off).
     pub(super) async fn notation_signed(
         &self,
-        registry: &Registry,
-        host: &str,
-        repo: &str,
+        referrers: &[Value],
         claim: &Claim<'_>,
     ) -> Result<bool, RegistryError> {
         if self.cfg.notation.is_none() {
             return Ok(true);
         }
         let chain = self.notation_chain().await?;
-        Ok(registry
-            .referrers(host, repo, claim.digest_hex)
-            .await?
-            .iter()
-            .any(|e| {
-                is_claim(e, claim) && e["annotations"][THUMBPRINT] == chain.thumbprints.as_str()
-            }))
+        Ok(referrers.iter().any(|e| {
+            is_claim(e, claim) && e["annotations"][THUMBPRINT] == chain.thumbprints.as_str()
+        }))
     }
 }

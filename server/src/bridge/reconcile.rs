@@ -21,6 +21,7 @@ use trustbridge_cosign::names::sig_tag;
 use trustbridge_cosign::payload::{self, Claim};
 
 use super::Bridge;
+use super::referrers::is_bundle;
 use super::registry::{Registry, RegistryError};
 use crate::error::Error;
 use crate::repo::Repo;
@@ -305,15 +306,16 @@ impl Bridge {
         let layer = r
             .layer(host, repo, claim.digest_hex, &payload::payload(claim), key)
             .await?;
+        // One read of the image's referrers serves both the bundle and the Notation check.
+        let referrers = if self.cfg.new_bundle_format || self.cfg.notation.is_some() {
+            r.referrers(host, repo, claim.digest_hex).await?
+        } else {
+            vec![]
+        };
+        let statement = bundle::sha256(&bundle::statement(claim));
         let bundled = (!self.cfg.new_bundle_format
-            || r.has_bundle(
-                host,
-                repo,
-                claim.digest_hex,
-                &bundle::sha256(&bundle::statement(claim)),
-            )
-            .await?)
-            && self.notation_signed(r, host, repo, claim).await?;
+            || referrers.iter().any(|e| is_bundle(e, &statement)))
+            && self.notation_signed(&referrers, claim).await?;
         let registry_digest = r.tag_digest(host, repo, claim.tag).await?;
         Ok((layer, bundled, registry_digest))
     }

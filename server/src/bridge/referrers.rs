@@ -25,7 +25,8 @@ struct Listing {
     index_digest: Option<String>,
 }
 
-fn is_bundle(entry: &Value, statement_digest: &str) -> bool {
+/// Whether a referrer entry is our bundle with this statement.
+pub(super) fn is_bundle(entry: &Value, statement_digest: &str) -> bool {
     entry["annotations"][STATEMENT_ANNOTATION] == statement_digest
 }
 
