@@ -50,6 +50,17 @@ for want in sid:cosign trixie:cosign sid:notation sid:oras; do
   "$peerdir/$suite/$tool" version >/dev/null 2>&1 || { echo "test.sh: $peerdir/$suite/$tool does not run" >&2; exit 1; }
 done
 
+# A registry with the OCI 1.1 referrers API, for the bridge's referrers path (Debian's
+# docker-registry 2.8 has none; zot and distribution 3 are not packaged, and crane's
+# `registry serve` keeps the API switched off): ferro-oci-server from crates.io, built once
+# into $TRUSTBRIDGE_PEERS/crates.
+ferro=$peerdir/crates/bin/ferro-oci-server
+if [ ! -x "$ferro" ]; then
+  mkdir -p "$peerdir/crates" 2>/dev/null || { echo "test.sh: cannot create $peerdir/crates (run as root)" >&2; exit 1; }
+  cargo install --quiet --locked --version 1.0.0 --root "$peerdir/crates" ferro-oci-server
+fi
+[ -x "$ferro" ] || { echo "test.sh: $ferro is missing" >&2; exit 1; }
+
 # docker trust must reach the server by a name that is not loopback-looking, so TLS is checked
 # for real: map notary-server (a SAN of the dev server certificate) to 127.0.0.1.
 if ! getent hosts notary-server >/dev/null 2>&1; then

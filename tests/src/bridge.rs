@@ -11,10 +11,14 @@ use crate::server::{notary, start_server, write_server_config};
 use crate::signer::{cosign_key_generate, start_ours, write_config};
 use crate::{free_port, https_get, require_bin, run_ok};
 
-/// The reference registry (../shared/peers/registry.sh), stopped on drop.
+/// A registry on loopback (plain HTTP, no auth), stopped on drop: Debian's docker-registry
+/// 2.8 (../shared/peers/registry.sh), which has no referrers API, or ferro-oci-server, which
+/// has it.
 pub struct Registry {
     pub dir: PathBuf,
     pub port: u16,
+    /// ferro-oci-server's process (None: registry.sh's docker-registry).
+    api: Option<crate::Proc>,
 }
 
 pub fn peers_script() -> PathBuf {
@@ -37,7 +41,55 @@ impl Registry {
         Registry {
             dir: dir.to_path_buf(),
             port,
+            api: None,
         }
+    }
+
+    /// A registry with the OCI 1.1 referrers API: ferro-oci-server 1.0.0 (crates.io, installed
+    /// by scripts/test.sh under `$TRUSTBRIDGE_PEERS/crates`), blobs under `dir`. Debian's
+    /// docker-registry 2.8 has no such API and zot or distribution 3 are not packaged.
+    pub fn start_with_referrers_api(dir: &Path) -> Registry {
+        let bin = crate::peer("crates/bin", "ferro-oci-server");
+        std::fs::create_dir_all(dir.join("blobs")).unwrap();
+        let port = free_port();
+        let mut cmd = Command::new(bin);
+        cmd.env("FERRO_OCI_LISTEN", format!("127.0.0.1:{port}"))
+            .env("FERRO_OCI_STORAGE_DIR", dir.join("blobs"))
+            .env("RUST_LOG", "warn");
+        let proc = crate::Proc::spawn("ferro-oci-server", cmd, dir);
+        let start = Instant::now();
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(
+                start.elapsed() < Duration::from_secs(20),
+                "ferro-oci-server did not listen on {port}"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Registry {
+            dir: dir.to_path_buf(),
+            port,
+            api: Some(proc),
+        }
+    }
+
+    /// The repository's tags, as `GET /v2/<repo>/tags/list` lists them.
+    pub fn tags(&self, repo: &str) -> Vec<String> {
+        let out = run_ok(
+            "curl tags/list",
+            Command::new("curl").args([
+                "-fsS",
+                &format!("http://127.0.0.1:{}/v2/{repo}/tags/list", self.port),
+            ]),
+        );
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        v["tags"]
+            .as_array()
+            .map(|a| {
+                a.iter()
+                    .filter_map(|t| t.as_str().map(str::to_string))
+                    .collect()
+            })
+            .unwrap_or_default()
     }
 
     /// Push the peers' sample image to `repo:tag`; returns (digest hex, size).
@@ -63,6 +115,9 @@ impl Registry {
 
 impl Drop for Registry {
     fn drop(&mut self) {
+        if self.api.is_some() {
+            return; // the Proc stops ferro-oci-server
+        }
         let _ = Command::new("bash")
             .arg(peers_script())
             .arg("stop")
@@ -251,15 +306,7 @@ pub fn sig_layers(registry_port: u16, repo: &str, digest: &str) -> usize {
 /// The real cosign of a Debian suite (`sid`: 3.1.1, `trixie`: 2.5.0). Missing fails the test:
 /// scripts/test.sh installs both with ../shared/peers/debian-extra.sh.
 pub fn cosign(suite: &str) -> PathBuf {
-    let dir = std::env::var_os("TRUSTBRIDGE_PEERS")
-        .map_or_else(|| PathBuf::from("/usr/local/lib/peers"), PathBuf::from);
-    let p = dir.join(suite).join("cosign");
-    assert!(
-        p.is_file(),
-        "{} is missing: run scripts/test.sh (it fetches cosign with shared/peers/debian-extra.sh)",
-        p.display()
-    );
-    p
+    crate::peer(suite, "cosign")
 }
 
 /// `cosign verify` of `image` with `key`, no transparency log, plain HTTP; whether it passed,

@@ -21,6 +21,21 @@ pub fn require_bin(name: &str) -> PathBuf {
         .unwrap_or_else(|| panic!("peer binary `{name}` not found on PATH: run the README's test command (scripts/test.sh) as root to install it"))
 }
 
+/// A peer that scripts/test.sh installs under `$TRUSTBRIDGE_PEERS` (default
+/// /usr/local/lib/peers): `<suite>/<tool>` from Debian's newer suites (debian-extra.sh), or
+/// `crates/bin/<tool>` from crates.io. Missing fails the test.
+pub fn peer(sub: &str, name: &str) -> PathBuf {
+    let dir = std::env::var_os("TRUSTBRIDGE_PEERS")
+        .map_or_else(|| PathBuf::from("/usr/local/lib/peers"), PathBuf::from);
+    let p = dir.join(sub).join(name);
+    assert!(
+        p.is_file(),
+        "{} is missing: run the README's test command (scripts/test.sh) as root to install it",
+        p.display()
+    );
+    p
+}
+
 /// A free TCP port on 127.0.0.1, for peers that cannot bind port 0 and report it. Picked at
 /// random below the kernel's ephemeral range (32768+), so a client connection's source port
 /// cannot take it between this check and the peer's bind; never the same twice per process.

@@ -7,15 +7,7 @@ use std::process::{Command, Output};
 
 /// notation's binary. Missing fails the test: scripts/test.sh installs it.
 pub fn notation_bin() -> PathBuf {
-    let dir = std::env::var_os("TRUSTBRIDGE_PEERS")
-        .map_or_else(|| PathBuf::from("/usr/local/lib/peers"), PathBuf::from);
-    let p = dir.join("sid").join("notation");
-    assert!(
-        p.is_file(),
-        "{} is missing: run scripts/test.sh (it fetches notation with shared/peers/debian-extra.sh)",
-        p.display()
-    );
-    p
+    crate::peer("sid", "notation")
 }
 
 /// One user's notation: `$XDG_CONFIG_HOME/notation` under `home`.

@@ -4,18 +4,20 @@
 //! leaf's `x509.subject`; another tool's signature on the same image stays beside ours; a
 //! renewed leaf re-signs every mirrored tag and retires the old signature; a DCT revoke
 //! removes ours, after which the other CA's signature alone does not satisfy the policy.
+//! Both discovery paths: the `sha256-<hex>` fallback index on docker-registry 2.8, the
+//! referrers API on ferro-oci-server.
 
 use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
 use trustbridge_e2e::bridge::{
-    Registry, Stack, sign_tag, start_bridge_notation, wait_job, wait_status,
+    Registry, Stack, assert_cosign, sign_tag, start_bridge_notation, wait_job, wait_status,
 };
 use trustbridge_e2e::notation::Notation;
 use trustbridge_e2e::server::{docker_trust, notary, notary_cmd, trustbridge_cmd};
 use trustbridge_e2e::signer::ALIAS1_PASS;
-use trustbridge_e2e::{https_get, init, our_bin, run_ok};
+use trustbridge_e2e::{https_get, init, our_bin, peer, run_ok};
 
 const SUBJECT: &str = "CN=trustbridge notation,O=trustbridge tests,ST=Berlin,C=DE";
 const IDENTITY: &str =
@@ -42,6 +44,23 @@ fn wait_list(
     }
 }
 
+/// `oras discover` (sid): the image's Notation signatures as oras lists them.
+fn oras_discover(dir: &Path, image: &str) -> String {
+    let out = run_ok(
+        "oras discover",
+        Command::new(peer("sid", "oras"))
+            .args([
+                "discover",
+                "--plain-http",
+                "--artifact-type",
+                "application/vnd.cncf.notary.signature",
+            ])
+            .arg(image)
+            .env("HOME", dir),
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
 /// A registry holding `repo:v1` and the stack with Notation on for it.
 struct Setup {
     registry: Registry,
@@ -54,13 +73,29 @@ struct Setup {
 }
 
 fn setup(dir: &Path, repo: &str, leaf_seconds: Option<u64>) -> Setup {
-    let registry = Registry::start(&dir.join("registry"));
+    setup_on(
+        Registry::start(&dir.join("registry")),
+        dir,
+        repo,
+        leaf_seconds,
+        "",
+    )
+}
+
+/// As [`setup`], on `registry`, with `fields` (leading commas) added to the bridge's config.
+fn setup_on(
+    registry: Registry,
+    dir: &Path,
+    repo: &str,
+    leaf_seconds: Option<u64>,
+    fields: &str,
+) -> Setup {
     let gun = format!("127.0.0.1:{}/{repo}", registry.port);
     let (digest, size) = registry.push_sample(&format!("{repo}:v1"));
     let st = start_bridge_notation(
         dir,
         &format!(
-            r#","registries":{{"127.0.0.1:{}":{{"plain_http":true}}}}"#,
+            r#","registries":{{"127.0.0.1:{}":{{"plain_http":true}}}}{fields}"#,
             registry.port
         ),
         SUBJECT,
@@ -216,25 +251,7 @@ fn notation_verifies_what_dct_signs_and_nothing_after_a_revoke() {
     let both = nt.list(&image);
     assert_eq!(both.len(), 2, "{both:?}");
     // oras (sid) finds both through the same fallback index.
-    let oras = std::env::var_os("TRUSTBRIDGE_PEERS")
-        .map_or_else(
-            || std::path::PathBuf::from("/usr/local/lib/peers"),
-            std::path::PathBuf::from,
-        )
-        .join("sid/oras");
-    let out = run_ok(
-        "oras discover",
-        Command::new(&oras)
-            .args([
-                "discover",
-                "--plain-http",
-                "--artifact-type",
-                "application/vnd.cncf.notary.signature",
-            ])
-            .arg(&image)
-            .env("HOME", dir),
-    );
-    let listed = String::from_utf8_lossy(&out.stdout);
+    let listed = oras_discover(dir, &image);
     for d in &both {
         assert!(
             listed.contains(d.as_str()),
@@ -302,4 +319,104 @@ fn a_leaf_near_its_end_is_renewed_by_the_serving_signer() {
     });
     let (ok, out) = nt.verify(&image, &[]);
     assert!(ok, "with the renewed leaf: {out}");
+}
+
+/// The same mirror on a registry with the OCI 1.1 referrers API (ferro-oci-server): our
+/// Notation signature and cosign v3 bundle are found through `GET /v2/<repo>/referrers/<digest>`
+/// by notation, oras and cosign 3.1.1, we keep no `sha256-<hex>` fallback tag there, and a
+/// DCT revoke removes ours from the API's listing while another tool's signature stays.
+#[test]
+fn the_referrers_api_carries_our_signatures_where_the_registry_has_it() {
+    init();
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let registry = Registry::start_with_referrers_api(&dir.join("registry"));
+    let Setup {
+        registry,
+        st,
+        gun,
+        digest: d1,
+        size: s1,
+        image,
+    } = setup_on(
+        registry,
+        dir,
+        "team/api",
+        None,
+        r#","new_bundle_format":true"#,
+    );
+    let nt = notation_user(dir, &st, &gun);
+    let fallback = format!("sha256-{d1}");
+
+    sign_tag(&st, &dir.join("owner"), &gun, "v1", s1, &d1);
+    wait_job(&st, &gun, "v1", "sign");
+    let ours = wait_list(&nt, &image, "signed", |s| s.len() == 1);
+    let (ok, out) = nt.verify(
+        &image,
+        &["--user-metadata", "dev.trustbridge/notary-target=v1"],
+    );
+    assert!(ok, "notation verify through the referrers API: {out}");
+    let cosign_key = st.cosign_pub(dir);
+    assert_cosign(&cosign_key, &image, true, "the tag is signed in DCT");
+    // Both referrers (Notation signature, Sigstore bundle) are in the API's listing, and we
+    // wrote no fallback tag beside them.
+    let api = format!(
+        "http://127.0.0.1:{}/v2/team/api/referrers/sha256:{d1}",
+        registry.port
+    );
+    let listing = |what: &str| -> serde_json::Value {
+        let out = run_ok(what, Command::new("curl").args(["-fsS", &api]));
+        serde_json::from_slice(&out.stdout).unwrap()
+    };
+    let l = listing("GET referrers");
+    let types: Vec<&str> = l["manifests"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|m| m["artifactType"].as_str())
+        .collect();
+    assert_eq!(types.len(), 2, "{l}");
+    assert!(
+        types.contains(&"application/vnd.cncf.notary.signature"),
+        "{l}"
+    );
+    assert!(
+        types
+            .iter()
+            .any(|t| t.starts_with("application/vnd.dev.sigstore.bundle")),
+        "{l}"
+    );
+    assert!(
+        !registry.tags("team/api").contains(&fallback),
+        "a fallback tag on a registry with the referrers API: {:?}",
+        registry.tags("team/api")
+    );
+    assert!(oras_discover(dir, &image).contains(ours[0].as_str()));
+
+    // Another tool's signature (notation's own test CA) beside ours.
+    nt.ok(&["cert", "generate-test", "--default", "other-tool"]);
+    nt.ok(&["sign", "--insecure-registry", &image]);
+    let both = nt.list(&image);
+    assert_eq!(both.len(), 2, "{both:?}");
+    let theirs: Vec<String> = both.iter().filter(|d| **d != ours[0]).cloned().collect();
+
+    // Revoked in DCT: ours leave the API's listing, the other tool's stays.
+    notary(&st.url, &st.ca, &dir.join("owner"), &["remove", &gun, "v1"]);
+    notary(&st.url, &st.ca, &dir.join("owner"), &["publish", &gun]);
+    wait_job(&st, &gun, "v1", "revoke");
+    let left = wait_list(&nt, &image, "our signature revoked", |s| {
+        s == theirs.as_slice()
+    });
+    assert_eq!(left, theirs);
+    let l = listing("GET referrers after the revoke");
+    let digests: Vec<&str> = l["manifests"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|m| m["digest"].as_str())
+        .collect();
+    assert_eq!(digests, [theirs[0].as_str()], "{l}");
+    let (ok, out) = nt.verify(&image, &[]);
+    assert!(!ok, "verified after DCT revoked the tag: {out}");
+    assert_cosign(&cosign_key, &image, false, "the tag was revoked in DCT");
 }
