@@ -5,11 +5,14 @@
 //! basicConstraints, and no extended key usage other than codeSigning (serverAuth, clientAuth,
 //! emailProtection, timeStamping and anyExtendedKeyUsage are refused). Every CA certificate
 //! must carry basicConstraints CA (critical) and keyUsage (critical) with keyCertSign, with
-//! pathLenConstraint honoured. No SHA-1 signatures; RSA keys of 2048 bits or more, EC keys of
-//! 256. Notation verifies all of this again, so a chain that fails here would fail there.
+//! pathLenConstraint honoured. No SHA-1 signatures; RSA keys of 2048 bits or more, EC keys on
+//! P-256 or P-384; the signing key itself is P-256 (ES256) or RSA 2048/3072/4096
+//! (PS256/PS384/PS512). Notation verifies all of this again, so a chain that fails here would fail there.
 
+use x509_parser::der_parser::oid::Oid;
 use x509_parser::oid_registry::{
-    OID_EC_P256, OID_KEY_TYPE_EC_PUBLIC_KEY, OID_PKCS1_RSAENCRYPTION, OID_PKCS1_SHA1WITHRSA,
+    OID_EC_P256, OID_KEY_TYPE_EC_PUBLIC_KEY, OID_NIST_EC_P384, OID_PKCS1_RSAENCRYPTION,
+    OID_PKCS1_SHA1WITHRSA,
 };
 use x509_parser::prelude::*;
 
@@ -20,8 +23,12 @@ use crate::Error;
 pub enum Alg {
     /// ECDSA on P-256 with SHA-256; the signature is raw r||s.
     Es256,
-    /// RSASSA-PSS with SHA-256 (notary's `rsapss` signature method), RSA 2048.
+    /// RSASSA-PSS with SHA-256, for RSA 2048 (also notary's `rsapss` method).
     Ps256,
+    /// RSASSA-PSS with SHA-384, for RSA 3072.
+    Ps384,
+    /// RSASSA-PSS with SHA-512, for RSA 4096.
+    Ps512,
 }
 
 impl Alg {
@@ -29,6 +36,20 @@ impl Alg {
         match self {
             Alg::Es256 => "ES256",
             Alg::Ps256 => "PS256",
+            Alg::Ps384 => "PS384",
+            Alg::Ps512 => "PS512",
+        }
+    }
+
+    /// The signing algorithm for an RSA signing key of `bits`: the Notary Project fixes the
+    /// hash by the modulus (2048 → PS256, 3072 → PS384, 4096 → PS512; notation-core-go's
+    /// `ExtractKeySpec`) and accepts no other size.
+    pub fn for_rsa_bits(bits: usize) -> Option<Alg> {
+        match bits {
+            2048 => Some(Alg::Ps256),
+            3072 => Some(Alg::Ps384),
+            4096 => Some(Alg::Ps512),
+            _ => None,
         }
     }
 
@@ -39,6 +60,8 @@ impl Alg {
         let alg: &dyn ring::signature::VerificationAlgorithm = match self {
             Alg::Es256 => &ring::signature::ECDSA_P256_SHA256_FIXED,
             Alg::Ps256 => &ring::signature::RSA_PSS_2048_8192_SHA256,
+            Alg::Ps384 => &ring::signature::RSA_PSS_2048_8192_SHA384,
+            Alg::Ps512 => &ring::signature::RSA_PSS_2048_8192_SHA512,
         };
         ring::signature::UnparsedPublicKey::new(alg, &info.subject_public_key.data)
             .verify(msg, sig)
@@ -64,37 +87,68 @@ fn parse(der: &[u8]) -> Result<X509Certificate<'_>, Error> {
         .map_err(|e| Error::new(format!("a certificate does not parse: {e}")))
 }
 
-fn alg_of(cert: &X509Certificate<'_>) -> Result<Alg, Error> {
+/// Size of an RSA key, or None for other keys.
+fn rsa_bits(cert: &X509Certificate<'_>) -> Option<usize> {
     let spki = cert.public_key();
-    let name = cert.subject().to_string();
-    if spki.algorithm.algorithm == OID_KEY_TYPE_EC_PUBLIC_KEY {
-        let curve = spki
-            .algorithm
+    if spki.algorithm.algorithm != OID_PKCS1_RSAENCRYPTION {
+        return None;
+    }
+    Some(match spki.parsed() {
+        Ok(x509_parser::public_key::PublicKey::RSA(k)) => k.key_size(),
+        _ => 0,
+    })
+}
+
+/// The named curve of an EC key, or None for other keys.
+fn ec_curve(cert: &X509Certificate<'_>) -> Option<Option<Oid<'static>>> {
+    let spki = cert.public_key();
+    (spki.algorithm.algorithm == OID_KEY_TYPE_EC_PUBLIC_KEY).then(|| {
+        spki.algorithm
             .parameters
             .as_ref()
-            .and_then(|p| p.as_oid().ok());
-        if curve.as_ref() != Some(&OID_EC_P256) {
-            return Err(Error::new(format!(
-                "{name}: only P-256 EC keys are supported (ES256)"
-            )));
-        }
-        return Ok(Alg::Es256);
-    }
-    if spki.algorithm.algorithm == OID_PKCS1_RSAENCRYPTION {
-        let bits = match spki.parsed() {
-            Ok(x509_parser::public_key::PublicKey::RSA(k)) => k.key_size(),
-            _ => 0,
-        };
+            .and_then(|p| p.as_oid().ok())
+            .map(|o| o.to_owned())
+    })
+}
+
+/// Any certificate's key: RSA of 2048 bits or more, or EC on P-256 or P-384 (what Notation
+/// and ring verify).
+fn check_key(cert: &X509Certificate<'_>) -> Result<(), Error> {
+    let name = cert.subject().to_string();
+    if let Some(bits) = rsa_bits(cert) {
         if bits < 2048 {
             return Err(Error::new(format!(
                 "{name}: an RSA key must have 2048 bits or more"
             )));
         }
-        return Ok(Alg::Ps256);
+        return Ok(());
     }
-    Err(Error::new(format!(
-        "{name}: the key is neither EC P-256 nor RSA"
-    )))
+    match ec_curve(cert) {
+        Some(Some(c)) if c == OID_EC_P256 || c == OID_NIST_EC_P384 => Ok(()),
+        Some(_) => Err(Error::new(format!(
+            "{name}: only P-256 and P-384 EC keys are supported"
+        ))),
+        None => Err(Error::new(format!("{name}: the key is neither EC nor RSA"))),
+    }
+}
+
+/// The signing key's algorithm: ES256 for P-256, PS256/PS384/PS512 for RSA 2048/3072/4096
+/// (the Notary Project's table; the signer holds no P-384 signing keys).
+fn leaf_alg(leaf: &X509Certificate<'_>) -> Result<Alg, Error> {
+    let name = leaf.subject().to_string();
+    if let Some(bits) = rsa_bits(leaf) {
+        return Alg::for_rsa_bits(bits).ok_or_else(|| {
+            Error::new(format!(
+                "leaf {name}: an RSA signing key must have 2048, 3072 or 4096 bits (PS256, PS384, PS512), not {bits}"
+            ))
+        });
+    }
+    match ec_curve(leaf) {
+        Some(Some(c)) if c == OID_EC_P256 => Ok(Alg::Es256),
+        _ => Err(Error::new(format!(
+            "leaf {name}: the signing key must be EC P-256 (ES256) or RSA"
+        ))),
+    }
 }
 
 fn check_leaf(cert: &X509Certificate<'_>) -> Result<(), Error> {
@@ -182,7 +236,7 @@ pub fn check(ders: &[Vec<u8>], at: Option<::time::OffsetDateTime>) -> Result<Cha
         if *sig == OID_PKCS1_SHA1WITHRSA || sig.to_id_string() == "1.2.840.10045.4.1" {
             return Err(Error::new(format!("{name}: SHA-1 signatures are refused")));
         }
-        alg_of(cert)?;
+        check_key(cert)?;
         let issuer = certs.get(i + 1).unwrap_or(cert);
         if cert.issuer() != issuer.subject() {
             return Err(Error::new(format!(
@@ -217,7 +271,7 @@ pub fn check(ders: &[Vec<u8>], at: Option<::time::OffsetDateTime>) -> Result<Cha
     }
     let leaf = &certs[0];
     Ok(ChainInfo {
-        alg: alg_of(leaf)?,
+        alg: leaf_alg(leaf)?,
         leaf_spki: leaf.public_key().raw.to_vec(),
         subject: leaf.subject().to_string(),
         not_before: leaf.validity().not_before.to_datetime(),

@@ -24,7 +24,7 @@ use trustbridge_tuf::{KeyType, PrivateKey, PublicKey};
 use crate::error::{Error, Result};
 use crate::keystore::{KeyInfo, KeyStore};
 
-pub const NOTATION_ROLE: &str = "notation";
+pub use crate::keystore::NOTATION_ROLE;
 /// The CA key of a generated chain.
 pub const NOTATION_CA_ROLE: &str = "notation-ca";
 /// The role of a chain row.
@@ -287,10 +287,12 @@ pub fn import(store: &KeyStore, chain_pem: &[u8], key_pem: Option<&[u8]>) -> Res
                 )));
             }
             let key = PrivateKey::from_pkcs8(block.contents())?;
-            chain::check(&ders, Some(time::OffsetDateTime::now_utc()))
-                .ok()
-                .filter(|i| i.leaf_spki == key.public_key().public)
-                .ok_or_else(|| err("the leaf certificate is not for this key, or the chain breaks Notation's rules (run without --key to see why)"))?;
+            let info = chain::check(&ders, Some(time::OffsetDateTime::now_utc()))?;
+            if info.leaf_spki != key.public_key().public {
+                return Err(err(
+                    "the leaf certificate (first in --cert) is not for the key in --key",
+                ));
+            }
             store.add(NOTATION_ROLE, "", &key, store.default_alias())?;
             key.public_key().clone()
         }

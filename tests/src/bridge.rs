@@ -170,7 +170,7 @@ pub fn start_bridge_notation(
     subject: &str,
     leaf_seconds: Option<u64>,
 ) -> Stack {
-    start_bridge_keys(dir, fields, "", |sc| {
+    start_bridge_notation_key(dir, fields, |sc| {
         let secs = leaf_seconds.map(|n| n.to_string());
         let mut extra = vec![];
         if let Some(n) = &secs {
@@ -180,7 +180,19 @@ pub fn start_bridge_notation(
             cfg["notation"] = serde_json::json!({"renew_check_seconds": 1});
             std::fs::write(sc, serde_json::to_vec(&cfg).unwrap()).unwrap();
         }
-        let id = crate::signer::notation_key_generate(sc, subject, &extra);
+        crate::signer::notation_key_generate(sc, subject, &extra)
+    })
+}
+
+/// As [`start_bridge`] with Notation signing on for the key `make_key` puts in the signer's
+/// store (given the signer's config) before it starts; `make_key` returns its key ID.
+pub fn start_bridge_notation_key(
+    dir: &Path,
+    fields: &str,
+    make_key: impl FnOnce(&Path) -> String,
+) -> Stack {
+    start_bridge_keys(dir, fields, "", |sc| {
+        let id = make_key(sc);
         format!(r#","notation":{{"key_id":"{id}"}}"#)
     })
 }

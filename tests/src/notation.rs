@@ -98,3 +98,176 @@ impl Notation {
             .collect()
     }
 }
+
+/// An organisation's own PKI, made with the openssl CLI, as an admin brings it to
+/// `trustbridge-signer notation-key import`: an RSA root CA, an RSA intermediate CA (pathlen
+/// 0) and leaves for one RSA 3072 signing key (an unencrypted PKCS#8 file).
+pub struct AdminPki {
+    pub dir: PathBuf,
+    /// The signing key (PKCS#8 PEM).
+    pub key: PathBuf,
+    /// The root certificate (the Notation user's trust anchor).
+    pub root: PathBuf,
+    serial: std::cell::Cell<u32>,
+}
+
+/// openssl's request config: the extension sections [`AdminPki`] issues with. `leaf` meets
+/// Notation's rules for a signing certificate; `tls` is a TLS server certificate, which
+/// Notation refuses.
+const PKI_CONFIG: &str = "[req]
+distinguished_name = dn
+[dn]
+[root]
+basicConstraints = critical, CA:TRUE
+keyUsage = critical, keyCertSign, cRLSign
+subjectKeyIdentifier = hash
+[intermediate]
+basicConstraints = critical, CA:TRUE, pathlen:0
+keyUsage = critical, keyCertSign, cRLSign
+subjectKeyIdentifier = hash
+authorityKeyIdentifier = keyid
+[leaf]
+basicConstraints = CA:FALSE
+keyUsage = critical, digitalSignature
+extendedKeyUsage = codeSigning
+subjectKeyIdentifier = hash
+authorityKeyIdentifier = keyid
+[tls]
+basicConstraints = CA:FALSE
+keyUsage = critical, digitalSignature
+extendedKeyUsage = serverAuth
+authorityKeyIdentifier = keyid
+";
+
+/// The subject of [`AdminPki`]'s leaves, as openssl takes it.
+pub const ADMIN_LEAF_SUBJECT: &str = "/C=DE/ST=Hamburg/O=Example Corp/CN=release signing";
+/// The same subject as a Notation trust policy names it.
+pub const ADMIN_LEAF_IDENTITY: &str =
+    "x509.subject: C=DE, ST=Hamburg, O=Example Corp, CN=release signing";
+
+fn openssl(dir: &Path, args: &[&str]) {
+    crate::run_ok(
+        &format!("openssl {}", args[0]),
+        Command::new("openssl").args(args).current_dir(dir),
+    );
+}
+
+impl AdminPki {
+    pub fn new(dir: &Path) -> AdminPki {
+        crate::require_bin("openssl");
+        std::fs::create_dir_all(dir).unwrap();
+        std::fs::write(dir.join("pki.cnf"), PKI_CONFIG).unwrap();
+        for k in ["root", "intermediate", "signing"] {
+            openssl(
+                dir,
+                &[
+                    "genpkey",
+                    "-algorithm",
+                    "RSA",
+                    "-pkeyopt",
+                    "rsa_keygen_bits:3072",
+                    "-out",
+                    &format!("{k}.key"),
+                ],
+            );
+        }
+        openssl(
+            dir,
+            &[
+                "req",
+                "-x509",
+                "-new",
+                "-config",
+                "pki.cnf",
+                "-extensions",
+                "root",
+                "-key",
+                "root.key",
+                "-subj",
+                "/C=DE/O=Example Corp/CN=Example Corp Root CA",
+                "-days",
+                "3650",
+                "-sha256",
+                "-out",
+                "root.crt",
+            ],
+        );
+        let pki = AdminPki {
+            dir: dir.to_path_buf(),
+            key: dir.join("signing.key"),
+            root: dir.join("root.crt"),
+            serial: std::cell::Cell::new(1),
+        };
+        pki.issue(
+            "intermediate",
+            "/C=DE/O=Example Corp/CN=Example Corp Signing CA",
+            "root",
+            "intermediate",
+            1825,
+        );
+        pki
+    }
+
+    /// Issue `name.crt` for key `key` under CA `ca` with extension section `ext`.
+    fn issue(&self, name: &str, subject: &str, ca: &str, ext: &str, days: u32) {
+        let key = if ext == "intermediate" {
+            "intermediate"
+        } else {
+            "signing"
+        };
+        let serial = self.serial.get() + 1;
+        self.serial.set(serial);
+        openssl(
+            &self.dir,
+            &[
+                "req",
+                "-new",
+                "-config",
+                "pki.cnf",
+                "-key",
+                &format!("{key}.key"),
+                "-subj",
+                subject,
+                "-out",
+                &format!("{name}.csr"),
+            ],
+        );
+        openssl(
+            &self.dir,
+            &[
+                "x509",
+                "-req",
+                "-in",
+                &format!("{name}.csr"),
+                "-CA",
+                &format!("{ca}.crt"),
+                "-CAkey",
+                &format!("{ca}.key"),
+                "-set_serial",
+                &serial.to_string(),
+                "-extfile",
+                "pki.cnf",
+                "-extensions",
+                ext,
+                "-days",
+                &days.to_string(),
+                "-sha256",
+                "-out",
+                &format!("{name}.crt"),
+            ],
+        );
+    }
+
+    /// A new certificate for the signing key (extension section `ext`: `leaf` or `tls`), as
+    /// the chain file an admin imports: leaf, intermediate, root.
+    pub fn leaf_chain(&self, name: &str, ext: &str) -> PathBuf {
+        self.issue(name, ADMIN_LEAF_SUBJECT, "intermediate", ext, 90);
+        let mut chain = Vec::new();
+        for c in [name, "intermediate", "root"] {
+            chain.extend(std::fs::read(self.dir.join(format!("{c}.crt"))).unwrap());
+        }
+        let path = self.dir.join(format!("{name}-chain.pem"));
+        std::fs::write(&path, chain).unwrap();
+        path
+    }
+}

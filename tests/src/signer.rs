@@ -164,6 +164,30 @@ pub fn notation_key_generate(config: &Path, subject: &str, extra: &[&str]) -> St
     String::from_utf8_lossy(&out.stdout).trim().to_string()
 }
 
+/// `notation-key import --cert chain [--key key]` offline in the store of `config`: (success,
+/// stdout + stderr).
+pub fn notation_key_import(config: &Path, chain: &Path, key: Option<&Path>) -> (bool, String) {
+    let mut cmd = Command::new(our_bin("trustbridge-signer", "trustbridge-signer"));
+    cmd.args(["notation-key", "import", "--cert"]).arg(chain);
+    if let Some(k) = key {
+        cmd.arg("--key").arg(k);
+    }
+    let out = cmd
+        .arg("--config")
+        .arg(config)
+        .env("NOTARY_SIGNER_ALIAS1", ALIAS1_PASS)
+        .output()
+        .unwrap();
+    (
+        out.status.success(),
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ),
+    )
+}
+
 /// Make the built-in token issuer's key offline in the store of `config` (`token-key
 /// generate`), its certificate written to `cert_out`; returns its key ID.
 pub fn token_key_generate(config: &Path, cert_out: &Path) -> String {

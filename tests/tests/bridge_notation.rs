@@ -12,11 +12,12 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use trustbridge_e2e::bridge::{
-    Registry, Stack, assert_cosign, sign_tag, start_bridge_notation, wait_job, wait_status,
+    Registry, Stack, assert_cosign, sign_tag, start_bridge_notation, start_bridge_notation_key,
+    wait_job, wait_status,
 };
-use trustbridge_e2e::notation::Notation;
+use trustbridge_e2e::notation::{ADMIN_LEAF_IDENTITY, AdminPki, Notation};
 use trustbridge_e2e::server::{docker_trust, notary, notary_cmd, trustbridge_cmd};
-use trustbridge_e2e::signer::ALIAS1_PASS;
+use trustbridge_e2e::signer::{ALIAS1_PASS, notation_key_import};
 use trustbridge_e2e::{https_get, init, our_bin, peer, run_ok};
 
 const SUBJECT: &str = "CN=trustbridge notation,O=trustbridge tests,ST=Berlin,C=DE";
@@ -419,4 +420,95 @@ fn the_referrers_api_carries_our_signatures_where_the_registry_has_it() {
     let (ok, out) = nt.verify(&image, &[]);
     assert!(!ok, "verified after DCT revoked the tag: {out}");
     assert_cosign(&cosign_key, &image, false, "the tag was revoked in DCT");
+}
+
+/// An admin who has a PKI imports its chain (`notation-key import --cert --key`, an RSA 3072 key:
+/// PS384 signatures) instead of letting the signer make one; a TLS certificate is refused with
+/// the reason; the served trust anchor is the admin's root; the admin renews the leaf with
+/// their own CA and imports it again while everything runs, and the bridge re-signs with it.
+#[test]
+fn an_imported_chain_from_the_admins_pki_signs_and_is_renewed_by_reimport() {
+    init();
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let registry = Registry::start(&dir.join("registry"));
+    let gun = format!("127.0.0.1:{}/team/imported", registry.port);
+    let (d1, s1) = registry.push_sample("team/imported:v1");
+    let image = format!("{gun}@sha256:{d1}");
+    let pki = AdminPki::new(&dir.join("pki"));
+    let first_chain = pki.leaf_chain("leaf1", "leaf");
+    let st = start_bridge_notation_key(
+        dir,
+        &format!(
+            r#","registries":{{"127.0.0.1:{}":{{"plain_http":true}}}}"#,
+            registry.port
+        ),
+        |sc| {
+            let tls = pki.leaf_chain("tls", "tls");
+            let (ok, out) = notation_key_import(sc, &tls, Some(&pki.key));
+            assert!(!ok, "a TLS server certificate was imported: {out}");
+            assert!(out.contains("never serverAuth"), "{out}");
+            let (ok, out) = notation_key_import(sc, &first_chain, Some(&pki.key));
+            assert!(ok, "{out}");
+            out.trim().to_string()
+        },
+    );
+    // The served trust anchor is the admin's root.
+    let (code, served) = https_get(
+        &format!("{}/_trustbridge/v1/notation-ca.crt", st.url),
+        &st.ca,
+    );
+    assert_eq!(code, 200);
+    let body = |pem: &[u8]| -> String {
+        String::from_utf8_lossy(pem)
+            .lines()
+            .filter(|l| !l.starts_with("-----"))
+            .collect()
+    };
+    assert_eq!(body(&served), body(&std::fs::read(&pki.root).unwrap()));
+
+    let nt = Notation::new(&dir.join("notation-user"));
+    nt.trust_ca("corp", &pki.root);
+    nt.policy(&serde_json::json!({
+        "version": "1.0",
+        "trustPolicies": [{
+            "name": "corp",
+            "registryScopes": [gun],
+            "signatureVerification": {"level": "strict"},
+            "trustStores": ["ca:corp"],
+            "trustedIdentities": [ADMIN_LEAF_IDENTITY],
+        }],
+    }));
+    sign_tag(&st, &dir.join("owner"), &gun, "v1", s1, &d1);
+    wait_job(&st, &gun, "v1", "sign");
+    let first = wait_list(&nt, &image, "signed", |s| s.len() == 1);
+    let (ok, out) = nt.verify(&image, &[]);
+    assert!(ok, "with the imported chain: {out}");
+    let inspect = nt.ok(&["inspect", "--insecure-registry", "--output", "json", &image]);
+    // RSA 3072: the Notary Project pairs it with SHA-384 (PS384); PS256 fails to verify.
+    assert!(inspect.contains("\"RSASSA-PSS-SHA-384\""), "{inspect}");
+
+    // The signer cannot renew a chain whose CA is elsewhere, and says what to do.
+    let out = Command::new(our_bin("trustbridge-signer", "trustbridge-signer"))
+        .args(["notation-key", "renew", "--config"])
+        .arg(&st.signer_config)
+        .env("NOTARY_SIGNER_ALIAS1", ALIAS1_PASS)
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && said.contains("import --cert"),
+        "{said}"
+    );
+
+    // The admin's CA issues a new leaf for the same key; importing it (no --key) while the
+    // signer and server run makes the bridge sign again and retire the first signature.
+    let second_chain = pki.leaf_chain("leaf2", "leaf");
+    let (ok, out) = notation_key_import(&st.signer_config, &second_chain, None);
+    assert!(ok, "{out}");
+    wait_list(&nt, &image, "re-signed with the re-imported leaf", |s| {
+        s.len() == 1 && s[0] != first[0]
+    });
+    let (ok, out) = nt.verify(&image, &[]);
+    assert!(ok, "with the re-imported leaf: {out}");
 }

@@ -45,4 +45,4 @@ pub use error::Error;
 pub use gotime::GoTime;
 pub use keys::{KeyType, PublicKey};
 pub use metadata::{Root, Signed, Snapshot, Targets, Timestamp};
-pub use private::PrivateKey;
+pub use private::{PrivateKey, PssHash};

@@ -188,6 +188,36 @@ impl PrivateKey {
         }
     }
 
+    /// The modulus size of an RSA key in bits (None for other keys).
+    pub fn rsa_bits(&self) -> Option<usize> {
+        match &self.inner {
+            Inner::Rsa(k) => Some(k.public().modulus_len() * 8),
+            _ => None,
+        }
+    }
+
+    /// RSASSA-PSS over `msg` with `hash` (MGF1 with the same hash, salt as long as the hash),
+    /// for formats other than notary's: Notation pairs the hash with the modulus size, while
+    /// notary's RSA signatures are always SHA-256 ([`Self::sign`]). RSA keys only.
+    pub fn sign_rsa_pss(&self, msg: &[u8], hash: PssHash) -> Result<Vec<u8>, Error> {
+        let fail = |reason: &str| Error::Signing {
+            key_id: self.id(),
+            reason: reason.to_string(),
+        };
+        let Inner::Rsa(k) = &self.inner else {
+            return Err(fail("RSASSA-PSS needs an RSA key"));
+        };
+        let alg: &'static dyn signature::RsaEncoding = match hash {
+            PssHash::Sha256 => &signature::RSA_PSS_SHA256,
+            PssHash::Sha384 => &signature::RSA_PSS_SHA384,
+            PssHash::Sha512 => &signature::RSA_PSS_SHA512,
+        };
+        let mut sig = vec![0u8; k.public().modulus_len()];
+        k.sign(alg, &rng(), msg, &mut sig)
+            .map_err(|_| fail("RSA-PSS signing failed"))?;
+        Ok(sig)
+    }
+
     /// Notary's PKCS#8 form of this key (`convertTUFKeyToPKCS8`).
     pub fn to_notary_pkcs8(&self) -> Zeroizing<Vec<u8>> {
         let (version, alg) = match self.key_type {
@@ -239,6 +269,14 @@ impl PrivateKey {
             _ => Err(pk_err("unsupported key algorithm in PKCS#8")),
         }
     }
+}
+
+/// The hash of an RSASSA-PSS signature ([`PrivateKey::sign_rsa_pss`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PssHash {
+    Sha256,
+    Sha384,
+    Sha512,
 }
 
 /// Go's `MarshalECPrivateKey` for P-256.

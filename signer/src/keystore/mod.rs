@@ -13,7 +13,8 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
-use trustbridge_tuf::{KeyType, PrivateKey, PublicKey, jwe};
+use trustbridge_notation::chain::Alg;
+use trustbridge_tuf::{KeyType, PrivateKey, PssHash, PublicKey, jwe};
 
 use crate::error::{Error, Result};
 use rows::{KeyRow, KeyRows};
@@ -72,9 +73,33 @@ pub struct Signature {
     pub bytes: Vec<u8>,
 }
 
+/// The role of the Notation signing key: its RSA signatures follow the Notary Project's
+/// table (the PSS hash by modulus size: PS256, PS384, PS512), not notary's RSA-PSS-SHA256.
+pub const NOTATION_ROLE: &str = "notation";
+
+/// The RSASSA-PSS hash a key of `role` signs with, when it is not notary's SHA-256.
+fn pss_hash(role: &str, key: &PrivateKey) -> Result<Option<PssHash>> {
+    let Some(bits) = key.rsa_bits().filter(|_| role == NOTATION_ROLE) else {
+        return Ok(None);
+    };
+    match Alg::for_rsa_bits(bits) {
+        Some(Alg::Ps384) => Ok(Some(PssHash::Sha384)),
+        Some(Alg::Ps512) => Ok(Some(PssHash::Sha512)),
+        Some(_) => Ok(None),
+        None => Err(Error::Invalid(format!(
+            "the Notation key {} has {bits} RSA bits; Notation signs with 2048, 3072 or 4096",
+            key.id()
+        ))),
+    }
+}
+
 /// Where a cached key signs: in this process (decrypted from its JWE) or in the token.
 enum Holder {
-    Soft(Box<PrivateKey>),
+    /// `pss`: the RSASSA-PSS hash when it is not notary's SHA-256 (a Notation RSA key).
+    Soft {
+        key: Box<PrivateKey>,
+        pss: Option<PssHash>,
+    },
     Token {
         token: Arc<pkcs11::Token>,
         id: Vec<u8>,
@@ -92,10 +117,13 @@ struct Held {
 impl Held {
     fn sign(&self, msg: &[u8]) -> Result<Signature> {
         Ok(match &self.key {
-            Holder::Soft(key) => Signature {
+            Holder::Soft { key, pss } => Signature {
                 key: key.public_key().clone(),
                 method: key.method(),
-                bytes: key.sign(msg)?,
+                bytes: match pss {
+                    Some(hash) => key.sign_rsa_pss(msg, *hash)?,
+                    None => key.sign(msg)?,
+                },
             },
             Holder::Token { token, id, public } => Signature {
                 key: public.clone(),
@@ -169,7 +197,11 @@ impl KeyStore {
     /// The key a row names, ready to sign: in the token, or decrypted from its JWE.
     fn load(&self, row: &KeyRow) -> Result<Holder> {
         let Some(id) = pkcs11::token_id(&row.private) else {
-            return self.decrypt(row).map(|k| Holder::Soft(Box::new(k)));
+            let key = self.decrypt(row)?;
+            return Ok(Holder::Soft {
+                pss: pss_hash(&row.role, &key)?,
+                key: Box::new(key),
+            });
         };
         let id = id?;
         let token = self.token.clone().ok_or_else(|| {
@@ -305,7 +337,15 @@ impl KeyStore {
         let key = PrivateKey::generate(key_type)?;
         self.add(role, gun, &key, &self.default_alias.clone())?;
         let public = key.public_key().clone();
-        self.cache_insert(key.id(), Holder::Soft(Box::new(key)), false);
+        let pss = pss_hash(role, &key)?;
+        self.cache_insert(
+            key.id(),
+            Holder::Soft {
+                key: Box::new(key),
+                pss,
+            },
+            false,
+        );
         Ok(public)
     }
 
