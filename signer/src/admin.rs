@@ -106,10 +106,18 @@ pub fn re_encrypt(store: &KeyStore, alias: &str) -> Result<String> {
 }
 
 pub fn backup(store: &KeyStore, out: &Path, passphrase: &str) -> Result<String> {
-    let keys = store.export_all()?;
-    let text = backup::encode(&keys, passphrase)?;
+    let contents = backup::Contents {
+        keys: store.export_all()?,
+        chains: store.chain_rows()?,
+    };
+    let text = backup::encode(&contents, passphrase)?;
     write_private(out, text.as_bytes())?;
-    let mut said = format!("wrote {} key(s) to {}\n", keys.len(), out.display());
+    let mut said = format!(
+        "wrote {} key(s) and {} certificate chain(s) to {}\n",
+        contents.keys.len(),
+        contents.chains.len(),
+        out.display()
+    );
     let in_token = store.token_keys()?;
     if in_token > 0 {
         said.push_str(&format!(
@@ -121,11 +129,12 @@ pub fn backup(store: &KeyStore, out: &Path, passphrase: &str) -> Result<String> 
 
 pub fn restore(store: &KeyStore, file: &Path, passphrase: &str) -> Result<String> {
     let text = std::fs::read(file).map_err(|e| Error::io(file, e))?;
-    let keys = backup::decode(&text, passphrase)?;
-    let added = store.import_all(&keys)?;
+    let contents = backup::decode(&text, passphrase)?;
+    let added = store.import_all(&contents.keys)?;
+    let chains = store.insert_chains(&contents.chains)?;
     Ok(format!(
-        "restored {added} key(s) ({} already present) under alias {:?}\n",
-        keys.len() - added,
+        "restored {added} key(s) ({} already present) under alias {:?}, and {chains} certificate chain(s)\n",
+        contents.keys.len() - added,
         store.default_alias()
     ))
 }

@@ -11,7 +11,7 @@ use trustbridge_tuf::{KeyType, PrivateKey, PublicKey, jwe};
 use zeroize::Zeroizing;
 
 use crate::error::{Error, Result};
-use crate::keystore::KeyInfo;
+use crate::keystore::{ChainRow, KeyInfo};
 
 pub const PEM_LABEL: &str = "TRUSTBRIDGE SIGNER BACKUP";
 const FORMAT: &str = "trustbridge-signer-backup/1";
@@ -36,16 +36,28 @@ struct Entry {
 struct Bundle {
     format: String,
     keys: Vec<Entry>,
+    /// Certificate chains (public, carried so a restored store signs with the same chain);
+    /// absent from bundles written before chains were.
+    #[serde(default)]
+    chains: Vec<ChainRow>,
+}
+
+/// What a bundle holds: the keys, and the certificate chains that go with them.
+pub struct Contents {
+    pub keys: Vec<(KeyInfo, PrivateKey)>,
+    pub chains: Vec<ChainRow>,
 }
 
 fn err(s: impl Into<String>) -> Error {
     Error::Backup(s.into())
 }
 
-pub fn encode(keys: &[(KeyInfo, PrivateKey)], passphrase: &str) -> Result<String> {
+pub fn encode(contents: &Contents, passphrase: &str) -> Result<String> {
     let bundle = Bundle {
         format: FORMAT.into(),
-        keys: keys
+        chains: contents.chains.clone(),
+        keys: contents
+            .keys
             .iter()
             .map(|(info, key)| Entry {
                 key_id: info.key_id.clone(),
@@ -67,7 +79,7 @@ pub fn encode(keys: &[(KeyInfo, PrivateKey)], passphrase: &str) -> Result<String
     Ok(pem::encode(&pem::Pem::new(PEM_LABEL, jwe.into_bytes())))
 }
 
-pub fn decode(text: &[u8], passphrase: &str) -> Result<Vec<(KeyInfo, PrivateKey)>> {
+pub fn decode(text: &[u8], passphrase: &str) -> Result<Contents> {
     let block = pem::parse(text).map_err(|e| err(format!("not a PEM file: {e}")))?;
     if block.tag() != PEM_LABEL {
         return Err(err(format!(
@@ -86,7 +98,7 @@ pub fn decode(text: &[u8], passphrase: &str) -> Result<Vec<(KeyInfo, PrivateKey)
     if bundle.format != FORMAT {
         return Err(err(format!("unknown bundle format {:?}", bundle.format)));
     }
-    bundle
+    let keys = bundle
         .keys
         .into_iter()
         .map(|e| {
@@ -109,5 +121,9 @@ pub fn decode(text: &[u8], passphrase: &str) -> Result<Vec<(KeyInfo, PrivateKey)
             };
             Ok((info, key))
         })
-        .collect()
+        .collect::<Result<_>>()?;
+    Ok(Contents {
+        keys,
+        chains: bundle.chains,
+    })
 }

@@ -27,6 +27,9 @@ pub struct Config {
     /// `notation.renew_check_seconds` (ours): how often the serving signer looks at the
     /// Notation leaf's expiry (default [`crate::notation::RENEW_CHECK`]).
     pub notation_renew_check: std::time::Duration,
+    /// `storage.cached_keys` (ours): how many decrypted keys the serving signer holds
+    /// (default [`crate::keystore::cache::DEFAULT_CAPACITY`]).
+    pub cached_keys: usize,
 }
 
 /// A config value: the env override if set, else the nested JSON key.
@@ -153,8 +156,17 @@ impl Config {
                 })?,
             ),
         };
+        let cached_keys = match lookup(json, "storage.cached_keys") {
+            None => crate::keystore::cache::DEFAULT_CAPACITY,
+            Some(v) => v
+                .parse::<usize>()
+                .ok()
+                .filter(|n| *n > 0)
+                .ok_or_else(|| format!("storage.cached_keys {v:?} is not a positive number"))?,
+        };
         Ok(Config {
             notation_renew_check,
+            cached_keys,
             grpc_addr,
             tls_cert_file,
             tls_key_file,

@@ -199,6 +199,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 disable_core_dumps();
             }
             let store = KeyStore::open(&config.backend, &config.default_alias)?
+                .with_cache_capacity(config.cached_keys)
                 .with_token(config.pkcs11.as_ref())?;
             store.check_passphrases()?;
             let rt = tokio::runtime::Runtime::new()?;

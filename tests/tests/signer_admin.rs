@@ -366,6 +366,44 @@ fn backup_restores_into_a_store_with_another_alias() {
     }
 }
 
+/// A backup holds the Notation keys and their certificate chain: a restored store signs for
+/// Notation with the same chain (same thumbprints, same trust anchor) and can renew its leaf.
+#[test]
+fn a_backup_carries_the_notation_key_and_its_chain() {
+    let src = Store::new();
+    src.ok(
+        &[
+            "notation-key",
+            "generate",
+            "--subject",
+            "CN=backup test,O=trustbridge tests,ST=Berlin,C=DE",
+        ],
+        &[],
+    );
+    let shown = src.ok(&["notation-key", "show"], &[]);
+    let ca = src.ok(&["notation-key", "export-ca"], &[]);
+    let bundle = src.dir.path().join("signer.backup");
+    let bp = ("TRUSTBRIDGE_BACKUP_PASSPHRASE", "backup-pass");
+    src.ok(&["backup", "--out", bundle.to_str().unwrap()], &[bp]);
+
+    let dst = Store::new();
+    let out = dst.ok(&["restore", bundle.to_str().unwrap()], &[bp]);
+    assert!(
+        out.contains("restored 2 key(s)") && out.contains("1 certificate chain(s)"),
+        "{out}"
+    );
+    assert_eq!(dst.ok(&["notation-key", "show"], &[]), shown);
+    assert_eq!(dst.ok(&["notation-key", "export-ca"], &[]), ca);
+    let out = dst.ok(&["restore", bundle.to_str().unwrap()], &[bp]);
+    assert!(
+        out.contains("restored 0 key(s) (2 already present)"),
+        "{out}"
+    );
+    // The CA key came along: the restored store renews its leaf itself.
+    dst.ok(&["notation-key", "renew"], &[]);
+    assert_ne!(dst.ok(&["notation-key", "show"], &[]), shown);
+}
+
 #[test]
 fn cosign_bridge_key_signs_through_the_sign_rpc() {
     let s = Store::new();

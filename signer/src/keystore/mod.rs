@@ -1,7 +1,7 @@
-//! The key store: notary-signer's `private_keys` rows (see [`rows`]) plus an in-memory cache
-//! of decrypted keys, as notary's `cachedcryptoservice` keeps one, so a hot Sign does no
-//! database or PBKDF2 work.
+//! The key store: notary-signer's `private_keys` rows (see [`rows`]) plus a bounded cache of
+//! decrypted keys ([`cache`]).
 
+pub mod cache;
 pub mod mysql;
 pub mod passphrase;
 pub mod pkcs11;
@@ -10,13 +10,14 @@ pub mod rows;
 pub mod sqlite;
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use trustbridge_notation::chain::Alg;
 use trustbridge_tuf::{KeyType, PrivateKey, PssHash, PublicKey, jwe};
 
 use crate::error::{Error, Result};
+use cache::{Held, Holder, KeyCache};
 use rows::{KeyRow, KeyRows};
 
 /// Where the key rows are kept (notary-signer's `storage.backend` and `storage.db_url`).
@@ -73,6 +74,16 @@ pub struct Signature {
     pub bytes: Vec<u8>,
 }
 
+/// A certificate chain row (private column [`CERT_CHAIN`]): the PEM chain of a key, as a
+/// backup bundle carries it.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct ChainRow {
+    pub key_id: String,
+    pub algorithm: String,
+    pub role: String,
+    pub pem: String,
+}
+
 /// The role of the Notation signing key: its RSA signatures follow the Notary Project's
 /// table (the PSS hash by modulus size: PS256, PS384, PS512), not notary's RSA-PSS-SHA256.
 pub const NOTATION_ROLE: &str = "notation";
@@ -93,52 +104,11 @@ fn pss_hash(role: &str, key: &PrivateKey) -> Result<Option<PssHash>> {
     }
 }
 
-/// Where a cached key signs: in this process (decrypted from its JWE) or in the token.
-enum Holder {
-    /// `pss`: the RSASSA-PSS hash when it is not notary's SHA-256 (a Notation RSA key).
-    Soft {
-        key: Box<PrivateKey>,
-        pss: Option<PssHash>,
-    },
-    Token {
-        token: Arc<pkcs11::Token>,
-        id: Vec<u8>,
-        public: PublicKey,
-    },
-}
-
-struct Held {
-    key: Holder,
-    /// When the row was last checked live and `last_used` written; None = not yet (a key
-    /// generated here that has not signed).
-    checked: Mutex<Option<Instant>>,
-}
-
-impl Held {
-    fn sign(&self, msg: &[u8]) -> Result<Signature> {
-        Ok(match &self.key {
-            Holder::Soft { key, pss } => Signature {
-                key: key.public_key().clone(),
-                method: key.method(),
-                bytes: match pss {
-                    Some(hash) => key.sign_rsa_pss(msg, *hash)?,
-                    None => key.sign(msg)?,
-                },
-            },
-            Holder::Token { token, id, public } => Signature {
-                key: public.clone(),
-                method: "ecdsa",
-                bytes: token.sign(id, msg)?,
-            },
-        })
-    }
-}
-
 pub struct KeyStore {
     rows: Box<dyn KeyRows>,
     default_alias: String,
     memory: bool,
-    cache: RwLock<HashMap<String, Arc<Held>>>,
+    cache: KeyCache,
     /// The PKCS#11 token new ECDSA keys are made in, when configured.
     token: Option<Arc<pkcs11::Token>>,
 }
@@ -181,7 +151,7 @@ impl KeyStore {
             rows,
             default_alias: default_alias.to_string(),
             memory: *backend == Backend::Memory,
-            cache: RwLock::new(HashMap::new()),
+            cache: KeyCache::new(cache::DEFAULT_CAPACITY),
             token: None,
         })
     }
@@ -388,15 +358,18 @@ impl KeyStore {
     }
 
     fn cache_insert(&self, key_id: String, key: Holder, marked: bool) -> Arc<Held> {
-        let held = Arc::new(Held {
-            key,
-            checked: Mutex::new(marked.then(Instant::now)),
-        });
-        self.cache
-            .write()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert(key_id, held.clone());
-        held
+        self.cache.insert(key_id, key, marked)
+    }
+
+    /// Hold at most `capacity` decrypted keys (default [`cache::DEFAULT_CAPACITY`]).
+    pub fn with_cache_capacity(mut self, capacity: usize) -> KeyStore {
+        self.cache = KeyCache::new(capacity);
+        self
+    }
+
+    /// How many decrypted keys are held now.
+    pub fn cached_keys(&self) -> usize {
+        self.cache.len()
     }
 
     pub fn info(&self, key_id: &str) -> Result<KeyInfo> {
@@ -411,13 +384,9 @@ impl KeyStore {
         self.rows.list()?.into_iter().map(info_of).collect()
     }
 
-    /// The decrypted key for `key_id`, from the cache or the store.
+    /// The decrypted key for `key_id`, if the cache holds it.
     fn cached(&self, key_id: &str) -> Option<Arc<Held>> {
-        self.cache
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .get(key_id)
-            .cloned()
+        self.cache.get(key_id)
     }
 
     fn held(&self, key_id: &str) -> Result<Arc<Held>> {
@@ -462,10 +431,7 @@ impl KeyStore {
     }
 
     fn forget(&self, key_id: &str) {
-        self.cache
-            .write()
-            .unwrap_or_else(|p| p.into_inner())
-            .remove(key_id);
+        self.cache.remove(key_id);
     }
 
     /// Soft-delete; like notary's DeleteKey, deleting an absent key is not an error.
@@ -518,6 +484,45 @@ impl KeyStore {
             .get(key_id)?
             .filter(|r| r.private == CERT_CHAIN)
             .map(|r| r.public))
+    }
+
+    /// Every certificate chain row, for a backup bundle.
+    pub fn chain_rows(&self) -> Result<Vec<ChainRow>> {
+        self.rows
+            .list()?
+            .into_iter()
+            .filter(|r| r.private == CERT_CHAIN)
+            .map(|r| {
+                Ok(ChainRow {
+                    pem: String::from_utf8(r.public).map_err(|_| {
+                        Error::Backup(format!("chain {} is not PEM text", r.key_id))
+                    })?,
+                    key_id: r.key_id,
+                    algorithm: r.algorithm,
+                    role: r.role,
+                })
+            })
+            .collect()
+    }
+
+    /// Store chains from a backup, in one transaction; chains already present are left as
+    /// they are. Returns how many were added.
+    pub fn insert_chains(&self, chains: &[ChainRow]) -> Result<usize> {
+        let rows: Vec<KeyRow> = chains
+            .iter()
+            .map(|c| KeyRow {
+                key_id: c.key_id.clone(),
+                algorithm: c.algorithm.clone(),
+                passphrase_alias: String::new(),
+                public: c.pem.clone().into_bytes(),
+                private: CERT_CHAIN.into(),
+                gun: String::new(),
+                role: c.role.clone(),
+                created_at: None,
+                last_used: None,
+            })
+            .collect();
+        self.rows.insert_missing(&rows)
     }
 
     /// How many live keys are in a token (and so in no backup).
