@@ -132,3 +132,16 @@ ref_big=$("${load[@]}" big "$ref_url" "$ref_ca" big.example/app "$big")
 tb_peak=$(hwm "$tbv_pid"); ref_peak=$(hwm "$refv_pid")
 echo "  trustbridge $tb_big; server peak $tb_peak MiB, idle $tb_idle MiB: +$(python3 -c "print(f'{$tb_peak-$tb_idle:.1f}')") MiB (target < 60)"
 echo "  notary      $ref_big; server peak $ref_peak MiB, idle $ref_idle MiB: +$(python3 -c "print(f'{$ref_peak-$ref_idle:.1f}')") MiB"
+
+echo "GET of that targets.json ($big targets), 8 at a time, 32 in all (peak RSS above the RSS before)"
+big_get() {  # URL CA SERVER_PID → "seconds, peak above"
+  local before t0 t1
+  before=$(rss "$3")
+  echo 5 > "/proc/$3/clear_refs"   # resets VmHWM to the current RSS
+  t0=$(date +%s.%N)
+  seq 32 | xargs -P 8 -I{} curl -fsS -o /dev/null --cacert "$2" "$1/v2/big.example/app/_trust/tuf/targets.json"
+  t1=$(date +%s.%N)
+  python3 -c "import sys; t0,t1,b,p=map(float,sys.argv[1:]); print(f'{t1-t0:.2f} s, peak +{p-b:.1f} MiB (RSS before {b:.1f})')" "$t0" "$t1" "$before" "$(hwm "$3")"
+}
+echo "  trustbridge $(big_get "$tb_url" "$tb_ca" "$tbv_pid")"
+echo "  notary      $(big_get "$ref_url" "$ref_ca" "$refv_pid")"

@@ -9,7 +9,7 @@
 //! logs), never "fixed" by signing what the registry has. Findings are stored per tag
 //! (`verified_at`).
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashSet};
 
 use base64::Engine as _;
 use oci_client::Reference;
@@ -157,11 +157,14 @@ impl Bridge {
             .into_iter()
             .map(|c| (c.tag.clone(), c))
             .collect();
-        let open = |action: Action, tag: &str, digest: &str| {
-            jobs.iter().any(|j| {
-                j.action == action && j.tag == tag && j.digest_hex == digest && j.state.is_open()
-            })
-        };
+        // Open jobs as a set: one lookup per tag, not a scan of every job.
+        let open_jobs: HashSet<(Action, &str, &str)> = jobs
+            .iter()
+            .filter(|j| j.state.is_open())
+            .map(|j| (j.action, j.tag.as_str(), j.digest_hex.as_str()))
+            .collect();
+        let open =
+            |action: Action, tag: &str, digest: &str| open_jobs.contains(&(action, tag, digest));
         let (host, image_repo) = self.repository_of(gun);
         let reference = format!("{host}/{image_repo}");
         let now = OffsetDateTime::now_utc();

@@ -11,6 +11,7 @@
 pub mod page;
 pub mod usage;
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use serde::Deserialize;
@@ -303,19 +304,31 @@ impl ControlRoom {
         let now = OffsetDateTime::now_utc();
         let jobs = self.store.jobs_for(gun)?;
         let checks = self.store.checks_for(gun)?;
+        // Indexed by (tag, digest), first entry kept: a lookup per tag, not a scan (a scan
+        // per tag is quadratic in a repository with 100k tags).
+        let mut sign_jobs: HashMap<(&str, &str), &crate::storage::Job> = HashMap::new();
+        for j in jobs
+            .iter()
+            .filter(|j| j.action == crate::storage::Action::Sign)
+        {
+            sign_jobs
+                .entry((j.tag.as_str(), j.digest_hex.as_str()))
+                .or_insert(j);
+        }
+        let mut tag_checks: HashMap<(&str, &str), &crate::storage::TagCheck> = HashMap::new();
+        for c in &checks {
+            tag_checks
+                .entry((c.tag.as_str(), c.digest_hex.as_str()))
+                .or_insert(c);
+        }
         let tags: Vec<Value> = self
             .store
             .trust_of(gun)?
             .into_iter()
             .map(|t| {
-                let job = jobs.iter().find(|j| {
-                    j.tag == t.tag
-                        && j.digest_hex == t.digest_hex
-                        && j.action == crate::storage::Action::Sign
-                });
-                let check = checks
-                    .iter()
-                    .find(|c| c.tag == t.tag && c.digest_hex == t.digest_hex);
+                let key = (t.tag.as_str(), t.digest_hex.as_str());
+                let job = sign_jobs.get(&key).copied();
+                let check = tag_checks.get(&key).copied();
                 let verified = check.is_some_and(|c| c.verified_at.is_some() && !c.drift);
                 let state = if check.is_some_and(|c| c.drift) {
                     "drift"

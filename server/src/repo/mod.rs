@@ -110,6 +110,15 @@ impl GunView {
 type MirrorSet = BTreeMap<String, crate::storage::Mirrored>;
 
 /// `signed.expires` of a stored metadata file.
+/// Run `f` on tokio's blocking pool: parsing and resolving the targets of a large repository
+/// is CPU work (about 0.1 s at 100k targets) that must not hold an async worker, where it
+/// would stall every request that worker serves.
+async fn off_worker<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> Result<T, Error> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| Error::internal("resolving a repository's targets", e))
+}
+
 fn expires_of(data: &[u8]) -> Option<OffsetDateTime> {
     trustbridge_tuf::metadata::Peek::of(data)
         .ok()
@@ -312,17 +321,24 @@ impl Repo {
         on_expiry: crate::mirror::OnExpiry,
     ) -> Result<(MirrorSet, BTreeMap<String, OffsetDateTime>), Error> {
         let view = self.view(gun, "targets").await?;
-        Ok((
-            view.mirror_set(on_expiry),
-            crate::mirror::role_expiry(view.files()),
-        ))
+        off_worker(move || {
+            (
+                view.mirror_set(on_expiry),
+                crate::mirror::role_expiry(view.files()),
+            )
+        })
+        .await
     }
 
     /// `gun`'s DCT trust now, as the control room keeps it (see [`crate::mirror::trust_state`]).
     pub async fn trust_state(&self, gun: &str) -> Result<crate::storage::TrustState, Error> {
         let view = self.view(gun, "targets").await?;
-        let set = view.mirror_set(self.mirror.unwrap_or_default());
-        Ok(crate::mirror::trust_state(view.files(), &set))
+        let on_expiry = self.mirror.unwrap_or_default();
+        off_worker(move || {
+            let set = view.mirror_set(on_expiry);
+            crate::mirror::trust_state(view.files(), &set)
+        })
+        .await
     }
 
     /// The summarizer: bring every GUN that writes marked up to date (its trust recomputed when
