@@ -6,6 +6,7 @@ pub mod config;
 pub mod dev;
 pub mod error;
 pub mod handlers;
+pub mod heap;
 pub mod http;
 pub mod import;
 pub mod metrics;

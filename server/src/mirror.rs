@@ -80,6 +80,19 @@ pub fn mirror_set<'a, B: FileBytes>(
     files: impl IntoIterator<Item = (&'a str, B)>,
     on_expiry: OnExpiry,
 ) -> BTreeMap<String, Mirrored> {
+    mirror_set_and_expiry(files, on_expiry).0
+}
+
+/// [`mirror_set`], and when `root` and each targets role among `files` that parses expire
+/// ([`role_expiry`] plus `root`), from one parse of the files: the summarizer and the bridge
+/// want both, and a second parse of a 100k-target file doubled the summary's peak memory.
+pub fn mirror_set_and_expiry<'a, B: FileBytes>(
+    files: impl IntoIterator<Item = (&'a str, B)>,
+    on_expiry: OnExpiry,
+) -> (
+    BTreeMap<String, Mirrored>,
+    BTreeMap<String, time::OffsetDateTime>,
+) {
     let mut root = None;
     let mut docs: BTreeMap<String, Signed<Targets>> = BTreeMap::new();
     for (role, data) in files {
@@ -91,66 +104,71 @@ pub fn mirror_set<'a, B: FileBytes>(
             docs.insert(role.to_string(), d);
         }
     }
+    let mut expiry: BTreeMap<String, time::OffsetDateTime> = docs
+        .iter()
+        .map(|(role, d)| (role.clone(), d.signed.expires.as_offset_datetime()))
+        .collect();
     let Some(root) = root else {
-        return BTreeMap::new();
+        return (BTreeMap::new(), expiry);
     };
+    expiry.insert("root".into(), root.signed.expires.as_offset_datetime());
     if on_expiry == OnExpiry::Revoke {
         let now = GoTime::now();
         if root.signed.expires.is_before(&now) {
-            return BTreeMap::new();
+            return (BTreeMap::new(), expiry);
         }
         docs.retain(|_, d| !d.signed.expires.is_before(&now));
     }
     let trusted = trustbridge_tuf::resolve::trusted(&root.signed, &docs);
-    let roles = trusted
+    // One signers string per role, cloned per tag.
+    let signers: BTreeMap<&str, String> = trusted
+        .iter()
+        .map(|(role, ids)| (role.as_str(), ids.join(",")))
+        .collect();
+    let roles: BTreeMap<String, &Targets> = trusted
         .keys()
         .map(|name| (name.clone(), &docs[name].signed))
         .collect();
     let (resolved, _) =
-        trustbridge_tuf::resolve::resolve(&roles, trustbridge_tuf::resolve::DOCKER_ORDER);
-    resolved
+        trustbridge_tuf::resolve::resolve_refs(&roles, trustbridge_tuf::resolve::DOCKER_ORDER);
+    let set = resolved
         .into_iter()
         .filter_map(|r| {
             let digest_hex = hex::encode(r.meta.sha256()?);
-            let signers = trusted[&r.role].join(",");
             Some((
-                r.name,
+                r.name.to_string(),
                 Mirrored {
                     digest_hex,
-                    role: r.role,
-                    signers,
+                    role: r.role.to_string(),
+                    signers: signers[r.role].clone(),
                 },
             ))
         })
-        .collect()
+        .collect();
+    (set, expiry)
 }
 
 /// What the control room keeps of a GUN's trust (`trust_tags`, `trust_roles`): the tags of
-/// `set` with their role's expiry, and when root, targets and each delegation among `files`
-/// expire (what the server cannot renew).
-pub fn trust_state<'a>(
-    files: impl IntoIterator<Item = (&'a str, &'a [u8])> + Clone,
-    set: &BTreeMap<String, Mirrored>,
+/// `set` with their role's expiry, and when root, targets and each delegation expire
+/// (`expiry`, from [`mirror_set_and_expiry`]: what the server cannot renew). Takes `set` by
+/// value: its strings move into the rows instead of being copied.
+pub fn trust_state(
+    set: BTreeMap<String, Mirrored>,
+    expiry: BTreeMap<String, time::OffsetDateTime>,
 ) -> crate::storage::TrustState {
-    let mut roles = role_expiry(files.clone());
     let tags = set
-        .iter()
+        .into_iter()
         .map(|(tag, m)| crate::storage::Trusted {
-            tag: tag.clone(),
-            digest_hex: m.digest_hex.clone(),
-            role: m.role.clone(),
-            signers: m.signers.clone(),
-            expires: roles.get(&m.role).copied(),
+            expires: expiry.get(&m.role).copied(),
+            tag,
+            digest_hex: m.digest_hex,
+            role: m.role,
+            signers: m.signers,
         })
         .collect();
-    if let Some((_, data)) = files.into_iter().find(|(role, _)| *role == "root")
-        && let Ok(root) = Signed::<Root>::from_bytes("root", data)
-    {
-        roles.insert("root".into(), root.signed.expires.as_offset_datetime());
-    }
     crate::storage::TrustState {
         tags,
-        roles: roles.into_iter().collect(),
+        roles: expiry.into_iter().collect(),
     }
 }
 

@@ -90,16 +90,20 @@ impl GunView {
         self.current.get(role).and_then(|s| expires_of(&s.data))
     }
 
-    fn files(&self) -> impl Iterator<Item = (&str, &[u8])> + Clone {
-        self.current.iter().map(|(r, s)| (r.as_str(), &s.data[..]))
-    }
-
     /// What the Cosign side must say for this view.
     fn mirror_set(
         &self,
         on_expiry: crate::mirror::OnExpiry,
     ) -> BTreeMap<String, crate::storage::Mirrored> {
-        crate::mirror::mirror_set(
+        self.mirror_set_and_expiry(on_expiry).0
+    }
+
+    /// [`crate::mirror::mirror_set_and_expiry`] of the current files.
+    fn mirror_set_and_expiry(
+        &self,
+        on_expiry: crate::mirror::OnExpiry,
+    ) -> (MirrorSet, BTreeMap<String, OffsetDateTime>) {
+        crate::mirror::mirror_set_and_expiry(
             self.current.iter().map(|(r, s)| (r.as_str(), &s.data)),
             on_expiry,
         )
@@ -321,24 +325,24 @@ impl Repo {
         on_expiry: crate::mirror::OnExpiry,
     ) -> Result<(MirrorSet, BTreeMap<String, OffsetDateTime>), Error> {
         let view = self.view(gun, "targets").await?;
-        off_worker(move || {
-            (
-                view.mirror_set(on_expiry),
-                crate::mirror::role_expiry(view.files()),
-            )
-        })
-        .await
+        off_worker(move || view.mirror_set_and_expiry(on_expiry)).await
     }
 
     /// `gun`'s DCT trust now, as the control room keeps it (see [`crate::mirror::trust_state`]).
     pub async fn trust_state(&self, gun: &str) -> Result<crate::storage::TrustState, Error> {
         let view = self.view(gun, "targets").await?;
         let on_expiry = self.mirror.unwrap_or_default();
-        off_worker(move || {
-            let set = view.mirror_set(on_expiry);
-            crate::mirror::trust_state(view.files(), &set)
+        let large =
+            view.current.values().map(|s| s.data.len()).sum::<usize>() > crate::heap::LARGE_BYTES;
+        let state = off_worker(move || {
+            let (set, expiry) = view.mirror_set_and_expiry(on_expiry);
+            crate::mirror::trust_state(set, expiry)
         })
-        .await
+        .await;
+        if large {
+            crate::heap::trim();
+        }
+        state
     }
 
     /// The summarizer: bring every GUN that writes marked up to date (its trust recomputed when

@@ -192,10 +192,21 @@ impl Repo {
             .await?;
         updates.push(ts);
         let jobs = match self.mirror {
-            Some(on_expiry) => mirror_jobs(&view, &updates, on_expiry),
+            Some(on_expiry) => {
+                // Two resolves of the repository: CPU work for a big one, off the workers.
+                let (v, u) = (view.clone(), updates.clone());
+                super::off_worker(move || mirror_jobs(&v, &u, on_expiry)).await?
+            }
             None => vec![],
         };
-        self.store_and_remember(gun, &view, updates, jobs).await
+        let large =
+            uploads.values().map(|(_, b)| b.len()).sum::<usize>() > crate::heap::LARGE_BYTES;
+        let stored = self.store_and_remember(gun, &view, updates, jobs).await;
+        drop((uploads, view));
+        if large {
+            crate::heap::trim();
+        }
+        stored
     }
 
     /// Store `updates` and keep the cache in step (on failure, drop it: storage decides).
