@@ -208,6 +208,18 @@ fn refuse_second_key(store: &KeyStore) -> Result<()> {
 
 /// Store `ders` (checked) as the chain of `key`.
 fn store_chain(store: &KeyStore, key: &PublicKey, ders: &[Vec<u8>]) -> Result<ChainInfo> {
+    store_chain_if(store, key, ders, None)?
+        .ok_or_else(|| err("the chain row changed while it was written; try again"))
+}
+
+/// [`store_chain`], only while the stored chain is still `expected` (PEM, as stored); None
+/// when it was not (another signer on the same database renewed first).
+fn store_chain_if(
+    store: &KeyStore,
+    key: &PublicKey,
+    ders: &[Vec<u8>],
+    expected: Option<&[u8]>,
+) -> Result<Option<ChainInfo>> {
     let info = chain::check(ders, Some(time::OffsetDateTime::now_utc()))?;
     if info.leaf_spki != key.public {
         return Err(err(format!(
@@ -220,13 +232,14 @@ fn store_chain(store: &KeyStore, key: &PublicKey, ders: &[Vec<u8>]) -> Result<Ch
         KeyType::Rsa => "rsa-x509",
         _ => "ecdsa-x509",
     };
-    store.put_chain(
+    let stored = store.put_chain(
         &chain_id(&key.id()),
         CHAIN_ROLE,
         alg,
         &certificates_to_pem(ders),
+        expected,
     )?;
-    Ok(info)
+    Ok(stored.then_some(info))
 }
 
 /// `notation-key generate`: a CA key and a signing key (in the token when one is configured),
@@ -349,9 +362,21 @@ pub fn due(
 /// leaf's length of life (or `days`). Refused for an imported chain (its CA is elsewhere).
 /// Returns the new leaf's validity end.
 pub fn renew(store: &KeyStore, days: Option<i64>) -> Result<time::OffsetDateTime> {
-    let (key, ders) = current_chain(store)?.ok_or_else(|| {
+    renew_once(store, days)?.ok_or_else(|| {
+        err("another signer on this database renewed the leaf at the same moment: see `notation-key show`")
+    })
+}
+
+/// [`renew`]; None when another signer sharing the database replaced the chain between our
+/// read and our write (its new leaf stands, ours is dropped).
+fn renew_once(store: &KeyStore, days: Option<i64>) -> Result<Option<time::OffsetDateTime>> {
+    let key = current_key(store)?.ok_or_else(|| {
         err("no Notation key with a chain: run `trustbridge-signer notation-key generate` first")
     })?;
+    let pem_text = store.chain(&chain_id(&key.key_id))?.ok_or_else(|| {
+        err("no Notation key with a chain: run `trustbridge-signer notation-key generate` first")
+    })?;
+    let ders = certificate_ders(&pem_text)?;
     let root = ders.last().cloned().unwrap_or_default();
     let ca = store
         .list()?
@@ -375,8 +400,13 @@ pub fn renew(store: &KeyStore, days: Option<i64>) -> Result<time::OffsetDateTime
     let leaf = leaf_params(subject, life)?
         .signed_by(&spki, &issuer)
         .map_err(rcgen_err("the leaf certificate"))?;
-    let info = store_chain(store, &key.public, &[leaf.der().to_vec(), root])?;
-    Ok(info.not_after)
+    let info = store_chain_if(
+        store,
+        &key.public,
+        &[leaf.der().to_vec(), root],
+        Some(&pem_text),
+    )?;
+    Ok(info.map(|i| i.not_after))
 }
 
 fn x509_spki(der: &[u8]) -> Option<Vec<u8>> {
@@ -400,7 +430,8 @@ pub fn renew_if_due(store: &KeyStore) -> Result<Option<time::OffsetDateTime>> {
     ) {
         return Ok(None);
     }
-    renew(store, None).map(Some)
+    // Lost to another signer renewing at the same check: its leaf stands (Ok(None)).
+    renew_once(store, None)
 }
 
 /// `notation-key show`.
@@ -484,6 +515,34 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("O="), "{e}");
+    }
+
+    /// Two signers on one database renew at the same moment: one new leaf is stored, the
+    /// other's write (from the chain it read before) is refused, not swapped in over it.
+    #[test]
+    fn of_two_renewals_from_the_same_chain_one_writes() {
+        let s = store();
+        generate(
+            &s,
+            "CN=tb race,O=Example,ST=Berlin,C=DE",
+            time::Duration::days(30),
+        )
+        .unwrap();
+        let key = current_key(&s).unwrap().unwrap();
+        let row = chain_id(&key.key_id);
+        let before = s.chain(&row).unwrap().unwrap();
+        // Another signer renews first.
+        renew(&s, Some(60)).unwrap();
+        let first = s.chain(&row).unwrap().unwrap();
+        assert_ne!(first, before);
+        // Ours, made from what we read before, is refused; the stored chain stays theirs.
+        let ders = certificate_ders(&before).unwrap();
+        let lost = store_chain_if(&s, &key.public, &ders, Some(&before)).unwrap();
+        assert!(lost.is_none());
+        assert_eq!(s.chain(&row).unwrap().unwrap(), first);
+        // From the current chain a renewal goes through.
+        renew(&s, Some(60)).unwrap();
+        assert_ne!(s.chain(&row).unwrap().unwrap(), first);
     }
 
     #[test]

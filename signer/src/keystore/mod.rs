@@ -452,17 +452,23 @@ impl KeyStore {
     }
 
     /// Store `chain_pem` as the row `key_id` (role `role`, type `algorithm`): replaced in one
-    /// statement when the row exists, so a reader sees the old chain or the new one.
+    /// statement when the row exists, so a reader sees the old chain or the new one. With
+    /// `expected`, only while the row still holds that chain (a renewal: of two signers on
+    /// one database renewing at once, one writes and the other sees it lost). Returns whether
+    /// it was stored.
     pub fn put_chain(
         &self,
         key_id: &str,
         role: &str,
         algorithm: &str,
         chain_pem: &[u8],
-    ) -> Result<()> {
+        expected: Option<&[u8]>,
+    ) -> Result<bool> {
         if self.rows.get(key_id)?.is_some() {
-            self.rows.set_public(key_id, chain_pem)?;
-            return Ok(());
+            return self.rows.set_public(key_id, expected, chain_pem);
+        }
+        if expected.is_some() {
+            return Ok(false);
         }
         self.rows.insert(&KeyRow {
             key_id: key_id.into(),
@@ -474,7 +480,8 @@ impl KeyStore {
             role: role.into(),
             created_at: None,
             last_used: None,
-        })
+        })?;
+        Ok(true)
     }
 
     /// The chain stored as row `key_id`, if there is one.

@@ -217,12 +217,12 @@ impl KeyRows for MysqlRows {
             .map_err(err)
     }
 
-    fn set_public(&self, key_id: &str, public: &[u8]) -> Result<bool> {
+    fn set_public(&self, key_id: &str, expected: Option<&[u8]>, public: &[u8]) -> Result<bool> {
         let mut c = self.conn()?;
         c.exec_drop(
             "UPDATE private_keys SET public = ?, updated_at = UTC_TIMESTAMP() \
-             WHERE key_id = ? AND deleted_at IS NULL",
-            (public, key_id),
+             WHERE key_id = ? AND deleted_at IS NULL AND (? IS NULL OR public = ?)",
+            (public, key_id, expected, expected),
         )
         .map_err(err)?;
         Ok(c.affected_rows() > 0)

@@ -226,14 +226,15 @@ impl KeyRows for PgRows {
         Ok(())
     }
 
-    fn set_public(&self, key_id: &str, public: &[u8]) -> Result<bool> {
+    fn set_public(&self, key_id: &str, expected: Option<&[u8]>, public: &[u8]) -> Result<bool> {
         let n = self.with(|c| {
             c.execute(
                 &format!(
                     "UPDATE private_keys SET public = $1, updated_at = {NOW} \
-                     WHERE key_id = $2 AND deleted_at IS NULL"
+                     WHERE key_id = $2 AND deleted_at IS NULL \
+                     AND ($3::bytea IS NULL OR public = $3)"
                 ),
-                &[&public, &key_id],
+                &[&public, &key_id, &expected],
             )
         })?;
         Ok(n > 0)

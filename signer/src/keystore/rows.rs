@@ -44,8 +44,9 @@ pub trait KeyRows: Send + Sync {
     /// Soft delete; returns whether a live row existed.
     fn soft_delete(&self, key_id: &str) -> Result<bool>;
     /// Replace the `public` column of a live row in one statement (a certificate chain row
-    /// renewed in place); returns whether a live row existed.
-    fn set_public(&self, key_id: &str, public: &[u8]) -> Result<bool>;
+    /// renewed in place), only while it still holds `expected` when that is given (so of two
+    /// signers renewing at once, one writes); returns whether the row was replaced.
+    fn set_public(&self, key_id: &str, expected: Option<&[u8]>, public: &[u8]) -> Result<bool>;
     /// Replace the encrypted private half of rows, `(key_id, alias, jwe)`, all or none.
     fn set_private(&self, rows: &[(String, String, String)]) -> Result<()>;
 }

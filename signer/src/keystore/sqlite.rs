@@ -194,10 +194,11 @@ impl KeyRows for SqliteRows {
         Ok(())
     }
 
-    fn set_public(&self, key_id: &str, public: &[u8]) -> Result<bool> {
+    fn set_public(&self, key_id: &str, expected: Option<&[u8]>, public: &[u8]) -> Result<bool> {
         let n = self.db().execute(
-            "UPDATE private_keys SET public = ?1, updated_at = ?2 WHERE key_id = ?3 AND deleted_at IS NULL",
-            params![public, now(), key_id],
+            "UPDATE private_keys SET public = ?1, updated_at = ?2 WHERE key_id = ?3 AND deleted_at IS NULL \
+             AND (?4 IS NULL OR public = ?4)",
+            params![public, now(), key_id, expected],
         )?;
         Ok(n > 0)
     }
