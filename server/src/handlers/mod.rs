@@ -316,7 +316,9 @@ fn meta(app: &App, res: Result<Stored, Error>, cache: Cache) -> Response {
     };
     let current = cache == Cache::Current;
     let max_age = app.caching.max_age(cache).unwrap_or(0);
-    let mut resp = Response::new(Body::from(Bytes::copy_from_slice(&s.data)));
+    // The stored bytes themselves (shared with the cache), not a copy: a 9 MiB targets file
+    // was copied once per concurrent GET.
+    let mut resp = Response::new(Body::from(Bytes::from_owner(s.data)));
     let h = resp.headers_mut();
     h.insert(header::CONTENT_TYPE, HeaderValue::from_static(TEXT));
     if max_age == 0 {

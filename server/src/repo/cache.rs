@@ -17,7 +17,8 @@ use super::GunView;
 #[serde(deny_unknown_fields, default)]
 pub struct CacheSettings {
     /// The budget for cached views, in MiB (default 64). A repository whose view alone is
-    /// larger than a shard's part of it is served from the store every time. 64 MiB holds
+    /// larger than a shard's part of it (a quarter of the budget from 64 MiB up) is served
+    /// from the store every time. 64 MiB holds
     /// the views of about 8.6k typical repositories (≈7.7 KiB each: root with its
     /// certificates, targets, snapshot, timestamp) and keeps the server at 94 MiB with 100k
     /// repositories (bench/scale.sh; 242 MiB with 256); a cold one costs one indexed read
@@ -64,8 +65,11 @@ pub(super) struct ViewCache {
 impl ViewCache {
     pub(super) fn new(settings: CacheSettings) -> Self {
         let budget = settings.max_mib.max(1) << 20;
-        // Fewer shards for small budgets, so one view of a big repository still fits a shard.
-        let shards = if budget >= 64 << 20 { 8 } else { 1 };
+        // Few shards, so one view of a big repository still fits one: at the default 64 MiB,
+        // 4 shards of 16 MiB hold a 100k-target repository's view (9.5 MiB), which with 8
+        // shards of 8 MiB was read from the store again, a 9 MiB copy per concurrent GET
+        // (bench/scale.sh). Smaller budgets: one shard.
+        let shards = if budget >= 64 << 20 { 4 } else { 1 };
         let options = quick_cache::OptionsBuilder::new()
             .estimated_items_capacity((budget / 8192).max(16) as usize)
             .weight_capacity(budget)
