@@ -4,11 +4,19 @@
 //! 100k-target publish). `malloc_trim` after such work returns the free pages first.
 
 /// Files or uploads larger than this make an operation large enough to trim after.
-pub const LARGE_BYTES: usize = 1 << 20;
+const LARGE_BYTES: usize = 1 << 20;
+
+/// After work on `bytes` of metadata: [`trim`] when that was large (a small publish or
+/// summary leaves nothing worth the walk over the free lists).
+pub fn trim_after(bytes: usize) {
+    if bytes > LARGE_BYTES {
+        trim();
+    }
+}
 
 /// Return the allocator's free pages to the OS (glibc's `malloc_trim`; nothing elsewhere).
 #[cfg(all(target_os = "linux", target_env = "gnu"))]
-pub fn trim() {
+fn trim() {
     // SAFETY: malloc_trim only walks glibc's own free lists under its arena locks; it is
     // documented as safe to call from any thread at any time.
     #[allow(unsafe_code)]
@@ -18,4 +26,4 @@ pub fn trim() {
 }
 
 #[cfg(not(all(target_os = "linux", target_env = "gnu")))]
-pub fn trim() {}
+fn trim() {}

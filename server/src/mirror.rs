@@ -37,21 +37,6 @@ impl OnExpiry {
     }
 }
 
-/// `signed.expires` of each role among `files` that parses.
-pub fn role_expiry<'a>(
-    files: impl IntoIterator<Item = (&'a str, &'a [u8])>,
-) -> BTreeMap<String, time::OffsetDateTime> {
-    files
-        .into_iter()
-        .filter(|(role, _)| *role == "targets" || role.starts_with("targets/"))
-        .filter_map(|(role, data)| {
-            Signed::<Targets>::from_bytes(role, data)
-                .ok()
-                .map(|d| (role.to_string(), d.signed.expires.as_offset_datetime()))
-        })
-        .collect()
-}
-
 /// A metadata file's bytes as [`mirror_set`] takes them: a stored or uploaded file is
 /// already shared and is parsed where it lies (a 100k-target file is 9 MiB: a copy per
 /// summary was a fifth of the summarizer's peak); a plain slice is copied once.
@@ -83,8 +68,8 @@ pub fn mirror_set<'a, B: FileBytes>(
     mirror_set_and_expiry(files, on_expiry).0
 }
 
-/// [`mirror_set`], and when `root` and each targets role among `files` that parses expire
-/// ([`role_expiry`] plus `root`), from one parse of the files: the summarizer and the bridge
+/// [`mirror_set`], and when `root` and each targets role among `files` that parses expire,
+/// from one parse of the files: the summarizer and the bridge
 /// want both, and a second parse of a 100k-target file doubled the summary's peak memory.
 pub fn mirror_set_and_expiry<'a, B: FileBytes>(
     files: impl IntoIterator<Item = (&'a str, B)>,
@@ -340,7 +325,10 @@ mod tests {
                 .collect::<Vec<_>>(),
             ["v1"]
         );
-        assert!(role_expiry(files)["targets/releases"] < time::OffsetDateTime::now_utc());
+        assert!(
+            mirror_set_and_expiry(files, OnExpiry::Keep).1["targets/releases"]
+                < time::OffsetDateTime::now_utc()
+        );
         // No root: nothing is trusted.
         assert!(mirror_set([("targets", &tg[..])], OnExpiry::Keep).is_empty());
     }

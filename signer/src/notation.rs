@@ -321,13 +321,19 @@ pub fn import(store: &KeyStore, chain_pem: &[u8], key_pem: Option<&[u8]>) -> Res
 
 /// The chain of the current key, leaf first.
 pub fn current_chain(store: &KeyStore) -> Result<Option<(KeyInfo, Vec<Vec<u8>>)>> {
+    current_chain_pem(store)?
+        .map(|(key, pem_text)| Ok((key, certificate_ders(&pem_text)?)))
+        .transpose()
+}
+
+/// The current key and its chain as stored (PEM, leaf first).
+fn current_chain_pem(store: &KeyStore) -> Result<Option<(KeyInfo, Vec<u8>)>> {
     let Some(key) = current_key(store)? else {
         return Ok(None);
     };
-    let Some(pem_text) = store.chain(&chain_id(&key.key_id))? else {
-        return Ok(None);
-    };
-    Ok(Some((key, certificate_ders(&pem_text)?)))
+    Ok(store
+        .chain(&chain_id(&key.key_id))?
+        .map(|pem_text| (key, pem_text)))
 }
 
 /// GetKeyInfo's answer for `key_id`: a Notation key with a chain is served as that chain
@@ -370,10 +376,7 @@ pub fn renew(store: &KeyStore, days: Option<i64>) -> Result<time::OffsetDateTime
 /// [`renew`]; None when another signer sharing the database replaced the chain between our
 /// read and our write (its new leaf stands, ours is dropped).
 fn renew_once(store: &KeyStore, days: Option<i64>) -> Result<Option<time::OffsetDateTime>> {
-    let key = current_key(store)?.ok_or_else(|| {
-        err("no Notation key with a chain: run `trustbridge-signer notation-key generate` first")
-    })?;
-    let pem_text = store.chain(&chain_id(&key.key_id))?.ok_or_else(|| {
+    let (key, pem_text) = current_chain_pem(store)?.ok_or_else(|| {
         err("no Notation key with a chain: run `trustbridge-signer notation-key generate` first")
     })?;
     let ders = certificate_ders(&pem_text)?;

@@ -74,34 +74,20 @@ struct Setup {
 }
 
 fn setup(dir: &Path, repo: &str, leaf_seconds: Option<u64>) -> Setup {
-    setup_on(
-        Registry::start(&dir.join("registry")),
-        dir,
-        repo,
-        leaf_seconds,
-        "",
-    )
+    setup_on(Registry::start(&dir.join("registry")), repo, |fields| {
+        start_bridge_notation(dir, fields, SUBJECT, leaf_seconds)
+    })
 }
 
-/// As [`setup`], on `registry`, with `fields` (leading commas) added to the bridge's config.
-fn setup_on(
-    registry: Registry,
-    dir: &Path,
-    repo: &str,
-    leaf_seconds: Option<u64>,
-    fields: &str,
-) -> Setup {
+/// `repo:v1` pushed to `registry`, and the stack `start` makes from the bridge fields that
+/// name that registry.
+fn setup_on(registry: Registry, repo: &str, start: impl FnOnce(&str) -> Stack) -> Setup {
     let gun = format!("127.0.0.1:{}/{repo}", registry.port);
     let (digest, size) = registry.push_sample(&format!("{repo}:v1"));
-    let st = start_bridge_notation(
-        dir,
-        &format!(
-            r#","registries":{{"127.0.0.1:{}":{{"plain_http":true}}}}{fields}"#,
-            registry.port
-        ),
-        SUBJECT,
-        leaf_seconds,
-    );
+    let st = start(&format!(
+        r#","registries":{{"127.0.0.1:{}":{{"plain_http":true}}}}"#,
+        registry.port
+    ));
     Setup {
         image: format!("{gun}@sha256:{digest}"),
         registry,
@@ -339,13 +325,14 @@ fn the_referrers_api_carries_our_signatures_where_the_registry_has_it() {
         digest: d1,
         size: s1,
         image,
-    } = setup_on(
-        registry,
-        dir,
-        "team/api",
-        None,
-        r#","new_bundle_format":true"#,
-    );
+    } = setup_on(registry, "team/api", |fields| {
+        start_bridge_notation(
+            dir,
+            &format!(r#"{fields},"new_bundle_format":true"#),
+            SUBJECT,
+            None,
+        )
+    });
     let nt = notation_user(dir, &st, &gun);
     let fallback = format!("sha256-{d1}");
 
@@ -431,26 +418,28 @@ fn an_imported_chain_from_the_admins_pki_signs_and_is_renewed_by_reimport() {
     init();
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path();
-    let registry = Registry::start(&dir.join("registry"));
-    let gun = format!("127.0.0.1:{}/team/imported", registry.port);
-    let (d1, s1) = registry.push_sample("team/imported:v1");
-    let image = format!("{gun}@sha256:{d1}");
     let pki = AdminPki::new(&dir.join("pki"));
     let first_chain = pki.leaf_chain("leaf1", "leaf");
-    let st = start_bridge_notation_key(
-        dir,
-        &format!(
-            r#","registries":{{"127.0.0.1:{}":{{"plain_http":true}}}}"#,
-            registry.port
-        ),
-        |sc| {
-            let tls = pki.leaf_chain("tls", "tls");
-            let (ok, out) = notation_key_import(sc, &tls, Some(&pki.key));
-            assert!(!ok, "a TLS server certificate was imported: {out}");
-            assert!(out.contains("never serverAuth"), "{out}");
-            let (ok, out) = notation_key_import(sc, &first_chain, Some(&pki.key));
-            assert!(ok, "{out}");
-            out.trim().to_string()
+    let Setup {
+        registry: _registry,
+        st,
+        gun,
+        digest: d1,
+        size: s1,
+        image,
+    } = setup_on(
+        Registry::start(&dir.join("registry")),
+        "team/imported",
+        |fields| {
+            start_bridge_notation_key(dir, fields, |sc| {
+                let tls = pki.leaf_chain("tls", "tls");
+                let (ok, out) = notation_key_import(sc, &tls, Some(&pki.key));
+                assert!(!ok, "a TLS server certificate was imported: {out}");
+                assert!(out.contains("never serverAuth"), "{out}");
+                let (ok, out) = notation_key_import(sc, &first_chain, Some(&pki.key));
+                assert!(ok, "{out}");
+                out.trim().to_string()
+            })
         },
     );
     // The served trust anchor is the admin's root.

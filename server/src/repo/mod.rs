@@ -332,16 +332,13 @@ impl Repo {
     pub async fn trust_state(&self, gun: &str) -> Result<crate::storage::TrustState, Error> {
         let view = self.view(gun, "targets").await?;
         let on_expiry = self.mirror.unwrap_or_default();
-        let large =
-            view.current.values().map(|s| s.data.len()).sum::<usize>() > crate::heap::LARGE_BYTES;
+        let bytes = view.current.values().map(|s| s.data.len()).sum();
         let state = off_worker(move || {
             let (set, expiry) = view.mirror_set_and_expiry(on_expiry);
             crate::mirror::trust_state(set, expiry)
         })
         .await;
-        if large {
-            crate::heap::trim();
-        }
+        crate::heap::trim_after(bytes);
         state
     }
 

@@ -199,13 +199,10 @@ impl Repo {
             }
             None => vec![],
         };
-        let large =
-            uploads.values().map(|(_, b)| b.len()).sum::<usize>() > crate::heap::LARGE_BYTES;
+        let bytes = uploads.values().map(|(_, b)| b.len()).sum();
         let stored = self.store_and_remember(gun, &view, updates, jobs).await;
         drop((uploads, view));
-        if large {
-            crate::heap::trim();
-        }
+        crate::heap::trim_after(bytes);
         stored
     }
 
