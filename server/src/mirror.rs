@@ -11,7 +11,8 @@
 
 use std::collections::BTreeMap;
 
-use trustbridge_tuf::{GoTime, Root, Signed, Targets};
+use trustbridge_tuf::metadata::TargetsIndex;
+use trustbridge_tuf::{GoTime, Root, Signed};
 
 use crate::storage::{Action, Mirrored, NewJob};
 
@@ -69,8 +70,7 @@ pub fn mirror_set<'a, B: FileBytes>(
 }
 
 /// [`mirror_set`], and when `root` and each targets role among `files` that parses expire,
-/// from one parse of the files: the summarizer and the bridge
-/// want both, and a second parse of a 100k-target file doubled the summary's peak memory.
+/// from one parse of the files: the bridge's reconciler wants both.
 pub fn mirror_set_and_expiry<'a, B: FileBytes>(
     files: impl IntoIterator<Item = (&'a str, B)>,
     on_expiry: OnExpiry,
@@ -78,13 +78,81 @@ pub fn mirror_set_and_expiry<'a, B: FileBytes>(
     BTreeMap<String, Mirrored>,
     BTreeMap<String, time::OffsetDateTime>,
 ) {
+    resolve_files(files, on_expiry, |tags, signers, _| {
+        tags.into_iter()
+            .filter_map(|r| {
+                let digest = r.meta.as_ref()?;
+                Some((
+                    r.name.to_string(),
+                    Mirrored {
+                        digest_hex: hex::encode(digest),
+                        role: r.role.to_string(),
+                        signers: signers[r.role].clone(),
+                    },
+                ))
+            })
+            .collect()
+    })
+}
+
+/// What the control room keeps of a GUN's trust (`trust_tags`, `trust_roles`): the tags of
+/// [`mirror_set`] with their role's expiry, and when root, targets and each delegation expire
+/// (what the server cannot renew). Built straight from the resolution, sorted by tag, without
+/// the owned [`mirror_set`] in between (a 100k-tag repository's set was tens of MiB).
+pub fn trust_state<'a, B: FileBytes>(
+    files: impl IntoIterator<Item = (&'a str, B)>,
+    on_expiry: OnExpiry,
+) -> crate::storage::TrustState {
+    let (mut state, expiry) = resolve_files(files, on_expiry, |mut tags, signers, expiry| {
+        tags.sort_unstable_by(|a, b| a.name.cmp(b.name));
+        let mut state = crate::storage::TrustState::with_capacity(tags.len(), Vec::new());
+        let mut hex_buf = [0u8; 64];
+        for r in tags {
+            let Some(digest) = r.meta else { continue };
+            let Ok(digest_hex) = hex::encode_to_slice(digest, &mut hex_buf)
+                .map(|()| std::str::from_utf8(&hex_buf).unwrap_or_default())
+            else {
+                continue;
+            };
+            state.push(
+                r.name,
+                digest_hex,
+                r.role,
+                &signers[r.role],
+                expiry.get(r.role).copied(),
+            );
+        }
+        state.shrink_to_fit();
+        state
+    });
+    state.roles = expiry.into_iter().collect();
+    state
+}
+
+/// A resolved target: its name and role borrowed from the parsed files, its digest if any.
+type Tag<'a> = trustbridge_tuf::resolve::ResolvedRef<'a, Option<[u8; 32]>>;
+
+/// The one resolution behind [`mirror_set`] and [`trust_state`]: parse `files` (targets roles
+/// as a [`TargetsIndex`], names and digests only), keep the roles a fresh client trusts (and,
+/// with [`OnExpiry::Revoke`], has not expired), resolve in docker's order, and hand `then` the
+/// tags, each trusted role's real signers (comma-joined) and the roles' expiries; returns what
+/// `then` made and the expiries (`root` and every targets role that parses).
+fn resolve_files<'a, B: FileBytes, R: Default>(
+    files: impl IntoIterator<Item = (&'a str, B)>,
+    on_expiry: OnExpiry,
+    then: impl FnOnce(
+        Vec<Tag<'_>>,
+        &BTreeMap<&str, String>,
+        &BTreeMap<String, time::OffsetDateTime>,
+    ) -> R,
+) -> (R, BTreeMap<String, time::OffsetDateTime>) {
     let mut root = None;
-    let mut docs: BTreeMap<String, Signed<Targets>> = BTreeMap::new();
+    let mut docs: BTreeMap<String, Signed<TargetsIndex>> = BTreeMap::new();
     for (role, data) in files {
         if role == "root" {
             root = Signed::<Root>::from_shared(role, data.shared()).ok();
         } else if (role == "targets" || role.starts_with("targets/"))
-            && let Ok(d) = Signed::<Targets>::from_shared(role, data.shared())
+            && let Ok(d) = Signed::<TargetsIndex>::index_of(role, data.shared())
         {
             docs.insert(role.to_string(), d);
         }
@@ -94,67 +162,30 @@ pub fn mirror_set_and_expiry<'a, B: FileBytes>(
         .map(|(role, d)| (role.clone(), d.signed.expires.as_offset_datetime()))
         .collect();
     let Some(root) = root else {
-        return (BTreeMap::new(), expiry);
+        return (R::default(), expiry);
     };
     expiry.insert("root".into(), root.signed.expires.as_offset_datetime());
     if on_expiry == OnExpiry::Revoke {
         let now = GoTime::now();
         if root.signed.expires.is_before(&now) {
-            return (BTreeMap::new(), expiry);
+            return (R::default(), expiry);
         }
         docs.retain(|_, d| !d.signed.expires.is_before(&now));
     }
     let trusted = trustbridge_tuf::resolve::trusted(&root.signed, &docs);
-    // One signers string per role, cloned per tag.
+    // One signers string per role, shared by its tags.
     let signers: BTreeMap<&str, String> = trusted
         .iter()
         .map(|(role, ids)| (role.as_str(), ids.join(",")))
         .collect();
-    let roles: BTreeMap<String, &Targets> = trusted
+    let roles: BTreeMap<String, &TargetsIndex> = trusted
         .keys()
         .map(|name| (name.clone(), &docs[name].signed))
         .collect();
-    let (resolved, _) =
+    let (tags, _) =
         trustbridge_tuf::resolve::resolve_refs(&roles, trustbridge_tuf::resolve::DOCKER_ORDER);
-    let set = resolved
-        .into_iter()
-        .filter_map(|r| {
-            let digest_hex = hex::encode(r.meta.sha256()?);
-            Some((
-                r.name.to_string(),
-                Mirrored {
-                    digest_hex,
-                    role: r.role.to_string(),
-                    signers: signers[r.role].clone(),
-                },
-            ))
-        })
-        .collect();
-    (set, expiry)
-}
-
-/// What the control room keeps of a GUN's trust (`trust_tags`, `trust_roles`): the tags of
-/// `set` with their role's expiry, and when root, targets and each delegation expire
-/// (`expiry`, from [`mirror_set_and_expiry`]: what the server cannot renew). Takes `set` by
-/// value: its strings move into the rows instead of being copied.
-pub fn trust_state(
-    set: BTreeMap<String, Mirrored>,
-    expiry: BTreeMap<String, time::OffsetDateTime>,
-) -> crate::storage::TrustState {
-    let tags = set
-        .into_iter()
-        .map(|(tag, m)| crate::storage::Trusted {
-            expires: expiry.get(&m.role).copied(),
-            tag,
-            digest_hex: m.digest_hex,
-            role: m.role,
-            signers: m.signers,
-        })
-        .collect();
-    crate::storage::TrustState {
-        tags,
-        roles: expiry.into_iter().collect(),
-    }
+    let made = then(tags, &signers, &expiry);
+    (made, expiry)
 }
 
 /// The jobs that take the Cosign side from `before` to `after`: a tag resolving to a new
@@ -183,7 +214,7 @@ pub fn jobs_between(
 mod tests {
     use super::*;
     use trustbridge_tuf::metadata::{DelegationRole, FileMeta, Signature};
-    use trustbridge_tuf::{GoTime, KeyType, PrivateKey};
+    use trustbridge_tuf::{GoTime, KeyType, PrivateKey, Targets};
 
     fn key() -> PrivateKey {
         PrivateKey::generate(KeyType::Ecdsa).unwrap()
@@ -258,6 +289,51 @@ mod tests {
             OnExpiry::Keep,
         );
         assert_eq!(set["v1"].signers, r.targets_key.id());
+    }
+
+    #[test]
+    fn the_control_rooms_rows_are_the_mirror_set_with_expiries() {
+        let r = repo();
+        let alice = key();
+        let mut rel = targets(&["rel", "v1"], vec![]);
+        rel.expires = GoTime::now().plus_years(1);
+        let releases = signed(rel, &[&alice]);
+        let tg = signed(
+            targets(
+                &["v1", "v2", "zz"],
+                vec![("targets/releases".into(), vec![&alice])],
+            ),
+            &[&r.targets_key],
+        );
+        let files = [
+            ("root", &r.root[..]),
+            ("targets", &tg[..]),
+            ("targets/releases", &releases[..]),
+        ];
+        let (set, expiry) = mirror_set_and_expiry(files, OnExpiry::Keep);
+        let state = trust_state(files, OnExpiry::Keep);
+        let rows: Vec<(&str, &str, &str, &str, Option<time::OffsetDateTime>)> = state
+            .tags()
+            .map(|t| (t.tag, t.digest_hex, t.role, t.signers, t.expires))
+            .collect();
+        let want: Vec<(&str, &str, &str, &str, Option<time::OffsetDateTime>)> = set
+            .iter()
+            .map(|(tag, m)| {
+                let at = expiry.get(&m.role).copied();
+                (
+                    tag.as_str(),
+                    m.digest_hex.as_str(),
+                    m.role.as_str(),
+                    m.signers.as_str(),
+                    at,
+                )
+            })
+            .collect();
+        assert_eq!(rows, want);
+        assert_eq!(rows.len(), 4, "rel, v1 (from releases), v2, zz");
+        assert_eq!(rows[1].2, "targets/releases");
+        assert_ne!(rows[1].4, rows[2].4, "each row has its own role's expiry");
+        assert_eq!(state.roles, expiry.into_iter().collect::<Vec<_>>());
     }
 
     #[test]

@@ -216,21 +216,19 @@ fn control_room(s: &dyn MetaStore, log: &mut dyn FnMut(&str, String)) {
         .enumerate()
     {
         s.update_many(gun, &[file("root", 1, gun)], &[]).unwrap();
-        let trust = TrustState {
-            tags: (0..=i)
-                .map(|k| Trusted {
-                    tag: format!("v{k}"),
-                    digest_hex: "cd".repeat(32),
-                    role: "targets".into(),
-                    signers: "k1,k2".into(),
-                    expires: Some(day(10 * i as i64)),
-                })
-                .collect(),
-            roles: vec![
-                ("root".into(), day(100)),
-                ("targets".into(), day(10 * i as i64)),
-            ],
-        };
+        let mut trust: TrustState = (0..=i)
+            .map(|k| Trusted {
+                tag: format!("v{k}"),
+                digest_hex: "cd".repeat(32),
+                role: "targets".into(),
+                signers: "k1,k2".into(),
+                expires: Some(day(10 * i as i64)),
+            })
+            .collect();
+        trust.roles = vec![
+            ("root".into(), day(100)),
+            ("targets".into(), day(10 * i as i64)),
+        ];
         s.set_trust(gun, &trust).unwrap();
     }
     s.enqueue(

@@ -10,7 +10,48 @@
 
 use std::collections::{BTreeMap, HashSet, VecDeque};
 
-use crate::metadata::{FileMeta, Role as _, Root, Signed, Targets};
+use crate::error::Error;
+use crate::metadata::{Delegations, FileMeta, Root, Signed, Targets, TargetsIndex};
+
+/// A targets role's body as resolution reads it: the full [`Targets`] (the client), or the
+/// [`TargetsIndex`] that keeps only names and digests (the bridge and the control room, which
+/// read whole repositories of any size).
+pub trait TargetsBody {
+    /// What is kept of each target.
+    type Meta;
+    fn delegations(&self) -> &Delegations;
+    /// Notary's structure checks of a targets body, reported against `role`.
+    fn check_structure(&self, role: &str) -> Result<(), Error>;
+    /// The targets by name.
+    fn entries(&self) -> impl Iterator<Item = (&str, &Self::Meta)>;
+}
+
+impl TargetsBody for Targets {
+    type Meta = FileMeta;
+    fn delegations(&self) -> &Delegations {
+        &self.delegations
+    }
+    fn check_structure(&self, role: &str) -> Result<(), Error> {
+        crate::metadata::Role::check_structure(self, role)
+    }
+    fn entries(&self) -> impl Iterator<Item = (&str, &FileMeta)> {
+        self.targets.iter().map(|(n, m)| (n.as_str(), m))
+    }
+}
+
+/// Each target's SHA-256 digest (when it lists one of 32 bytes).
+impl TargetsBody for TargetsIndex {
+    type Meta = Option<[u8; 32]>;
+    fn delegations(&self) -> &Delegations {
+        &self.delegations
+    }
+    fn check_structure(&self, role: &str) -> Result<(), Error> {
+        TargetsIndex::check_structure(self, role)
+    }
+    fn entries(&self) -> impl Iterator<Item = (&str, &Option<[u8; 32]>)> {
+        self.targets()
+    }
+}
 
 /// A target and the role it resolved from.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -24,7 +65,7 @@ pub struct Resolved {
 pub const DOCKER_ORDER: &[&str] = &["targets/releases", "targets"];
 
 /// Every role reachable from `targets` among `roles`, breadth-first, with its effective paths.
-pub fn walk(roles: &BTreeMap<String, &Targets>) -> Vec<(String, Vec<String>)> {
+pub fn walk<T: TargetsBody>(roles: &BTreeMap<String, &T>) -> Vec<(String, Vec<String>)> {
     let mut out: Vec<(String, Vec<String>)> = Vec::new();
     if !roles.contains_key("targets") {
         return out;
@@ -35,7 +76,7 @@ pub fn walk(roles: &BTreeMap<String, &Targets>) -> Vec<(String, Vec<String>)> {
             continue;
         }
         if let Some(doc) = roles.get(&name) {
-            for d in &doc.delegations.roles {
+            for d in &doc.delegations().roles {
                 if roles.contains_key(&d.name) {
                     let restricted: Vec<String> = d
                         .paths
@@ -59,12 +100,12 @@ pub fn walk(roles: &BTreeMap<String, &Targets>) -> Vec<(String, Vec<String>)> {
 /// delegation"). Structure is checked, expiry is not (the caller decides what an expired role
 /// means). Each trusted role maps to the key IDs whose signatures verified, sorted: a role's
 /// real signers, never the IDs a file merely claims.
-pub fn trusted(
+pub fn trusted<T: TargetsBody>(
     root: &Root,
-    docs: &BTreeMap<String, Signed<Targets>>,
+    docs: &BTreeMap<String, Signed<T>>,
 ) -> BTreeMap<String, Vec<String>> {
     let mut out = BTreeMap::new();
-    let check = |name: &str, doc: &Signed<Targets>, keys, ids: &[String], threshold| {
+    let check = |name: &str, doc: &Signed<T>, keys, ids: &[String], threshold| {
         doc.signed.check_structure(name).ok()?;
         let mut valid = doc.verify_signatures(name, keys, ids, threshold).ok()?;
         valid.sort_unstable();
@@ -79,7 +120,7 @@ pub fn trusted(
     out.insert("targets".to_string(), valid);
     let mut queue = VecDeque::from(["targets".to_string()]);
     while let Some(parent) = queue.pop_front() {
-        let delegations = &docs[&parent].signed.delegations;
+        let delegations = docs[&parent].signed.delegations();
         for d in &delegations.roles {
             if out.contains_key(&d.name) {
                 continue;
@@ -97,12 +138,20 @@ pub fn trusted(
 }
 
 /// A resolved target borrowed from the parsed roles ([`resolve_refs`]).
-#[derive(Clone, Copy, Debug)]
-pub struct ResolvedRef<'a> {
+#[derive(Debug)]
+pub struct ResolvedRef<'a, M = FileMeta> {
     pub name: &'a str,
     pub role: &'a str,
-    pub meta: &'a FileMeta,
+    pub meta: &'a M,
 }
+
+// By hand: derived, they would ask `M: Copy` of the borrowed metadata.
+impl<M> Clone for ResolvedRef<'_, M> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+impl<M> Copy for ResolvedRef<'_, M> {}
 
 /// The targets a client asking for `start` (each with its subtree) accepts, first role wins;
 /// and the targets ignored for lying outside their delegation's paths.
@@ -121,10 +170,10 @@ pub fn resolve(roles: &BTreeMap<String, &Targets>, start: &[&str]) -> (Vec<Resol
 
 /// As [`resolve`], borrowing names, roles and file metadata from `roles` instead of copying
 /// them (a 100k-target repository's copies are tens of MiB).
-pub fn resolve_refs<'a>(
-    roles: &'a BTreeMap<String, &'a Targets>,
+pub fn resolve_refs<'a, T: TargetsBody>(
+    roles: &'a BTreeMap<String, &'a T>,
     start: &[&str],
-) -> (Vec<ResolvedRef<'a>>, Vec<String>) {
+) -> (Vec<ResolvedRef<'a, T::Meta>>, Vec<String>) {
     let order = walk(roles);
     let under = |role: &str, s: &str| role == s || role.starts_with(&format!("{s}/"));
     let mut picked: Vec<&(String, Vec<String>)> = Vec::new();
@@ -135,7 +184,7 @@ pub fn resolve_refs<'a>(
             }
         }
     }
-    let mut out: Vec<ResolvedRef<'a>> = Vec::new();
+    let mut out: Vec<ResolvedRef<'a, T::Meta>> = Vec::new();
     // Names already resolved: a set, not a scan of `out` (a scan made a 100k-target
     // repository cost 5·10⁹ string comparisons, about 30 s of CPU per summary).
     let mut seen: HashSet<&str> = HashSet::new();
@@ -144,16 +193,16 @@ pub fn resolve_refs<'a>(
         let Some((role, doc)) = roles.get_key_value(role_name) else {
             continue;
         };
-        for (name, meta) in &doc.targets {
+        for (name, meta) in doc.entries() {
             if !allowed.iter().any(|p| name.starts_with(p.as_str())) {
                 ignored.push(format!(
                     "{role}: target {name:?} is outside the delegation's paths {allowed:?}"
                 ));
                 continue;
             }
-            if seen.insert(name.as_str()) {
+            if seen.insert(name) {
                 out.push(ResolvedRef {
-                    name: name.as_str(),
+                    name,
                     role: role.as_str(),
                     meta,
                 });

@@ -334,8 +334,10 @@ impl Repo {
         let on_expiry = self.mirror.unwrap_or_default();
         let bytes = view.current.values().map(|s| s.data.len()).sum();
         let state = off_worker(move || {
-            let (set, expiry) = view.mirror_set_and_expiry(on_expiry);
-            crate::mirror::trust_state(set, expiry)
+            crate::mirror::trust_state(
+                view.current.iter().map(|(r, s)| (r.as_str(), &s.data)),
+                on_expiry,
+            )
         })
         .await;
         crate::heap::trim_after(bytes);

@@ -24,24 +24,7 @@ use time::OffsetDateTime;
 pub use super::{nanos, time_of};
 use crate::storage::error::StorageError;
 
-/// What a fresh DCT client resolves one tag to (see [`crate::mirror::mirror_set`]).
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Trusted {
-    pub tag: String,
-    pub digest_hex: String,
-    pub role: String,
-    pub signers: String,
-    /// When the role the tag resolves from expires.
-    pub expires: Option<OffsetDateTime>,
-}
-
-/// A GUN's DCT trust as a whole: its tags, and when each signed role the server cannot renew
-/// (`root`, `targets`, delegations) expires.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct TrustState {
-    pub tags: Vec<Trusted>,
-    pub roles: Vec<(String, OffsetDateTime)>,
-}
+pub use super::trust::{TrustState, Trusted, TrustedRef};
 
 /// One GUN's row on the status page.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]

@@ -12,6 +12,7 @@ pub mod outbox;
 pub mod postgres;
 pub mod renewals;
 pub mod sqlite;
+mod trust;
 
 pub use error::{StorageError, StorageErrorKind};
 pub use migration::{Migration, TrustState, Trusted};

@@ -6,10 +6,12 @@
 //! and timestamp are over stored bytes, never over a re-serialisation.
 
 mod hashes;
+mod index;
 mod peek;
 mod roles;
 mod signed;
 
+pub use index::TargetsIndex;
 pub use peek::{Peek, PeekError};
 
 pub use roles::{

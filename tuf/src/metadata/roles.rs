@@ -190,7 +190,7 @@ pub struct Timestamp {
     pub version: i64,
 }
 
-fn null_as_default<'de, D, T>(d: D) -> Result<T, D::Error>
+pub(crate) fn null_as_default<'de, D, T>(d: D) -> Result<T, D::Error>
 where
     D: serde::Deserializer<'de>,
     T: Default + Deserialize<'de>,
@@ -198,7 +198,7 @@ where
     Ok(Option::<T>::deserialize(d)?.unwrap_or_default())
 }
 
-fn check_type(role: &str, expected: &str, found: &str) -> Result<(), Error> {
+pub(crate) fn check_type(role: &str, expected: &str, found: &str) -> Result<(), Error> {
     if found != expected {
         return Err(Error::WrongType {
             role: role.into(),
@@ -303,36 +303,42 @@ impl Role for Targets {
     }
     fn check_structure(&self, role: &str) -> Result<(), Error> {
         check_type(role, Self::TYPE, &self.type_)?;
-        for d in &self.delegations.roles {
-            if !valid_role_name(&d.name) || d.name == "targets" || parent_of(&d.name) != role {
-                return Err(Error::structure(
-                    role,
-                    format!("delegation {} is not a direct child of {role}", d.name),
-                ));
-            }
-            if d.threshold < 1 {
+        check_delegations(role, &self.delegations)
+    }
+}
+
+/// Notary's delegation checks in `isValidTargetsStructure`: every delegation a direct child of
+/// `role`, with a threshold of at least one and its key IDs among `delegations.keys`.
+pub(crate) fn check_delegations(role: &str, delegations: &Delegations) -> Result<(), Error> {
+    for d in &delegations.roles {
+        if !valid_role_name(&d.name) || d.name == "targets" || parent_of(&d.name) != role {
+            return Err(Error::structure(
+                role,
+                format!("delegation {} is not a direct child of {role}", d.name),
+            ));
+        }
+        if d.threshold < 1 {
+            return Err(Error::structure(
+                role,
+                format!(
+                    "delegation {} has invalid threshold {}",
+                    d.name, d.threshold
+                ),
+            ));
+        }
+        for id in &d.keyids {
+            if !delegations.keys.contains_key(id) {
                 return Err(Error::structure(
                     role,
                     format!(
-                        "delegation {} has invalid threshold {}",
-                        d.name, d.threshold
+                        "key ID {id} of delegation {} is not in delegations.keys",
+                        d.name
                     ),
                 ));
             }
-            for id in &d.keyids {
-                if !self.delegations.keys.contains_key(id) {
-                    return Err(Error::structure(
-                        role,
-                        format!(
-                            "key ID {id} of delegation {} is not in delegations.keys",
-                            d.name
-                        ),
-                    ));
-                }
-            }
         }
-        Ok(())
     }
+    Ok(())
 }
 
 /// `path.Dir` of a role name.

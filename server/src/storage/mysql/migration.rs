@@ -70,16 +70,16 @@ fn write_trust(
 ) -> Result<(), StorageError> {
     run(tx, m::DELETE_TAGS, &[gun.into()])?;
     run(tx, m::DELETE_ROLES, &[gun.into()])?;
-    for t in &trust.tags {
+    for t in trust.tags() {
         run(
             tx,
             m::INSERT_TAG,
             &[
                 gun.into(),
-                t.tag.as_str().into(),
-                t.digest_hex.as_str().into(),
-                t.role.as_str().into(),
-                t.signers.as_str().into(),
+                t.tag.into(),
+                t.digest_hex.into(),
+                t.role.into(),
+                t.signers.into(),
                 t.expires.map(m::nanos).into(),
             ],
         )?;

@@ -19,9 +19,9 @@ pub(super) async fn write_trust(
 ) -> Result<(), StorageError> {
     tx.execute(m::DELETE_TAGS, &[&gun]).await.map_err(pg)?;
     tx.execute(m::DELETE_ROLES, &[&gun]).await.map_err(pg)?;
-    if !trust.tags.is_empty() {
+    if !trust.is_empty() {
         let st = tx.prepare_cached(m::INSERT_TAG).await.map_err(pg)?;
-        for t in &trust.tags {
+        for t in trust.tags() {
             tx.execute(
                 &st,
                 &[

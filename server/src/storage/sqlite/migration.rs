@@ -23,7 +23,7 @@ pub(super) fn write_trust(
     tx.execute(&sql(m::DELETE_TAGS), [gun]).map_err(storage)?;
     tx.execute(&sql(m::DELETE_ROLES), [gun]).map_err(storage)?;
     let mut st = tx.prepare_cached(&sql(m::INSERT_TAG)).map_err(storage)?;
-    for t in &trust.tags {
+    for t in trust.tags() {
         st.execute(params![
             gun,
             t.tag,
