@@ -8,6 +8,7 @@ use std::time::Duration;
 use rusqlite::{Connection, OptionalExtension, Row, params};
 use time::OffsetDateTime;
 
+mod group_commit;
 mod migration;
 mod renewals;
 
@@ -77,10 +78,65 @@ CREATE INDEX IF NOT EXISTS idx_bridge_checks_expires ON bridge_checks (expires);
 
 pub struct SqliteStore {
     conn: Mutex<Connection>,
+    /// Updates waiting to be committed together ([`group_commit`]).
+    updates: group_commit::Queue,
 }
 
 fn storage(e: rusqlite::Error) -> StorageError {
     StorageError::from(e)
+}
+
+/// One update's rows, on an open transaction (see [`group_commit`]): the files, the
+/// changefeed entry of a new timestamp, mirror jobs, the renewal schedule and the control
+/// room's dirty mark. Returns the time written. A version conflict is returned before
+/// anything is written; any other error may leave part of the update written.
+fn write_update(
+    tx: &Connection,
+    gun: &str,
+    updates: &[Update],
+    jobs: &[NewJob],
+) -> Result<i64, StorageError> {
+    let now = now_nanos();
+    // Every conflict is found before anything is written (group commit relies on it).
+    for (i, u) in updates.iter().enumerate() {
+        if updates[..i]
+            .iter()
+            .any(|o| o.role == u.role && o.version == u.version)
+        {
+            return Err(StorageError::conflict());
+        }
+        let newer: bool = tx
+            .prepare_cached(
+                "SELECT EXISTS(SELECT 1 FROM tuf_files WHERE gun = ?1 AND role = ?2 AND version >= ?3 AND deleted_at IS NULL)",
+            )
+            .and_then(|mut st| st.query_row(params![gun, u.role, u.version], |r| r.get(0)))
+            .map_err(storage)?;
+        if newer {
+            return Err(StorageError::conflict());
+        }
+    }
+    for u in updates {
+        let sha = sha256_hex(&u.data);
+        tx.prepare_cached(
+            "INSERT INTO tuf_files (created_at, updated_at, gun, role, version, data, sha256) VALUES (?1, ?1, ?2, ?3, ?4, ?5, ?6)",
+        )
+        .and_then(|mut st| st.execute(params![now, gun, u.role, u.version, &u.data[..], sha]))
+        .map_err(storage)?;
+        if u.role == "timestamp" {
+            tx.prepare_cached(
+                "INSERT INTO changefeed (created_at, gun, version, sha256, category) VALUES (?1, ?2, ?3, ?4, 'update')",
+            )
+            .and_then(|mut st| st.execute(params![now, gun, u.version, sha]))
+            .map_err(storage)?;
+        }
+    }
+    insert_jobs(tx, gun, jobs, now)?;
+    renewals::on_update(tx, gun, updates)?;
+    let trust = super::migration::touches_trust(updates.iter().map(|u| u.role.as_str()));
+    if trust || !jobs.is_empty() {
+        migration::mark(tx, gun, trust)?;
+    }
+    Ok(now)
 }
 
 /// Outbox rows, due at once (`next_at` = now).
@@ -169,6 +225,11 @@ impl SqliteStore {
         // Bound the WAL file left behind after checkpoints.
         conn.pragma_update(None, "journal_size_limit", 64 << 20)
             .map_err(storage)?;
+        // Checkpoint every 8000 pages (32 MiB of WAL) instead of 1000: a page publishes
+        // rewrite again and again (index leaves, the newest rows) is copied back once per
+        // checkpoint, and the checkpoint's fsync is paid an eighth as often.
+        conn.pragma_update(None, "wal_autocheckpoint", 8000)
+            .map_err(storage)?;
         Self::init(conn)
     }
 
@@ -200,6 +261,7 @@ impl SqliteStore {
         }
         Ok(SqliteStore {
             conn: Mutex::new(conn),
+            updates: Default::default(),
         })
     }
 
@@ -237,47 +299,9 @@ impl MetaStore for SqliteStore {
         updates: &[Update],
         jobs: &[NewJob],
     ) -> Result<OffsetDateTime, StorageError> {
-        let mut db = self.db();
-        let tx = db.transaction().map_err(storage)?;
-        let now = now_nanos();
-        for (i, u) in updates.iter().enumerate() {
-            if updates[..i]
-                .iter()
-                .any(|o| o.role == u.role && o.version == u.version)
-            {
-                return Err(StorageError::conflict());
-            }
-            let newer: bool = tx
-                .prepare_cached(
-                    "SELECT EXISTS(SELECT 1 FROM tuf_files WHERE gun = ?1 AND role = ?2 AND version >= ?3 AND deleted_at IS NULL)",
-                )
-                .and_then(|mut st| st.query_row(params![gun, u.role, u.version], |r| r.get(0)))
-                .map_err(storage)?;
-            if newer {
-                return Err(StorageError::conflict());
-            }
-            let sha = sha256_hex(&u.data);
-            tx.prepare_cached(
-                "INSERT INTO tuf_files (created_at, updated_at, gun, role, version, data, sha256) VALUES (?1, ?1, ?2, ?3, ?4, ?5, ?6)",
-            )
-            .and_then(|mut st| st.execute(params![now, gun, u.role, u.version, &u.data[..], sha]))
-            .map_err(storage)?;
-            if u.role == "timestamp" {
-                tx.prepare_cached(
-                    "INSERT INTO changefeed (created_at, gun, version, sha256, category) VALUES (?1, ?2, ?3, ?4, 'update')",
-                )
-                .and_then(|mut st| st.execute(params![now, gun, u.version, sha]))
-                .map_err(storage)?;
-            }
-        }
-        insert_jobs(&tx, gun, jobs, now)?;
-        renewals::on_update(&tx, gun, updates)?;
-        let trust = super::migration::touches_trust(updates.iter().map(|u| u.role.as_str()));
-        if trust || !jobs.is_empty() {
-            migration::mark(&tx, gun, trust)?;
-        }
-        tx.commit().map_err(storage)?;
-        Ok(time_of(now))
+        let mine = self.updates.push(gun, updates, jobs);
+        let db = self.db();
+        self.updates.run(&db, &mine, write_update)
     }
 
     fn latest(&self, gun: &str, role: &str) -> Result<Option<Stored>, StorageError> {
