@@ -46,6 +46,18 @@ struct Entry {
     len: u32,
     /// `hashes.sha256` when it is 32 bytes (as [`super::FileMeta::sha256`] reads it).
     sha256: Option<[u8; 32]>,
+    /// What TUF's rules for a target entry find wrong (bits of [`Problem`]); 0 for none.
+    problems: u8,
+}
+
+/// What an entry can break of the rules the server enforces on upload (TUF's, which notary
+/// did not): a negative length, no hash at all, a SHA-256 or SHA-512 of the wrong size.
+struct Problem;
+impl Problem {
+    const NEGATIVE_LENGTH: u8 = 1;
+    const NO_HASHES: u8 = 2;
+    const SHA256_SIZE: u8 = 4;
+    const SHA512_SIZE: u8 = 8;
 }
 
 impl TargetsIndex {
@@ -64,12 +76,47 @@ impl TargetsIndex {
         })
     }
 
+    /// Whether every target has a non-negative length, at least one hash, and a SHA-256 /
+    /// SHA-512 (when listed) of the right size. The server refuses an upload otherwise; its
+    /// message comes from the full parse (see the server's `check_entries`).
+    pub fn entries_well_formed(&self) -> bool {
+        self.targets.entries.iter().all(|e| e.problems == 0)
+    }
+
     pub fn len(&self) -> usize {
         self.targets.entries.len()
     }
 
     pub fn is_empty(&self) -> bool {
         self.targets.entries.is_empty()
+    }
+}
+
+/// A `TargetsIndex` is read and verified like any role ([`Signed::from_shared`],
+/// [`Signed::verify`]); it is never written: it has no bytes of its own to sign or serve.
+impl super::Role for TargetsIndex {
+    const TYPE: &'static str = "Targets";
+    fn type_field(&self) -> &str {
+        &self.type_
+    }
+    fn expires(&self) -> &GoTime {
+        &self.expires
+    }
+    fn version(&self) -> i64 {
+        self.version
+    }
+    fn check_structure(&self, role: &str) -> Result<(), Error> {
+        TargetsIndex::check_structure(self, role)
+    }
+}
+
+/// Refused: serialising a reduced reading would write a different file (lengths, `custom`
+/// and other hashes are not kept). Sign and write a full [`super::Targets`].
+impl serde::Serialize for TargetsIndex {
+    fn serialize<S: serde::Serializer>(&self, _: S) -> Result<S::Ok, S::Error> {
+        Err(serde::ser::Error::custom(
+            "a TargetsIndex is a reduced reading of a targets file and cannot be written",
+        ))
     }
 }
 
@@ -107,10 +154,21 @@ impl<'de> Visitor<'de> for NamesVisitor {
                 (Ok(s), Ok(end)) => (s, end - s),
                 _ => return Err(serde::de::Error::custom("targets names over 4 GiB")),
             };
+            let h = meta.hashes;
+            let problems = [
+                (meta.length < 0, Problem::NEGATIVE_LENGTH),
+                (h.algorithms == 0, Problem::NO_HASHES),
+                (h.sha256_len.is_some_and(|n| n != 32), Problem::SHA256_SIZE),
+                (h.sha512_len.is_some_and(|n| n != 64), Problem::SHA512_SIZE),
+            ]
+            .iter()
+            .filter(|(bad, _)| *bad)
+            .fold(0, |acc, (_, bit)| acc | bit);
             raw.push(Entry {
                 start,
                 len,
-                sha256: meta.hashes.0,
+                sha256: h.sha256,
+                problems,
             });
         }
         let name = |e: &Entry| &names.text[e.start as usize..(e.start + e.len) as usize];
@@ -159,12 +217,19 @@ struct Meta {
     #[serde(default, rename = "custom")]
     _custom: Option<IgnoredAny>,
     hashes: Sha256Of,
-    #[serde(rename = "length")]
-    _length: i64,
+    length: i64,
 }
 
-/// `hashes` with every digest checked as base64 and only a 32-byte `sha256` kept.
-struct Sha256Of(Option<[u8; 32]>);
+/// `hashes` with every digest checked as base64: a 32-byte `sha256` kept, and what the
+/// entry rules need to know of the rest (each algorithm's last digest counts, as in a map).
+#[derive(Default)]
+struct Sha256Of {
+    sha256: Option<[u8; 32]>,
+    /// Distinct algorithms listed.
+    algorithms: usize,
+    sha256_len: Option<usize>,
+    sha512_len: Option<usize>,
+}
 
 impl<'de> Deserialize<'de> for Sha256Of {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
@@ -180,44 +245,68 @@ impl<'de> Visitor<'de> for HashesVisitor {
         f.write_str("a map of hash algorithm to base64 digest")
     }
     fn visit_none<E>(self) -> Result<Sha256Of, E> {
-        Ok(Sha256Of(None))
+        Ok(Sha256Of::default())
     }
     fn visit_unit<E>(self) -> Result<Sha256Of, E> {
-        Ok(Sha256Of(None))
+        Ok(Sha256Of::default())
     }
     fn visit_some<D: Deserializer<'de>>(self, d: D) -> Result<Sha256Of, D::Error> {
         d.deserialize_map(HashesVisitor)
     }
     fn visit_map<M: MapAccess<'de>>(self, mut m: M) -> Result<Sha256Of, M::Error> {
-        let mut sha256 = None;
-        while let Some(is_sha256) = m.next_key_seed(IsSha256)? {
+        let mut out = Sha256Of::default();
+        let mut others: Vec<String> = Vec::new();
+        while let Some(alg) = m.next_key_seed(AlgName)? {
             let digest = m.next_value_seed(Base64)?;
-            if is_sha256 {
-                // The last one given wins; one of another length reads as none.
-                sha256 = <[u8; 32]>::try_from(digest.as_slice()).ok();
+            match alg {
+                Alg::Sha256 => {
+                    // The last one given wins; one of another length reads as none.
+                    out.sha256 = <[u8; 32]>::try_from(digest.as_slice()).ok();
+                    out.sha256_len = Some(digest.len());
+                }
+                Alg::Sha512 => out.sha512_len = Some(digest.len()),
+                Alg::Other(name) => {
+                    if !others.contains(&name) {
+                        others.push(name);
+                    }
+                }
             }
         }
-        Ok(Sha256Of(sha256))
+        out.algorithms = others.len()
+            + usize::from(out.sha256_len.is_some())
+            + usize::from(out.sha512_len.is_some());
+        Ok(out)
     }
 }
 
-/// Whether a `hashes` key is `sha256`, without allocating it.
-struct IsSha256;
+/// A `hashes` key: the two algorithms the rules name without allocating, others by name
+/// (rare: counted so `{"md5": ...}` alone still counts as a hash, as in the full parse).
+enum Alg {
+    Sha256,
+    Sha512,
+    Other(String),
+}
 
-impl<'de> DeserializeSeed<'de> for IsSha256 {
-    type Value = bool;
-    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<bool, D::Error> {
+struct AlgName;
+
+impl<'de> DeserializeSeed<'de> for AlgName {
+    type Value = Alg;
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Alg, D::Error> {
         d.deserialize_str(self)
     }
 }
 
-impl<'de> Visitor<'de> for IsSha256 {
-    type Value = bool;
+impl<'de> Visitor<'de> for AlgName {
+    type Value = Alg;
     fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
         f.write_str("a hash algorithm")
     }
-    fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<bool, E> {
-        Ok(v == "sha256")
+    fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Alg, E> {
+        Ok(match v {
+            "sha256" => Alg::Sha256,
+            "sha512" => Alg::Sha512,
+            other => Alg::Other(other.to_string()),
+        })
     }
 }
 
@@ -267,6 +356,13 @@ mod tests {
                 assert_eq!(f.delegations, i.delegations);
                 assert_eq!(f.expires(), &i.expires);
                 assert_eq!(f.version, i.version);
+                let rules_hold = f.targets.values().all(|m| {
+                    m.length >= 0
+                        && !m.hashes.is_empty()
+                        && m.hashes.get("sha256").is_none_or(|h| h.len() == 32)
+                        && m.hashes.get("sha512").is_none_or(|h| h.len() == 64)
+                });
+                assert_eq!(rules_hold, i.entries_well_formed(), "{json}");
                 assert_eq!(
                     f.check_structure("targets").is_ok(),
                     i.check_structure("targets").is_ok()
@@ -291,6 +387,16 @@ mod tests {
             ),
             "null".into(),
             "{}".into(),
+            // Accepted by both, against the entry rules: a negative length, no hashes, a
+            // SHA-512 of the wrong size, a last SHA-256 of the wrong size; another algorithm
+            // alone is a hash.
+            r#"{"a":{"hashes":{"sha256":"AQ=="},"length":-1}}"#.into(),
+            r#"{"a":{"hashes":{},"length":1}}"#.into(),
+            r#"{"a":{"hashes":null,"length":1}}"#.into(),
+            format!(r#"{{"a":{{"hashes":{{"sha256":{h},"sha512":"AQ=="}},"length":1}}}}"#),
+            format!(r#"{{"a":{{"hashes":{{"sha256":{h},"sha256":"AQ=="}},"length":1}}}}"#),
+            format!(r#"{{"a":{{"hashes":{{"sha256":"AQ==","sha256":{h}}},"length":1}}}}"#),
+            r#"{"a":{"hashes":{"md5":"AQ==","md5":"Ag=="},"length":1}}"#.into(),
             // Refused by both: a digest that is not base64, a null digest, a missing length,
             // a length that is not an integer, a duplicate field, no hashes.
             r#"{"a":{"hashes":{"sha256":"!"},"length":1}}"#.into(),
