@@ -106,17 +106,11 @@ pub fn trust_state<'a, B: FileBytes>(
     let (mut state, expiry) = resolve_files(files, on_expiry, |mut tags, signers, expiry| {
         tags.sort_unstable_by(|a, b| a.name.cmp(b.name));
         let mut state = crate::storage::TrustState::with_capacity(tags.len(), Vec::new());
-        let mut hex_buf = [0u8; 64];
         for r in tags {
             let Some(digest) = r.meta else { continue };
-            let Ok(digest_hex) = hex::encode_to_slice(digest, &mut hex_buf)
-                .map(|()| std::str::from_utf8(&hex_buf).unwrap_or_default())
-            else {
-                continue;
-            };
             state.push(
                 r.name,
-                digest_hex,
+                &hex::encode(digest),
                 r.role,
                 &signers[r.role],
                 expiry.get(r.role).copied(),
@@ -152,7 +146,7 @@ fn resolve_files<'a, B: FileBytes, R: Default>(
         if role == "root" {
             root = Signed::<Root>::from_shared(role, data.shared()).ok();
         } else if (role == "targets" || role.starts_with("targets/"))
-            && let Ok(d) = Signed::<TargetsIndex>::index_of(role, data.shared())
+            && let Ok(d) = Signed::<TargetsIndex>::from_shared(role, data.shared())
         {
             docs.insert(role.to_string(), d);
         }

@@ -10,18 +10,15 @@
 
 use std::collections::{BTreeMap, HashSet, VecDeque};
 
-use crate::error::Error;
-use crate::metadata::{Delegations, FileMeta, Root, Signed, Targets, TargetsIndex};
+use crate::metadata::{Delegations, FileMeta, Role, Root, Signed, Targets, TargetsIndex};
 
 /// A targets role's body as resolution reads it: the full [`Targets`] (the client), or the
-/// [`TargetsIndex`] that keeps only names and digests (the bridge and the control room, which
-/// read whole repositories of any size).
-pub trait TargetsBody {
+/// [`TargetsIndex`] that keeps only names and digests (validation, the bridge and the control
+/// room, which read whole repositories of any size).
+pub trait TargetsBody: Role {
     /// What is kept of each target.
     type Meta;
     fn delegations(&self) -> &Delegations;
-    /// Notary's structure checks of a targets body, reported against `role`.
-    fn check_structure(&self, role: &str) -> Result<(), Error>;
     /// The targets by name.
     fn entries(&self) -> impl Iterator<Item = (&str, &Self::Meta)>;
 }
@@ -30,9 +27,6 @@ impl TargetsBody for Targets {
     type Meta = FileMeta;
     fn delegations(&self) -> &Delegations {
         &self.delegations
-    }
-    fn check_structure(&self, role: &str) -> Result<(), Error> {
-        crate::metadata::Role::check_structure(self, role)
     }
     fn entries(&self) -> impl Iterator<Item = (&str, &FileMeta)> {
         self.targets.iter().map(|(n, m)| (n.as_str(), m))
@@ -44,9 +38,6 @@ impl TargetsBody for TargetsIndex {
     type Meta = Option<[u8; 32]>;
     fn delegations(&self) -> &Delegations {
         &self.delegations
-    }
-    fn check_structure(&self, role: &str) -> Result<(), Error> {
-        TargetsIndex::check_structure(self, role)
     }
     fn entries(&self) -> impl Iterator<Item = (&str, &Option<[u8; 32]>)> {
         self.targets()

@@ -15,7 +15,6 @@ use serde::Deserialize;
 use serde::de::{DeserializeSeed, Deserializer, IgnoredAny, MapAccess, Visitor};
 
 use super::roles::{Delegations, check_delegations, check_type, null_as_default};
-use super::signed::{Signed, parse};
 use crate::error::Error;
 use crate::gotime::GoTime;
 
@@ -61,13 +60,6 @@ impl Problem {
 }
 
 impl TargetsIndex {
-    /// `_type` and notary's delegation checks, as [`super::Role::check_structure`] makes
-    /// them for a full targets body.
-    pub fn check_structure(&self, role: &str) -> Result<(), Error> {
-        check_type(role, "Targets", &self.type_)?;
-        check_delegations(role, &self.delegations)
-    }
-
     /// The targets, by name, each with its SHA-256 digest when it lists one of 32 bytes.
     pub fn targets(&self) -> impl ExactSizeIterator<Item = (&str, &Option<[u8; 32]>)> {
         self.targets.entries.iter().map(|e| {
@@ -92,8 +84,9 @@ impl TargetsIndex {
     }
 }
 
-/// A `TargetsIndex` is read and verified like any role ([`Signed::from_shared`],
-/// [`Signed::verify`]); it is never written: it has no bytes of its own to sign or serve.
+/// A `TargetsIndex` is read and verified like any role (`Signed::from_shared`,
+/// `Signed::verify`, with the full body's `_type` and delegation checks); it is never
+/// written: it has no bytes of its own to sign or serve.
 impl super::Role for TargetsIndex {
     const TYPE: &'static str = "Targets";
     fn type_field(&self) -> &str {
@@ -106,7 +99,8 @@ impl super::Role for TargetsIndex {
         self.version
     }
     fn check_structure(&self, role: &str) -> Result<(), Error> {
-        TargetsIndex::check_structure(self, role)
+        check_type(role, Self::TYPE, &self.type_)?;
+        check_delegations(role, &self.delegations)
     }
 }
 
@@ -117,14 +111,6 @@ impl serde::Serialize for TargetsIndex {
         Err(serde::ser::Error::custom(
             "a TargetsIndex is a reduced reading of a targets file and cannot be written",
         ))
-    }
-}
-
-impl Signed<TargetsIndex> {
-    /// Read a targets file (whose `_type` must be `Targets`) as a [`TargetsIndex`]; its
-    /// signatures are checked as a full parse's are ([`Signed::verify_signatures`]).
-    pub fn index_of(role: &str, bytes: std::sync::Arc<[u8]>) -> Result<Self, Error> {
-        parse(role, "Targets", bytes)
     }
 }
 
@@ -216,14 +202,14 @@ impl<'de> Visitor<'de> for AppendTo<'_> {
 struct Meta {
     #[serde(default, rename = "custom")]
     _custom: Option<IgnoredAny>,
-    hashes: Sha256Of,
+    hashes: HashFacts,
     length: i64,
 }
 
 /// `hashes` with every digest checked as base64: a 32-byte `sha256` kept, and what the
 /// entry rules need to know of the rest (each algorithm's last digest counts, as in a map).
 #[derive(Default)]
-struct Sha256Of {
+struct HashFacts {
     sha256: Option<[u8; 32]>,
     /// Distinct algorithms listed.
     algorithms: usize,
@@ -231,7 +217,7 @@ struct Sha256Of {
     sha512_len: Option<usize>,
 }
 
-impl<'de> Deserialize<'de> for Sha256Of {
+impl<'de> Deserialize<'de> for HashFacts {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         d.deserialize_option(HashesVisitor)
     }
@@ -240,21 +226,21 @@ impl<'de> Deserialize<'de> for Sha256Of {
 struct HashesVisitor;
 
 impl<'de> Visitor<'de> for HashesVisitor {
-    type Value = Sha256Of;
+    type Value = HashFacts;
     fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
         f.write_str("a map of hash algorithm to base64 digest")
     }
-    fn visit_none<E>(self) -> Result<Sha256Of, E> {
-        Ok(Sha256Of::default())
+    fn visit_none<E>(self) -> Result<HashFacts, E> {
+        Ok(HashFacts::default())
     }
-    fn visit_unit<E>(self) -> Result<Sha256Of, E> {
-        Ok(Sha256Of::default())
+    fn visit_unit<E>(self) -> Result<HashFacts, E> {
+        Ok(HashFacts::default())
     }
-    fn visit_some<D: Deserializer<'de>>(self, d: D) -> Result<Sha256Of, D::Error> {
+    fn visit_some<D: Deserializer<'de>>(self, d: D) -> Result<HashFacts, D::Error> {
         d.deserialize_map(HashesVisitor)
     }
-    fn visit_map<M: MapAccess<'de>>(self, mut m: M) -> Result<Sha256Of, M::Error> {
-        let mut out = Sha256Of::default();
+    fn visit_map<M: MapAccess<'de>>(self, mut m: M) -> Result<HashFacts, M::Error> {
+        let mut out = HashFacts::default();
         let mut others: Vec<String> = Vec::new();
         while let Some(alg) = m.next_key_seed(AlgName)? {
             let digest = m.next_value_seed(Base64)?;

@@ -39,36 +39,6 @@ struct TypeOnly {
     type_: Option<Value>,
 }
 
-/// Parse a metadata file whose `_type` must be `type_name` into any body type `T` reads it as
-/// (a [`Role`], or a reduced reading such as [`super::TargetsIndex`]).
-pub(super) fn parse<T: serde::de::DeserializeOwned>(
-    role: &str,
-    type_name: &str,
-    bytes: std::sync::Arc<[u8]>,
-) -> Result<Signed<T>, Error> {
-    let json = |e: serde_json::Error| Error::Json(format!("{role}: {e}"));
-    let env: RawEnvelope = serde_json::from_slice(&bytes).map_err(json)?;
-    let TypeOnly { type_ } = serde_json::from_str(env.signed.get()).map_err(json)?;
-    let found = type_.as_ref().and_then(Value::as_str).unwrap_or_default();
-    if found != type_name {
-        return Err(Error::WrongType {
-            role: role.into(),
-            expected: type_name.into(),
-            found: found.into(),
-        });
-    }
-    let signed: T = serde_json::from_str(env.signed.get()).map_err(json)?;
-    let mut signatures = env.signatures.unwrap_or_default();
-    for s in &mut signatures {
-        s.method = s.method.to_lowercase();
-    }
-    Ok(Signed {
-        signed,
-        signatures,
-        raw: bytes,
-    })
-}
-
 /// A parsed metadata file: its typed body, its signatures, and the bytes it came from.
 #[derive(Clone, Debug)]
 pub struct Signed<T> {
@@ -80,8 +50,99 @@ pub struct Signed<T> {
     raw: std::sync::Arc<[u8]>,
 }
 
-/// Signature checks read only the envelope and its bytes, whatever body type was parsed.
-impl<T> Signed<T> {
+impl<T: Role> Signed<T> {
+    /// Parse a metadata file. Checks `_type` (so a `Targets` file cannot pass as `Root`).
+    pub fn from_bytes(role: &str, bytes: &[u8]) -> Result<Self, Error> {
+        Self::from_shared(role, std::sync::Arc::from(bytes))
+    }
+
+    /// As [`Self::from_bytes`], keeping `bytes` as they are (an upload or a stored file is
+    /// already shared: a large targets file is not copied to be parsed).
+    pub fn from_shared(role: &str, bytes: std::sync::Arc<[u8]>) -> Result<Self, Error> {
+        let json = |e: serde_json::Error| Error::Json(format!("{role}: {e}"));
+        let env: RawEnvelope = serde_json::from_slice(&bytes).map_err(json)?;
+        let TypeOnly { type_ } = serde_json::from_str(env.signed.get()).map_err(json)?;
+        let found = type_.as_ref().and_then(Value::as_str).unwrap_or_default();
+        if found != T::TYPE {
+            return Err(Error::WrongType {
+                role: role.into(),
+                expected: T::TYPE.into(),
+                found: found.into(),
+            });
+        }
+        let signed: T = serde_json::from_str(env.signed.get()).map_err(json)?;
+        let mut signatures = env.signatures.unwrap_or_default();
+        for s in &mut signatures {
+            s.method = s.method.to_lowercase();
+        }
+        Ok(Signed {
+            signed,
+            signatures,
+            raw: bytes,
+        })
+    }
+
+    /// Sign `body` with `keys` and write it in notary's file form.
+    pub fn sign(body: T, keys: &[&PrivateKey]) -> Result<Self, Error> {
+        Self::sign_with_ids(body, keys.iter().map(|k| (k.id(), *k)).collect())
+    }
+
+    /// Sign with each key under an explicit key ID — for root keys, the certificate key ID
+    /// listed in root rather than the private key's canonical ID.
+    pub fn sign_with_ids(body: T, keys: Vec<(String, &PrivateKey)>) -> Result<Self, Error> {
+        let msg = cjson::canonical_of(&body)?;
+        let mut signatures = Vec::with_capacity(keys.len());
+        for (keyid, key) in keys {
+            signatures.push(Signature {
+                keyid,
+                method: key.method().into(),
+                sig: key.sign(&msg)?,
+            });
+        }
+        let raw = file_bytes(&msg, &signatures)?.into();
+        Ok(Signed {
+            signed: body,
+            signatures,
+            raw,
+        })
+    }
+
+    /// The canonical bytes a signer must sign for `body` (remote signing: notary-server sends
+    /// these as `SignatureRequest.content`).
+    pub fn message_for(body: &T) -> Result<Vec<u8>, Error> {
+        cjson::canonical_of(body)
+    }
+
+    /// Assemble a document from `body` and signatures made elsewhere over
+    /// [`Self::message_for`], in notary's file form.
+    pub fn from_parts(body: T, signatures: Vec<Signature>) -> Result<Self, Error> {
+        let msg = cjson::canonical_of(&body)?;
+        let raw = file_bytes(&msg, &signatures)?.into();
+        Ok(Signed {
+            signed: body,
+            signatures,
+            raw,
+        })
+    }
+
+    /// The bytes this document was read from or written as.
+    pub fn raw(&self) -> &[u8] {
+        &self.raw
+    }
+
+    /// The bytes Go notary would write for this document (typed body re-serialised). For a
+    /// document notary wrote, equal to [`Self::raw`].
+    pub fn to_notary_bytes(&self) -> Result<Vec<u8>, Error> {
+        file_bytes(&cjson::canonical_of(&self.signed)?, &self.signatures)
+    }
+
+    /// The message signatures cover: canonical JSON of the decoded `signed` value.
+    pub fn signed_message(&self) -> Result<Vec<u8>, Error> {
+        let env: RawEnvelope =
+            serde_json::from_slice(&self.raw).map_err(|e| Error::Json(e.to_string()))?;
+        cjson::canonical_raw(env.signed)
+    }
+
     /// The distinct key IDs among `role_keyids` whose signature verifies over this file
     /// (unknown key IDs and bad signatures are left out): the role's real signers.
     pub fn valid_keyids(
@@ -144,80 +205,6 @@ impl<T> Signed<T> {
             });
         }
         Ok(valid)
-    }
-}
-
-impl<T: Role> Signed<T> {
-    /// Parse a metadata file. Checks `_type` (so a `Targets` file cannot pass as `Root`).
-    pub fn from_bytes(role: &str, bytes: &[u8]) -> Result<Self, Error> {
-        Self::from_shared(role, std::sync::Arc::from(bytes))
-    }
-
-    /// As [`Self::from_bytes`], keeping `bytes` as they are (an upload or a stored file is
-    /// already shared: a large targets file is not copied to be parsed).
-    pub fn from_shared(role: &str, bytes: std::sync::Arc<[u8]>) -> Result<Self, Error> {
-        parse(role, T::TYPE, bytes)
-    }
-
-    /// Sign `body` with `keys` and write it in notary's file form.
-    pub fn sign(body: T, keys: &[&PrivateKey]) -> Result<Self, Error> {
-        Self::sign_with_ids(body, keys.iter().map(|k| (k.id(), *k)).collect())
-    }
-
-    /// Sign with each key under an explicit key ID — for root keys, the certificate key ID
-    /// listed in root rather than the private key's canonical ID.
-    pub fn sign_with_ids(body: T, keys: Vec<(String, &PrivateKey)>) -> Result<Self, Error> {
-        let msg = cjson::canonical_of(&body)?;
-        let mut signatures = Vec::with_capacity(keys.len());
-        for (keyid, key) in keys {
-            signatures.push(Signature {
-                keyid,
-                method: key.method().into(),
-                sig: key.sign(&msg)?,
-            });
-        }
-        let raw = file_bytes(&msg, &signatures)?.into();
-        Ok(Signed {
-            signed: body,
-            signatures,
-            raw,
-        })
-    }
-
-    /// The canonical bytes a signer must sign for `body` (remote signing: notary-server sends
-    /// these as `SignatureRequest.content`).
-    pub fn message_for(body: &T) -> Result<Vec<u8>, Error> {
-        cjson::canonical_of(body)
-    }
-
-    /// Assemble a document from `body` and signatures made elsewhere over
-    /// [`Self::message_for`], in notary's file form.
-    pub fn from_parts(body: T, signatures: Vec<Signature>) -> Result<Self, Error> {
-        let msg = cjson::canonical_of(&body)?;
-        let raw = file_bytes(&msg, &signatures)?.into();
-        Ok(Signed {
-            signed: body,
-            signatures,
-            raw,
-        })
-    }
-
-    /// The bytes this document was read from or written as.
-    pub fn raw(&self) -> &[u8] {
-        &self.raw
-    }
-
-    /// The bytes Go notary would write for this document (typed body re-serialised). For a
-    /// document notary wrote, equal to [`Self::raw`].
-    pub fn to_notary_bytes(&self) -> Result<Vec<u8>, Error> {
-        file_bytes(&cjson::canonical_of(&self.signed)?, &self.signatures)
-    }
-
-    /// The message signatures cover: canonical JSON of the decoded `signed` value.
-    pub fn signed_message(&self) -> Result<Vec<u8>, Error> {
-        let env: RawEnvelope =
-            serde_json::from_slice(&self.raw).map_err(|e| Error::Json(e.to_string()))?;
-        cjson::canonical_raw(env.signed)
     }
 
     /// Notary's `VerifyVersion`.
