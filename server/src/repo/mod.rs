@@ -530,9 +530,8 @@ impl Repo {
             ),
             None => vec![],
         };
-        let (owned, n) = (gun.to_string(), files.len());
-        let res =
-            crate::storage::write(&self.store, move |s| s.update_many(&owned, &files, &jobs)).await;
+        let n = files.len();
+        let res = crate::storage::update(&self.store, gun.to_string(), files, jobs).await;
         self.invalidate(gun);
         Ok(res.map(|_| n)?)
     }

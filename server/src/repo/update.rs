@@ -69,7 +69,7 @@ impl Repo {
         if (sigs.len() as i64) < r.threshold.max(1) {
             return Ok(None);
         }
-        Signed::from_parts(body, sigs)
+        Signed::from_message(body, &msg, sigs)
             .map(Some)
             .map_err(|e| Error::internal(format!("signed {role} of {gun}"), e))
     }
@@ -214,10 +214,7 @@ impl Repo {
         updates: Vec<Update>,
         jobs: Vec<NewJob>,
     ) -> Result<(), Error> {
-        let (owned, stored) = (gun.to_string(), updates.clone());
-        let res =
-            crate::storage::write(&self.store, move |s| s.update_many(&owned, &stored, &jobs))
-                .await;
+        let res = crate::storage::update(&self.store, gun.to_string(), updates.clone(), jobs).await;
         match res {
             Ok(at) => {
                 self.remember(gun, self.apply(view, &updates, at));

@@ -7,6 +7,7 @@
 
 mod error;
 mod pool;
+mod unary;
 
 use std::path::PathBuf;
 use std::sync::Arc;

@@ -13,9 +13,10 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use tonic::Code;
-use tonic::transport::{Certificate, Channel, ClientTlsConfig, Identity};
+use tonic::transport::{Certificate, ClientTlsConfig, Identity};
 
 use super::error::{SignerError, SignerErrorKind};
+use super::unary::UnaryChannel;
 use super::{HEALTH_NAMES, TrustService};
 use crate::metrics::Metrics;
 
@@ -25,7 +26,7 @@ pub const HEALTH_EVERY: Duration = Duration::from_secs(2);
 /// One signer endpoint.
 pub(super) struct Endpoint {
     pub(super) addr: String,
-    pub(super) channel: Channel,
+    pub(super) channel: UnaryChannel,
     up: AtomicBool,
 }
 
@@ -89,6 +90,7 @@ impl Pool {
                 .connect_timeout(Duration::from_secs(2))
                 .timeout(Duration::from_secs(10))
                 .connect_lazy();
+            let channel = UnaryChannel::new(channel);
             metrics.signer_up(&addr, true);
             endpoints.push(Endpoint {
                 addr,
@@ -138,7 +140,7 @@ impl Pool {
         f: F,
     ) -> Result<(T, &str), (tonic::Status, &str)>
     where
-        F: Fn(Channel) -> Fut,
+        F: Fn(UnaryChannel) -> Fut,
         Fut: Future<Output = Result<T, tonic::Status>>,
     {
         let mut last = None;

@@ -118,6 +118,17 @@ pub trait MetaStore: Outbox + Migration + renewals::Renewals + Send + Sync + 'st
     /// Delete every file of `gun` (as tombstones: kept, never served); returns whether any
     /// existed (then a `deletion` changefeed row is written). `jobs` (the revocations of what
     /// was mirrored) are written in the same transaction.
+    /// Hand an update to the store's own writer, for a caller that awaits the outcome
+    /// instead of holding a thread ([`update`]); None when the store has none (SQLite has
+    /// one: [`sqlite`]'s group commit).
+    fn queue_update(
+        &self,
+        _gun: &str,
+        _updates: &[Update],
+        _jobs: &[NewJob],
+    ) -> Option<UpdateTicket> {
+        None
+    }
     fn delete(&self, gun: &str, jobs: &[NewJob]) -> Result<bool, StorageError>;
     /// Changefeed after `change_id` (exclusive; 0 = from the start, negative = from the end),
     /// `records` rows (negative = that many before `change_id`), oldest first.
@@ -171,6 +182,23 @@ pub async fn write<T: Send + 'static>(
     tokio::task::spawn_blocking(move || f(store.as_ref()))
         .await
         .map_err(|e| StorageError::caused(StorageErrorKind::Unavailable, "storage task", e))?
+}
+
+/// An update's outcome, to await ([`MetaStore::queue_update`]).
+pub type UpdateTicket = tokio::sync::oneshot::Receiver<Result<time::OffsetDateTime, StorageError>>;
+
+/// Store an update from async code: on the store's own writer when it has one, else
+/// `update_many` on the blocking pool.
+pub async fn update(
+    store: &Arc<dyn MetaStore>,
+    gun: String,
+    updates: Vec<Update>,
+    jobs: Vec<NewJob>,
+) -> Result<time::OffsetDateTime, StorageError> {
+    match store.queue_update(&gun, &updates, &jobs) {
+        Some(ticket) => ticket.await.map_err(sqlite::writer_gone)?,
+        None => write(store, move |s| s.update_many(&gun, &updates, &jobs)).await,
+    }
 }
 
 /// Times as both stores keep ours (bridge jobs, checks, the control room's tables):

@@ -117,7 +117,15 @@ impl<T: Role> Signed<T> {
     /// [`Self::message_for`], in notary's file form.
     pub fn from_parts(body: T, signatures: Vec<Signature>) -> Result<Self, Error> {
         let msg = cjson::canonical_of(&body)?;
-        let raw = file_bytes(&msg, &signatures)?.into();
+        Self::from_message(body, &msg, signatures)
+    }
+
+    /// [`Self::from_parts`] for a caller that holds `msg`, the [`Self::message_for`] `body`
+    /// it had signed: the body is not serialised a second time (the server signs a snapshot
+    /// and a timestamp per publish).
+    pub fn from_message(body: T, msg: &[u8], signatures: Vec<Signature>) -> Result<Self, Error> {
+        debug_assert_eq!(cjson::canonical_of(&body).ok().as_deref(), Some(msg));
+        let raw = file_bytes(msg, &signatures)?.into();
         Ok(Signed {
             signed: body,
             signatures,

@@ -1,10 +1,14 @@
-//! Group commit of updates: publishes that arrive while another is committing are written in
-//! one transaction, each in its own savepoint.
+//! Group commit of updates on the store's own writer thread: updates that arrive while
+//! another batch commits are written together in the next transaction.
 //!
 //! A commit's cost is mostly the pages it writes to the WAL (a whole page per page touched:
 //! the `tuf_files` leaf and index pages, the changefeed's, the renewal and dirty marks) and
 //! the checkpoints that copy them back; concurrent publishes touch the same pages. Measured
 //! with bench/scale.sh's 16 publishers: the commit was about a fifth of the CPU per publish.
+//! One thread owns the writing, so a publish costs no blocking-pool thread and no chain of
+//! callers waking each other through the connection's lock: the writer takes every queued
+//! update, commits, and answers each caller through its own channel (an async caller awaits
+//! it on its worker; [`crate::storage::MetaStore::update_many`] blocks on it).
 //!
 //! Semantics are those of one transaction per update: updates are written in arrival order
 //! and each sees the ones before it; one that loses to a stored version gets its conflict
@@ -12,86 +16,131 @@
 //! it touches to a statement journal first, which cost more than the batching saved); any
 //! other failure rolls the whole batch back and every update in it fails; nobody gets an
 //! answer before the transaction that holds their update has committed, and if that commit
-//! fails every update in it fails.
-//!
-//! No thread waits for company: an update that finds the connection free commits alone. The
-//! caller that takes the connection (the leader) writes every update queued by then; callers
-//! that were queued behind it find their result when they get the connection in turn.
+//! fails every update in it fails. No update waits for company: the writer starts on the
+//! first one it finds.
 
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Condvar, Mutex};
 
 use rusqlite::Connection;
 use time::OffsetDateTime;
+use tokio::sync::oneshot;
 
 use crate::storage::error::{StorageError, StorageErrorKind};
 use crate::storage::{NewJob, Update};
 
-/// One caller's update and, once written, its outcome.
-pub(super) struct Pending {
+type Outcome = Result<OffsetDateTime, StorageError>;
+
+/// One caller's update and where its outcome goes.
+struct Pending {
     gun: String,
     updates: Vec<Update>,
     jobs: Vec<NewJob>,
-    outcome: Mutex<Option<Result<OffsetDateTime, StorageError>>>,
+    reply: oneshot::Sender<Outcome>,
 }
 
-/// Updates waiting for the connection.
 #[derive(Default)]
-pub(super) struct Queue(Mutex<Vec<Arc<Pending>>>);
+struct State {
+    queue: Vec<Pending>,
+    closed: bool,
+}
+
+#[derive(Default)]
+struct Shared {
+    state: Mutex<State>,
+    work: Condvar,
+}
 
 /// What writes one update on an open transaction (the store's `update_many` body).
 pub(super) type WriteOne = fn(&Connection, &str, &[Update], &[NewJob]) -> Result<i64, StorageError>;
 
-impl Queue {
-    /// Queue an update; returns the handle to [`Self::run`] with.
-    pub(super) fn push(&self, gun: &str, updates: &[Update], jobs: &[NewJob]) -> Arc<Pending> {
-        let p = Arc::new(Pending {
+/// The writer thread and its queue; dropping it lets the thread finish what is queued and
+/// waits for it (the connection is then free to close).
+pub(super) struct Writer {
+    shared: Arc<Shared>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Writer {
+    pub(super) fn start(conn: Arc<Mutex<Connection>>, write: WriteOne) -> std::io::Result<Self> {
+        let shared = Arc::new(Shared::default());
+        let s = shared.clone();
+        let thread = std::thread::Builder::new()
+            .name("sqlite-writer".into())
+            .spawn(move || run(&s, &conn, write))?;
+        Ok(Writer {
+            shared,
+            thread: Some(thread),
+        })
+    }
+
+    /// Queue an update; its outcome arrives on the returned channel once its batch committed
+    /// (or failed).
+    pub(super) fn submit(
+        &self,
+        gun: &str,
+        updates: &[Update],
+        jobs: &[NewJob],
+    ) -> oneshot::Receiver<Outcome> {
+        let (reply, rx) = oneshot::channel();
+        let p = Pending {
             gun: gun.to_string(),
             updates: updates.to_vec(),
             jobs: jobs.to_vec(),
-            outcome: Mutex::new(None),
-        });
-        self.0
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .push(p.clone());
-        p
-    }
-
-    /// With the connection held: `mine`'s outcome if a leader before us wrote it, else write
-    /// every queued update (ours among them) in one transaction and return ours.
-    pub(super) fn run(
-        &self,
-        db: &Connection,
-        mine: &Pending,
-        write: WriteOne,
-    ) -> Result<OffsetDateTime, StorageError> {
-        if let Some(done) = take(mine) {
-            return done;
-        }
-        let batch = std::mem::take(&mut *self.0.lock().unwrap_or_else(|e| e.into_inner()));
-        let results = write_batch(db, &batch, write);
-        for (p, r) in batch.iter().zip(results) {
-            *p.outcome.lock().unwrap_or_else(|e| e.into_inner()) = Some(r);
-        }
-        take(mine).unwrap_or_else(|| {
-            Err(StorageError::new(
+            reply,
+        };
+        let mut st = lock(&self.shared.state);
+        if st.closed {
+            let _ = p.reply.send(Err(StorageError::new(
                 StorageErrorKind::Unavailable,
-                "an update was not in the batch that held the connection",
-            ))
-        })
+                "the SQLite store is closing",
+            )));
+        } else {
+            st.queue.push(p);
+            self.shared.work.notify_one();
+        }
+        rx
     }
 }
 
-fn take(p: &Pending) -> Option<Result<OffsetDateTime, StorageError>> {
-    p.outcome.lock().unwrap_or_else(|e| e.into_inner()).take()
+impl Drop for Writer {
+    fn drop(&mut self) {
+        lock(&self.shared.state).closed = true;
+        self.shared.work.notify_one();
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
 }
 
-/// One transaction, one savepoint per update; the outcome of each, in order.
-fn write_batch(
-    db: &Connection,
-    batch: &[Arc<Pending>],
-    write: WriteOne,
-) -> Vec<Result<OffsetDateTime, StorageError>> {
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// The writer: take everything queued, write it in one transaction, answer, repeat; leave
+/// once closed and drained.
+fn run(shared: &Shared, conn: &Mutex<Connection>, write: WriteOne) {
+    loop {
+        let batch = {
+            let mut st = lock(&shared.state);
+            while st.queue.is_empty() && !st.closed {
+                st = shared.work.wait(st).unwrap_or_else(|e| e.into_inner());
+            }
+            if st.queue.is_empty() {
+                return;
+            }
+            std::mem::take(&mut st.queue)
+        };
+        let results = write_batch(&lock(conn), &batch, write);
+        for (p, r) in batch.into_iter().zip(results) {
+            // A caller that stopped waiting (its request was dropped) still had its update
+            // committed; nothing to tell it.
+            let _ = p.reply.send(r);
+        }
+    }
+}
+
+/// One transaction; the outcome of each update, in order.
+fn write_batch(db: &Connection, batch: &[Pending], write: WriteOne) -> Vec<Outcome> {
     let failed = |what: &str, cause: String| {
         batch
             .iter()
@@ -107,8 +156,8 @@ fn write_batch(
     if let Err(e) = db.execute_batch("BEGIN") {
         return failed("SQLite BEGIN", e.to_string());
     }
-    let mut out: Vec<Result<OffsetDateTime, StorageError>> = Vec::with_capacity(batch.len());
-    for p in batch {
+    let mut out: Vec<Outcome> = Vec::with_capacity(batch.len());
+    for (i, p) in batch.iter().enumerate() {
         match write(db, &p.gun, &p.updates, &p.jobs) {
             Ok(now) => out.push(Ok(crate::storage::time_of(now))),
             // Found before anything of this update was written: the others go on.
@@ -117,10 +166,9 @@ fn write_batch(
                 // Part of this update may be written: nothing of the batch is kept.
                 let _ = db.execute_batch("ROLLBACK");
                 let cause = e.to_string();
-                return batch
-                    .iter()
-                    .map(|q| {
-                        Err(match std::ptr::eq(q.as_ref(), p.as_ref()) {
+                return (0..batch.len())
+                    .map(|j| {
+                        Err(match j == i {
                             true => StorageError::caused(e.kind, "SQLite update", cause.clone()),
                             false => StorageError::caused(
                                 StorageErrorKind::Unavailable,

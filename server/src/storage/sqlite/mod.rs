@@ -2,7 +2,7 @@
 //! row is recognisable to anyone who knows notary's database.
 
 use std::path::Path;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use rusqlite::{Connection, OptionalExtension, Row, params};
@@ -11,6 +11,9 @@ use time::OffsetDateTime;
 mod group_commit;
 mod migration;
 mod renewals;
+mod schema;
+
+use schema::SCHEMA;
 
 use super::outbox::unknown;
 use super::{
@@ -19,71 +22,23 @@ use super::{
 use super::{now_nanos, time_of};
 use crate::storage::error::StorageError;
 
-const SCHEMA: &str = r#"
-CREATE TABLE IF NOT EXISTS tuf_files (
-  id INTEGER PRIMARY KEY AUTOINCREMENT,
-  created_at INTEGER NOT NULL,
-  updated_at INTEGER NOT NULL,
-  deleted_at INTEGER NULL,
-  gun VARCHAR(255) NOT NULL,
-  role VARCHAR(255) NOT NULL,
-  version INTEGER NOT NULL,
-  data BLOB NOT NULL,
-  sha256 CHAR(64) NOT NULL
-);
--- One live row per (gun, role, version); deleted rows stay as tombstones beside new ones.
-CREATE UNIQUE INDEX IF NOT EXISTS idx_tuf_files_live ON tuf_files (gun, role, version) WHERE deleted_at IS NULL;
-CREATE INDEX IF NOT EXISTS idx_tuf_files_sha256 ON tuf_files (sha256);
-CREATE INDEX IF NOT EXISTS idx_tuf_files_gun_role ON tuf_files (gun, role, version);
-CREATE TABLE IF NOT EXISTS changefeed (
-  id INTEGER PRIMARY KEY AUTOINCREMENT,
-  created_at INTEGER NOT NULL,
-  gun VARCHAR(255) NOT NULL,
-  version INTEGER NOT NULL,
-  sha256 CHAR(64) NULL,
-  category VARCHAR(20) NOT NULL DEFAULT 'update'
-);
-CREATE INDEX IF NOT EXISTS idx_changefeed_gun ON changefeed (gun);
-CREATE TABLE IF NOT EXISTS bridge_jobs (
-  id INTEGER PRIMARY KEY AUTOINCREMENT,
-  created_at INTEGER NOT NULL,
-  updated_at INTEGER NOT NULL,
-  gun VARCHAR(255) NOT NULL,
-  tag VARCHAR(255) NOT NULL,
-  digest CHAR(64) NOT NULL,
-  role VARCHAR(255) NOT NULL,
-  action VARCHAR(10) NOT NULL DEFAULT 'sign',
-  state VARCHAR(20) NOT NULL DEFAULT 'pending',
-  attempts INTEGER NOT NULL DEFAULT 0,
-  last_error TEXT NULL,
-  next_at INTEGER NOT NULL
-);
-CREATE INDEX IF NOT EXISTS idx_bridge_jobs_due ON bridge_jobs (state, next_at);
-CREATE INDEX IF NOT EXISTS idx_bridge_jobs_gun ON bridge_jobs (gun);
-CREATE TABLE IF NOT EXISTS bridge_checks (
-  gun VARCHAR(255) NOT NULL,
-  tag VARCHAR(255) NOT NULL,
-  digest CHAR(64) NOT NULL,
-  verified_at INTEGER NULL,
-  registry_digest CHAR(64) NULL,
-  drift INTEGER NOT NULL DEFAULT 0,
-  error TEXT NULL,
-  checked_at INTEGER NOT NULL,
-  expires INTEGER NULL,
-  PRIMARY KEY (gun, tag)
-);
-CREATE INDEX IF NOT EXISTS idx_bridge_checks_drift ON bridge_checks (drift);
-CREATE INDEX IF NOT EXISTS idx_bridge_checks_expires ON bridge_checks (expires);
-"#;
-
 pub struct SqliteStore {
-    conn: Mutex<Connection>,
-    /// Updates waiting to be committed together ([`group_commit`]).
-    updates: group_commit::Queue,
+    conn: Arc<Mutex<Connection>>,
+    /// Writes updates, several to a transaction ([`group_commit`]).
+    writer: group_commit::Writer,
 }
 
 fn storage(e: rusqlite::Error) -> StorageError {
     StorageError::from(e)
+}
+
+/// The writer thread dropped an update unanswered (it only does so when it panicked).
+pub(crate) fn writer_gone(e: tokio::sync::oneshot::error::RecvError) -> StorageError {
+    StorageError::caused(
+        crate::storage::error::StorageErrorKind::Unavailable,
+        "the SQLite writer thread",
+        e,
+    )
 }
 
 /// One update's rows, on an open transaction (see [`group_commit`]): the files, the
@@ -106,9 +61,7 @@ fn write_update(
             return Err(StorageError::conflict());
         }
         let newer: bool = tx
-            .prepare_cached(
-                "SELECT EXISTS(SELECT 1 FROM tuf_files WHERE gun = ?1 AND role = ?2 AND version >= ?3 AND deleted_at IS NULL)",
-            )
+            .prepare_cached(schema::NEWER_EXISTS)
             .and_then(|mut st| st.query_row(params![gun, u.role, u.version], |r| r.get(0)))
             .map_err(storage)?;
         if newer {
@@ -191,8 +144,6 @@ fn job(r: &Row<'_>) -> rusqlite::Result<Job> {
     })
 }
 
-const FILE_COLS: &str = "role, version, data, sha256, created_at";
-
 fn stored(r: &Row<'_>) -> rusqlite::Result<Stored> {
     // Straight from SQLite's buffer into the shared bytes: a Vec first would hold a large
     // file twice (a 9 MiB targets file read cold is a 9 MiB allocation, not 18).
@@ -259,10 +210,15 @@ impl SqliteStore {
             )
             .map_err(storage)?;
         }
-        Ok(SqliteStore {
-            conn: Mutex::new(conn),
-            updates: Default::default(),
-        })
+        let conn = Arc::new(Mutex::new(conn));
+        let writer = group_commit::Writer::start(conn.clone(), write_update).map_err(|e| {
+            StorageError::caused(
+                crate::storage::error::StorageErrorKind::Unavailable,
+                "start the SQLite writer thread",
+                e,
+            )
+        })?;
+        Ok(SqliteStore { conn, writer })
     }
 
     fn db(&self) -> std::sync::MutexGuard<'_, Connection> {
@@ -286,8 +242,8 @@ impl SqliteStore {
 
     fn one(&self, sql: &str, p: impl rusqlite::Params) -> Result<Option<Stored>, StorageError> {
         self.db()
-            .query_row(sql, p, stored)
-            .optional()
+            .prepare_cached(sql)
+            .and_then(|mut st| st.query_row(p, stored).optional())
             .map_err(storage)
     }
 }
@@ -299,16 +255,23 @@ impl MetaStore for SqliteStore {
         updates: &[Update],
         jobs: &[NewJob],
     ) -> Result<OffsetDateTime, StorageError> {
-        let mine = self.updates.push(gun, updates, jobs);
-        let db = self.db();
-        self.updates.run(&db, &mine, write_update)
+        self.writer
+            .submit(gun, updates, jobs)
+            .blocking_recv()
+            .map_err(writer_gone)?
+    }
+
+    fn queue_update(
+        &self,
+        gun: &str,
+        updates: &[Update],
+        jobs: &[NewJob],
+    ) -> Option<crate::storage::UpdateTicket> {
+        Some(self.writer.submit(gun, updates, jobs))
     }
 
     fn latest(&self, gun: &str, role: &str) -> Result<Option<Stored>, StorageError> {
-        self.one(
-            &format!("SELECT {FILE_COLS} FROM tuf_files WHERE gun = ?1 AND role = ?2 AND deleted_at IS NULL ORDER BY version DESC LIMIT 1"),
-            params![gun, role],
-        )
+        self.one(schema::LATEST, params![gun, role])
     }
 
     fn by_checksum(
@@ -318,7 +281,7 @@ impl MetaStore for SqliteStore {
         sha256: &str,
     ) -> Result<Option<Stored>, StorageError> {
         self.one(
-            &format!("SELECT {FILE_COLS} FROM tuf_files WHERE gun = ?1 AND role = ?2 AND sha256 = ?3 AND deleted_at IS NULL ORDER BY version DESC LIMIT 1"),
+            schema::BY_CHECKSUM,
             params![gun, role, sha256.to_lowercase()],
         )
     }
@@ -329,10 +292,7 @@ impl MetaStore for SqliteStore {
         role: &str,
         version: i64,
     ) -> Result<Option<Stored>, StorageError> {
-        self.one(
-            &format!("SELECT {FILE_COLS} FROM tuf_files WHERE gun = ?1 AND role = ?2 AND version = ?3 AND deleted_at IS NULL"),
-            params![gun, role, version],
-        )
+        self.one(schema::BY_VERSION, params![gun, role, version])
     }
 
     fn delete(&self, gun: &str, jobs: &[NewJob]) -> Result<bool, StorageError> {
