@@ -258,4 +258,42 @@ mod tests {
             assert_eq!(latest.version, 20);
         }
     }
+
+    /// A multi-megabyte file comes back byte for byte, by version and by checksum, beside a
+    /// small one of the same update, and a later conflicting update leaves it as it was.
+    #[test]
+    fn large_files_are_stored_byte_for_byte() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(&dir.path().join("db")).unwrap();
+        let big: Vec<u8> = (0..(3usize << 20) + 7)
+            .map(|i| (i * 31 % 251) as u8)
+            .collect();
+        let updates = [
+            Update {
+                role: "targets".into(),
+                version: 1,
+                data: big.clone().into(),
+            },
+            file("timestamp", 1, "small"),
+        ];
+        store.update_many("big/gun", &updates, &[]).unwrap();
+        let e = store
+            .update_many("big/gun", &[file("targets", 1, "again")], &[])
+            .unwrap_err();
+        assert!(e.is_conflict(), "{e}");
+        let sha = crate::storage::sha256_hex(&big);
+        for got in [
+            store.latest("big/gun", "targets").unwrap().unwrap(),
+            store.by_version("big/gun", "targets", 1).unwrap().unwrap(),
+            store
+                .by_checksum("big/gun", "targets", &sha)
+                .unwrap()
+                .unwrap(),
+        ] {
+            assert_eq!(got.sha256, sha);
+            assert!(got.data[..] == big[..], "the stored bytes are the upload's");
+        }
+        let ts = store.latest("big/gun", "timestamp").unwrap().unwrap();
+        assert_eq!(&ts.data[..], &updates[1].data[..]);
+    }
 }

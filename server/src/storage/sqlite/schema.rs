@@ -65,6 +65,8 @@ CREATE INDEX IF NOT EXISTS idx_bridge_checks_drift ON bridge_checks (drift);
 CREATE INDEX IF NOT EXISTS idx_bridge_checks_expires ON bridge_checks (expires);
 "#;
 
+/// A new file: `?1` now, `?2` gun, `?3` role, `?4` version, `?5` data, `?6` its SHA-256.
+pub(super) const INSERT_FILE: &str = "INSERT INTO tuf_files (created_at, updated_at, gun, role, version, data, sha256) VALUES (?1, ?1, ?2, ?3, ?4, ?5, ?6)";
 /// The newest live file of (gun, role).
 pub(super) const LATEST: &str = "SELECT role, version, data, sha256, created_at FROM tuf_files WHERE gun = ?1 AND role = ?2 AND deleted_at IS NULL ORDER BY version DESC LIMIT 1";
 /// The newest live file of (gun, role) with this SHA-256 (lowercase hex).
