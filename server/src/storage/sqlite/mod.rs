@@ -2,7 +2,6 @@
 //! row is recognisable to anyone who knows notary's database.
 
 use std::path::Path;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -11,6 +10,7 @@ use time::OffsetDateTime;
 
 mod group_commit;
 mod migration;
+mod readers;
 mod renewals;
 mod schema;
 
@@ -27,35 +27,13 @@ pub struct SqliteStore {
     conn: Arc<Mutex<Connection>>,
     /// Writes updates, several to a transaction ([`group_commit`]).
     writer: group_commit::Writer,
-    /// Connections for file reads (GETs of repositories not in the cache, an update's
-    /// ancestors): WAL readers run beside each other and beside a commit instead of queueing
-    /// on `conn` (cold GETs at 30k repositories: p99 14 ms with one connection).
-    readers: Vec<Mutex<Connection>>,
-    next_reader: AtomicUsize,
+    /// Connections for file reads ([`readers`]).
+    readers: readers::Readers,
 }
 
 fn storage(e: rusqlite::Error) -> StorageError {
     StorageError::from(e)
 }
-
-/// Plans that do not depend on bound values (SQLite's query planner stability guarantee).
-/// Without it the bundled SQLite (3.54) marks a parameter as plan-relevant whenever it weighs
-/// a `column = ?` term that a candidate index leaves unused (`sqlite3ExprIsInteger` ->
-/// `sqlite3VdbeReprepareOnBind`) and then re-prepares the statement each time that parameter
-/// is bound to a new value: a cached statement was parsed and planned again on nearly every
-/// run, half the CPU of a GET served from the store (perf, cold GETs at 3k repositories).
-/// Every statement here is planned on its indexes, not on values.
-fn stable_plans(c: &Connection) -> Result<(), StorageError> {
-    c.set_db_config(
-        rusqlite::config::DbConfig::SQLITE_DBCONFIG_ENABLE_QPSG,
-        true,
-    )
-    .map(|_| ())
-    .map_err(storage)
-}
-
-/// How many read connections a file-backed store opens.
-const READERS: usize = 4;
 
 /// The writer thread dropped an update unanswered (it only does so when it panicked).
 pub(crate) fn writer_gone(e: tokio::sync::oneshot::error::RecvError) -> StorageError {
@@ -216,15 +194,7 @@ impl SqliteStore {
         conn.pragma_update(None, "wal_autocheckpoint", 8000)
             .map_err(storage)?;
         let mut store = Self::init(conn)?;
-        store.readers = (0..READERS)
-            .map(|_| {
-                let c = Connection::open(path).map_err(storage)?;
-                c.busy_timeout(Duration::from_secs(5)).map_err(storage)?;
-                c.pragma_update(None, "query_only", true).map_err(storage)?;
-                stable_plans(&c)?;
-                Ok(Mutex::new(c))
-            })
-            .collect::<Result<_, StorageError>>()?;
+        store.readers = readers::Readers::open(path)?;
         Ok(store)
     }
 
@@ -233,7 +203,7 @@ impl SqliteStore {
     }
 
     fn init(conn: Connection) -> Result<Self, StorageError> {
-        stable_plans(&conn)?;
+        readers::stable_plans(&conn)?;
         conn.busy_timeout(Duration::from_secs(5)).map_err(storage)?;
         conn.execute_batch(SCHEMA).map_err(storage)?;
         conn.execute_batch(crate::storage::renewals::SCHEMA)
@@ -266,8 +236,7 @@ impl SqliteStore {
         Ok(SqliteStore {
             conn,
             writer,
-            readers: Vec::new(),
-            next_reader: Default::default(),
+            readers: Default::default(),
         })
     }
 
@@ -290,23 +259,9 @@ impl SqliteStore {
         Ok(guns.len())
     }
 
-    /// A connection for a file read: a free reader (the first tried is taken round-robin),
-    /// else the next one's turn; the store's own connection when it has no readers (an
-    /// in-memory database is one connection).
+    /// A connection for a file read: a reader, else the store's own.
     fn reader(&self) -> std::sync::MutexGuard<'_, Connection> {
-        if self.readers.is_empty() {
-            return self.db();
-        }
-        let n = self.readers.len();
-        let start = self.next_reader.fetch_add(1, Ordering::Relaxed);
-        for i in 0..n {
-            if let Ok(c) = self.readers[(start + i) % n].try_lock() {
-                return c;
-            }
-        }
-        self.readers[start % n]
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
+        self.readers.get().unwrap_or_else(|| self.db())
     }
 
     fn one(&self, sql: &str, p: impl rusqlite::Params) -> Result<Option<Stored>, StorageError> {
