@@ -187,6 +187,12 @@ pub async fn write<T: Send + 'static>(
 /// An update's outcome, to await ([`MetaStore::queue_update`]).
 pub type UpdateTicket = tokio::sync::oneshot::Receiver<Result<time::OffsetDateTime, StorageError>>;
 
+/// The store's writer (SQLite's: the only one) dropped an update unanswered: it only does so
+/// when it panicked.
+pub(crate) fn writer_gone(e: tokio::sync::oneshot::error::RecvError) -> StorageError {
+    StorageError::caused(StorageErrorKind::Unavailable, "the SQLite writer thread", e)
+}
+
 /// Store an update from async code: on the store's own writer when it has one, else
 /// `update_many` on the blocking pool.
 pub async fn update(
@@ -196,7 +202,7 @@ pub async fn update(
     jobs: Vec<NewJob>,
 ) -> Result<time::OffsetDateTime, StorageError> {
     match store.queue_update(&gun, &updates, &jobs) {
-        Some(ticket) => ticket.await.map_err(sqlite::writer_gone)?,
+        Some(ticket) => ticket.await.map_err(writer_gone)?,
         None => write(store, move |s| s.update_many(&gun, &updates, &jobs)).await,
     }
 }

@@ -35,15 +35,6 @@ fn storage(e: rusqlite::Error) -> StorageError {
     StorageError::from(e)
 }
 
-/// The writer thread dropped an update unanswered (it only does so when it panicked).
-pub(crate) fn writer_gone(e: tokio::sync::oneshot::error::RecvError) -> StorageError {
-    StorageError::caused(
-        crate::storage::error::StorageErrorKind::Unavailable,
-        "the SQLite writer thread",
-        e,
-    )
-}
-
 /// One update's rows, on an open transaction (see [`group_commit`]): the files, the
 /// changefeed entry of a new timestamp, mirror jobs, the renewal schedule and the control
 /// room's dirty mark. Returns the time written. A version conflict is returned before
@@ -282,7 +273,7 @@ impl MetaStore for SqliteStore {
         self.writer
             .submit(gun, updates, jobs)
             .blocking_recv()
-            .map_err(writer_gone)?
+            .map_err(crate::storage::writer_gone)?
     }
 
     fn queue_update(
