@@ -39,22 +39,55 @@ pub fn peer(sub: &str, name: &str) -> PathBuf {
 /// A free TCP port on 127.0.0.1, for peers that cannot bind port 0 and report it. Picked at
 /// random below the kernel's ephemeral range (32768+), so a client connection's source port
 /// cannot take it between this check and the peer's bind; never the same twice per process.
+///
+/// nextest runs every test in a process of its own, several at once, so a port is also reserved
+/// across processes: an exclusive lock on `<tmp>/trustbridge-e2e-ports/<port>`, held until this
+/// process exits (the kernel drops it even on a crash). Without it, another test could take a
+/// port that is free only for a moment: between the check and the peer's bind, or while a test
+/// has stopped the server, PostgreSQL or signer it is about to restart on the same port.
 pub fn free_port() -> u16 {
     use ring::rand::SecureRandom;
-    static GIVEN: std::sync::Mutex<Vec<u16>> = std::sync::Mutex::new(Vec::new());
+    static GIVEN: std::sync::Mutex<Vec<(u16, std::fs::File)>> = std::sync::Mutex::new(Vec::new());
     let rng = ring::rand::SystemRandom::new();
+    let dir = port_lock_dir();
     loop {
         let mut b = [0u8; 2];
         rng.fill(&mut b).unwrap();
         let port = 15000 + u16::from_be_bytes(b) % 17000;
         let mut given = GIVEN.lock().unwrap_or_else(|p| p.into_inner());
-        if given.contains(&port) {
+        if given.iter().any(|(p, _)| *p == port) {
             continue;
         }
+        let Some(lock) = reserve(&dir, port) else {
+            continue;
+        };
         if TcpListener::bind(("127.0.0.1", port)).is_ok() {
-            given.push(port);
+            given.push((port, lock));
             return port;
         }
+    }
+}
+
+/// The directory of port locks, shared by every test process on the machine.
+pub fn port_lock_dir() -> PathBuf {
+    let dir = std::env::temp_dir().join("trustbridge-e2e-ports");
+    std::fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("creating {}: {e}", dir.display()));
+    dir
+}
+
+/// The lock on `port`, or None when another process holds it.
+fn reserve(dir: &Path, port: u16) -> Option<std::fs::File> {
+    let path = dir.join(port.to_string());
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .unwrap_or_else(|e| panic!("opening {}: {e}", path.display()));
+    match file.try_lock() {
+        Ok(()) => Some(file),
+        Err(std::fs::TryLockError::WouldBlock) => None,
+        Err(std::fs::TryLockError::Error(e)) => panic!("locking {}: {e}", path.display()),
     }
 }
 
@@ -257,4 +290,24 @@ pub fn fixtures_dir() -> PathBuf {
         d.display()
     );
     d
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Another process (util-linux `flock`, as another test process would) cannot take a port
+    /// this one was given, for as long as this process runs.
+    #[test]
+    fn a_given_port_is_reserved_for_other_processes() {
+        let port = free_port();
+        let lock = port_lock_dir().join(port.to_string());
+        let other = Command::new(require_bin("flock"))
+            .args(["--nonblock", "--conflict-exit-code", "7"])
+            .arg(&lock)
+            .arg("true")
+            .status()
+            .unwrap();
+        assert_eq!(other.code(), Some(7), "port {port} was not reserved");
+    }
 }
