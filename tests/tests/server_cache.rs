@@ -4,7 +4,9 @@
 //! and asking for repositories that do not exist caches nothing.
 
 use trustbridge_e2e::bridge::{Stack, post, server_key, start_bridge_with};
-use trustbridge_e2e::{https_get, init};
+use trustbridge_e2e::server::{start_server, write_server_config};
+use trustbridge_e2e::signer::{start_ours, write_config};
+use trustbridge_e2e::{free_port, https_get, init};
 use trustbridge_tuf::metadata::FileMeta;
 use trustbridge_tuf::{GoTime, KeyType, PrivateKey, Root, Signed, Targets, x509};
 
@@ -29,16 +31,11 @@ fn cache_metrics(st: &Stack) -> (u64, u64, u64) {
 
 /// A repository whose targets role lists `n` targets (about 120 bytes each).
 fn publish(st: &Stack, gun: &str, n: usize) -> Vec<u8> {
-    let targets_key = PrivateKey::generate(KeyType::Ecdsa).unwrap();
-    let root_key = PrivateKey::generate(KeyType::Ecdsa).unwrap();
-    let cert = x509::generate_root_certificate(gun, &root_key, 10).unwrap();
-    let root = Root::initial([
-        ("root", cert.clone()),
-        ("targets", targets_key.public_key().clone()),
-        ("snapshot", server_key(st, gun, "snapshot")),
-        ("timestamp", server_key(st, gun, "timestamp")),
-    ]);
-    let root = Signed::sign_with_ids(root, vec![(cert.id(), &root_key)]).unwrap();
+    publish_keeping_key(st, gun, n).1
+}
+
+/// Version `version` of a targets role listing `n` targets, signed by `key`.
+fn targets(key: &PrivateKey, n: usize, version: i64) -> Vec<u8> {
     let meta = |i: usize| FileMeta {
         custom: None,
         hashes: [("sha256".to_string(), vec![i as u8; 32])].into(),
@@ -49,19 +46,31 @@ fn publish(st: &Stack, gun: &str, n: usize) -> Vec<u8> {
         delegations: Default::default(),
         expires: GoTime::now().plus_years(3),
         targets: (0..n).map(|i| (format!("tag-{i:05}"), meta(i))).collect(),
-        version: 1,
+        version,
     };
-    let targets = Signed::sign(targets, &[&targets_key])
-        .unwrap()
-        .raw()
-        .to_vec();
+    Signed::sign(targets, &[key]).unwrap().raw().to_vec()
+}
+
+/// [`publish`], giving back the targets key too (for later versions).
+fn publish_keeping_key(st: &Stack, gun: &str, n: usize) -> (PrivateKey, Vec<u8>) {
+    let targets_key = PrivateKey::generate(KeyType::Ecdsa).unwrap();
+    let root_key = PrivateKey::generate(KeyType::Ecdsa).unwrap();
+    let cert = x509::generate_root_certificate(gun, &root_key, 10).unwrap();
+    let root = Root::initial([
+        ("root", cert.clone()),
+        ("targets", targets_key.public_key().clone()),
+        ("snapshot", server_key(st, gun, "snapshot")),
+        ("timestamp", server_key(st, gun, "timestamp")),
+    ]);
+    let root = Signed::sign_with_ids(root, vec![(cert.id(), &root_key)]).unwrap();
+    let targets = targets(&targets_key, n, 1);
     let (code, body) = post(
         st,
         gun,
         &[("root", root.raw().to_vec()), ("targets", targets.clone())],
     );
     assert_eq!(code, 200, "{gun}: {body}");
-    targets
+    (targets_key, targets)
 }
 
 #[test]
@@ -128,4 +137,104 @@ fn the_cache_stays_within_its_budget_and_evicted_guns_are_served_as_published() 
         after <= before,
         "{before} views before 200 unknown GUNs were asked for, {after} after"
     );
+}
+
+/// A client that only polls timestamp.json (a `docker pull` whose trust data did not change)
+/// costs the cache the timestamp alone, not the whole repository; the next publish and reads
+/// of every role still see the whole repository.
+#[test]
+fn a_repository_polled_for_its_timestamp_is_held_small_and_still_takes_publishes() {
+    init();
+    let tmp = tempfile::tempdir().unwrap();
+    let mut st = start_without_bridge(tmp.path(), r#","trustbridge":{"cache":{"max_mib":1}}"#);
+    let gun = "example.com/cache/polled";
+    let get = |st: &Stack, file: &str| {
+        let (code, body) = https_get(&format!("{}/v2/{gun}/_trust/tuf/{file}", st.url), &st.ca);
+        assert_eq!(code, 200, "GET {file}");
+        body
+    };
+    // ~48 KiB of targets.
+    let (key, _) = publish_keeping_key(&st, gun, 400);
+    let root = get(&st, "root.json");
+    // The control room has summarised the publish (else the restarted server would read the
+    // whole repository for it).
+    let start = std::time::Instant::now();
+    loop {
+        let (code, body) = https_get(
+            &format!(
+                "{}/_trustbridge/v1/migration/gun?gun=example.com%2Fcache%2Fpolled",
+                st.url
+            ),
+            &st.ca,
+        );
+        let v: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
+        if code == 200 && v["summarizing"] == false {
+            break;
+        }
+        assert!(start.elapsed().as_secs() < 60, "never summarised: {v}");
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    // A restarted server holds nothing; two polls of the timestamp.
+    st.server.stop();
+    st.server = start_server(
+        "trustbridge-server",
+        tmp.path(),
+        &st.config,
+        st.port,
+        &mut [&mut st.signer],
+    );
+    let ts = get(&st, "timestamp.json");
+    assert_eq!(get(&st, "timestamp.json"), ts);
+    let (held, _, views) = cache_metrics(&st);
+    assert_eq!(views, 1, "the polled repository is held");
+    assert!(
+        held < 4096,
+        "{held} bytes held for a repository polled for its timestamp alone"
+    );
+    // The next publish is checked against the whole stored repository (its root and keys).
+    let v2 = targets(&key, 401, 2);
+    let (code, body) = post(&st, gun, &[("targets", v2.clone())]);
+    assert_eq!(code, 200, "{body}");
+    assert_eq!(get(&st, "targets.json"), v2);
+    assert_eq!(get(&st, "root.json"), root);
+    let ts2: serde_json::Value = serde_json::from_slice(&get(&st, "timestamp.json")).unwrap();
+    assert_eq!(ts2["signed"]["version"], 2);
+    let snapshot = get(&st, "snapshot.json");
+    assert_eq!(
+        ts2["signed"]["meta"]["snapshot"],
+        serde_json::to_value(FileMeta::from_bytes(&snapshot)).unwrap(),
+        "the timestamp names the snapshot served"
+    );
+    let snapshot: serde_json::Value = serde_json::from_slice(&snapshot).unwrap();
+    assert_eq!(
+        snapshot["signed"]["meta"]["targets"]["length"],
+        v2.len(),
+        "the snapshot names the new targets"
+    );
+}
+
+/// trustbridge-signer and trustbridge-server (SQLite, no bridge: nothing but requests reads
+/// repositories) with `extra` server config members.
+fn start_without_bridge(dir: &std::path::Path, extra: &str) -> Stack {
+    let certs = dir.join("certs");
+    trustbridge_certs::generate(30)
+        .unwrap()
+        .write(&certs)
+        .unwrap();
+    let signer_port = free_port();
+    let signer_config = write_config(dir, signer_port, "sqlite3");
+    let mut signer = start_ours("trustbridge-signer", &signer_config, &certs, signer_port);
+    let port = free_port();
+    let config = write_server_config(dir, port, signer_port, extra);
+    let server = start_server("trustbridge-server", dir, &config, port, &mut [&mut signer]);
+    Stack {
+        signer,
+        server,
+        config,
+        port,
+        url: format!("https://127.0.0.1:{port}"),
+        ca: certs.join("root-ca.crt"),
+        key_id: String::new(),
+        signer_config,
+    }
 }

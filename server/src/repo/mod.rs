@@ -55,6 +55,10 @@ struct GunView {
     /// `current["root"]` parsed (None: no root, or stored bytes that do not parse). A copy
     /// made to change keeps it only while the root bytes stay the same (see [`Repo::apply`]).
     root: std::sync::OnceLock<Option<Arc<Signed<Root>>>>,
+    /// Whether `current` holds every current file. A view read for a GET of timestamp.json
+    /// holds the timestamp alone ([`Repo::resolve_timestamp`]): what a client polls most is
+    /// one indexed read when cold and a small entry when cached.
+    complete: bool,
 }
 
 pub struct Repo {
@@ -109,6 +113,9 @@ impl GunView {
         )
     }
 }
+
+/// How many tags' trust the summarizer holds before it writes them.
+const SUMMARY_TAGS: usize = 10_000;
 
 /// Tag → what the Cosign side must say for it.
 type MirrorSet = BTreeMap<String, crate::storage::Mirrored>;
@@ -199,7 +206,10 @@ impl Repo {
         extra: &[String],
         renewal: Renewal,
     ) -> Result<GunView, Error> {
-        let mut view = GunView::default();
+        let mut view = GunView {
+            complete: true,
+            ..GunView::default()
+        };
         let Some(ts) = store.latest(gun, "timestamp")? else {
             // No timestamp yet: highest versions (a repository mid-import).
             for role in ["root", "targets", "snapshot"]
@@ -260,6 +270,26 @@ impl Repo {
         Ok(view)
     }
 
+    /// The current timestamp of `gun` alone (the newest version, as in [`Repo::resolve`]): one
+    /// indexed read. Its renewal time is the timestamp's own; a server-held snapshot coming
+    /// due is renewed by the sweep (`renewals`, months ahead) or by a read of a complete view.
+    /// A GUN without a timestamp (mid-import, or none) gets the complete view.
+    fn resolve_timestamp(
+        store: &dyn MetaStore,
+        gun: &str,
+        renewal: Renewal,
+    ) -> Result<GunView, Error> {
+        let Some(ts) = store.latest(gun, "timestamp")? else {
+            return Self::resolve(store, gun, &[], renewal);
+        };
+        let renew_at = expires_of(&ts.data).map(|t| t - renewal.timestamp);
+        Ok(GunView {
+            current: HashMap::from([("timestamp".to_string(), ts)]),
+            renew_at,
+            ..GunView::default()
+        })
+    }
+
     /// The view after `updates` were stored at `at`: no need to ask the database again.
     fn apply(&self, view: &GunView, updates: &[Update], at: OffsetDateTime) -> GunView {
         let r = self.renewal;
@@ -294,6 +324,7 @@ impl Repo {
     /// The cached view of `gun` if complete, else one resolved from storage.
     async fn fresh_view(&self, gun: &str) -> Result<Arc<GunView>, Error> {
         if let Some(v) = self.cache.get(gun)
+            && v.complete
             && v.current.contains_key("timestamp")
         {
             return Ok(v);
@@ -303,12 +334,15 @@ impl Repo {
 
     async fn view(&self, gun: &str, role: &str) -> Result<Arc<GunView>, Error> {
         if let Some(v) = self.cache.get(gun)
-            && (v.current.contains_key(role) || v.current.contains_key("timestamp"))
+            && (v.current.contains_key(role) || (v.complete && v.current.contains_key("timestamp")))
         {
             return Ok(v);
         }
         let before = self.cache.generation();
-        let view = Arc::new(self.resolve_view(gun, &[role.to_string()])?);
+        let view = Arc::new(match role {
+            "timestamp" => self.read(|s| Self::resolve_timestamp(s, gun, self.renewal))?,
+            _ => self.resolve_view(gun, &[role.to_string()])?,
+        });
         // Only GUNs that exist are cached (a GET of any name must not grow memory), and only
         // when nothing was written since the read began.
         if !view.current.is_empty() {
@@ -354,23 +388,29 @@ impl Repo {
             if dirty.is_empty() {
                 return Ok(done);
             }
-            for d in &dirty {
+            // Written in batches of about SUMMARY_TAGS tags (one transaction each), so a batch
+            // of big repositories' trust is not all held at once.
+            let mut batch = Vec::new();
+            let mut tags = 0;
+            let n = dirty.len();
+            for d in dirty.iter().cloned() {
                 let trust = match d.trust {
                     true => Some(self.trust_state(&d.gun).await?),
                     false => None,
                 };
-                let d = d.clone();
-                crate::storage::write(&self.store, move |s| {
-                    match &trust {
-                        Some(t) => s.set_trust(&d.gun, t)?,
-                        None => s.refresh_summary(&d.gun)?,
-                    }
-                    s.settle(&d)
-                })
-                .await?;
+                tags += trust.as_ref().map_or(0, |t| t.tags().len());
+                batch.push((d, trust));
+                if tags >= SUMMARY_TAGS {
+                    let b = std::mem::take(&mut batch);
+                    crate::storage::write(&self.store, move |s| s.summarize(&b)).await?;
+                    tags = 0;
+                }
             }
-            done += dirty.len();
-            if dirty.len() < 500 {
+            if !batch.is_empty() {
+                crate::storage::write(&self.store, move |s| s.summarize(&batch)).await?;
+            }
+            done += n;
+            if n < 500 {
                 return Ok(done);
             }
         }

@@ -132,6 +132,20 @@ pub trait Migration: Send + Sync {
     /// Replace `gun`'s trust (backfill and the reconciler, for GUNs stored before the table
     /// existed) and recompute its summary.
     fn set_trust(&self, gun: &str, trust: &TrustState) -> Result<(), StorageError>;
+    /// The summarizer's results for a batch of marks: each GUN's new trust (or, with none,
+    /// its summary recomputed), then its mark settled. A store that can do it in one
+    /// transaction does (SQLite: one commit per batch instead of two per publish, each of
+    /// which wrote its pages to the WAL beside the publish's own).
+    fn summarize(&self, batch: &[(Dirty, Option<TrustState>)]) -> Result<(), StorageError> {
+        for (d, trust) in batch {
+            match trust {
+                Some(t) => self.set_trust(&d.gun, t)?,
+                None => self.refresh_summary(&d.gun)?,
+            }
+            self.settle(d)?;
+        }
+        Ok(())
+    }
     /// `gun`'s trusted tags, by tag.
     fn trust_of(&self, gun: &str) -> Result<Vec<Trusted>, StorageError>;
     /// `gun`'s summary, when it has one.

@@ -7,8 +7,8 @@
 //!   scale-load keys URL CA PREFIX COUNT
 //!       GET timestamp.key of COUNT new GUNs one at a time (each a CreateKey); prints ms per key
 //!   scale-load get URL CA PREFIX COUNT SECONDS CONCURRENCY hot|cold
-//!       GET timestamp.json of random repositories among the first 100 (hot) or all COUNT
-//!       (cold); prints requests per second, p50 and p99
+//!       GET timestamp.json of random repositories among the first 100 (hot), or of all COUNT
+//!       each once in a scrambled order (cold); prints requests per second, p50 and p99
 //!   scale-load big URL CA GUN TARGETS
 //!       create GUN and publish one targets.json with TARGETS entries; prints its size and
 //!       the publish's latency
@@ -95,15 +95,29 @@ async fn get(
     let c = client(ca);
     let deadline = Instant::now() + Duration::from_secs(secs);
     let start = Instant::now();
+    // Cold reads visit the repositories in a scrambled order, each once until all were read
+    // (i * step mod count, step coprime to count): a cold read is one no earlier request of
+    // the run could have cached.
+    let next = Arc::new(AtomicU64::new(0));
+    let mut step = 0x9e37_79b1 % count.max(1);
+    while count > 1 && gcd(step, count) != 1 {
+        step += 1;
+    }
     let tasks: Vec<_> = (0..conc)
         .map(|t| {
-            let (c, url, prefix) = (c.clone(), url.to_string(), prefix.to_string());
+            let (c, url, prefix, next) =
+                (c.clone(), url.to_string(), prefix.to_string(), next.clone());
             tokio::spawn(async move {
                 let mut rng = Rng::new(0x9e37_79b9_7f4a_7c15 ^ (t + 1));
                 let mut lat = Vec::new();
-                let span = if hot { count.min(100) } else { count };
                 while Instant::now() < deadline {
-                    let i = rng.below(span);
+                    let i = match hot {
+                        true => rng.below(count.min(100)),
+                        false => {
+                            next.fetch_add(1, Ordering::Relaxed) % count.max(1) * step
+                                % count.max(1)
+                        }
+                    };
                     let t0 = Instant::now();
                     let r = c
                         .get(format!("{url}/v2/{prefix}/{i}/_trust/tuf/timestamp.json"))
@@ -139,6 +153,10 @@ async fn get(
         if hot { "hot" } else { "cold" }
     );
     Ok(())
+}
+
+fn gcd(a: u64, b: u64) -> u64 {
+    if b == 0 { a } else { gcd(b, a % b) }
 }
 
 async fn big(url: &str, ca: &[u8], gun: &str, targets: usize) -> Result<(), LoadError> {

@@ -188,6 +188,21 @@ impl Migration for SqliteStore {
         tx.commit().map_err(storage)
     }
 
+    fn summarize(&self, batch: &[(m::Dirty, Option<TrustState>)]) -> Result<(), StorageError> {
+        let mut db = self.db();
+        let tx = db.transaction().map_err(storage)?;
+        for (d, trust) in batch {
+            if let Some(t) = trust {
+                write_trust(&tx, &d.gun, t)?;
+            }
+            refresh(&tx, &d.gun)?;
+            tx.prepare_cached(&sql(m::SETTLE))
+                .and_then(|mut st| st.execute(params![d.gun, d.seq]))
+                .map_err(storage)?;
+        }
+        tx.commit().map_err(storage)
+    }
+
     fn trust_of(&self, gun: &str) -> Result<Vec<Trusted>, StorageError> {
         let db = self.db();
         let mut st = db.prepare_cached(&sql(m::TAGS_OF)).map_err(storage)?;
