@@ -344,7 +344,8 @@ impl Migration for SqliteStore {
     }
 
     fn read_only_since(&self, gun: &str) -> Result<Option<OffsetDateTime>, StorageError> {
-        self.db()
+        // Asked on every publish: on a reader, never waiting on the writer's commit.
+        self.reader()
             .prepare_cached(&sql(m::READ_ONLY_SINCE))
             .and_then(|mut st| st.query_row([gun], |r| r.get::<_, i64>(0)).optional())
             .map(|t| t.map(m::time_of))

@@ -250,8 +250,9 @@ impl SqliteStore {
         Ok(guns.len())
     }
 
-    /// A connection for a file read: a reader, else the store's own.
-    fn reader(&self) -> std::sync::MutexGuard<'_, Connection> {
+    /// A connection for a read on a request's path (files, the read-only switch): a reader,
+    /// else the store's own.
+    pub(super) fn reader(&self) -> std::sync::MutexGuard<'_, Connection> {
         self.readers.get().unwrap_or_else(|| self.db())
     }
 
