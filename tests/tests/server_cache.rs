@@ -238,3 +238,42 @@ fn start_without_bridge(dir: &std::path::Path, extra: &str) -> Stack {
         signer_config,
     }
 }
+
+/// A publish made while another process holds the SQLite write lock (an offline command on
+/// the same file) waits for the lock and lands, instead of failing with "database is
+/// locked"; what is served then is the new version, not the view cached before.
+#[test]
+fn a_publish_waits_for_another_processs_write_lock() {
+    init();
+    let tmp = tempfile::tempdir().unwrap();
+    let st = start_without_bridge(tmp.path(), "");
+    let gun = "example.com/cache/locked";
+    let version = |st: &Stack| {
+        let (code, body) = https_get(
+            &format!("{}/v2/{gun}/_trust/tuf/timestamp.json", st.url),
+            &st.ca,
+        );
+        assert_eq!(code, 200);
+        let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        v["signed"]["version"].as_i64().unwrap()
+    };
+    let (key, _) = publish_keeping_key(&st, gun, 3);
+    assert_eq!(version(&st), 1, "served from the cache from now on");
+    // Another process takes the store's write lock for a second.
+    let db = rusqlite::Connection::open(tmp.path().join("server.db")).unwrap();
+    db.execute_batch("BEGIN IMMEDIATE").unwrap();
+    let release = std::thread::spawn(move || {
+        std::thread::sleep(std::time::Duration::from_secs(1));
+        db.execute_batch("ROLLBACK").unwrap();
+    });
+    let started = std::time::Instant::now();
+    let (code, body) = post(&st, gun, &[("targets", targets(&key, 4, 2))]);
+    let waited = started.elapsed();
+    release.join().unwrap();
+    assert_eq!(code, 200, "a publish while the lock was held: {body}");
+    assert!(
+        waited.as_millis() >= 900,
+        "answered after {waited:?}, before the lock was released"
+    );
+    assert_eq!(version(&st), 2, "the new timestamp is served");
+}

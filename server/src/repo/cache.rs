@@ -8,6 +8,7 @@
 //! back metadata older than a concurrent update or delete.
 
 use std::collections::HashMap;
+use std::future::Future;
 use std::sync::{Arc, Mutex};
 
 use super::GunView;
@@ -133,6 +134,61 @@ impl ViewCache {
     }
 }
 
+/// A write in flight whose outcome the cache must follow even when the request that made it
+/// is dropped (its client went away, hyper cancelled the handler): the write goes on in the
+/// store's writer, so if this is dropped before the outcome is known, a task waits for it and
+/// then drops the GUN's view. Reads may serve the old view until then, never after: the view
+/// a reader took before the commit is not put back, since forgetting moves the generation.
+pub(super) struct Landing<F: Future + Send + Unpin + 'static>
+where
+    F::Output: Send,
+{
+    cache: Arc<ViewCache>,
+    gun: String,
+    outcome: Option<F>,
+}
+
+impl<F: Future + Send + Unpin + 'static> Landing<F>
+where
+    F::Output: Send,
+{
+    pub(super) fn new(cache: &Arc<ViewCache>, gun: &str, outcome: F) -> Self {
+        Landing {
+            cache: cache.clone(),
+            gun: gun.to_string(),
+            outcome: Some(outcome),
+        }
+    }
+
+    /// The write's outcome (the caller then updates or drops the view itself).
+    pub(super) async fn outcome(mut self) -> F::Output {
+        let out = self.outcome.as_mut().expect("awaited once").await;
+        self.outcome = None;
+        out
+    }
+}
+
+impl<F: Future + Send + Unpin + 'static> Drop for Landing<F>
+where
+    F::Output: Send,
+{
+    fn drop(&mut self) {
+        let Some(outcome) = self.outcome.take() else {
+            return;
+        };
+        let (cache, gun) = (self.cache.clone(), std::mem::take(&mut self.gun));
+        match tokio::runtime::Handle::try_current() {
+            Ok(rt) => {
+                rt.spawn(async move {
+                    let _ = outcome.await;
+                    cache.forget(Some(&gun));
+                });
+            }
+            Err(_) => cache.forget(Some(&gun)),
+        }
+    }
+}
+
 /// One writer per GUN at a time (updates, renewals, deletes, imports). A lock lives only while
 /// someone holds or waits for it: idle ones are dropped once the map has doubled since the
 /// last sweep, so memory does not grow with every GUN ever written.
@@ -203,6 +259,37 @@ mod tests {
         let before = c.generation();
         c.put_if_unchanged("a", view(1), before);
         assert!(c.get("a").is_some());
+    }
+
+    /// A write whose waiter is dropped (its request cancelled) before the outcome still
+    /// drops the view once the write is answered; a waiter that sees the outcome leaves the
+    /// view to its caller.
+    #[tokio::test]
+    async fn a_cancelled_write_drops_the_view_when_it_lands() {
+        let c = Arc::new(ViewCache::new(CacheSettings::default()));
+        c.put("a", view(1));
+        let (answer, ticket) = tokio::sync::oneshot::channel::<u32>();
+        let waiting = tokio::spawn(Landing::new(&c, "a", ticket).outcome());
+        tokio::task::yield_now().await;
+        waiting.abort();
+        assert!(waiting.await.unwrap_err().is_cancelled());
+        assert!(c.get("a").is_some(), "dropped before the write landed");
+        answer
+            .send(7)
+            .expect("the write's outcome is still awaited");
+        for _ in 0..100 {
+            if c.get("a").is_none() {
+                break;
+            }
+            tokio::task::yield_now().await;
+        }
+        assert!(c.get("a").is_none(), "the view outlived the write");
+
+        c.put("b", view(1));
+        let (answer, ticket) = tokio::sync::oneshot::channel::<u32>();
+        answer.send(7).unwrap();
+        assert_eq!(Landing::new(&c, "b", ticket).outcome().await, Ok(7));
+        assert!(c.get("b").is_some(), "the caller decides after an answer");
     }
 
     #[test]

@@ -69,7 +69,7 @@ pub struct Repo {
     /// what expired roles mean for them.
     mirror: Option<crate::mirror::OnExpiry>,
     /// Hot repositories' views, within a memory budget (see [`cache`]).
-    cache: cache::ViewCache,
+    cache: Arc<cache::ViewCache>,
     /// One writer per GUN at a time (updates, renewals, deletes).
     locks: cache::GunLocks,
     /// Whether this process has scheduled the GUNs stored without a renewal schedule.
@@ -149,7 +149,7 @@ impl Repo {
             signer,
             renewal,
             mirror: None,
-            cache: cache::ViewCache::new(cache),
+            cache: Arc::new(cache::ViewCache::new(cache)),
             locks: Default::default(),
             scheduled: Default::default(),
         }
@@ -516,9 +516,12 @@ impl Repo {
             vec![]
         };
         let owned = gun.to_string();
-        let res = crate::storage::write(&self.store, move |s| s.delete(&owned, &jobs)).await;
+        let deleting = crate::storage::spawn_write(&self.store, move |s| s.delete(&owned, &jobs));
+        let res = cache::Landing::new(&self.cache, gun, deleting)
+            .outcome()
+            .await;
         self.invalidate(gun);
-        Ok(res.map(|_| ())?)
+        Ok(res.map_err(crate::storage::task_failed)?.map(|_| ())?)
     }
 
     /// Store a repository's history copied from another notary server (`trustbridge
@@ -571,7 +574,12 @@ impl Repo {
             None => vec![],
         };
         let n = files.len();
-        let res = crate::storage::update(&self.store, gun.to_string(), files, jobs).await;
+        let ticket = crate::storage::submit(&self.store, gun.to_string(), files, jobs);
+        let res = cache::Landing::new(&self.cache, gun, ticket)
+            .outcome()
+            .await
+            .map_err(crate::storage::writer_gone)
+            .and_then(|r| r);
         self.invalidate(gun);
         Ok(res.map(|_| n)?)
     }

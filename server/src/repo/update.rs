@@ -214,7 +214,12 @@ impl Repo {
         updates: Vec<Update>,
         jobs: Vec<NewJob>,
     ) -> Result<(), Error> {
-        let res = crate::storage::update(&self.store, gun.to_string(), updates.clone(), jobs).await;
+        let ticket = crate::storage::submit(&self.store, gun.to_string(), updates.clone(), jobs);
+        let res = super::cache::Landing::new(&self.cache, gun, ticket)
+            .outcome()
+            .await
+            .map_err(crate::storage::writer_gone)
+            .and_then(|r| r);
         match res {
             Ok(at) => {
                 self.remember(gun, self.apply(view, &updates, at));

@@ -115,11 +115,8 @@ pub trait MetaStore: Outbox + Migration + renewals::Renewals + Send + Sync + 'st
         role: &str,
         version: i64,
     ) -> Result<Option<Stored>, StorageError>;
-    /// Delete every file of `gun` (as tombstones: kept, never served); returns whether any
-    /// existed (then a `deletion` changefeed row is written). `jobs` (the revocations of what
-    /// was mirrored) are written in the same transaction.
     /// Hand an update to the store's own writer, for a caller that awaits the outcome
-    /// instead of holding a thread ([`update`]); None when the store has none (SQLite has
+    /// instead of holding a thread ([`submit`]); None when the store has none (SQLite has
     /// one: [`sqlite`]'s group commit).
     fn queue_update(
         &self,
@@ -129,6 +126,9 @@ pub trait MetaStore: Outbox + Migration + renewals::Renewals + Send + Sync + 'st
     ) -> Option<UpdateTicket> {
         None
     }
+    /// Delete every file of `gun` (as tombstones: kept, never served); returns whether any
+    /// existed (then a `deletion` changefeed row is written). `jobs` (the revocations of what
+    /// was mirrored) are written in the same transaction.
     fn delete(&self, gun: &str, jobs: &[NewJob]) -> Result<bool, StorageError>;
     /// Changefeed after `change_id` (exclusive; 0 = from the start, negative = from the end),
     /// `records` rows (negative = that many before `change_id`), oldest first.
@@ -178,33 +178,50 @@ pub async fn write<T: Send + 'static>(
     store: &Arc<dyn MetaStore>,
     f: impl FnOnce(&dyn MetaStore) -> Result<T, StorageError> + Send + 'static,
 ) -> Result<T, StorageError> {
+    spawn_write(store, f).await.map_err(task_failed)?
+}
+
+/// [`write`], started: it runs to the end whether or not the handle is awaited.
+pub fn spawn_write<T: Send + 'static>(
+    store: &Arc<dyn MetaStore>,
+    f: impl FnOnce(&dyn MetaStore) -> Result<T, StorageError> + Send + 'static,
+) -> tokio::task::JoinHandle<Result<T, StorageError>> {
     let store = store.clone();
     tokio::task::spawn_blocking(move || f(store.as_ref()))
-        .await
-        .map_err(|e| StorageError::caused(StorageErrorKind::Unavailable, "storage task", e))?
+}
+
+/// A storage task that panicked or was cancelled.
+pub(crate) fn task_failed(e: tokio::task::JoinError) -> StorageError {
+    StorageError::caused(StorageErrorKind::Unavailable, "storage task", e)
 }
 
 /// An update's outcome, to await ([`MetaStore::queue_update`]).
 pub type UpdateTicket = tokio::sync::oneshot::Receiver<Result<time::OffsetDateTime, StorageError>>;
 
-/// The store's writer (SQLite's: the only one) dropped an update unanswered: it only does so
-/// when it panicked.
+/// The store's writer (SQLite's writer thread, or the blocking task of another store)
+/// dropped an update unanswered: it only does so when it panicked.
 pub(crate) fn writer_gone(e: tokio::sync::oneshot::error::RecvError) -> StorageError {
-    StorageError::caused(StorageErrorKind::Unavailable, "the SQLite writer thread", e)
+    StorageError::caused(StorageErrorKind::Unavailable, "the storage writer", e)
 }
 
 /// Store an update from async code: on the store's own writer when it has one, else
-/// `update_many` on the blocking pool.
-pub async fn update(
+/// `update_many` on the blocking pool. The update is committed (or fails) whether or not the
+/// ticket is awaited.
+pub fn submit(
     store: &Arc<dyn MetaStore>,
     gun: String,
     updates: Vec<Update>,
     jobs: Vec<NewJob>,
-) -> Result<time::OffsetDateTime, StorageError> {
-    match store.queue_update(&gun, &updates, &jobs) {
-        Some(ticket) => ticket.await.map_err(writer_gone)?,
-        None => write(store, move |s| s.update_many(&gun, &updates, &jobs)).await,
+) -> UpdateTicket {
+    if let Some(ticket) = store.queue_update(&gun, &updates, &jobs) {
+        return ticket;
     }
+    let (answer, ticket) = tokio::sync::oneshot::channel();
+    let store = store.clone();
+    tokio::task::spawn_blocking(move || {
+        let _ = answer.send(store.update_many(&gun, &updates, &jobs));
+    });
+    ticket
 }
 
 /// Times as both stores keep ours (bridge jobs, checks, the control room's tables):

@@ -153,7 +153,9 @@ fn write_batch(db: &Connection, batch: &[Pending], write: WriteOne) -> Vec<Outco
             })
             .collect()
     };
-    if let Err(e) = db.execute_batch("BEGIN") {
+    // IMMEDIATE: the write lock is taken first, so another process holding it (an offline
+    // command on the same file) is waited for (busy_timeout), not met halfway through.
+    if let Err(e) = db.execute_batch("BEGIN IMMEDIATE") {
         return failed("SQLite BEGIN", e.to_string());
     }
     let mut out: Vec<Outcome> = Vec::with_capacity(batch.len());

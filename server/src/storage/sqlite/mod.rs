@@ -193,9 +193,14 @@ impl SqliteStore {
         Self::init(Connection::open_in_memory().map_err(storage)?)
     }
 
-    fn init(conn: Connection) -> Result<Self, StorageError> {
+    fn init(mut conn: Connection) -> Result<Self, StorageError> {
         readers::stable_plans(&conn)?;
         conn.busy_timeout(Duration::from_secs(5)).map_err(storage)?;
+        // Every transaction of this connection writes: it takes the write lock when it
+        // begins. A deferred one that read first and then met another process's write lock
+        // failed at once with "database is locked" (WAL cannot wait there: the snapshot it
+        // read may be stale by then); an immediate one waits for the lock up to the timeout.
+        conn.set_transaction_behavior(rusqlite::TransactionBehavior::Immediate);
         conn.execute_batch(SCHEMA).map_err(storage)?;
         conn.execute_batch(crate::storage::renewals::SCHEMA)
             .map_err(storage)?;
