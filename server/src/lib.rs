@@ -211,7 +211,11 @@ pub async fn run(
             let mut tick = tokio::time::interval(every);
             tick.tick().await;
             loop {
-                tick.tick().await;
+                // At the interval, or earlier when many GUNs were read (bounded memory).
+                tokio::select! {
+                    _ = tick.tick() => {}
+                    _ = control.usage.full() => {}
+                }
                 let c = control.clone();
                 let _ = tokio::task::spawn_blocking(move || c.flush_usage()).await;
             }

@@ -107,9 +107,18 @@ struct Count {
 
 const SHARDS: usize = 16;
 
+/// Counts held before the flusher is asked to write them early. A count costs about 200
+/// bytes; before this bound, reads of 100k distinct GUNs within one flush interval (10 s)
+/// took the server from 97 to 152 MiB.
+pub const FLUSH_AT: usize = 20_000;
+
 /// Reads counted since the last flush.
 pub struct Recorder {
     shards: Vec<Mutex<HashMap<u64, Vec<Count>>>>,
+    /// Counts held (new (GUN, day, client, version) entries since the last drain).
+    held: std::sync::atomic::AtomicUsize,
+    /// Woken when `held` reaches [`FLUSH_AT`]: the flusher writes then, not at its next tick.
+    full: tokio::sync::Notify,
     metrics: Metrics,
     /// The (client, major) series `/metrics` has (at most [`MAX_SERIES`]: a scan, no
     /// allocation on the read path).
@@ -120,6 +129,8 @@ impl Recorder {
     pub fn new(metrics: Metrics) -> Self {
         Recorder {
             shards: (0..SHARDS).map(|_| Mutex::new(HashMap::new())).collect(),
+            held: Default::default(),
+            full: Default::default(),
             metrics,
             series: std::sync::RwLock::new(Vec::new()),
         }
@@ -128,12 +139,16 @@ impl Recorder {
     /// Count one read of `gun`'s trust data by the client `user_agent` names.
     pub fn record(&self, gun: &str, user_agent: Option<&str>, now: OffsetDateTime) {
         let (client, version) = parse_agent(user_agent.unwrap_or(""));
-        self.add(gun, day_of(now), client, version, 1, now);
+        // Only new reads ask for an early flush: counts put back after a failed write do
+        // not, or a store that is down would be retried in a loop.
+        if self.add(gun, day_of(now), client, version, 1, now) == FLUSH_AT {
+            self.full.notify_one();
+        }
         self.count_metric(client, major(version));
     }
 
     /// Add `reads` to one (GUN, day, client, version) count; only a first read of it
-    /// allocates.
+    /// allocates. Returns how many counts are held when this one is new, else 0.
     fn add(
         &self,
         gun: &str,
@@ -142,14 +157,16 @@ impl Recorder {
         version: &str,
         reads: i64,
         seen: OffsetDateTime,
-    ) {
+    ) -> usize {
         let mut h = std::collections::hash_map::DefaultHasher::new();
         (gun, day, client, version).hash(&mut h);
         let key = h.finish();
         let mut shard = self.shards[(key as usize) % SHARDS]
             .lock()
             .unwrap_or_else(|p| p.into_inner());
-        let bucket = shard.entry(key).or_default();
+        // One count per key but on a 64-bit hash collision: room for one, not Vec's first
+        // four (a 352-byte allocation per GUN read).
+        let bucket = shard.entry(key).or_insert_with(|| Vec::with_capacity(1));
         match bucket
             .iter_mut()
             .find(|c| c.gun == gun && c.day == day && c.client == client && c.version == version)
@@ -158,15 +175,25 @@ impl Recorder {
                 c.reads += reads;
                 c.last_seen = c.last_seen.max(seen);
             }
-            None => bucket.push(Count {
-                gun: gun.to_string(),
-                day,
-                client,
-                version: version.to_string(),
-                reads,
-                last_seen: seen,
-            }),
+            None => {
+                bucket.push(Count {
+                    gun: gun.to_string(),
+                    day,
+                    client,
+                    version: version.to_string(),
+                    reads,
+                    last_seen: seen,
+                });
+                return self.held.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
+            }
         }
+        0
+    }
+
+    /// Resolves when [`FLUSH_AT`] counts are held (a notification given while nobody waited
+    /// is kept for the next waiter).
+    pub async fn full(&self) {
+        self.full.notified().await
     }
 
     fn count_metric(&self, client: Client, major: &str) {
@@ -195,6 +222,7 @@ impl Recorder {
 
     /// Everything counted since the last drain.
     pub fn drain(&self) -> Vec<Usage> {
+        self.held.store(0, std::sync::atomic::Ordering::Relaxed);
         let mut out = Vec::new();
         for shard in &self.shards {
             let taken = std::mem::take(&mut *shard.lock().unwrap_or_else(|p| p.into_inner()));
@@ -214,7 +242,7 @@ impl Recorder {
     pub fn restore(&self, batch: Vec<Usage>) {
         for u in batch {
             let client = Client::parse(&u.client);
-            self.add(&u.gun, u.day, client, &u.version, u.reads, u.last_seen);
+            let _ = self.add(&u.gun, u.day, client, &u.version, u.reads, u.last_seen);
         }
     }
 }
@@ -222,6 +250,29 @@ impl Recorder {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Reads of more distinct GUNs than [`FLUSH_AT`] within one interval ask for an early
+    /// flush, so the counts held stay bounded; after the drain the count starts again.
+    #[tokio::test]
+    async fn many_guns_ask_for_an_early_flush() {
+        let r = Recorder::new(Metrics::new());
+        let now = OffsetDateTime::now_utc();
+        let early = || tokio::time::timeout(std::time::Duration::from_millis(50), r.full());
+        for i in 0..FLUSH_AT - 1 {
+            r.record(
+                &format!("example.com/g{i}"),
+                Some("Docker-Client/28.2.2"),
+                now,
+            );
+        }
+        r.record("example.com/g0", Some("Docker-Client/28.2.2"), now);
+        assert!(early().await.is_err(), "asked before the bound");
+        r.record("example.com/last", None, now);
+        assert!(early().await.is_ok(), "not asked at the bound");
+        assert_eq!(r.drain().len(), FLUSH_AT);
+        r.record("example.com/again", None, now);
+        assert!(early().await.is_err(), "asked again right after a drain");
+    }
 
     #[test]
     fn agents_name_their_clients() {

@@ -120,7 +120,6 @@ const SUMMARY_TAGS: usize = 10_000;
 /// Tag → what the Cosign side must say for it.
 type MirrorSet = BTreeMap<String, crate::storage::Mirrored>;
 
-/// `signed.expires` of a stored metadata file.
 /// Run `f` on tokio's blocking pool: parsing and resolving the targets of a large repository
 /// is CPU work (about 0.1 s at 100k targets) that must not hold an async worker, where it
 /// would stall every request that worker serves.
@@ -130,6 +129,7 @@ async fn off_worker<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -
         .map_err(|e| Error::internal("resolving a repository's targets", e))
 }
 
+/// `signed.expires` of a stored metadata file.
 fn expires_of(data: &[u8]) -> Option<OffsetDateTime> {
     trustbridge_tuf::metadata::Peek::of(data)
         .ok()
