@@ -111,6 +111,7 @@ echo "  (targets: cold p99 < 10 ms at 100k; hot at least as fast as bench/server
 # happen before the publish window, and show what it cost.
 a=$(cpu "$tbv_pid"); sleep 12; b=$(cpu "$tbv_pid")
 echo "  trustbridge-server CPU in the 12 s after the reads (writing their DCT usage rows): $(( (b - a) * 1000 / hz )) ms"
+echo "  memory after the reads (RSS, MiB): trustbridge-server $(rss "$tbv_pid") (target < 150 at 100k)   notary-server $(rss "$refv_pid")"
 
 echo "publish CPU: 16 publishers for ${secs}s, server-held snapshot + timestamp (server + signer CPU per publish)"
 publish_cpu() {  # URL CA SERVER_PID SIGNER_PID → "ms_per_publish publishes"
