@@ -22,8 +22,9 @@ pub struct CacheSettings {
     /// from the store every time. 64 MiB holds the whole views of about 8.6k typical
     /// repositories (≈7.7 KiB each: root with its certificates, targets, snapshot,
     /// timestamp), or the timestamps alone of about 60k polled ones (≈1 KiB each), and
-    /// keeps the server at 96 MiB with 100k repositories (bench/scale.sh; 242 MiB with 256).
-    /// A cold GET of timestamp.json is one indexed read (p99 5.2 ms at 100k, 32 at a time).
+    /// keeps the server at 97 MiB with 100k repositories (106 after reading all of them;
+    /// bench/scale.sh; 242 MiB with 256). A cold GET of timestamp.json is one indexed read
+    /// (p99 7.6 ms at 100k, 32 at a time).
     pub max_mib: u64,
 }
 
