@@ -235,6 +235,15 @@ fn start_bridge_keys(
     }
 }
 
+impl crate::Endpoint for Stack {
+    fn url(&self) -> &str {
+        &self.url
+    }
+    fn ca(&self) -> &Path {
+        &self.ca
+    }
+}
+
 impl Stack {
     /// `/_trustbridge/v1/cosign.pub`, written to `dir/cosign.pub` for `cosign verify --key`.
     pub fn cosign_pub(&self, dir: &Path) -> PathBuf {
@@ -366,9 +375,9 @@ pub fn assert_cosign(key: &Path, image: &str, want: bool, why: &str) {
 }
 
 /// POST an update (multipart, one part per role); (status, body).
-pub fn post(st: &Stack, gun: &str, parts: &[(&str, Vec<u8>)]) -> (u16, String) {
+pub fn post(st: &impl crate::Endpoint, gun: &str, parts: &[(&str, Vec<u8>)]) -> (u16, String) {
     let rt = crate::signer::rt();
-    let ca = std::fs::read(&st.ca).unwrap();
+    let ca = std::fs::read(st.ca()).unwrap();
     rt.block_on(async {
         let c = reqwest::Client::builder()
             .tls_certs_only([reqwest::Certificate::from_pem(&ca).unwrap()])
@@ -385,7 +394,7 @@ pub fn post(st: &Stack, gun: &str, parts: &[(&str, Vec<u8>)]) -> (u16, String) {
             );
         }
         let r = c
-            .post(format!("{}/v2/{gun}/_trust/tuf/", st.url))
+            .post(format!("{}/v2/{gun}/_trust/tuf/", st.url()))
             .multipart(form)
             .send()
             .await
@@ -395,10 +404,10 @@ pub fn post(st: &Stack, gun: &str, parts: &[(&str, Vec<u8>)]) -> (u16, String) {
 }
 
 /// A server key of `gun` (`GET {role}.key`: made by the signer for that GUN and role).
-pub fn server_key(st: &Stack, gun: &str, role: &str) -> trustbridge_tuf::PublicKey {
+pub fn server_key(st: &impl crate::Endpoint, gun: &str, role: &str) -> trustbridge_tuf::PublicKey {
     let (code, body) = https_get(
-        &format!("{}/v2/{gun}/_trust/tuf/{role}.key", st.url),
-        &st.ca,
+        &format!("{}/v2/{gun}/_trust/tuf/{role}.key", st.url()),
+        st.ca(),
     );
     assert_eq!(code, 200, "{}", String::from_utf8_lossy(&body));
     serde_json::from_slice(&body).unwrap()

@@ -177,6 +177,40 @@ pub fn run_ok(what: &str, cmd: &mut Command) -> Output {
     out
 }
 
+/// A running trustbridge-server as a test reaches it: its base URL and the CA it is served
+/// under (both kinds of test stack, with and without the bridge).
+pub trait Endpoint {
+    fn url(&self) -> &str;
+    fn ca(&self) -> &Path;
+}
+
+/// The control room's document of `gun` (`/_trustbridge/v1/migration/gun`) once it satisfies
+/// `ok`, polled for 60 s at most (then a panic naming `what` it never became).
+pub fn wait_gun(
+    st: &impl Endpoint,
+    gun: &str,
+    what: &str,
+    ok: impl Fn(&serde_json::Value) -> bool,
+) -> serde_json::Value {
+    let start = Instant::now();
+    let q: String = form_urlencoded::byte_serialize(gun.as_bytes()).collect();
+    loop {
+        let (code, body) = https_get(
+            &format!("{}/_trustbridge/v1/migration/gun?gun={q}", st.url()),
+            st.ca(),
+        );
+        let v: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
+        if code == 200 && ok(&v) {
+            return v;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "{gun}: never {what}: {v}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
 /// GET `url` with curl trusting `ca`; returns (status, body).
 pub fn https_get(url: &str, ca: &Path) -> (u16, Vec<u8>) {
     curl_get(url, &["--cacert", &ca.to_string_lossy()])

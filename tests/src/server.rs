@@ -35,6 +35,17 @@ pub struct Stack {
     pub dir: PathBuf,
     pub port: u16,
     pub signer_port: u16,
+    /// The server's config (to restart it with [`start_server`]).
+    pub config: PathBuf,
+}
+
+impl crate::Endpoint for Stack {
+    fn url(&self) -> &str {
+        &self.url
+    }
+    fn ca(&self) -> &Path {
+        &self.ca
+    }
 }
 
 /// Write `dir/server.json` for trustbridge-server on `port` using the signer on `signer_port`.
@@ -89,6 +100,12 @@ pub fn start_server(
 
 /// Dev PKI, trustbridge-signer (SQLite) and trustbridge-server (SQLite) in `dir`.
 pub fn start_stack(dir: &Path) -> Stack {
+    start_stack_with(dir, "")
+}
+
+/// As [`start_stack`], with `extra` server config members (each with a leading comma:
+/// `,"trustbridge":{...}`).
+pub fn start_stack_with(dir: &Path, extra: &str) -> Stack {
     let certs = dir.join("certs");
     trustbridge_certs::generate(30)
         .unwrap()
@@ -98,7 +115,7 @@ pub fn start_stack(dir: &Path) -> Stack {
     let sc = write_signer_config(dir, signer_port, "sqlite3");
     let mut signer = start_signer("trustbridge-signer", &sc, &certs, signer_port);
     let port = free_port();
-    let config = write_server_config(dir, port, signer_port, "");
+    let config = write_server_config(dir, port, signer_port, extra);
     let server = start_server("trustbridge-server", dir, &config, port, &mut [&mut signer]);
     Stack {
         server,
@@ -108,6 +125,7 @@ pub fn start_stack(dir: &Path) -> Stack {
         dir: dir.to_path_buf(),
         port,
         signer_port,
+        config,
     }
 }
 

@@ -7,13 +7,12 @@
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::time::{Duration, Instant};
 
 use serde_json::Value;
 use time::OffsetDateTime;
 use trustbridge_e2e::bridge::{Registry, Stack, sign_tag, start_bridge_with};
 use trustbridge_e2e::server::{CLIENT_PASS, notary_cmd, start_server, trustbridge_cmd};
-use trustbridge_e2e::{free_port, https_get, init, require_bin};
+use trustbridge_e2e::{free_port, https_get, init, require_bin, wait_gun};
 
 const HOST: &str = "notary-server";
 
@@ -25,26 +24,6 @@ fn get(st: &Stack, path: &str) -> Value {
 
 fn q(s: &str) -> String {
     form_urlencoded::byte_serialize(s.as_bytes()).collect()
-}
-
-/// Wait (60 s at most) until `gun`'s document satisfies `ok`.
-fn wait_gun(st: &Stack, gun: &str, what: &str, ok: impl Fn(&Value) -> bool) -> Value {
-    let start = Instant::now();
-    loop {
-        let (code, body) = https_get(
-            &format!("{}/_trustbridge/v1/migration/gun?gun={}", st.url, q(gun)),
-            &st.ca,
-        );
-        let v: Value = serde_json::from_slice(&body).unwrap_or_default();
-        if code == 200 && ok(&v) {
-            return v;
-        }
-        assert!(
-            start.elapsed() < Duration::from_secs(60),
-            "{gun}: never {what}: {v}"
-        );
-        std::thread::sleep(Duration::from_millis(300));
-    }
 }
 
 fn tag_state(doc: &Value, tag: &str) -> String {

@@ -3,18 +3,17 @@
 //! repository evicted from memory is served from the store byte for byte as it was published,
 //! and asking for repositories that do not exist caches nothing.
 
-use trustbridge_e2e::bridge::{Stack, post, server_key, start_bridge_with};
-use trustbridge_e2e::server::{start_server, write_server_config};
-use trustbridge_e2e::signer::{start_ours, write_config};
-use trustbridge_e2e::{free_port, https_get, init};
+use trustbridge_e2e::bridge::{post, server_key, start_bridge_with};
+use trustbridge_e2e::server::{Stack, start_server, start_stack_with};
+use trustbridge_e2e::{Endpoint, https_get, init, wait_gun};
 use trustbridge_tuf::metadata::FileMeta;
 use trustbridge_tuf::{GoTime, KeyType, PrivateKey, Root, Signed, Targets, x509};
 
 const GUNS: usize = 60;
 
 /// (`trustbridge_cache_bytes`, `_cache_budget_bytes`, `_cache_views`) now.
-fn cache_metrics(st: &Stack) -> (u64, u64, u64) {
-    let (_, body) = https_get(&format!("{}/metrics", st.url), &st.ca);
+fn cache_metrics(st: &impl Endpoint) -> (u64, u64, u64) {
+    let (_, body) = https_get(&format!("{}/metrics", st.url()), st.ca());
     let text = String::from_utf8_lossy(&body).into_owned();
     let read = |name: &str| {
         text.lines()
@@ -30,7 +29,7 @@ fn cache_metrics(st: &Stack) -> (u64, u64, u64) {
 }
 
 /// A repository whose targets role lists `n` targets (about 120 bytes each).
-fn publish(st: &Stack, gun: &str, n: usize) -> Vec<u8> {
+fn publish(st: &impl Endpoint, gun: &str, n: usize) -> Vec<u8> {
     publish_keeping_key(st, gun, n).1
 }
 
@@ -52,7 +51,7 @@ fn targets(key: &PrivateKey, n: usize, version: i64) -> Vec<u8> {
 }
 
 /// [`publish`], giving back the targets key too (for later versions).
-fn publish_keeping_key(st: &Stack, gun: &str, n: usize) -> (PrivateKey, Vec<u8>) {
+fn publish_keeping_key(st: &impl Endpoint, gun: &str, n: usize) -> (PrivateKey, Vec<u8>) {
     let targets_key = PrivateKey::generate(KeyType::Ecdsa).unwrap();
     let root_key = PrivateKey::generate(KeyType::Ecdsa).unwrap();
     let cert = x509::generate_root_certificate(gun, &root_key, 10).unwrap();
@@ -146,7 +145,7 @@ fn the_cache_stays_within_its_budget_and_evicted_guns_are_served_as_published() 
 fn a_repository_polled_for_its_timestamp_is_held_small_and_still_takes_publishes() {
     init();
     let tmp = tempfile::tempdir().unwrap();
-    let mut st = start_without_bridge(tmp.path(), r#","trustbridge":{"cache":{"max_mib":1}}"#);
+    let mut st = start_stack_with(tmp.path(), r#","trustbridge":{"cache":{"max_mib":1}}"#);
     let gun = "example.com/cache/polled";
     let get = |st: &Stack, file: &str| {
         let (code, body) = https_get(&format!("{}/v2/{gun}/_trust/tuf/{file}", st.url), &st.ca);
@@ -158,22 +157,7 @@ fn a_repository_polled_for_its_timestamp_is_held_small_and_still_takes_publishes
     let root = get(&st, "root.json");
     // The control room has summarised the publish (else the restarted server would read the
     // whole repository for it).
-    let start = std::time::Instant::now();
-    loop {
-        let (code, body) = https_get(
-            &format!(
-                "{}/_trustbridge/v1/migration/gun?gun=example.com%2Fcache%2Fpolled",
-                st.url
-            ),
-            &st.ca,
-        );
-        let v: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
-        if code == 200 && v["summarizing"] == false {
-            break;
-        }
-        assert!(start.elapsed().as_secs() < 60, "never summarised: {v}");
-        std::thread::sleep(std::time::Duration::from_millis(100));
-    }
+    wait_gun(&st, gun, "summarised", |v| v["summarizing"] == false);
     // A restarted server holds nothing; two polls of the timestamp.
     st.server.stop();
     st.server = start_server(
@@ -213,32 +197,6 @@ fn a_repository_polled_for_its_timestamp_is_held_small_and_still_takes_publishes
     );
 }
 
-/// trustbridge-signer and trustbridge-server (SQLite, no bridge: nothing but requests reads
-/// repositories) with `extra` server config members.
-fn start_without_bridge(dir: &std::path::Path, extra: &str) -> Stack {
-    let certs = dir.join("certs");
-    trustbridge_certs::generate(30)
-        .unwrap()
-        .write(&certs)
-        .unwrap();
-    let signer_port = free_port();
-    let signer_config = write_config(dir, signer_port, "sqlite3");
-    let mut signer = start_ours("trustbridge-signer", &signer_config, &certs, signer_port);
-    let port = free_port();
-    let config = write_server_config(dir, port, signer_port, extra);
-    let server = start_server("trustbridge-server", dir, &config, port, &mut [&mut signer]);
-    Stack {
-        signer,
-        server,
-        config,
-        port,
-        url: format!("https://127.0.0.1:{port}"),
-        ca: certs.join("root-ca.crt"),
-        key_id: String::new(),
-        signer_config,
-    }
-}
-
 /// A publish made while another process holds the SQLite write lock (an offline command on
 /// the same file) waits for the lock and lands, instead of failing with "database is
 /// locked"; what is served then is the new version, not the view cached before.
@@ -246,7 +204,7 @@ fn start_without_bridge(dir: &std::path::Path, extra: &str) -> Stack {
 fn a_publish_waits_for_another_processs_write_lock() {
     init();
     let tmp = tempfile::tempdir().unwrap();
-    let st = start_without_bridge(tmp.path(), "");
+    let st = start_stack_with(tmp.path(), "");
     let gun = "example.com/cache/locked";
     let version = |st: &Stack| {
         let (code, body) = https_get(

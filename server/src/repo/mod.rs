@@ -574,12 +574,7 @@ impl Repo {
             None => vec![],
         };
         let n = files.len();
-        let ticket = crate::storage::submit(&self.store, gun.to_string(), files, jobs);
-        let res = cache::Landing::new(&self.cache, gun, ticket)
-            .outcome()
-            .await
-            .map_err(crate::storage::writer_gone)
-            .and_then(|r| r);
+        let res = self.land(gun, files, jobs).await;
         self.invalidate(gun);
         Ok(res.map(|_| n)?)
     }

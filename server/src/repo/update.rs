@@ -9,7 +9,7 @@ use trustbridge_tuf::{GoTime, Root, Signed, Snapshot, Timestamp};
 
 use super::{GunView, Repo};
 use crate::error::{Error, ValidationError};
-use crate::storage::{NewJob, Stored, Update};
+use crate::storage::{NewJob, StorageError, Stored, Update};
 
 /// The mirror jobs of an update: the tags whose resolution by a fresh DCT client it changes
 /// (see [`crate::mirror::mirror_set`]), whatever the update touched (targets, a delegation's
@@ -214,13 +214,7 @@ impl Repo {
         updates: Vec<Update>,
         jobs: Vec<NewJob>,
     ) -> Result<(), Error> {
-        let ticket = crate::storage::submit(&self.store, gun.to_string(), updates.clone(), jobs);
-        let res = super::cache::Landing::new(&self.cache, gun, ticket)
-            .outcome()
-            .await
-            .map_err(crate::storage::writer_gone)
-            .and_then(|r| r);
-        match res {
+        match self.land(gun, updates.clone(), jobs).await {
             Ok(at) => {
                 self.remember(gun, self.apply(view, &updates, at));
                 Ok(())
@@ -230,5 +224,23 @@ impl Repo {
                 Err(e.into())
             }
         }
+    }
+
+    /// Write `updates` (and their mirror `jobs`) in the store's writer and wait until they
+    /// land. The write goes on if this future is dropped, and the GUN's view is then dropped
+    /// when it lands ([`super::cache::Landing`]); on an answer the caller keeps the cache in
+    /// step itself.
+    pub(super) async fn land(
+        &self,
+        gun: &str,
+        updates: Vec<Update>,
+        jobs: Vec<NewJob>,
+    ) -> Result<time::OffsetDateTime, StorageError> {
+        let ticket = crate::storage::submit(&self.store, gun.to_string(), updates, jobs);
+        super::cache::Landing::new(&self.cache, gun, ticket)
+            .outcome()
+            .await
+            .map_err(crate::storage::writer_gone)
+            .and_then(|r| r)
     }
 }
