@@ -92,7 +92,7 @@ echo "  notary:      $("${load[@]}" populate "$ref_url" "$ref_ca" scale.example/
 tb_k2=$("${load[@]}" keys "$tb_url" "$tb_ca" keys.example/late 1000)
 ref_k2=$("${load[@]}" keys "$ref_url" "$ref_ca" keys.example/late 1000)
 echo "  with ~$((2 * guns / 1000))k keys: trustbridge $tb_k2   (notary at ~$((2 * ref_guns / 1000))k: $ref_k2)"
-echo "  key creation cost, late/early: trustbridge $(ratio "$(first "$tb_k2")" "$(first "$tb_k1")")x (target <= 1.20x)   notary $(ratio "$(first "$ref_k2")" "$(first "$ref_k1")")x"
+echo "  key creation cost (median), late/early: trustbridge $(ratio "$(first "$tb_k2")" "$(first "$tb_k1")")x (target <= 1.20x)   notary $(ratio "$(first "$ref_k2")" "$(first "$ref_k1")")x"
 
 echo "memory after populating (RSS, MiB)"
 echo "  trustbridge-server $(rss "$tbv_pid") (idle before: $tb_rss0; target < 150 at 100k)   trustbridge-signer $(rss "$tbs_pid")"
