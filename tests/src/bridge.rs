@@ -245,6 +245,22 @@ impl crate::Endpoint for Stack {
 }
 
 impl Stack {
+    /// Start the server again on its config, port and signer, once the test has stopped or
+    /// killed it.
+    pub fn start_server_again(&mut self) {
+        let dir = self
+            .config
+            .parent()
+            .expect("the config lies in the stack's directory");
+        self.server = crate::server::start_server(
+            "trustbridge-server",
+            dir,
+            &self.config,
+            self.port,
+            &mut [&mut self.signer],
+        );
+    }
+
     /// `/_trustbridge/v1/cosign.pub`, written to `dir/cosign.pub` for `cosign verify --key`.
     pub fn cosign_pub(&self, dir: &Path) -> PathBuf {
         let (code, pem) = https_get(

@@ -39,6 +39,20 @@ pub struct Stack {
     pub config: PathBuf,
 }
 
+impl Stack {
+    /// Start the server again on its config, port and signer, once the test has stopped or
+    /// killed it.
+    pub fn start_server_again(&mut self) {
+        self.server = start_server(
+            "trustbridge-server",
+            &self.dir,
+            &self.config,
+            self.port,
+            &mut [&mut self.signer],
+        );
+    }
+}
+
 impl crate::Endpoint for Stack {
     fn url(&self) -> &str {
         &self.url

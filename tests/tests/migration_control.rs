@@ -11,7 +11,7 @@ use std::process::Command;
 use serde_json::Value;
 use time::OffsetDateTime;
 use trustbridge_e2e::bridge::{Registry, Stack, sign_tag, start_bridge_with};
-use trustbridge_e2e::server::{CLIENT_PASS, notary_cmd, start_server, trustbridge_cmd};
+use trustbridge_e2e::server::{CLIENT_PASS, notary_cmd, trustbridge_cmd};
 use trustbridge_e2e::{free_port, https_get, init, require_bin, wait_gun};
 
 const HOST: &str = "notary-server";
@@ -537,13 +537,7 @@ fn control_room_shows_every_state_attributes_reads_and_switches_dct_off() {
     )
     .unwrap();
     drop(db);
-    st.server = start_server(
-        "trustbridge-server",
-        tmp.path(),
-        &st.config,
-        st.port,
-        &mut [&mut st.signer],
-    );
+    st.start_server_again();
     let again = wait_gun(&st, &mirrored, "adopted", |d| {
         tag_state(d, "v1") == "verified" && d["summary"]["ready"] == true
     });

@@ -4,7 +4,7 @@
 //! and asking for repositories that do not exist caches nothing.
 
 use trustbridge_e2e::bridge::{post, server_key, start_bridge_with};
-use trustbridge_e2e::server::{Stack, start_server, start_stack_with};
+use trustbridge_e2e::server::{Stack, start_stack_with};
 use trustbridge_e2e::{Endpoint, https_get, init, wait_gun};
 use trustbridge_tuf::metadata::FileMeta;
 use trustbridge_tuf::{GoTime, KeyType, PrivateKey, Root, Signed, Targets, x509};
@@ -160,13 +160,7 @@ fn a_repository_polled_for_its_timestamp_is_held_small_and_still_takes_publishes
     wait_gun(&st, gun, "summarised", |v| v["summarizing"] == false);
     // A restarted server holds nothing; two polls of the timestamp.
     st.server.stop();
-    st.server = start_server(
-        "trustbridge-server",
-        tmp.path(),
-        &st.config,
-        st.port,
-        &mut [&mut st.signer],
-    );
+    st.start_server_again();
     let ts = get(&st, "timestamp.json");
     assert_eq!(get(&st, "timestamp.json"), ts);
     let (held, _, views) = cache_metrics(&st);

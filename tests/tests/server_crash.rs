@@ -15,7 +15,6 @@ use std::time::Duration;
 
 use trustbridge_e2e::bridge::{Registry, Stack, server_key, start_stack};
 use trustbridge_e2e::init;
-use trustbridge_e2e::server::start_server;
 use trustbridge_tuf::metadata::FileMeta;
 use trustbridge_tuf::{
     GoTime, KeyType, PrivateKey, Root, Signed, Snapshot, Targets, Timestamp, x509,
@@ -297,13 +296,7 @@ fn crash_storm(dir: &Path, storage: &str, fault: Fault) {
         let mut cfg: serde_json::Value = serde_json::from_str(&text).unwrap();
         cfg["storage"] = serde_json::from_str(&storage).unwrap();
         std::fs::write(&st.config, cfg.to_string()).unwrap();
-        st.server = start_server(
-            "trustbridge-server",
-            dir,
-            &st.config,
-            st.port,
-            &mut [&mut st.signer],
-        );
+        st.start_server_again();
     }
     let signer_port: u16 = {
         let cfg: serde_json::Value =
@@ -426,13 +419,7 @@ fn crash_storm(dir: &Path, storage: &str, fault: Fault) {
             out
         });
         if matches!(fault, Fault::KillServer) {
-            st.server = start_server(
-                "trustbridge-server",
-                dir,
-                &st.config,
-                st.port,
-                &mut [&mut st.signer],
-            );
+            st.start_server_again();
         }
         rt.block_on(async {
             for w in &mut writers {
