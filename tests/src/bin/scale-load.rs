@@ -74,18 +74,18 @@ async fn populate(
 
 async fn keys(url: &str, ca: &[u8], prefix: &str, count: u64) -> Result<(), LoadError> {
     let c = client(ca);
-    let mut ms = Vec::with_capacity(count as usize);
+    let mut lat = Vec::with_capacity(count as usize);
     for i in 0..count {
         let base = format!("{url}/v2/{prefix}/{i}/_trust/tuf");
         let start = Instant::now();
         trustbridge_e2e::load::server_key(&c, &base, "timestamp").await?;
-        ms.push(start.elapsed().as_secs_f64() * 1000.0);
+        lat.push(start.elapsed());
     }
-    let mean = ms.iter().sum::<f64>() / ms.len().max(1) as f64;
-    ms.sort_by(f64::total_cmp);
+    let mean = lat.iter().sum::<Duration>().as_secs_f64() * 1000.0 / lat.len().max(1) as f64;
+    lat.sort();
     // The median leads: a key's cost is its lookup and insert, and the mean also carries the
     // few keys whose commit met a slow fsync (±10% between runs of the same binary).
-    let median = ms.get(ms.len() / 2).copied().unwrap_or_default();
+    let median = percentile_ms(&lat, 0.50);
     println!("{median:.3} ms per key (median; mean {mean:.3}; {count} CreateKeys, one at a time)");
     Ok(())
 }
@@ -149,17 +149,21 @@ async fn get(
     }
     all.sort();
     let s = start.elapsed().as_secs_f64();
-    let pct = |p: f64| all.get(((all.len() as f64 * p) as usize).min(all.len().saturating_sub(1)));
-    let ms = |d: Option<&Duration>| d.map_or(0.0, |d| d.as_secs_f64() * 1000.0);
     println!(
         "{:.0} GET/s p50 {:.2} ms p99 {:.2} ms ({} {} requests)",
         all.len() as f64 / s,
-        ms(pct(0.50)),
-        ms(pct(0.99)),
+        percentile_ms(&all, 0.50),
+        percentile_ms(&all, 0.99),
         all.len(),
         if hot { "hot" } else { "cold" }
     );
     Ok(())
+}
+
+/// The `p` quantile of `sorted` latencies, in ms (0 when there are none).
+fn percentile_ms(sorted: &[Duration], p: f64) -> f64 {
+    let i = ((sorted.len() as f64 * p) as usize).min(sorted.len().saturating_sub(1));
+    sorted.get(i).map_or(0.0, |d| d.as_secs_f64() * 1000.0)
 }
 
 fn gcd(a: u64, b: u64) -> u64 {
