@@ -393,7 +393,7 @@ impl Repo {
             let mut batch = Vec::new();
             let mut tags = 0;
             let n = dirty.len();
-            for d in dirty.iter().cloned() {
+            for d in dirty {
                 let trust = match d.trust {
                     true => Some(self.trust_state(&d.gun).await?),
                     false => None,
