@@ -148,11 +148,17 @@ fn passphrase_prompt_on_a_terminal() {
     let trust = tmp.path().join("trust");
     let gun = "127.0.0.1/prompt/app";
     trustbridge(&s.url, &s.ca, &trust, &["init", gun, "-p"]);
-    let session = format!("tb-prompt-{}", std::process::id());
     let bin = our_bin("trustbridge-client", "trustbridge");
-    let attempt = |answer: &str| -> String {
-        let done = tmp.path().join("done");
-        let _ = std::fs::remove_file(&done);
+    let attempt = |n: u32, answer: &str| -> String {
+        let done = tmp.path().join(format!("done-{n}"));
+        // A tmux server of its own per attempt: on the shared default socket, a session
+        // started just after the last one was killed can reach the server while it exits
+        // ("server exited unexpectedly"), and another user's server would lend its
+        // environment to the client.
+        let tmux = Tmux {
+            bin: tmux.clone(),
+            socket: tmp.path().join(format!("tmux-{n}.sock")),
+        };
         let script = format!(
             "NOTARY_SNAPSHOT_PASSPHRASE={CLIENT_PASS} {} -d {} -s {} --tlscacert {} add {gun} v1 /etc/hostname -p; echo EXIT=$? > {}; sleep 60",
             bin.display(),
@@ -161,12 +167,11 @@ fn passphrase_prompt_on_a_terminal() {
             s.ca.display(),
             done.display()
         );
-        let st = Command::new(&tmux)
+        let st = tmux
+            .cmd()
             .args([
                 "new-session",
                 "-d",
-                "-s",
-                &session,
                 "-x",
                 "200",
                 "-y",
@@ -180,10 +185,7 @@ fn passphrase_prompt_on_a_terminal() {
             .unwrap();
         assert!(st.success());
         let pane = || {
-            let o = Command::new(&tmux)
-                .args(["capture-pane", "-p", "-t", &session])
-                .output()
-                .unwrap();
+            let o = tmux.cmd().args(["capture-pane", "-p"]).output().unwrap();
             String::from_utf8_lossy(&o.stdout).into_owned()
         };
         let start = Instant::now();
@@ -195,8 +197,8 @@ fn passphrase_prompt_on_a_terminal() {
             );
             std::thread::sleep(Duration::from_millis(100));
         }
-        Command::new(&tmux)
-            .args(["send-keys", "-t", &session, answer, "Enter"])
+        tmux.cmd()
+            .args(["send-keys", answer, "Enter"])
             .status()
             .unwrap();
         while !done.exists() {
@@ -208,26 +210,43 @@ fn passphrase_prompt_on_a_terminal() {
             std::thread::sleep(Duration::from_millis(100));
         }
         let screen = pane();
-        Command::new(&tmux)
-            .args(["kill-session", "-t", &session])
-            .status()
-            .unwrap();
         assert!(
             !screen.contains(answer),
             "the passphrase must not echo: {screen}"
         );
         screen + &std::fs::read_to_string(&done).unwrap()
     };
-    let screen = attempt("not-the-passphrase");
+    let screen = attempt(1, "not-the-passphrase");
     assert!(
         screen.contains("EXIT=1") && screen.contains("wrong passphrase for the targets key"),
         "{screen}"
     );
-    let screen = attempt(CLIENT_PASS);
+    let screen = attempt(2, CLIENT_PASS);
     assert!(
         screen.contains("EXIT=0") && screen.contains("Successfully published"),
         "{screen}"
     );
     let list = trustbridge(&s.url, &s.ca, &tmp.path().join("reader"), &["list", gun]);
     assert!(list.contains("v1"), "{list}");
+}
+
+/// A private tmux server on its own socket, killed (with the shell and `sleep` it runs) when
+/// dropped, also when an assertion fails halfway.
+struct Tmux {
+    bin: std::path::PathBuf,
+    socket: std::path::PathBuf,
+}
+
+impl Tmux {
+    fn cmd(&self) -> Command {
+        let mut cmd = Command::new(&self.bin);
+        cmd.arg("-S").arg(&self.socket);
+        cmd
+    }
+}
+
+impl Drop for Tmux {
+    fn drop(&mut self) {
+        let _ = self.cmd().arg("kill-server").status();
+    }
 }
