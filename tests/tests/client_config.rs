@@ -153,8 +153,8 @@ fn passphrase_prompt_on_a_terminal() {
         let done = tmp.path().join(format!("done-{n}"));
         // A tmux server of its own per attempt: on the shared default socket, a session
         // started just after the last one was killed can reach the server while it exits
-        // ("server exited unexpectedly"), and another user's server would lend its
-        // environment to the client.
+        // ("server exited unexpectedly"), and a server this user already runs there would
+        // lend the client its environment (the default socket is per user, not per test).
         let tmux = Tmux {
             bin: tmux.clone(),
             socket: tmp.path().join(format!("tmux-{n}.sock")),
